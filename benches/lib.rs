@@ -1,0 +1,27 @@
+//! Shared helpers of the lexforge benchmarks.
+
+use std::path::{Path, PathBuf};
+
+/// Writes a run directory `root/run_id` with `files` artifacts of `bytes_each` pseudo-random
+/// bytes (deterministic), the shape of a model directory, and returns its path.
+pub fn make_run_dir(
+    root: &Path,
+    run_id: &str,
+    files: usize,
+    bytes_each: usize,
+) -> lexforge::Result<PathBuf> {
+    let mut run = lexforge::RunDir::create(root, run_id, "bench", lexforge::StageMode::Staged)?;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..files {
+        let data: Vec<u8> = (0..bytes_each)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        run.write_artifact(&format!("shard-{i:03}.bin"), &data)?;
+    }
+    run.finish(lexforge::RunStatus::Completed)
+}

@@ -1,0 +1,45 @@
+//! Rust errors → Python exceptions.
+//!
+//! The hierarchy is defined once, in `lexforge/exceptions.py`, because its classes also derive
+//! from builtins (`InvalidInputError` is a `ValueError`, `LexforgeNotFoundError` a
+//! `FileNotFoundError`), which pyo3's `create_exception!` cannot express. This module maps each
+//! error family ([`lexforge::ErrorKind`]) onto one of those classes by name.
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use lexforge::{Error, ErrorKind};
+
+static EXCEPTIONS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// The Python class name for an error family.
+fn class_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotFound => "LexforgeNotFoundError",
+        ErrorKind::Io => "LexforgeIOError",
+        ErrorKind::InvalidInput => "InvalidInputError",
+        ErrorKind::Device => "DeviceError",
+        ErrorKind::Artifact => "ArtifactError",
+        ErrorKind::Cancelled => "CancelledError",
+        _ => "LexforgeError",
+    }
+}
+
+/// Converts a lexforge error into the Python exception of its family, keeping the message.
+pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
+    let msg = err.to_string();
+    let module =
+        EXCEPTIONS.get_or_try_init(py, || py.import("lexforge.exceptions").map(|m| m.unbind()));
+    let instance = module
+        .and_then(|m| m.bind(py).getattr(class_name(err.kind())))
+        .and_then(|class| class.call1((msg.clone(),)));
+    match instance {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(import_error) => {
+            let e = PyRuntimeError::new_err(msg);
+            e.set_cause(py, Some(import_error));
+            e
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The `lexforge` command line. One subcommand family per pipeline; this file only parses
+//! arguments, calls the library and prints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lexforge::{BackendReport, Manifest, RunStatus};
+
+/// Train and serve text models on burn.
+#[derive(Debug, Parser)]
+#[command(name = "lexforge", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the backends compiled into this build and whether each has a usable device here.
+    Devices {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect and check run directories.
+    Manifest {
+        #[command(subcommand)]
+        command: ManifestCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ManifestCommand {
+    /// Check that every file listed in RUN_DIR/manifest.json is present with its recorded size
+    /// and sha256. Exit status 0 if so, 1 otherwise.
+    Verify {
+        /// The run directory.
+        run_dir: PathBuf,
+        /// Print the verified manifest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging() {
+    // Libraries only emit; the binary decides where logs go. LEXFORGE_LOG=debug for more.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEXFORGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn print_devices(reports: &[BackendReport], json: bool) -> Result<(), lexforge::Error> {
+    if json {
+        let text =
+            serde_json::to_string_pretty(reports).map_err(|source| lexforge::Error::Serialize {
+                what: "device report",
+                source,
+            })?;
+        println!("{text}");
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:<9} {:<7} {:<5} detail",
+        "backend", "compiled", "usable", "auto"
+    );
+    for r in reports {
+        println!(
+            "{:<8} {:<9} {:<7} {:<5} {}",
+            r.name,
+            yes_no(r.compiled),
+            yes_no(r.usable),
+            if r.auto { "*" } else { "" },
+            r.detail
+        );
+    }
+    Ok(())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn print_manifest(m: &Manifest, json: bool) -> Result<(), lexforge::Error> {
+    if json {
+        let text =
+            serde_json::to_string_pretty(m).map_err(|source| lexforge::Error::Serialize {
+                what: "manifest",
+                source,
+            })?;
+        println!("{text}");
+        return Ok(());
+    }
+    let status = match m.status {
+        RunStatus::Running => "running (or interrupted)",
+        RunStatus::Completed => "completed",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "cancelled",
+    };
+    println!(
+        "ok: run {} ({}, {status}), {} artifact(s) verified",
+        m.run_id,
+        m.kind,
+        m.artifacts.len()
+    );
+    for (path, entry) in &m.artifacts {
+        println!("  {:>12} B  {}  {}", entry.bytes, &entry.sha256[..12], path);
+    }
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), lexforge::Error> {
+    match cli.command {
+        Command::Devices { json } => print_devices(&lexforge::backend_reports(), json),
+        Command::Manifest {
+            command: ManifestCommand::Verify { run_dir, json },
+        } => {
+            let manifest = lexforge::verify_run_dir(&run_dir)?;
+            print_manifest(&manifest, json)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                eprintln!("  caused by: {s}");
+                source = s.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! End-to-end tests of the `lexforge` binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn lexforge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lexforge"))
+        .args(args)
+        .output()
+        .expect("the lexforge binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let o = lexforge(&["--version"]);
+    assert!(o.status.success());
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("lexforge {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn devices_names_every_backend_and_flex_works() {
+    let o = lexforge(&["devices"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for name in ["flex", "ndarray", "wgpu", "cuda"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} missing:\n{text}"
+        );
+    }
+    let flex = text.lines().find(|l| l.starts_with("flex")).unwrap();
+    assert!(flex.contains("yes"), "{flex}");
+
+    let o = lexforge(&["devices", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let flex = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "flex")
+        .unwrap();
+    assert_eq!(flex["compiled"], true);
+    assert_eq!(flex["usable"], true);
+    assert_eq!(flex["auto"], true);
+}
+
+fn make_run(root: &Path) -> std::path::PathBuf {
+    let mut run =
+        lexforge::RunDir::create(root, "r1", "test", lexforge::StageMode::Staged).unwrap();
+    run.write_artifact("model.safetensors", &[1u8; 64]).unwrap();
+    run.finish(lexforge::RunStatus::Completed).unwrap()
+}
+
+#[test]
+fn manifest_verify_accepts_a_good_run_and_rejects_a_damaged_one() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = make_run(root.path());
+    let o = lexforge(&["manifest", "verify", dir.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("1 artifact(s) verified"),
+        "{}",
+        stdout(&o)
+    );
+
+    std::fs::write(dir.join("model.safetensors"), [1u8; 10]).unwrap();
+    let o = lexforge(&["manifest", "verify", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("model.safetensors") && err.contains("truncated"),
+        "{err}"
+    );
+}
+
+#[test]
+fn manifest_verify_on_a_missing_dir_is_a_clear_error() {
+    let o = lexforge(&["manifest", "verify", "/definitely/not/here"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("/definitely/not/here/manifest.json"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let o = lexforge(&["no-such-command"]);
+    assert_eq!(o.status.code(), Some(2));
+}

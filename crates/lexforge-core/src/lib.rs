@@ -1,0 +1,35 @@
+#![doc = include_str!("../README.md")]
+
+mod cancel;
+mod device;
+mod error;
+mod events;
+mod fsutil;
+mod manifest;
+mod names;
+mod run;
+mod seed;
+
+pub use cancel::CancelToken;
+pub use device::{BackendReport, DeviceSpec, Precision, backend_reports};
+pub use error::{Error, ErrorKind, Result};
+pub use events::{
+    ChannelSink, Event, EventRecord, EventSink, JsonlSink, MultiSink, NoopSink, ProgressBarSink,
+};
+pub use fsutil::{atomic_write, atomic_write_with, sha256_file};
+pub use manifest::{
+    ArtifactEntry, MANIFEST_FILE, MANIFEST_SCHEMA_VERSION, Manifest, RunStatus, Versions,
+};
+pub use names::{RelPath, RunId};
+pub use run::{RunDir, StageMode, verify_run_dir};
+pub use seed::Seed;
+
+/// The burn version this build of lexforge is compiled against (pinned in the workspace).
+pub const BURN_VERSION: &str = "0.22.1";
+
+/// This crate family's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Re-exported so downstream crates name the same `Device` type without depending on burn's
+/// module layout.
+pub use burn::tensor::Device;

@@ -1,0 +1,116 @@
+"""lexforge: train and serve text models on the burn deep-learning framework.
+
+The heavy lifting happens in Rust (``lexforge._native``); this package re-exports a curated,
+typed API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, TypedDict, Union
+
+from lexforge import _native
+from lexforge.exceptions import (
+    ArtifactError,
+    CancelledError,
+    DeviceError,
+    InvalidInputError,
+    LexforgeError,
+    LexforgeIOError,
+    LexforgeNotFoundError,
+)
+
+__version__: str = _native.__version__
+BURN_VERSION: str = _native.BURN_VERSION
+
+__all__ = [
+    "BURN_VERSION",
+    "ArtifactError",
+    "BackendInfo",
+    "CancelledError",
+    "DeviceError",
+    "InvalidInputError",
+    "LexforgeError",
+    "LexforgeIOError",
+    "LexforgeNotFoundError",
+    "__version__",
+    "devices",
+    "resolve_device",
+    "verify_run_dir",
+    "write_run_dir",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class BackendInfo(TypedDict):
+    """One backend as :func:`devices` reports it."""
+
+    name: str
+    """Backend name, also its device string (``flex``, ``ndarray``, ``wgpu``, ``cuda``)."""
+    feature: str
+    """The cargo feature that compiles it in."""
+    compiled: bool
+    """Whether this build includes it."""
+    usable: bool
+    """Whether a device was found and computed a test sum correctly."""
+    detail: str
+    """The device found, or why not."""
+    auto: bool
+    """Whether ``device="auto"`` picks it here."""
+
+
+def devices() -> list[BackendInfo]:
+    """List every backend lexforge knows, whether it is compiled in and usable here.
+
+    >>> any(b["usable"] for b in devices())
+    True
+    """
+    return [BackendInfo(**d) for d in _native.devices()]  # type: ignore[typeddict-item]
+
+
+def resolve_device(spec: str = "auto") -> str:
+    """Check a device string and return its canonical form.
+
+    Raises :class:`InvalidInputError` if ``spec`` does not parse and :class:`DeviceError` if
+    its backend is not compiled in or has no device here.
+
+    >>> resolve_device("CPU")
+    'cpu'
+    """
+    return _native.resolve_device(spec)
+
+
+def verify_run_dir(run_dir: PathLike) -> dict[str, Any]:
+    """Verify a run directory and return its manifest.
+
+    Every file listed in ``manifest.json`` must be present with its recorded size and sha256.
+    Raises :class:`ArtifactError` (damaged, missing or foreign files) or
+    :class:`LexforgeNotFoundError` (no manifest).
+    """
+    manifest: dict[str, Any] = json.loads(_native.verify_run_dir(os.fspath(run_dir)))
+    return manifest
+
+
+def write_run_dir(
+    root: PathLike,
+    run_id: str,
+    kind: str,
+    files: dict[str, bytes],
+    config: dict[str, Any] | None = None,
+) -> str:
+    """Write a run directory ``root/run_id`` holding ``files`` and a manifest, atomically.
+
+    Artifact names are relative paths (``eval/metrics.json``); a name or run id that could
+    escape the directory (``..``, absolute, ``\\``) raises :class:`InvalidInputError`. The
+    directory appears only once complete. Returns its path.
+    """
+    path = _native.write_run_dir(
+        os.fspath(root),
+        run_id,
+        kind,
+        list(files.items()),
+        None if config is None else json.dumps(config),
+    )
+    return os.fspath(path)

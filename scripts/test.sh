@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# README "test" command; .ci/run calls exactly this. Installs its own needs, then runs every
+# check: formatting, lints, Rust tests, the wheel + pytest, ruff, stub checks, docs, layering.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t0=$(date +%s)
+step() { echo; echo "== [$(( $(date +%s) - t0 ))s] $*"; }
+
+step "bootstrap"
+scripts/bootstrap.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, -D warnings)"
+cargo clippy --quiet --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --workspace
+
+step "wheel build + install (shares target/ with cargo test)"
+scripts/build-wheel.sh
+
+step "pytest"
+.venv/bin/python -m pytest -q tests/python
+
+step "ruff"
+.venv/bin/ruff check python tests/python
+
+step "mypy stubtest + mypy --strict"
+.venv/bin/python -m mypy.stubtest lexforge._native --concise
+.venv/bin/python -m mypy --strict python/lexforge tests/python
+
+step "cargo doc (-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --quiet --workspace --no-deps
+
+if [ -x ../shared/scripts/check-layers ]; then
+  step "check-layers"
+  ../shared/scripts/check-layers
+fi
+
+step "all checks passed in $(( $(date +%s) - t0 ))s"
