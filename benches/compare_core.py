@@ -64,9 +64,9 @@ def main() -> None:
     mib = args.mib
     print(f"| verify a run dir ({args.files} files, {mib} MiB) | time | MiB/s |")
     print("| --- | --- | --- |")
-    print(f"| lexforge.verify_run_dir (Rust sha2) | {t_rust*1000:.1f} ms | {mib/t_rust:.0f} |")
-    print(f"| Python hashlib.sha256 | {t_py*1000:.1f} ms | {mib/t_py:.0f} |")
-    print(f"\nratio (Python time / lexforge time): {t_py/t_rust:.2f}x")
+    print(f"| lexforge.verify_run_dir (Rust sha2) | {t_rust * 1000:.1f} ms | {mib / t_rust:.0f} |")
+    print(f"| Python hashlib.sha256 | {t_py * 1000:.1f} ms | {mib / t_py:.0f} |")
+    print(f"\nratio (Python time / lexforge time): {t_py / t_rust:.2f}x")
 
 
 if __name__ == "__main__":

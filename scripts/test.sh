@@ -21,11 +21,13 @@ cargo test --workspace
 step "wheel build + install (shares target/ with cargo test)"
 scripts/build-wheel.sh
 
-step "pytest"
+step "pytest (tests/python + doctests of the installed package)"
 .venv/bin/python -m pytest -q tests/python
+.venv/bin/python -m pytest -q -p no:cacheprovider --doctest-modules --pyargs lexforge
 
 step "ruff"
-.venv/bin/ruff check python tests/python
+.venv/bin/ruff check python tests/python benches
+.venv/bin/ruff format --check python tests/python benches
 
 step "mypy stubtest + mypy --strict"
 .venv/bin/python -m mypy.stubtest lexforge._native --concise

@@ -1,8 +1,17 @@
-"""Type stubs of the native extension module (checked by mypy.stubtest in CI)."""
+# Type stubs of the native extension module (checked by mypy.stubtest in CI).
 
 import os
 from pathlib import Path
 from typing import Any
+
+__all__ = [
+    "__version__",
+    "BURN_VERSION",
+    "devices",
+    "resolve_device",
+    "verify_run_dir",
+    "write_run_dir",
+]
 
 __version__: str
 BURN_VERSION: str
