@@ -15,8 +15,14 @@ cargo fmt --all --check
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 
+step "shared build check (cargo test and the wheel compile dependencies once)"
+.venv/bin/python scripts/check-shared-build.py
+
+# lexforge-benches is excluded: its criterion dev-dependency changes features of crates burn
+# uses, which would make the wheel build compile burn a second time. Its code is still
+# compiled and linted by clippy above (--all-targets).
 step "cargo test"
-cargo test --workspace
+cargo test --workspace --exclude lexforge-benches
 
 step "wheel build + install (shares target/ with cargo test)"
 scripts/build-wheel.sh

@@ -59,6 +59,8 @@ class BackendInfo(TypedDict):
     """The device found, or why not."""
     auto: bool
     """Whether ``device="auto"`` picks it here."""
+    precisions: list[str]
+    """The precisions (``f32``, ``f16``, ``bf16``) the device computes in; empty if unusable."""
 
 
 def devices() -> list[BackendInfo]:

@@ -34,9 +34,11 @@ def test_devices_reports_a_usable_cpu_backend() -> None:
     assert names == ["flex", "ndarray", "wgpu", "cuda"]
     flex = devs[0]
     assert flex["compiled"] and flex["usable"] and flex["auto"], flex
+    assert "f32" in flex["precisions"]
     for d in devs:
         if not d["compiled"]:
             assert not d["usable"]
+            assert d["precisions"] == []
             assert f"`{d['feature']}`" in d["detail"]
 
 

@@ -8,7 +8,7 @@ use pyo3::types::PyDict;
 use crate::errors::to_py;
 
 /// Every backend lexforge knows, as a list of dicts with keys `name`, `feature`, `compiled`,
-/// `usable`, `detail`, `auto`.
+/// `usable`, `detail`, `auto`, `precisions`.
 #[pyfunction]
 fn devices(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
     let reports = py.detach(lexforge::backend_reports);
@@ -22,6 +22,8 @@ fn devices(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
             d.set_item("usable", r.usable)?;
             d.set_item("detail", r.detail)?;
             d.set_item("auto", r.auto)?;
+            let precisions: Vec<String> = r.precisions.iter().map(|p| p.to_string()).collect();
+            d.set_item("precisions", precisions)?;
             Ok(d)
         })
         .collect()

@@ -64,16 +64,27 @@ fn print_devices(reports: &[BackendReport], json: bool) -> Result<(), lexforge::
         return Ok(());
     }
     println!(
-        "{:<8} {:<9} {:<7} {:<5} detail",
-        "backend", "compiled", "usable", "auto"
+        "{:<8} {:<9} {:<7} {:<5} {:<14} detail",
+        "backend", "compiled", "usable", "auto", "precisions"
     );
     for r in reports {
+        let precisions = r
+            .precisions
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         println!(
-            "{:<8} {:<9} {:<7} {:<5} {}",
+            "{:<8} {:<9} {:<7} {:<5} {:<14} {}",
             r.name,
             yes_no(r.compiled),
             yes_no(r.usable),
             if r.auto { "*" } else { "" },
+            if precisions.is_empty() {
+                "-"
+            } else {
+                &precisions
+            },
             r.detail
         );
     }

@@ -260,6 +260,8 @@ pub struct BackendReport {
     pub detail: String,
     /// Whether `auto` picks this backend here.
     pub auto: bool,
+    /// The precisions the device computes in (empty when not usable).
+    pub precisions: Vec<Precision>,
 }
 
 /// Probes every backend lexforge knows: compiled in, device present, a tiny sum correct.
@@ -282,6 +284,7 @@ pub fn backend_reports() -> Vec<BackendReport> {
                 usable: false,
                 detail: e.to_string(),
                 auto: false,
+                precisions: Vec::new(),
             },
             Err(e) => BackendReport {
                 name,
@@ -290,11 +293,17 @@ pub fn backend_reports() -> Vec<BackendReport> {
                 usable: false,
                 detail: e.to_string(),
                 auto: false,
+                precisions: Vec::new(),
             },
             Ok(device) => {
                 let (usable, detail) = match smoke_test(&device) {
                     Ok(()) => (true, format!("{device:?}")),
                     Err(why) => (false, format!("{device:?}: {why}")),
+                };
+                let precisions = if usable {
+                    guarded(|| Precision::supported_on(&device)).unwrap_or_default()
+                } else {
+                    Vec::new()
                 };
                 BackendReport {
                     name,
@@ -303,6 +312,7 @@ pub fn backend_reports() -> Vec<BackendReport> {
                     usable,
                     detail,
                     auto: auto.as_ref() == Some(&device),
+                    precisions,
                 }
             }
         })

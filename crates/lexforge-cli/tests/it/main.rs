@@ -54,6 +54,8 @@ fn devices_names_every_backend_and_flex_works() {
     assert_eq!(flex["compiled"], true);
     assert_eq!(flex["usable"], true);
     assert_eq!(flex["auto"], true);
+    let precisions = flex["precisions"].as_array().unwrap();
+    assert!(precisions.iter().any(|p| p == "f32"), "{precisions:?}");
 }
 
 fn make_run(root: &Path) -> std::path::PathBuf {
