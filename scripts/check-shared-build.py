@@ -1,5 +1,5 @@
-"""Checks that `cargo test` and the wheel build compile third-party crates with the same
-features, so the wheel build reuses what `cargo test` compiled (burn takes ~10 min cold).
+"""Checks that `cargo test`, the CLI build of scripts/setup.sh and the wheel build compile
+third-party crates with the same features, so they reuse one compiled burn (~10 min cold).
 
 Cargo unifies features per invocation: `cargo test --workspace` sees every member's
 dependencies and dev-dependencies, `maturin build` only lexforge-python's. If a dev-dependency
@@ -17,8 +17,12 @@ import re
 import subprocess
 import sys
 
-# Must match the `cargo test` invocation in scripts/test.sh.
-TEST_SELECTION = ["--workspace", "--exclude", "lexforge-benches"]
+# Each must match its invocation: `cargo test` in scripts/test.sh, the CLI build in
+# scripts/setup.sh, and the wheel (maturin builds lexforge-python alone).
+OTHER_BUILDS = {
+    "cargo test": (["--workspace", "--exclude", "lexforge-benches"], "normal,build,dev"),
+    "CLI build": (["-p", "lexforge-cli", "-p", "lexforge-python"], "normal,build"),
+}
 WHEEL_SELECTION = ["-p", "lexforge-python"]
 LINE = re.compile(r"^(?P<name>\S+) (?P<version>v\S+)(?: \(.*?\))? \[(?P<features>[^\]]*)\]")
 
@@ -39,20 +43,23 @@ def features(selection: list[str], edges: str) -> dict[tuple[str, str], str]:
 
 
 def main() -> int:
-    test = features(TEST_SELECTION, "normal,build,dev")
     wheel = features(WHEEL_SELECTION, "normal,build")
-    bad = [
-        f"  {name} {version}: cargo test [{test[key]}] vs wheel [{wheel[key]}]"
-        for key in sorted(test.keys() & wheel.keys())
-        for name, version in [key]
-        if test[key] != wheel[key]
-    ]
+    bad = []
+    for label, (selection, edges) in OTHER_BUILDS.items():
+        other = features(selection, edges)
+        bad += [
+            f"  {name} {version}: {label} [{other[key]}] vs wheel [{wheel[key]}]"
+            for key in sorted(other.keys() & wheel.keys())
+            for name, version in [key]
+            if other[key] != wheel[key]
+        ]
     if bad:
-        print("check-shared-build: these crates would compile twice (test vs wheel features):")
+        print("check-shared-build: these crates would compile twice (features differ):")
         print("\n".join(bad))
-        print("Give the binding the same features (or keep the dev-dependency out of cargo test).")
+        print("Give the builds the same features (or keep the dev-dependency out of cargo test).")
         return 1
-    print(f"check-shared-build: {len(wheel)} shared crates, same features in test and wheel builds")
+    builds = ", ".join(OTHER_BUILDS)
+    print(f"check-shared-build: {len(wheel)} crates, same features in the wheel, {builds}")
     return 0
 
 

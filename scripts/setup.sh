@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-echo "setup: building the lexforge CLI"
-cargo build --quiet -p lexforge-cli
 echo "setup: building and installing the Python wheel into .venv"
 scripts/build-wheel.sh
+# The CLI is built together with the binding crate so that cargo resolves the same dependency
+# features as the wheel build and reuses its compiled burn (scripts/check-shared-build.py).
+echo "setup: building the lexforge CLI"
+cargo build --quiet -p lexforge-cli -p lexforge-python
 
 echo
 echo "== lexforge devices"

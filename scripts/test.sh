@@ -32,8 +32,8 @@ step "pytest (tests/python + doctests of the installed package)"
 .venv/bin/python -m pytest -q -p no:cacheprovider --doctest-modules --pyargs lexforge
 
 step "ruff"
-.venv/bin/ruff check python tests/python benches
-.venv/bin/ruff format --check python tests/python benches
+.venv/bin/ruff check python tests/python benches scripts
+.venv/bin/ruff format --check python tests/python benches scripts
 
 step "mypy stubtest + mypy --strict"
 .venv/bin/python -m mypy.stubtest lexforge._native --concise
