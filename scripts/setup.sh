@@ -15,6 +15,9 @@ echo
 echo "== lexforge devices"
 target/debug/lexforge devices
 echo
+echo "== the Python package"
+.venv/bin/python -W error -c "import lexforge; print(lexforge.__version__, lexforge.devices())"
+echo
 echo "== a run directory written from Python and verified by the CLI"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
