@@ -12,15 +12,12 @@ scripts/bootstrap.sh
 step "cargo fmt --check"
 cargo fmt --all --check
 
-step "cargo clippy (all targets, -D warnings)"
-cargo clippy --quiet --workspace --all-targets -- -D warnings
-
 step "shared build check (cargo test and the wheel compile dependencies once)"
 .venv/bin/python scripts/check-shared-build.py
 
 # lexforge-benches is excluded: its criterion dev-dependency changes features of crates burn
 # uses, which would make the wheel build compile burn a second time. Its code is still
-# compiled and linted by clippy above (--all-targets).
+# compiled and linted by clippy below (--all-targets).
 step "cargo test"
 cargo test --workspace --exclude lexforge-benches
 
@@ -30,6 +27,10 @@ scripts/build-wheel.sh
 step "pytest (tests/python + doctests of the installed package)"
 .venv/bin/python -m pytest -q tests/python
 .venv/bin/python -m pytest -q -p no:cacheprovider --doctest-modules --pyargs lexforge
+
+# After cargo test: cold, clippy then reuses most of what the test build compiled.
+step "cargo clippy (all targets, -D warnings)"
+cargo clippy --quiet --workspace --all-targets -- -D warnings
 
 step "ruff"
 .venv/bin/ruff check python tests/python benches scripts
