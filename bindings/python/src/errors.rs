@@ -33,7 +33,7 @@ pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
         EXCEPTIONS.get_or_try_init(py, || py.import("lexforge.exceptions").map(|m| m.unbind()));
     let instance = module
         .and_then(|m| m.bind(py).getattr(class_name(err.kind())))
-        .and_then(|class| class.call1((msg.clone(),)));
+        .and_then(|class| class.call1((msg.as_str(),)));
     match instance {
         Ok(instance) => PyErr::from_value(instance),
         Err(import_error) => {
