@@ -169,6 +169,36 @@ pub enum Error {
     /// Work stopped because its [`CancelToken`](crate::CancelToken) was cancelled.
     #[error("cancelled")]
     Cancelled,
+
+    // ---- corpora ----
+    /// A corpus with no text at all (no documents, or only empty / whitespace documents).
+    #[error("corpus {source_name} has no text: every document is empty or blank")]
+    CorpusEmpty {
+        /// What was read (paths or a description of the provider).
+        source_name: String,
+    },
+    /// A directory given as a corpus holds no `.txt` file (searched recursively).
+    #[error("corpus directory {dir} holds no .txt files (searched recursively)")]
+    NoTextFiles {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A corpus file that is not valid UTF-8.
+    #[error("corpus file {path} is not UTF-8 text: invalid byte sequence at byte offset {offset}")]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
+    /// A corpus file that looks binary (it contains NUL bytes).
+    #[error("corpus file {path} looks binary, not text: NUL byte at byte offset {offset}")]
+    BinaryFile {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the first NUL byte.
+        offset: usize,
+    },
 }
 
 /// The family an [`Error`] belongs to: what a caller (or the Python binding) branches on.
@@ -201,7 +231,11 @@ impl Error {
             | Error::RunExists { .. }
             | Error::UnknownDevice { .. }
             | Error::UnknownPrecision { .. }
-            | Error::Serialize { .. } => ErrorKind::InvalidInput,
+            | Error::Serialize { .. }
+            | Error::CorpusEmpty { .. }
+            | Error::NoTextFiles { .. }
+            | Error::NotUtf8 { .. }
+            | Error::BinaryFile { .. } => ErrorKind::InvalidInput,
             Error::BackendNotCompiled { .. }
             | Error::NoDevice { .. }
             | Error::UnsupportedPrecision { .. }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod cancel;
+mod corpus;
 mod device;
 mod error;
 mod events;
@@ -11,6 +12,7 @@ mod run;
 mod seed;
 
 pub use cancel::CancelToken;
+pub use corpus::{CorpusProvider, Document, InMemoryCorpus, TextFiles};
 pub use device::{BackendReport, DeviceSpec, Precision, backend_reports};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{

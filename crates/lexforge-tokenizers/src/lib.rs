@@ -1,4 +1,23 @@
-//! lexforge tokenizers: the TokenizerBackend contract with BPE, WordPiece, Unigram and char tokenizers (issue #3).
-//!
-//! This crate is a placeholder in the layer order of `docs/architecture.md`; it holds no
-//! functionality yet. Its issue fills it.
+#![doc = include_str!("../README.md")]
+
+mod backend;
+mod char;
+mod config;
+mod error;
+mod hf;
+mod split;
+mod stats;
+mod tokenizer;
+
+pub use backend::{
+    Encoding, TextTokenizer, TokenClass, TokenizerBackend, TrainingText, backend_for, backends,
+};
+pub use char::{CharBackend, CharTokenizer};
+pub use config::{Normalization, TokenizerConfig, TokenizerMethod, TokenizerTrainRequest};
+pub use error::{Result, TokenizerError};
+pub use hf::{HfBackend, HfTokenizer};
+pub use split::{Split, SplitUnit, holdout_split, lines_with_endings};
+pub use stats::{CorpusSizes, Coverage, TokenizerStats, measure};
+pub use tokenizer::{
+    HF_TOKENIZERS_VERSION, TOKENIZER_FILE, Tokenizer, TokenizerInfo, TrainingInfo,
+};
