@@ -1,6 +1,9 @@
 //! The `lexforge` command line. One subcommand family per pipeline; this file only parses
 //! arguments, calls the library and prints.
 
+mod tokenizer;
+
+use std::error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,6 +30,11 @@ enum Command {
     Manifest {
         #[command(subcommand)]
         command: ManifestCommand,
+    },
+    /// Train, inspect and use tokenizers (BPE, WordPiece, Unigram, char).
+    Tokenizer {
+        #[command(subcommand)]
+        command: tokenizer::TokenizerCommand,
     },
 }
 
@@ -123,15 +131,16 @@ fn print_manifest(m: &Manifest, json: bool) -> Result<(), lexforge::Error> {
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<(), lexforge::Error> {
+fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
     match cli.command {
-        Command::Devices { json } => print_devices(&lexforge::backend_reports(), json),
+        Command::Devices { json } => Ok(print_devices(&lexforge::backend_reports(), json)?),
         Command::Manifest {
             command: ManifestCommand::Verify { run_dir, json },
         } => {
             let manifest = lexforge::verify_run_dir(&run_dir)?;
-            print_manifest(&manifest, json)
+            Ok(print_manifest(&manifest, json)?)
         }
+        Command::Tokenizer { command } => tokenizer::run(command),
     }
 }
 
@@ -142,7 +151,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            let mut source = std::error::Error::source(&e);
+            let mut source = e.source();
             while let Some(s) = source {
                 eprintln!("  caused by: {s}");
                 source = s.source();

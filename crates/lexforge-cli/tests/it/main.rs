@@ -1,21 +1,23 @@
 //! End-to-end tests of the `lexforge` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
 
+mod tokenizer;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn lexforge(args: &[&str]) -> Output {
+pub(crate) fn lexforge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lexforge"))
         .args(args)
         .output()
         .expect("the lexforge binary runs")
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
