@@ -20,6 +20,7 @@ from lexforge.exceptions import (
     LexforgeIOError,
     LexforgeNotFoundError,
 )
+from lexforge.tokenizers import Tokenizer
 
 __version__: str = _native.__version__
 BURN_VERSION: str = _native.BURN_VERSION
@@ -34,6 +35,7 @@ __all__ = [
     "LexforgeError",
     "LexforgeIOError",
     "LexforgeNotFoundError",
+    "Tokenizer",
     "__version__",
     "devices",
     "resolve_device",

@@ -1,8 +1,12 @@
 # Type stubs of the native extension module (checked by mypy.stubtest in CI).
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, final
+
+import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "__version__",
@@ -11,6 +15,7 @@ __all__ = [
     "resolve_device",
     "verify_run_dir",
     "write_run_dir",
+    "Tokenizer",
 ]
 
 __version__: str
@@ -26,3 +31,44 @@ def write_run_dir(
     files: list[tuple[str, bytes]],
     config_json: str | None = None,
 ) -> Path: ...
+
+@final
+class Tokenizer:
+    @staticmethod
+    def train(
+        paths: list[str],
+        texts: list[str] | None,
+        method: str,
+        vocab_size: int,
+        min_frequency: int | None,
+        normalization: str | None,
+        lowercase: bool | None,
+        special_tokens: list[str] | None,
+        byte_fallback: bool | None,
+        holdout: float,
+        seed: int,
+        threads: int | None,
+        progress: bool,
+        callback: Callable[[dict[str, Any]], object] | None,
+    ) -> Tokenizer: ...
+    @staticmethod
+    def load(path: str) -> Tokenizer: ...
+    def save(self, path: str) -> Path: ...
+    def encode(self, text: str, add_special_tokens: bool) -> list[int]: ...
+    def encode_with_offsets(
+        self, text: str, add_special_tokens: bool
+    ) -> tuple[list[int], list[tuple[int, int]]]: ...
+    def encode_batch(
+        self, texts: list[str], add_special_tokens: bool, as_numpy: bool
+    ) -> list[list[int]] | list[npt.NDArray[np.uint32]]: ...
+    def decode(self, ids: list[int], skip_special_tokens: bool) -> str: ...
+    def decode_batch(self, ids: list[list[int]], skip_special_tokens: bool) -> list[str]: ...
+    def evaluate_json(self, texts: list[str]) -> str: ...
+    def info_json(self) -> str: ...
+    def to_json(self) -> str: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def method(self) -> str | None: ...
+    def token_to_id(self, token: str) -> int | None: ...
+    def id_to_token(self, id: int) -> str | None: ...

@@ -9,7 +9,26 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
-use lexforge::{Error, ErrorKind};
+use lexforge::ErrorKind;
+use lexforge::tokenizers::TokenizerError;
+
+/// A Rust error with a family: what [`to_py`] accepts.
+pub(crate) trait Classified: std::fmt::Display {
+    /// The error family.
+    fn family(&self) -> ErrorKind;
+}
+
+impl Classified for lexforge::Error {
+    fn family(&self) -> ErrorKind {
+        self.kind()
+    }
+}
+
+impl Classified for TokenizerError {
+    fn family(&self) -> ErrorKind {
+        self.kind()
+    }
+}
 
 static EXCEPTIONS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
@@ -27,12 +46,12 @@ fn class_name(kind: ErrorKind) -> &'static str {
 }
 
 /// Converts a lexforge error into the Python exception of its family, keeping the message.
-pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
+pub(crate) fn to_py(py: Python<'_>, err: impl Classified) -> PyErr {
     let msg = err.to_string();
     let module =
         EXCEPTIONS.get_or_try_init(py, || py.import("lexforge.exceptions").map(|m| m.unbind()));
     let instance = module
-        .and_then(|m| m.bind(py).getattr(class_name(err.kind())))
+        .and_then(|m| m.bind(py).getattr(class_name(err.family())))
         .and_then(|class| class.call1((msg.as_str(),)));
     match instance {
         Ok(instance) => PyErr::from_value(instance),

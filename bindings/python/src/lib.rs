@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 mod core;
 mod errors;
+mod tokenizers;
 
 /// Routes the crates' `tracing` logs to stderr, filtered by `LEXFORGE_LOG` (default `warn`).
 /// Installed once, at import; a host application that installed its own subscriber keeps it.
@@ -26,5 +27,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", lexforge::VERSION)?;
     m.add("BURN_VERSION", lexforge::BURN_VERSION)?;
     core::register(m)?;
+    tokenizers::register(m)?;
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use lexforge::tokenizers::{
-    Normalization, Tokenizer, TokenizerConfig, TokenizerInfo, TokenizerMethod,
+    Normalization, Tokenizer, TokenizerConfig, TokenizerInfo, TokenizerMethod, TokenizerOptions,
     TokenizerTrainRequest,
 };
 use lexforge::{JsonlSink, MultiSink, ProgressBarSink};
@@ -101,23 +101,13 @@ pub struct TrainArgs {
 }
 
 fn config_of(a: &TrainArgs) -> TokenizerConfig {
-    let mut c = TokenizerConfig::new(a.method, a.vocab_size);
-    if let Some(v) = a.min_frequency {
-        c.min_frequency = v;
-    }
-    if let Some(v) = a.normalization {
-        c.normalization = v;
-    }
-    if let Some(v) = a.lowercase {
-        c.lowercase = v;
-    }
-    if !a.special_tokens.is_empty() {
-        c.special_tokens = a.special_tokens.clone();
-    }
-    if let Some(v) = a.byte_fallback {
-        c.byte_fallback = v;
-    }
-    c
+    TokenizerConfig::new(a.method, a.vocab_size).with_options(&TokenizerOptions {
+        min_frequency: a.min_frequency,
+        normalization: a.normalization,
+        lowercase: a.lowercase,
+        special_tokens: (!a.special_tokens.is_empty()).then(|| a.special_tokens.clone()),
+        byte_fallback: a.byte_fallback,
+    })
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Box<dyn Error>> {

@@ -176,6 +176,27 @@ impl TokenizerConfig {
         }
     }
 
+    /// Applies the fields of `options` that are set (what the CLI flags and Python keyword
+    /// arguments map to), leaving the method defaults for the rest.
+    pub fn with_options(mut self, options: &TokenizerOptions) -> Self {
+        if let Some(v) = options.min_frequency {
+            self.min_frequency = v;
+        }
+        if let Some(v) = options.normalization {
+            self.normalization = v;
+        }
+        if let Some(v) = options.lowercase {
+            self.lowercase = v;
+        }
+        if let Some(v) = &options.special_tokens {
+            self.special_tokens = v.clone();
+        }
+        if let Some(v) = options.byte_fallback {
+            self.byte_fallback = v;
+        }
+        self
+    }
+
     /// The special tokens in id order, with the method's unknown token first if it was missing.
     pub fn effective_special_tokens(&self) -> Vec<String> {
         let mut out = self.special_tokens.clone();
@@ -244,6 +265,21 @@ impl TokenizerConfig {
         }
         Ok(())
     }
+}
+
+/// Optional overrides of the method defaults of [`TokenizerConfig::new`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenizerOptions {
+    /// Overrides [`TokenizerConfig::min_frequency`].
+    pub min_frequency: Option<u64>,
+    /// Overrides [`TokenizerConfig::normalization`].
+    pub normalization: Option<Normalization>,
+    /// Overrides [`TokenizerConfig::lowercase`].
+    pub lowercase: Option<bool>,
+    /// Overrides [`TokenizerConfig::special_tokens`].
+    pub special_tokens: Option<Vec<String>>,
+    /// Overrides [`TokenizerConfig::byte_fallback`].
+    pub byte_fallback: Option<bool>,
 }
 
 /// The corpus, holdout and threading of one training run.

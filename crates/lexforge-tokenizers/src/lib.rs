@@ -13,7 +13,9 @@ pub use backend::{
     Encoding, TextTokenizer, TokenClass, TokenizerBackend, TrainingText, backend_for, backends,
 };
 pub use char::{CharBackend, CharTokenizer};
-pub use config::{Normalization, TokenizerConfig, TokenizerMethod, TokenizerTrainRequest};
+pub use config::{
+    Normalization, TokenizerConfig, TokenizerMethod, TokenizerOptions, TokenizerTrainRequest,
+};
 pub use error::{Result, TokenizerError};
 pub use hf::{HfBackend, HfTokenizer};
 pub use split::{Split, SplitUnit, holdout_split, lines_with_endings};

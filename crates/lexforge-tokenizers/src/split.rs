@@ -34,6 +34,8 @@ pub struct Split<'a> {
     pub train_documents: usize,
     /// Documents on the holdout side (0 for a line split).
     pub holdout_documents: usize,
+    /// Indices (into the documents given) of the held-out documents, in order.
+    pub holdout_document_indices: Vec<usize>,
 }
 
 /// Splits `text` into lines that keep their `\n` (a final line without one is kept as is).
@@ -103,10 +105,12 @@ pub fn holdout_split(docs: &[Document], fraction: f64, seed: u64) -> Split<'_> {
             holdout: Vec::new(),
             train_documents: 0,
             holdout_documents: 0,
+            holdout_document_indices: Vec::new(),
         };
-        for (doc, h) in docs.iter().zip(held) {
+        for (i, (doc, h)) in docs.iter().zip(held).enumerate() {
             if h {
                 split.holdout_documents += 1;
+                split.holdout_document_indices.push(i);
                 split.holdout.extend(lines_with_endings(&doc.text));
             } else {
                 split.train_documents += 1;
@@ -134,6 +138,7 @@ pub fn holdout_split(docs: &[Document], fraction: f64, seed: u64) -> Split<'_> {
             holdout: Vec::new(),
             train_documents: docs.len(),
             holdout_documents: 0,
+            holdout_document_indices: Vec::new(),
         };
         for (line, h) in lines.into_iter().zip(held) {
             if h {

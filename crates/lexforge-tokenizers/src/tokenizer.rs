@@ -36,6 +36,10 @@ pub struct TrainingInfo {
     pub seed: u64,
     /// Seconds spent in the engine's trainer.
     pub train_seconds: f64,
+    /// Ids of the held-out documents (empty for a line split), so the holdout can be
+    /// re-created and inspected.
+    #[serde(default)]
+    pub holdout_documents: Vec<String>,
 }
 
 /// What `lexforge tokenizer inspect` shows.
@@ -164,6 +168,11 @@ impl Tokenizer {
             tracing::info_span!("train_tokenizer", method = %config.method, %corpus).entered();
         let docs = request.corpus.read_all()?;
         let split = holdout_split(&docs, request.holdout, request.seed);
+        let holdout_documents: Vec<String> = split
+            .holdout_document_indices
+            .iter()
+            .map(|&i| docs[i].id.clone())
+            .collect();
         if split.train.iter().all(|l| l.trim().is_empty()) {
             return Err(TokenizerError::NoTrainingText {
                 reason: format!(
@@ -235,6 +244,7 @@ impl Tokenizer {
                 holdout: request.holdout,
                 seed: request.seed,
                 train_seconds,
+                holdout_documents,
             }),
             stats: Some(stats),
             source: None,
