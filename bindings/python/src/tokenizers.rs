@@ -14,6 +14,9 @@ use pyo3::types::PyList;
 
 use crate::errors::to_py;
 
+/// Token ids with their `(start, end)` byte offsets.
+type IdsAndOffsets = (Vec<u32>, Vec<(usize, usize)>);
+
 /// Sends each event to a Python callable as a dict (the JSON form of the event).
 struct PyCallbackSink {
     callback: Py<PyAny>,
@@ -150,7 +153,7 @@ impl PyTokenizer {
         py: Python<'_>,
         text: String,
         add_special_tokens: bool,
-    ) -> PyResult<(Vec<u32>, Vec<(usize, usize)>)> {
+    ) -> PyResult<IdsAndOffsets> {
         py.detach(|| self.inner.encode_with_offsets(&text, add_special_tokens))
             .map(|e| (e.ids, e.offsets))
             .map_err(|e| to_py(py, e))

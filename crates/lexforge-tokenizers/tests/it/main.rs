@@ -1,4 +1,5 @@
 //! End-to-end tests of lexforge-tokenizers on real books from `../shared/corpora/gutenberg`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
 
 mod errors;
 mod roundtrip;
