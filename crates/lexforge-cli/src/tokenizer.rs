@@ -30,7 +30,7 @@ pub enum TokenizerCommand {
         path: PathBuf,
         /// The text.
         text: String,
-        /// Run the post-processor (e.g. add [CLS] ... [SEP]).
+        /// Run the post-processor (e.g. add `[CLS]` and `[SEP]`).
         #[arg(long)]
         add_special_tokens: bool,
         /// Print JSON {"ids": [...], "tokens": [...], "offsets": [...]}.
