@@ -22,7 +22,7 @@ enum Segment<'t> {
 /// the rest are single characters; every character maps to its id or to `unk_id`. Special
 /// tokens written in the input are recognised whole (leftmost-longest) before normalization,
 /// exactly as the HF engine treats added special tokens, so the equivalent HF `WordLevel`
-/// pipeline of [`super::serialization`] gives the same ids.
+/// pipeline written by [`TextTokenizer::to_json`] gives the same ids.
 #[derive(Debug, Clone)]
 pub struct CharTokenizer {
     vocab: Vec<String>,
