@@ -98,6 +98,11 @@ def test_encode_batch_numpy_decode_and_errors(trained: dict[str, Path]) -> None:
     arrays = tok.encode_batch(["It was the best of times", "🎉 caf\u00e9\r\n"], as_numpy=True)
     assert all(a.dtype == np.uint32 for a in arrays)
     assert tok.decode_batch(arrays) == ["It was the best of times", "🎉 caf\u00e9\r\n"]
+    texts = ["one", "", "two three 🎉", "x" * 1000]
+    flat, starts = tok.encode_batch_flat(texts)
+    assert flat.dtype == np.uint32 and starts.dtype == np.int64 and len(starts) == 5
+    rows = [flat[starts[i] : starts[i + 1]].tolist() for i in range(len(texts))]
+    assert rows == tok.encode_batch(texts)
     ids, offsets = tok.encode_with_offsets("abc def")
     assert len(ids) == len(offsets) and offsets[-1][1] == 7
     with pytest.raises(lexforge.InvalidInputError, match="out of range"):

@@ -17,6 +17,9 @@ use crate::errors::to_py;
 /// Token ids with their `(start, end)` byte offsets.
 type IdsAndOffsets = (Vec<u32>, Vec<(usize, usize)>);
 
+/// Concatenated ids and row starts.
+type FlatIds<'py> = (Bound<'py, PyArray1<u32>>, Bound<'py, PyArray1<i64>>);
+
 /// Sends each event to a Python callable as a dict (the JSON form of the event).
 struct PyCallbackSink {
     callback: Py<PyAny>,
@@ -180,6 +183,32 @@ impl PyTokenizer {
         } else {
             PyList::new(py, ids)
         }
+    }
+
+    /// Ids of every text concatenated into one uint32 array, with an int64 array of `n + 1`
+    /// row starts (text `i` is `ids[starts[i]:starts[i + 1]]`): two numpy arrays, no
+    /// per-text Python objects.
+    fn encode_batch_flat<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        add_special_tokens: bool,
+    ) -> PyResult<FlatIds<'py>> {
+        let (ids, starts) = py
+            .detach(|| {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let batch = self.inner.encode_batch(&refs, add_special_tokens)?;
+                let mut ids = Vec::with_capacity(batch.iter().map(Vec::len).sum());
+                let mut starts = Vec::with_capacity(batch.len() + 1);
+                starts.push(0i64);
+                for row in batch {
+                    ids.extend_from_slice(&row);
+                    starts.push(ids.len() as i64);
+                }
+                Ok::<_, TokenizerError>((ids, starts))
+            })
+            .map_err(|e| to_py(py, e))?;
+        Ok((ids.into_pyarray(py), starts.into_pyarray(py)))
     }
 
     /// Text of `ids`.
