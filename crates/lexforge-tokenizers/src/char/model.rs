@@ -1,6 +1,7 @@
 //! The char tokenizer: one id per character.
 
 use aho_corasick::{AhoCorasick, MatchKind};
+use rayon::prelude::*;
 use tokenizers::normalizer::Range;
 use tokenizers::{NormalizedString, Normalizer, NormalizerWrapper};
 
@@ -179,7 +180,22 @@ impl CharTokenizer {
     ) -> Result<()> {
         match (&self.normalizer, offsets) {
             (None, None) => {
-                ids.extend(piece.chars().map(|c| self.char_id(c)));
+                // Runs of ASCII bytes straight through the table (an exact-size extend, no
+                // per-byte capacity check); other characters decoded one by one.
+                let bytes = piece.as_bytes();
+                let mut i = 0;
+                while i < bytes.len() {
+                    let run = bytes[i..]
+                        .iter()
+                        .position(|&b| b >= 128)
+                        .unwrap_or(bytes.len() - i);
+                    ids.extend(bytes[i..i + run].iter().map(|&b| self.ascii[b as usize]));
+                    i += run;
+                    if let Some(c) = piece.get(i..).and_then(|rest| rest.chars().next()) {
+                        ids.push(self.char_id(c));
+                        i += c.len_utf8();
+                    }
+                }
             }
             (None, Some(offsets)) => {
                 for (i, c) in piece.char_indices() {
@@ -237,6 +253,20 @@ impl TextTokenizer for CharTokenizer {
             }
         })?;
         Ok(ids)
+    }
+
+    fn encode_batch_ids(&self, texts: &[&str], add_special_tokens: bool) -> Result<Vec<Vec<u32>>> {
+        // Lines are short: hand rayon chunks, not single texts.
+        let chunks: Vec<Vec<Vec<u32>>> = texts
+            .par_chunks(128)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .map(|t| self.encode_ids(t, add_special_tokens))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        Ok(chunks.into_iter().flatten().collect())
     }
 
     fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
