@@ -1,4 +1,10 @@
-//! lexforge neural networks: GPT-2, char-LSTM, BERT-family encoders, pooling, LoRA, HF safetensors loading, generation and scoring (issues #4, #5).
+//! lexforge neural networks: GPT-2 with HF-compatible weights and a KV cache (issue #4);
+//! char-LSTM, BERT-family encoders, generation and scoring follow.
 //!
-//! This crate is a placeholder in the layer order of `docs/architecture.md`; it holds no
-//! functionality yet. Its issue fills it.
+//! Models carry no backend type parameter: they are built on a burn 0.22 runtime
+//! [`lexforge_core::Device`].
+
+mod error;
+pub mod gpt2;
+
+pub use error::{NnError, Result};

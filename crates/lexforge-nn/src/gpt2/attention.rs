@@ -1,0 +1,91 @@
+//! Causal self-attention with a key/value cache.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, Device, Tensor};
+
+/// Keys and values of the positions seen so far, per layer.
+///
+/// Shapes: `[batch, n_head, past, head_dim]`.
+#[derive(Debug, Clone, Default)]
+pub struct LayerCache {
+    kv: Option<(Tensor<4>, Tensor<4>)>,
+}
+
+impl LayerCache {
+    /// Positions already cached.
+    pub fn len(&self) -> usize {
+        self.kv.as_ref().map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// GPT-2 attention: fused `c_attn` (q, k, v), causal softmax, `c_proj`.
+#[derive(Module, Debug)]
+pub struct Gpt2Attention {
+    /// `[n_embd, 3 * n_embd]` projection to queries, keys and values (HF `attn.c_attn`).
+    pub c_attn: Linear,
+    /// `[n_embd, n_embd]` output projection (HF `attn.c_proj`).
+    pub c_proj: Linear,
+    attn_dropout: Dropout,
+    resid_dropout: Dropout,
+    n_head: usize,
+}
+
+impl Gpt2Attention {
+    /// A freshly initialized attention layer.
+    pub fn new(
+        n_embd: usize,
+        n_head: usize,
+        attn_pdrop: f64,
+        resid_pdrop: f64,
+        device: &Device,
+    ) -> Self {
+        Gpt2Attention {
+            c_attn: LinearConfig::new(n_embd, 3 * n_embd).init(device),
+            c_proj: LinearConfig::new(n_embd, n_embd).init(device),
+            attn_dropout: DropoutConfig::new(attn_pdrop).init(),
+            resid_dropout: DropoutConfig::new(resid_pdrop).init(),
+            n_head,
+        }
+    }
+
+    /// # Shapes
+    /// `x`: `[batch, t, n_embd]` → `[batch, t, n_embd]`. With a cache, `x` holds only the new
+    /// positions; they attend to the cached ones, which the cache then extends.
+    pub fn forward(&self, x: Tensor<3>, cache: Option<&mut LayerCache>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let h = self.n_head;
+        let hd = d / h;
+        let qkv = self.c_attn.forward(x);
+        let split = |i: usize| {
+            qkv.clone()
+                .narrow(2, i * d, d)
+                .reshape([b, t, h, hd])
+                .swap_dims(1, 2)
+        };
+        let (q, mut k, mut v) = (split(0), split(1), split(2));
+        let mut past = 0;
+        if let Some(cache) = cache {
+            if let Some((pk, pv)) = cache.kv.take() {
+                past = pk.dims()[2];
+                k = Tensor::cat(vec![pk, k], 2);
+                v = Tensor::cat(vec![pv, v], 2);
+            }
+            cache.kv = Some((k.clone(), v.clone()));
+        }
+        let total = past + t;
+        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
+        let mask = Tensor::<2, Bool>::tril_mask([t, total], past as i64, &scores.device())
+            .reshape([1, 1, t, total]);
+        let scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+        let weights = self.attn_dropout.forward(softmax(scores, 3));
+        let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        self.resid_dropout.forward(self.c_proj.forward(out))
+    }
+}

@@ -1,0 +1,209 @@
+//! The GPT-2 language model.
+
+use burn::module::Module;
+use burn::nn::{
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig,
+};
+use burn::tensor::{Device, Int, Tensor};
+
+use super::attention::{Gpt2Attention, LayerCache};
+use super::config::Gpt2Config;
+use crate::error::{NnError, Result};
+
+/// `gelu_new`: the tanh approximation of GELU that GPT-2 was trained with.
+fn gelu_new(x: Tensor<3>) -> Tensor<3> {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    let inner = (x.clone() + x.clone().powf_scalar(3.0) * 0.044715) * c;
+    x * (inner.tanh() + 1.0) * 0.5
+}
+
+/// The MLP of a block (HF `mlp.c_fc`, `mlp.c_proj`).
+#[derive(Module, Debug)]
+pub struct Gpt2Mlp {
+    /// `[n_embd, n_inner]`.
+    pub c_fc: Linear,
+    /// `[n_inner, n_embd]`.
+    pub c_proj: Linear,
+    dropout: Dropout,
+}
+
+/// One transformer block: pre-norm attention and MLP with residuals.
+#[derive(Module, Debug)]
+pub struct Gpt2Block {
+    /// HF `ln_1`.
+    pub ln_1: LayerNorm,
+    /// HF `attn`.
+    pub attn: Gpt2Attention,
+    /// HF `ln_2`.
+    pub ln_2: LayerNorm,
+    /// HF `mlp`.
+    pub mlp: Gpt2Mlp,
+}
+
+impl Gpt2Block {
+    fn forward(&self, x: Tensor<3>, cache: Option<&mut LayerCache>) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), cache);
+        let h = self.mlp.c_fc.forward(self.ln_2.forward(x.clone()));
+        x + self
+            .mlp
+            .dropout
+            .forward(self.mlp.c_proj.forward(gelu_new(h)))
+    }
+}
+
+/// The KV cache of a whole model (one [`LayerCache`] per block).
+#[derive(Debug, Clone, Default)]
+pub struct Gpt2Cache {
+    layers: Vec<LayerCache>,
+}
+
+impl Gpt2Cache {
+    /// Positions already processed.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, LayerCache::len)
+    }
+
+    /// Whether nothing was processed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// GPT-2 with its LM head (HF `GPT2LMHeadModel`).
+#[derive(Module, Debug)]
+pub struct Gpt2 {
+    /// Token embeddings `[vocab_size, n_embd]` (HF `transformer.wte`); also the LM head when
+    /// tied.
+    pub wte: Embedding,
+    /// Position embeddings `[n_positions, n_embd]` (HF `transformer.wpe`).
+    pub wpe: Embedding,
+    drop: Dropout,
+    /// The blocks (HF `transformer.h`).
+    pub h: Vec<Gpt2Block>,
+    /// Final norm (HF `transformer.ln_f`).
+    pub ln_f: LayerNorm,
+    /// Untied LM head `[n_embd, vocab_size]`, when `tie_word_embeddings` is false.
+    pub lm_head: Option<Linear>,
+    n_positions: usize,
+}
+
+impl Gpt2 {
+    /// A randomly initialized model (validates the config first).
+    pub fn new(config: &Gpt2Config, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let d = config.n_embd;
+        let ln = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(config.layer_norm_epsilon)
+                .init(device)
+        };
+        let h = (0..config.n_layer)
+            .map(|_| Gpt2Block {
+                ln_1: ln(),
+                attn: Gpt2Attention::new(
+                    d,
+                    config.n_head,
+                    config.attn_pdrop,
+                    config.resid_pdrop,
+                    device,
+                ),
+                ln_2: ln(),
+                mlp: Gpt2Mlp {
+                    c_fc: LinearConfig::new(d, config.inner()).init(device),
+                    c_proj: LinearConfig::new(config.inner(), d).init(device),
+                    dropout: DropoutConfig::new(config.resid_pdrop).init(),
+                },
+            })
+            .collect();
+        Ok(Gpt2 {
+            wte: EmbeddingConfig::new(config.vocab_size, d).init(device),
+            wpe: EmbeddingConfig::new(config.n_positions, d).init(device),
+            drop: DropoutConfig::new(config.embd_pdrop).init(),
+            h,
+            ln_f: ln(),
+            lm_head: (!config.tie_word_embeddings).then(|| {
+                LinearConfig::new(d, config.vocab_size)
+                    .with_bias(false)
+                    .init(device)
+            }),
+            n_positions: config.n_positions,
+        })
+    }
+
+    /// Logits for every position.
+    ///
+    /// # Shapes
+    /// `input_ids`: `[batch, t]` with `t <= n_positions` → `[batch, t, vocab_size]`.
+    pub fn forward(&self, input_ids: Tensor<2, Int>) -> Result<Tensor<3>> {
+        self.forward_inner(input_ids, None)
+    }
+
+    /// Logits for the new positions `input_ids`, attending to those in `cache`, which is
+    /// extended. Feeding a prompt then one token at a time gives the same logits as
+    /// [`Gpt2::forward`] on the whole sequence.
+    ///
+    /// # Shapes
+    /// `input_ids`: `[batch, t]`, `cache.len() + t <= n_positions` → `[batch, t, vocab_size]`.
+    pub fn forward_cached(
+        &self,
+        input_ids: Tensor<2, Int>,
+        cache: &mut Gpt2Cache,
+    ) -> Result<Tensor<3>> {
+        self.forward_inner(input_ids, Some(cache))
+    }
+
+    fn forward_inner(
+        &self,
+        input_ids: Tensor<2, Int>,
+        cache: Option<&mut Gpt2Cache>,
+    ) -> Result<Tensor<3>> {
+        let [b, t] = input_ids.dims();
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        if past + t > self.n_positions {
+            return Err(NnError::InvalidInput {
+                reason: format!(
+                    "{} positions ({past} cached + {t} new) exceed the context of {}",
+                    past + t,
+                    self.n_positions
+                ),
+            });
+        }
+        let device = input_ids.device();
+        let positions = Tensor::<1, Int>::arange(past as i64..(past + t) as i64, &device)
+            .reshape([1, t])
+            .expand([b, t]);
+        let mut x = self
+            .drop
+            .forward(self.wte.forward(input_ids) + self.wpe.forward(positions));
+        match cache {
+            Some(cache) => {
+                if cache.layers.len() != self.h.len() {
+                    cache.layers = vec![LayerCache::default(); self.h.len()];
+                }
+                for (block, layer) in self.h.iter().zip(cache.layers.iter_mut()) {
+                    x = block.forward(x, Some(layer));
+                }
+            }
+            None => {
+                for block in &self.h {
+                    x = block.forward(x, None);
+                }
+            }
+        }
+        let x = self.ln_f.forward(x);
+        Ok(match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => {
+                let w = self.wte.weight.val(); // [vocab, d]
+                let [v, d] = w.dims();
+                x.matmul(w.transpose().reshape([1, d, v]))
+            }
+        })
+    }
+
+    /// The context length.
+    pub fn n_positions(&self) -> usize {
+        self.n_positions
+    }
+}
