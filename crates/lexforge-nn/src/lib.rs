@@ -1,10 +1,11 @@
-//! lexforge neural networks: GPT-2 with HF-compatible weights and a KV cache (issue #4);
-//! char-LSTM, BERT-family encoders, generation and scoring follow.
+//! lexforge neural networks: GPT-2 with HF-compatible weights and a KV cache, and generation
+//! for any causal LM (issue #4); char-LSTM, BERT-family encoders and scoring follow.
 //!
 //! Models carry no backend type parameter: they are built on a burn 0.22 runtime
 //! [`lexforge_core::Device`].
 
 mod error;
+pub mod generate;
 pub mod gpt2;
 
 pub use error::{NnError, Result};

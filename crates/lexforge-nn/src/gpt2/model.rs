@@ -1,6 +1,7 @@
 //! The GPT-2 language model.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
+use burn::nn::Initializer;
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
     LinearConfig,
@@ -89,10 +90,26 @@ pub struct Gpt2 {
 }
 
 impl Gpt2 {
-    /// A randomly initialized model (validates the config first).
+    /// A randomly initialized model (validates the config first), initialized as HF does:
+    /// weights and embeddings from N(0, 0.02), biases zero, layer norms (1, 0).
     pub fn new(config: &Gpt2Config, device: &Device) -> Result<Self> {
         config.validate()?;
         let d = config.n_embd;
+        let normal = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        };
+        let linear = |i: usize, o: usize| {
+            LinearConfig::new(i, o)
+                .with_initializer(normal.clone())
+                .init(device)
+        };
+        let zero_bias = |mut l: Linear| {
+            if let Some(b) = l.bias.take() {
+                l.bias = Some(Param::from_tensor(b.val().zeros_like()));
+            }
+            l
+        };
         let ln = || {
             LayerNormConfig::new(d)
                 .with_epsilon(config.layer_norm_epsilon)
@@ -101,24 +118,33 @@ impl Gpt2 {
         let h = (0..config.n_layer)
             .map(|_| Gpt2Block {
                 ln_1: ln(),
-                attn: Gpt2Attention::new(
-                    d,
-                    config.n_head,
-                    config.attn_pdrop,
-                    config.resid_pdrop,
-                    device,
-                ),
+                attn: {
+                    let mut a = Gpt2Attention::new(
+                        d,
+                        config.n_head,
+                        config.attn_pdrop,
+                        config.resid_pdrop,
+                        device,
+                    );
+                    a.c_attn = zero_bias(linear(d, 3 * d));
+                    a.c_proj = zero_bias(linear(d, d));
+                    a
+                },
                 ln_2: ln(),
                 mlp: Gpt2Mlp {
-                    c_fc: LinearConfig::new(d, config.inner()).init(device),
-                    c_proj: LinearConfig::new(config.inner(), d).init(device),
+                    c_fc: zero_bias(linear(d, config.inner())),
+                    c_proj: zero_bias(linear(config.inner(), d)),
                     dropout: DropoutConfig::new(config.resid_pdrop).init(),
                 },
             })
             .collect();
         Ok(Gpt2 {
-            wte: EmbeddingConfig::new(config.vocab_size, d).init(device),
-            wpe: EmbeddingConfig::new(config.n_positions, d).init(device),
+            wte: EmbeddingConfig::new(config.vocab_size, d)
+                .with_initializer(normal.clone())
+                .init(device),
+            wpe: EmbeddingConfig::new(config.n_positions, d)
+                .with_initializer(normal.clone())
+                .init(device),
             drop: DropoutConfig::new(config.embd_pdrop).init(),
             h,
             ln_f: ln(),

@@ -1,11 +1,13 @@
 //! GPT-2: KV cache consistency, HF-format save/load, typed errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod generate;
+
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lexforge_nn::NnError;
 use lexforge_nn::gpt2::{Gpt2, Gpt2Cache, Gpt2Config, load_hf_dir, save_hf_dir};
 
-fn tiny() -> Gpt2Config {
+pub(crate) fn tiny() -> Gpt2Config {
     let mut c = Gpt2Config::new(50, 16, 32, 2, 4);
     c.resid_pdrop = 0.0;
     c.embd_pdrop = 0.0;
