@@ -1,6 +1,7 @@
 //! Text generation for any causal language model: greedy, temperature, top-k, top-p, EOS and
 //! stop sequences matched on decoded text, several sequences in one batch, seeded.
 
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lexforge_core::Seed;
 use rand::Rng;
@@ -29,6 +30,10 @@ pub trait CausalLm {
 
     /// Feeds one token per row; returns the next logits per row.
     fn step(&self, state: &mut Self::State, tokens: &[u32]) -> Result<Vec<Vec<f32>>>;
+
+    /// Log-probabilities (natural log) of the next token at every position of `ids` (one
+    /// sequence that fits the context): `[ids.len()][vocab]`.
+    fn log_probs(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>>;
 }
 
 fn rows(logits: Tensor<3>) -> Result<Vec<Vec<f32>>> {
@@ -70,6 +75,25 @@ impl CausalLm for Gpt2 {
         let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
         let x = id_tensor(ids, [tokens.len(), 1], &state.1);
         rows(self.forward_cached(x, &mut state.0)?)
+    }
+
+    fn log_probs(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let device = self.wte.weight.val().device();
+        let x = id_tensor(
+            ids.iter().map(|&t| i64::from(t)).collect(),
+            [1, ids.len()],
+            &device,
+        );
+        let logits = self.forward(x)?;
+        let [_, _, v] = logits.dims();
+        let flat = log_softmax(logits, 2)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| NnError::InvalidInput {
+                reason: format!("cannot read logits: {e:?}"),
+            })?;
+        Ok(flat.chunks(v).map(<[f32]>::to_vec).collect())
     }
 }
 

@@ -7,5 +7,6 @@
 mod error;
 pub mod generate;
 pub mod gpt2;
+pub mod score;
 
 pub use error::{NnError, Result};

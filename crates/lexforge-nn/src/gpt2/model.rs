@@ -195,6 +195,30 @@ impl Gpt2 {
                 ),
             });
         }
+        let vocab = self.wte.weight.val().dims()[0];
+        let range = Tensor::cat(
+            vec![
+                input_ids.clone().min().reshape([1]),
+                input_ids.clone().max().reshape([1]),
+            ],
+            0,
+        )
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .map_err(|e| NnError::InvalidInput {
+            reason: format!("cannot read token ids: {e:?}"),
+        })?;
+        if let [lo, hi] = range[..]
+            && (lo < 0 || hi >= vocab as i64)
+        {
+            return Err(NnError::InvalidInput {
+                reason: format!(
+                    "token id {} is outside the vocabulary of {vocab}",
+                    if lo < 0 { lo } else { hi }
+                ),
+            });
+        }
         let device = input_ids.device();
         let positions = Tensor::<1, Int>::arange(past as i64..(past + t) as i64, &device)
             .reshape([1, t])

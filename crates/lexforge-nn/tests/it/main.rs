@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod generate;
+mod score;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lexforge_nn::NnError;
