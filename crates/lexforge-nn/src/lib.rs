@@ -4,6 +4,7 @@
 //! Models carry no backend type parameter: they are built on a burn 0.22 runtime
 //! [`lexforge_core::Device`].
 
+pub mod char_lstm;
 mod error;
 pub mod generate;
 pub mod gpt2;

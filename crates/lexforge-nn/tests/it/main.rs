@@ -1,6 +1,7 @@
 //! GPT-2: KV cache consistency, HF-format save/load, typed errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod char_lstm;
 mod generate;
 mod score;
 
