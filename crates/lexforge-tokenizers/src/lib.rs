@@ -18,7 +18,7 @@ pub use config::{
 };
 pub use error::{Result, TokenizerError};
 pub use hf::{HfBackend, HfTokenizer};
-pub use split::{Split, SplitUnit, holdout_split, lines_with_endings};
+pub use split::{Split, SplitUnit, holdout_key, holdout_split, lines_with_endings};
 pub use stats::{CorpusSizes, Coverage, TokenizerStats, measure};
 pub use tokenizer::{
     HF_TOKENIZERS_VERSION, TOKENIZER_FILE, Tokenizer, TokenizerInfo, TrainingInfo,

@@ -43,9 +43,11 @@ pub fn lines_with_endings(text: &str) -> impl Iterator<Item = &str> {
     text.split_inclusive('\n')
 }
 
-/// FNV-1a over the bytes, then a splitmix64 finalizer keyed by the seed: stable across
+/// The seeded 64-bit key of a text that orders holdout candidates (also used by the data
+/// crate to assign streamed documents). FNV-1a over the bytes, then a splitmix64 finalizer
+/// keyed by the seed: stable across
 /// platforms and Rust versions (unlike `DefaultHasher`).
-fn unit_key(seed: u64, text: &str) -> u64 {
+pub fn holdout_key(seed: u64, text: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in text.as_bytes() {
         h ^= u64::from(b);
@@ -68,7 +70,7 @@ fn choose(units: &[&str], fraction: f64, seed: u64) -> Vec<bool> {
     let mut keyed: Vec<(u64, &str, usize)> = units
         .iter()
         .enumerate()
-        .map(|(i, u)| (unit_key(seed, u), *u, i))
+        .map(|(i, u)| (holdout_key(seed, u), *u, i))
         .collect();
     keyed.sort_unstable();
     let target = ((fraction * n as f64).round() as usize).clamp(1, n - 1);
