@@ -4,6 +4,7 @@
 mod char_lstm;
 mod generate;
 mod score;
+mod train_smoke;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lexforge_nn::NnError;
