@@ -44,22 +44,22 @@ impl EarlyStopping {
         }
     }
 
-    /// Records a validation loss.
+    /// Records a validation loss. A NaN or infinite loss never counts as an improvement.
     pub fn observe(&mut self, val_loss: f64) -> Verdict {
-        match self.best {
-            Some(best) if !(val_loss < best - self.config.min_delta) => {
-                self.bad_evals += 1;
-                if self.bad_evals > self.config.patience {
-                    Verdict::Stop
-                } else {
-                    Verdict::Wait
-                }
-            }
-            _ => {
-                self.best = Some(val_loss);
-                self.bad_evals = 0;
-                Verdict::Improved
-            }
+        let improved = val_loss.is_finite()
+            && self
+                .best
+                .is_none_or(|best| val_loss < best - self.config.min_delta);
+        if improved {
+            self.best = Some(val_loss);
+            self.bad_evals = 0;
+            return Verdict::Improved;
+        }
+        self.bad_evals += 1;
+        if self.bad_evals > self.config.patience {
+            Verdict::Stop
+        } else {
+            Verdict::Wait
         }
     }
 }
