@@ -85,12 +85,12 @@ mod tests {
         assert_eq!(es.observe(2.7), Verdict::Stop);
         assert_eq!(es.best, Some(2.5));
         let mut again = EarlyStopping::new(es.config.clone());
-        assert_eq!(again.observe(f64::NAN), Verdict::Improved);
         assert_eq!(
-            again.observe(1.0),
+            again.observe(f64::NAN),
             Verdict::Wait,
-            "NaN best never improves: the loss guard stops NaN runs first"
+            "NaN is never an improvement"
         );
+        assert_eq!(again.observe(1.0), Verdict::Improved);
     }
 
     #[test]
