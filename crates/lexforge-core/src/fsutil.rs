@@ -31,7 +31,7 @@ fn temp_path(dest: &Path) -> Result<PathBuf> {
 
 /// Syncs a directory so a rename inside it survives a power loss. Filesystems that cannot
 /// sync directories (some network mounts) are tolerated.
-pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+pub fn fsync_dir(dir: &Path) -> Result<()> {
     match File::open(dir) {
         Ok(f) => match f.sync_all() {
             Ok(()) => Ok(()),

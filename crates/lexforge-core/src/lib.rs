@@ -18,7 +18,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use events::{
     ChannelSink, Event, EventRecord, EventSink, JsonlSink, MultiSink, NoopSink, ProgressBarSink,
 };
-pub use fsutil::{atomic_write, atomic_write_with, sha256_file};
+pub use fsutil::{atomic_write, atomic_write_with, fsync_dir, sha256_file};
 pub use manifest::{
     ArtifactEntry, MANIFEST_FILE, MANIFEST_SCHEMA_VERSION, Manifest, RunStatus, Versions,
 };

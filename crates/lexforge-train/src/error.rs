@@ -21,6 +21,39 @@ pub enum TrainError {
         value: f64,
     },
 
+    /// A checkpoint that cannot be used: missing files, a checksum mismatch, an unreadable
+    /// optimizer record or weights that do not fit the model.
+    #[error("checkpoint {path} cannot be used: {reason}")]
+    Checkpoint {
+        /// The checkpoint directory.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The model or the data failed during a step (an error of the crate that owns them).
+    #[error("{op} failed at step {step}: {source}")]
+    Step {
+        /// What was running (`"loss"`, `"batch"`, `"evaluate"`).
+        op: &'static str,
+        /// Optimizer step.
+        step: u64,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The data cannot fill one batch (fewer items than the batch size).
+    #[error("the {split} data has {items} items, fewer than one batch of {batch_size}")]
+    NotEnoughData {
+        /// `"train"` or `"validation"`.
+        split: &'static str,
+        /// Items available.
+        items: usize,
+        /// Items one batch needs.
+        batch_size: usize,
+    },
+
     /// A configuration value that cannot work.
     #[error("invalid training parameter {parameter}: {reason}")]
     InvalidParameter {
@@ -36,9 +69,14 @@ impl TrainError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             TrainError::Core(e) => e.kind(),
-            TrainError::NonFiniteLoss { .. } | TrainError::InvalidParameter { .. } => {
-                ErrorKind::InvalidInput
-            }
+            TrainError::Step { source, .. } => match source.downcast_ref::<lexforge_core::Error>() {
+                Some(e) => e.kind(),
+                None => ErrorKind::InvalidInput,
+            },
+            TrainError::Checkpoint { .. } => ErrorKind::Artifact,
+            TrainError::NonFiniteLoss { .. }
+            | TrainError::InvalidParameter { .. }
+            | TrainError::NotEnoughData { .. } => ErrorKind::InvalidInput,
         }
     }
 }

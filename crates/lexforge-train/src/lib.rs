@@ -1,15 +1,28 @@
-//! lexforge training engine (issue #4). Landed so far: the learning-rate schedule
-//! ([`LrSchedule`]: linear warmup then cosine decay), early stopping on validation loss
-//! ([`EarlyStopping`]), the non-finite loss guard ([`check_loss`]) and AdamW with PyTorch
-//! defaults and gradient-norm clipping ([`OptimizerConfig`]); the optimizer loop,
-//! checkpoints and exact resume build on them.
+//! lexforge training engine: the optimizer loop ([`train`]) with AdamW ([`OptimizerConfig`]),
+//! global gradient-norm clipping ([`clip_global_norm`]), linear warmup + cosine decay
+//! ([`LrSchedule`]), gradient accumulation, evaluation every N steps ([`evaluate`]), early
+//! stopping on validation loss ([`EarlyStopping`]), checkpoints every N steps plus the best
+//! ([`CheckpointDir`]) and exact resume ([`Resume`]), reporting through `lexforge-core`'s
+//! `EventSink`.
+//!
+//! A model plugs in by implementing [`TrainModel`] (its loss on a batch); data by implementing
+//! [`BatchSource`] (a batch from item indices).
 
+mod checkpoint;
 mod early_stop;
+mod engine;
 mod error;
 mod optimizer;
+mod params;
 mod schedule;
 
+pub use checkpoint::{BestEval, CheckpointDir, TrainerState, step_name};
 pub use early_stop::{EarlyStopping, EarlyStoppingConfig, Verdict};
+pub use engine::{
+    BatchSource, BoxError, LossOutput, Resume, StopReason, TrainConfig, TrainContext,
+    TrainModel, TrainOutcome, evaluate, train,
+};
 pub use error::{Result, TrainError, check_loss};
 pub use optimizer::OptimizerConfig;
+pub use params::{clip_global_norm, with_stable_param_ids};
 pub use schedule::LrSchedule;

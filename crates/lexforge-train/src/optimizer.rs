@@ -1,6 +1,5 @@
 //! [`OptimizerConfig`]: AdamW with PyTorch's defaults, mapped onto burn's optimizer.
 
-use burn::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +19,9 @@ pub struct OptimizerConfig {
     pub epsilon: f32,
     /// Decoupled weight decay.
     pub weight_decay: f32,
-    /// Clip the global gradient norm to this value (`None`: no clipping).
+    /// Clip the global gradient norm (over all parameters at once, as PyTorch's
+    /// `clip_grad_norm_`) to this value (`None`: no clipping). Applied by the engine
+    /// ([`crate::clip_global_norm`]), not by burn's optimizer, whose clipping is per parameter.
     pub grad_clip_norm: Option<f32>,
 }
 
@@ -63,7 +64,7 @@ impl OptimizerConfig {
         Ok(())
     }
 
-    /// The burn optimizer.
+    /// The burn optimizer (AdamW without clipping; the engine clips the global norm).
     pub fn build(&self) -> Result<ModuleOptimizer> {
         self.validate()?;
         Ok(AdamWConfig::new()
@@ -71,7 +72,6 @@ impl OptimizerConfig {
             .with_beta_2(self.beta2)
             .with_epsilon(self.epsilon)
             .with_weight_decay(self.weight_decay)
-            .with_grad_clipping(self.grad_clip_norm.map(GradientClippingConfig::Norm))
             .init())
     }
 }

@@ -1,0 +1,568 @@
+//! The optimizer loop: gradient accumulation, global-norm clipping, the learning-rate
+//! schedule, periodic evaluation, early stopping, checkpoints and exact resume.
+//!
+//! Why our own loop rather than burn-train's `Learner`: see
+//! `docs/adr/0002-training-engine.md`. In short, exact resume needs the data position and the
+//! dropout RNG under our control, and the pipelines need typed failures (NaN loss with its step)
+//! and our [`EventSink`] events rather than burn-train's dashboard. burn's pieces are used
+//! where they fit: the optimizer and its record format, gradient accumulation, the module
+//! snapshot store for checkpoints.
+
+use std::error::Error as StdError;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::{Device, Tensor};
+use lexforge_core::{CancelToken, Event, EventSink, Seed};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{BestEval, CheckpointDir, TrainerState, step_name};
+use crate::early_stop::{EarlyStopping, EarlyStoppingConfig, Verdict};
+use crate::error::{Result, TrainError, check_loss};
+use crate::optimizer::OptimizerConfig;
+use crate::params::{clip_global_norm, with_stable_param_ids};
+use crate::schedule::LrSchedule;
+
+/// A boxed error from the crate that owns the model or the data.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The loss of one batch.
+#[derive(Debug, Clone)]
+pub struct LossOutput {
+    /// Mean loss over the batch's targets, shape `[1]`.
+    pub loss: Tensor<1>,
+    /// Number of targets the mean is over (tokens, for a language model); weights evaluation
+    /// means and throughput.
+    pub targets: usize,
+}
+
+/// A model the engine can train: a burn module that computes its own loss on a batch.
+pub trait TrainModel: Module + Sized {
+    /// What one batch is.
+    type Batch;
+
+    /// The mean loss of `batch`. Called on the autodiff device during training and on the
+    /// plain device (after [`Module::valid`]) during evaluation.
+    fn loss(&self, batch: &Self::Batch) -> std::result::Result<LossOutput, BoxError>;
+}
+
+/// Items the engine can batch by index.
+///
+/// # Invariants
+/// `batch` accepts any non-empty set of indices below `len()`, in the given order, and is a pure
+/// function of them (same indices → same batch): exact resume relies on it.
+pub trait BatchSource<B>: Sync {
+    /// Number of items.
+    fn len(&self) -> usize;
+
+    /// Whether there are no items.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch of items `indices`, with tensors on `device`.
+    fn batch(&self, indices: &[usize], device: &Device) -> std::result::Result<B, BoxError>;
+}
+
+/// Hyper-parameters of the loop. Defaults are those of a small nanoGPT-style run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps to run.
+    pub max_steps: u64,
+    /// Items per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are summed (averaged) into one optimizer step.
+    pub grad_accum_steps: u32,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Learning rate reached at `max_steps` by the cosine decay.
+    pub min_lr: f64,
+    /// Linear warmup length in optimizer steps.
+    pub warmup_steps: u64,
+    /// AdamW and clipping.
+    pub optimizer: OptimizerConfig,
+    /// Evaluate every this many steps (0: only at the end).
+    pub eval_every: u64,
+    /// Evaluate on at most this many validation batches (`None`: all of them).
+    pub eval_batches: Option<usize>,
+    /// Write a checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: u64,
+    /// Periodic checkpoints to keep (the best one is kept separately).
+    pub keep_checkpoints: usize,
+    /// Stop when the validation loss stops improving.
+    pub early_stopping: Option<EarlyStoppingConfig>,
+    /// Emit a progress event every this many steps.
+    pub log_every: u64,
+    /// Seed of the data order and of the backend RNG (dropout).
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            max_steps: 1000,
+            batch_size: 8,
+            grad_accum_steps: 1,
+            lr: 3e-4,
+            min_lr: 3e-5,
+            warmup_steps: 100,
+            optimizer: OptimizerConfig::default(),
+            eval_every: 100,
+            eval_batches: None,
+            checkpoint_every: 100,
+            keep_checkpoints: 2,
+            early_stopping: None,
+            log_every: 10,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The learning-rate schedule of this configuration.
+    pub fn schedule(&self) -> LrSchedule {
+        LrSchedule {
+            peak: self.lr,
+            min_lr: self.min_lr,
+            warmup_steps: self.warmup_steps,
+            total_steps: self.max_steps,
+        }
+    }
+
+    /// Checks every value; names the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        let bad =
+            |parameter, reason: String| Err(TrainError::InvalidParameter { parameter, reason });
+        if self.max_steps == 0 {
+            return bad("max_steps", "must be at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1".into());
+        }
+        if self.grad_accum_steps == 0 {
+            return bad("grad_accum_steps", "must be at least 1".into());
+        }
+        if self.log_every == 0 {
+            return bad("log_every", "must be at least 1".into());
+        }
+        if self.eval_batches == Some(0) {
+            return bad("eval_batches", "must be at least 1 when given".into());
+        }
+        self.schedule().validate()?;
+        self.optimizer.validate()
+    }
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// `max_steps` reached.
+    MaxSteps,
+    /// Early stopping's patience ran out.
+    EarlyStopped,
+    /// The cancel token was triggered; a checkpoint of the last finished step was written.
+    Cancelled,
+}
+
+/// What [`train`] returns.
+#[derive(Debug)]
+pub struct TrainOutcome<M> {
+    /// The model after the last step (on the training device).
+    pub model: M,
+    /// The loop's state at the end.
+    pub state: TrainerState,
+    /// Why it ended.
+    pub stop: StopReason,
+}
+
+/// Where a run trains and reports.
+pub struct TrainContext<'a, B> {
+    /// Run id for the `started` event.
+    pub run_id: &'a str,
+    /// Job kind for the `started` event (`"lm"`, ...).
+    pub kind: &'a str,
+    /// The training device; must be an autodiff device (`Device::flex().autodiff()`).
+    pub device: &'a Device,
+    /// Training items; shuffled each epoch with the seed.
+    pub train: &'a dyn BatchSource<B>,
+    /// Validation items; evaluated in order.
+    pub valid: &'a dyn BatchSource<B>,
+    /// Where checkpoints go.
+    pub checkpoints: &'a CheckpointDir,
+    /// Receives started, progress, eval, checkpoint, failed and cancelled events. `completed`
+    /// is left to the pipeline, which finishes its own artifacts after the loop.
+    pub events: &'a dyn EventSink,
+    /// Checked between optimizer steps.
+    pub cancel: &'a CancelToken,
+}
+
+/// Whether to continue from the latest checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Start from the given model.
+    Fresh,
+    /// Continue from `latest.json` when there is one, else start fresh.
+    Latest,
+}
+
+/// Trains `model` with `config`. See the module documentation.
+///
+/// # Errors
+/// [`TrainError::InvalidParameter`] for a bad config (or a device without autodiff),
+/// [`TrainError::NotEnoughData`] when the training data cannot fill a batch or validation is
+/// empty, [`TrainError::Checkpoint`] for a damaged checkpoint on resume,
+/// [`TrainError::NonFiniteLoss`] with the step when the loss is NaN or infinite (the last
+/// checkpoint is left as it was), [`TrainError::Step`] for model or data errors, and I/O errors.
+/// Every error after the `started` event is also reported as a `failed` event.
+pub fn train<M: TrainModel>(
+    config: &TrainConfig,
+    ctx: &TrainContext<'_, M::Batch>,
+    model: M,
+    resume: Resume,
+) -> Result<TrainOutcome<M>> {
+    config.validate()?;
+    if !ctx.device.is_autodiff() {
+        return Err(TrainError::InvalidParameter {
+            parameter: "device",
+            reason: "training needs an autodiff device (`device.autodiff()`)".into(),
+        });
+    }
+    if ctx.train.len() < config.batch_size {
+        return Err(TrainError::NotEnoughData {
+            split: "train",
+            items: ctx.train.len(),
+            batch_size: config.batch_size,
+        });
+    }
+    if ctx.valid.is_empty() {
+        return Err(TrainError::NotEnoughData {
+            split: "validation",
+            items: 0,
+            batch_size: 1,
+        });
+    }
+    let model = with_stable_param_ids(model);
+    let optimizer = config.optimizer.build()?;
+    let (model, optimizer, state) = match resume {
+        Resume::Latest => match ctx.checkpoints.latest()? {
+            Some(name) => {
+                let loaded = ctx.checkpoints.load(&name, model, optimizer)?;
+                tracing::info!(checkpoint = %name, step = loaded.2.step, "resuming");
+                loaded
+            }
+            None => (model, optimizer, fresh_state(config)),
+        },
+        Resume::Fresh => (model, optimizer, fresh_state(config)),
+    };
+    ctx.events.send(Event::Started {
+        run_id: ctx.run_id.to_owned(),
+        kind: ctx.kind.to_owned(),
+        total: Some(config.max_steps),
+    })?;
+    let mut lp = Loop {
+        config,
+        ctx,
+        optimizer,
+        clock_base: state.elapsed_secs,
+        state,
+        order: None,
+        clock: Instant::now(),
+    };
+    match lp.run(model) {
+        Ok(out) => Ok(out),
+        Err(e) => {
+            // Best effort: the error itself is what the caller needs.
+            let _ = ctx.events.send(Event::Failed {
+                step: Some(lp.state.step),
+                error: e.to_string(),
+            });
+            let _ = ctx.events.flush();
+            Err(e)
+        }
+    }
+}
+
+fn fresh_state(config: &TrainConfig) -> TrainerState {
+    TrainerState {
+        step: 0,
+        micro_batches: 0,
+        tokens: 0,
+        early_stopping: config.early_stopping.clone().map(EarlyStopping::new),
+        best: None,
+        last_val_loss: None,
+        elapsed_secs: 0.0,
+        seed: config.seed,
+    }
+}
+
+struct Loop<'a, 'c, B> {
+    config: &'a TrainConfig,
+    ctx: &'a TrainContext<'c, B>,
+    optimizer: burn::optim::ModuleOptimizer,
+    state: TrainerState,
+    /// The shuffled order of the current epoch.
+    order: Option<(u64, Vec<usize>)>,
+    clock: Instant,
+    clock_base: f64,
+}
+
+impl<B> Loop<'_, '_, B> {
+    fn elapsed(&self) -> f64 {
+        self.clock_base + self.clock.elapsed().as_secs_f64()
+    }
+
+    /// The item indices of micro-batch number `pos` (epoch-wise shuffled, last partial batch
+    /// of an epoch dropped).
+    fn indices(&mut self, pos: u64) -> Vec<usize> {
+        let bs = self.config.batch_size;
+        let n = self.ctx.train.len();
+        let per_epoch = (n / bs) as u64;
+        let (epoch, offset) = (pos / per_epoch, (pos % per_epoch) as usize);
+        if self.order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut Seed(self.config.seed).rng(&format!("train-order/{epoch}")));
+            self.order = Some((epoch, order));
+        }
+        let order = self.order.as_ref().map(|(_, o)| o.as_slice()).unwrap_or(&[]);
+        order[offset * bs..(offset + 1) * bs].to_vec()
+    }
+
+    fn epoch(&self) -> f64 {
+        let per_epoch = (self.ctx.train.len() / self.config.batch_size) as f64;
+        self.state.micro_batches as f64 / per_epoch
+    }
+}
+
+impl<B> Loop<'_, '_, B> {
+    fn run<M: TrainModel<Batch = B>>(&mut self, mut model: M) -> Result<TrainOutcome<M>> {
+        let config = self.config;
+        let schedule = config.schedule();
+        let accum = config.grad_accum_steps;
+        let mut window = Window::new();
+        let mut stop = StopReason::MaxSteps;
+        while self.state.step < config.max_steps {
+            if self.ctx.cancel.is_cancelled() {
+                stop = StopReason::Cancelled;
+                break;
+            }
+            let step = self.state.step;
+            let lr = schedule.lr(step);
+            let mut acc = GradientsAccumulator::<M>::new();
+            let mut step_loss = 0.0;
+            for _ in 0..accum {
+                let pos = self.state.micro_batches;
+                let indices = self.indices(pos);
+                let batch = self
+                    .ctx
+                    .train
+                    .batch(&indices, self.ctx.device)
+                    .map_err(|source| TrainError::Step {
+                        op: "batch",
+                        step,
+                        source,
+                    })?;
+                // The backend RNG (dropout) is a function of (seed, data position) only, so a
+                // resumed run draws exactly the masks the uninterrupted run drew.
+                self.ctx
+                    .device
+                    .seed(Seed(config.seed).derive(&format!("backend/{pos}")).0);
+                let out = model.loss(&batch).map_err(|source| TrainError::Step {
+                    op: "loss",
+                    step,
+                    source,
+                })?;
+                let value = f64::from(out.loss.clone().into_scalar::<f32>());
+                check_loss(step, value)?;
+                step_loss += value / f64::from(accum);
+                let loss = if accum > 1 {
+                    out.loss / f64::from(accum)
+                } else {
+                    out.loss
+                };
+                acc.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+                self.state.micro_batches += 1;
+                self.state.tokens += out.targets as u64;
+                window.tokens += out.targets as u64;
+            }
+            let clip = config.optimizer.grad_clip_norm.map(f64::from);
+            let (grads, grad_norm) = clip_global_norm(&model, acc.grads(), clip);
+            model = self.optimizer.step(lr, model, grads);
+            self.state.step += 1;
+            window.add(step_loss, grad_norm);
+            let step = self.state.step;
+            let last = step == config.max_steps;
+            if step.is_multiple_of(config.log_every) || last {
+                let mut metrics = window.take();
+                metrics.insert("lr".into(), lr);
+                metrics.insert("epoch".into(), self.epoch());
+                self.ctx.events.send(Event::Progress {
+                    step,
+                    total: Some(config.max_steps),
+                    metrics,
+                })?;
+            }
+            let eval_due = (config.eval_every > 0 && step.is_multiple_of(config.eval_every)) || last;
+            if eval_due && self.eval_and_maybe_stop(&model)? {
+                stop = StopReason::EarlyStopped;
+                break;
+            }
+            if (config.checkpoint_every > 0 && step.is_multiple_of(config.checkpoint_every)) || last
+            {
+                self.checkpoint(&model, &step_name(step), true)?;
+            }
+        }
+        if stop != StopReason::MaxSteps {
+            // Keep the work of every finished step.
+            let name = step_name(self.state.step);
+            if self.ctx.checkpoints.latest()?.as_deref() != Some(name.as_str()) {
+                self.checkpoint(&model, &name, true)?;
+            }
+        }
+        if stop == StopReason::Cancelled {
+            self.ctx.events.send(Event::Cancelled {
+                step: Some(self.state.step),
+            })?;
+        }
+        self.ctx.events.flush()?;
+        Ok(TrainOutcome {
+            model,
+            state: self.state.clone(),
+            stop,
+        })
+    }
+
+    /// Evaluates, records the best checkpoint, and returns whether early stopping says stop.
+    fn eval_and_maybe_stop<M: TrainModel<Batch = B>>(&mut self, model: &M) -> Result<bool> {
+        let step = self.state.step;
+        let (val_loss, targets) = evaluate(
+            &model.valid(),
+            self.ctx.valid,
+            &self.ctx.device.clone().without_autodiff(),
+            self.config.batch_size,
+            self.config.eval_batches,
+        )
+        .map_err(|e| match e {
+            TrainError::Step { op, source, .. } => TrainError::Step { op, step, source },
+            other => other,
+        })?;
+        self.state.last_val_loss = Some(val_loss);
+        let mut metrics = std::collections::BTreeMap::new();
+        metrics.insert("val_loss".into(), val_loss);
+        metrics.insert("val_perplexity".into(), val_loss.exp());
+        metrics.insert("val_targets".into(), targets as f64);
+        self.ctx.events.send(Event::Eval { step, metrics })?;
+        let improved = val_loss.is_finite() && self.state.best.is_none_or(|b| val_loss < b.val_loss);
+        if improved {
+            self.state.best = Some(BestEval { step, val_loss });
+            self.checkpoint(model, "best", false)?;
+        }
+        Ok(match self.state.early_stopping.as_mut() {
+            Some(es) => es.observe(val_loss) == Verdict::Stop,
+            None => false,
+        })
+    }
+
+    fn checkpoint<M: Module>(&mut self, model: &M, name: &str, periodic: bool) -> Result<()> {
+        self.state.elapsed_secs = self.elapsed();
+        let path = self
+            .ctx
+            .checkpoints
+            .save(name, model, &self.optimizer, &self.state, periodic)?;
+        let rel = path
+            .strip_prefix(self.ctx.checkpoints.path().parent().unwrap_or(self.ctx.checkpoints.path()))
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .into_owned();
+        self.ctx.events.send(Event::Checkpoint {
+            step: self.state.step,
+            path: rel,
+        })?;
+        Ok(())
+    }
+}
+
+/// Mean loss per target of `model` over `data` (in order, in batches of `batch_size`, at most
+/// `max_batches` of them), weighted by each batch's target count. Returns the mean and the
+/// number of targets. `model` should be in evaluation mode ([`Module::valid`]) and `device`
+/// the plain device it lives on.
+pub fn evaluate<M: TrainModel>(
+    model: &M,
+    data: &dyn BatchSource<M::Batch>,
+    device: &Device,
+    batch_size: usize,
+    max_batches: Option<usize>,
+) -> Result<(f64, u64)> {
+    if data.is_empty() {
+        return Err(TrainError::NotEnoughData {
+            split: "validation",
+            items: 0,
+            batch_size: 1,
+        });
+    }
+    let n = data.len();
+    let batches = n.div_ceil(batch_size.max(1));
+    let batches = max_batches.map_or(batches, |m| m.min(batches));
+    let mut sum = 0.0;
+    let mut targets = 0u64;
+    for b in 0..batches {
+        let indices: Vec<usize> = (b * batch_size..((b + 1) * batch_size).min(n)).collect();
+        let batch = data
+            .batch(&indices, device)
+            .map_err(|source| TrainError::Step {
+                op: "batch",
+                step: 0,
+                source,
+            })?;
+        let out = model.loss(&batch).map_err(|source| TrainError::Step {
+            op: "evaluate",
+            step: 0,
+            source,
+        })?;
+        let value = f64::from(out.loss.into_scalar::<f32>());
+        sum += value * out.targets as f64;
+        targets += out.targets as u64;
+    }
+    Ok((sum / targets.max(1) as f64, targets))
+}
+
+/// Loss, gradient norm and throughput between two progress events.
+struct Window {
+    started: Instant,
+    loss: f64,
+    grad_norm: f64,
+    steps: u64,
+    tokens: u64,
+}
+
+impl Window {
+    fn new() -> Self {
+        Window {
+            started: Instant::now(),
+            loss: 0.0,
+            grad_norm: 0.0,
+            steps: 0,
+            tokens: 0,
+        }
+    }
+
+    fn add(&mut self, loss: f64, grad_norm: f64) {
+        self.loss += loss;
+        self.grad_norm += grad_norm;
+        self.steps += 1;
+    }
+
+    fn take(&mut self) -> std::collections::BTreeMap<String, f64> {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let steps = self.steps.max(1) as f64;
+        let mut m = std::collections::BTreeMap::new();
+        m.insert("loss".into(), self.loss / steps);
+        m.insert("grad_norm".into(), self.grad_norm / steps);
+        m.insert("tokens_per_s".into(), self.tokens as f64 / secs);
+        *self = Window::new();
+        m
+    }
+}
