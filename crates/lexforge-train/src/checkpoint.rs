@@ -112,7 +112,8 @@ impl CheckpointDir {
     /// `keep` (at least 1) are deleted after each save.
     pub fn new(root: impl Into<PathBuf>, keep: usize) -> Result<Self> {
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|e| lexforge_core::Error::io("create directory", &root, e))?;
+        fs::create_dir_all(&root)
+            .map_err(|e| lexforge_core::Error::io("create directory", &root, e))?;
         Ok(CheckpointDir {
             root,
             keep: keep.max(1),
@@ -165,7 +166,9 @@ impl CheckpointDir {
             return Err(e);
         }
         let dest = self.dir(name);
-        let old = self.root.join(format!(".old-{name}-{}", std::process::id()));
+        let old = self
+            .root
+            .join(format!(".old-{name}-{}", std::process::id()));
         if dest.exists() {
             fs::rename(&dest, &old).map_err(|e| lexforge_core::Error::io("rename", &dest, e))?;
         }
@@ -223,7 +226,8 @@ impl CheckpointDir {
     ) -> Result<(M, ModuleOptimizer, TrainerState)> {
         let dir = self.dir(name);
         let state_path = dir.join(STATE_FILE);
-        let bytes = fs::read(&state_path).map_err(|e| bad(&dir, format!("cannot read state.json: {e}")))?;
+        let bytes =
+            fs::read(&state_path).map_err(|e| bad(&dir, format!("cannot read state.json: {e}")))?;
         let file: StateFile = serde_json::from_slice(&bytes)
             .map_err(|e| bad(&dir, format!("state.json is not valid: {e}")))?;
         for (rel, expected) in [
@@ -231,11 +235,15 @@ impl CheckpointDir {
             (OPTIMIZER_FILE, &file.optimizer_sha256),
         ] {
             let path = dir.join(rel);
-            let got = sha256_file(&path).map_err(|e| bad(&dir, format!("{rel}: {e}")))?.0;
+            let got = sha256_file(&path)
+                .map_err(|e| bad(&dir, format!("{rel}: {e}")))?
+                .0;
             if &got != expected {
                 return Err(bad(
                     &dir,
-                    format!("{rel} has sha256 {got}, state.json recorded {expected} (damaged or replaced)"),
+                    format!(
+                        "{rel} has sha256 {got}, state.json recorded {expected} (damaged or replaced)"
+                    ),
                 ));
             }
         }

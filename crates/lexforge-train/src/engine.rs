@@ -327,7 +327,11 @@ impl<B> Loop<'_, '_, B> {
             order.shuffle(&mut Seed(self.config.seed).rng(&format!("train-order/{epoch}")));
             self.order = Some((epoch, order));
         }
-        let order = self.order.as_ref().map(|(_, o)| o.as_slice()).unwrap_or(&[]);
+        let order = self
+            .order
+            .as_ref()
+            .map(|(_, o)| o.as_slice())
+            .unwrap_or(&[]);
         order[offset * bs..(offset + 1) * bs].to_vec()
     }
 
@@ -405,7 +409,8 @@ impl<B> Loop<'_, '_, B> {
                     metrics,
                 })?;
             }
-            let eval_due = (config.eval_every > 0 && step.is_multiple_of(config.eval_every)) || last;
+            let eval_due =
+                (config.eval_every > 0 && step.is_multiple_of(config.eval_every)) || last;
             if eval_due && self.eval_and_maybe_stop(&model)? {
                 stop = StopReason::EarlyStopped;
                 break;
@@ -455,7 +460,8 @@ impl<B> Loop<'_, '_, B> {
         metrics.insert("val_perplexity".into(), val_loss.exp());
         metrics.insert("val_targets".into(), targets as f64);
         self.ctx.events.send(Event::Eval { step, metrics })?;
-        let improved = val_loss.is_finite() && self.state.best.is_none_or(|b| val_loss < b.val_loss);
+        let improved =
+            val_loss.is_finite() && self.state.best.is_none_or(|b| val_loss < b.val_loss);
         if improved {
             self.state.best = Some(BestEval { step, val_loss });
             self.checkpoint(model, "best", false)?;
@@ -468,12 +474,18 @@ impl<B> Loop<'_, '_, B> {
 
     fn checkpoint<M: Module>(&mut self, model: &M, name: &str, periodic: bool) -> Result<()> {
         self.state.elapsed_secs = self.elapsed();
-        let path = self
-            .ctx
-            .checkpoints
-            .save(name, model, &self.optimizer, &self.state, periodic)?;
+        let path =
+            self.ctx
+                .checkpoints
+                .save(name, model, &self.optimizer, &self.state, periodic)?;
         let rel = path
-            .strip_prefix(self.ctx.checkpoints.path().parent().unwrap_or(self.ctx.checkpoints.path()))
+            .strip_prefix(
+                self.ctx
+                    .checkpoints
+                    .path()
+                    .parent()
+                    .unwrap_or(self.ctx.checkpoints.path()),
+            )
             .unwrap_or(&path)
             .to_string_lossy()
             .into_owned();
@@ -564,5 +576,396 @@ impl Window {
         m.insert("tokens_per_s".into(), self.tokens as f64 / secs);
         *self = Window::new();
         m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Mutex, MutexGuard};
+
+    use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+    use burn::tensor::TensorData;
+    use lexforge_core::{EventRecord, Result as CoreResult};
+
+    use super::*;
+
+    /// Training tests share burn's process-wide backend RNG; run them one at a time.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn serial() -> MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    #[derive(Module, Debug)]
+    struct Mlp {
+        l1: Linear,
+        drop: Dropout,
+        l2: Linear,
+    }
+
+    impl Mlp {
+        fn new(device: &Device) -> Self {
+            device.seed(7);
+            Mlp {
+                l1: LinearConfig::new(4, 16).init(device),
+                drop: DropoutConfig::new(0.2).init(),
+                l2: LinearConfig::new(16, 1).init(device),
+            }
+        }
+    }
+
+    /// `(x [b, 4], y [b, 1])`.
+    type Xy = (Tensor<2>, Tensor<2>);
+
+    impl TrainModel for Mlp {
+        type Batch = Xy;
+        fn loss(&self, (x, y): &Xy) -> std::result::Result<LossOutput, BoxError> {
+            let h = burn::tensor::activation::relu(self.l1.forward(x.clone()));
+            let pred = self.l2.forward(self.drop.forward(h));
+            Ok(LossOutput {
+                loss: (pred - y.clone()).powf_scalar(2.0).mean().reshape([1]),
+                targets: y.dims()[0],
+            })
+        }
+    }
+
+    /// y = x0 - 2 x1 + 0.5 x2 x3 on a deterministic sequence of points; `scale` blows the
+    /// targets up.
+    struct Points {
+        n: usize,
+        offset: usize,
+        scale: f32,
+    }
+
+    impl BatchSource<Xy> for Points {
+        fn len(&self) -> usize {
+            self.n
+        }
+        fn batch(&self, indices: &[usize], device: &Device) -> std::result::Result<Xy, BoxError> {
+            let mut xs = Vec::new();
+            let mut ys = Vec::new();
+            for &i in indices {
+                let j = (i + self.offset) as f32;
+                let x = [
+                    (j * 0.37).sin(),
+                    (j * 0.11).cos(),
+                    (j * 0.05).sin(),
+                    (j * 0.23).cos(),
+                ];
+                ys.push((x[0] - 2.0 * x[1] + 0.5 * x[2] * x[3]) * self.scale);
+                xs.extend(x);
+            }
+            let b = indices.len();
+            Ok((
+                Tensor::from_data(TensorData::new(xs, [b, 4]), device),
+                Tensor::from_data(TensorData::new(ys, [b, 1]), device),
+            ))
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        events: Mutex<Vec<Event>>,
+        fail_at_step: Option<u64>,
+        cancel_at_step: Option<(u64, CancelToken)>,
+    }
+
+    impl EventSink for Recorder {
+        fn emit(&self, record: &EventRecord) -> CoreResult<()> {
+            if let Event::Progress { step, .. } = &record.event {
+                if self.fail_at_step == Some(*step) {
+                    return Err(lexforge_core::Error::Cancelled);
+                }
+                if let Some((s, token)) = &self.cancel_at_step
+                    && s == step
+                {
+                    token.cancel();
+                }
+            }
+            self.events.lock().unwrap().push(record.event.clone());
+            Ok(())
+        }
+    }
+
+    fn config() -> TrainConfig {
+        TrainConfig {
+            max_steps: 12,
+            batch_size: 4,
+            grad_accum_steps: 2,
+            lr: 1e-2,
+            min_lr: 1e-3,
+            warmup_steps: 2,
+            eval_every: 4,
+            checkpoint_every: 3,
+            log_every: 1,
+            seed: 11,
+            ..TrainConfig::default()
+        }
+    }
+
+    fn weights(m: &Mlp) -> Vec<f32> {
+        let mut out = Vec::new();
+        for t in [m.l1.weight.val(), m.l2.weight.val()] {
+            out.extend(t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
+        }
+        out
+    }
+
+    fn run_with(
+        dir: &std::path::Path,
+        config: &TrainConfig,
+        sink: &Recorder,
+        cancel: &CancelToken,
+        resume: Resume,
+        scale: f32,
+    ) -> Result<TrainOutcome<Mlp>> {
+        let device = Device::flex().autodiff();
+        let train_data = Points {
+            n: 37,
+            offset: 0,
+            scale,
+        };
+        let valid = Points {
+            n: 10,
+            offset: 1000,
+            scale: 1.0,
+        };
+        let ckpt = CheckpointDir::new(dir.join("checkpoints"), 2)?;
+        let ctx = TrainContext {
+            run_id: "t",
+            kind: "test",
+            device: &device,
+            train: &train_data,
+            valid: &valid,
+            checkpoints: &ckpt,
+            events: sink,
+            cancel,
+        };
+        train(config, &ctx, Mlp::new(&device), resume)
+    }
+
+    fn run(
+        dir: &std::path::Path,
+        config: &TrainConfig,
+        sink: &Recorder,
+        resume: Resume,
+    ) -> Result<TrainOutcome<Mlp>> {
+        run_with(dir, config, sink, &CancelToken::new(), resume, 1.0)
+    }
+
+    #[test]
+    fn learns_and_reports_in_order() {
+        let _g = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Recorder::default();
+        let cfg = TrainConfig {
+            max_steps: 40,
+            lr: 5e-2,
+            min_lr: 5e-3,
+            ..config()
+        };
+        let out = run(dir.path(), &cfg, &sink, Resume::Fresh).unwrap();
+        assert_eq!(out.stop, StopReason::MaxSteps);
+        assert_eq!((out.state.step, out.state.micro_batches), (40, 80));
+        let events = sink.events.lock().unwrap();
+        assert!(matches!(
+            events[0],
+            Event::Started {
+                total: Some(40),
+                ..
+            }
+        ));
+        let evals: Vec<f64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Eval { metrics, .. } => Some(metrics["val_loss"]),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(evals.len(), 10);
+        assert!(evals[9] < evals[0] * 0.5, "{evals:?}");
+        let progress: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Progress { metrics, .. } => Some(metrics),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(progress.len(), 40);
+        for key in ["loss", "lr", "tokens_per_s", "grad_norm", "epoch"] {
+            assert!(progress[0][key].is_finite(), "{key}");
+        }
+        let ckpts = dir.path().join("checkpoints");
+        assert!(ckpts.join("best/state.json").exists());
+        assert!(ckpts.join("step-000039").exists() && ckpts.join("step-000040").exists());
+        assert!(!ckpts.join("step-000036").exists(), "pruned to 2");
+    }
+
+    #[test]
+    fn resume_after_a_crash_is_bitwise_identical() {
+        let _g = serial();
+        let cfg = config();
+        let a = tempfile::tempdir().unwrap();
+        let full = run(a.path(), &cfg, &Recorder::default(), Resume::Fresh).unwrap();
+
+        // Crash between checkpoints: step 7 fails after the checkpoint of step 6.
+        let b = tempfile::tempdir().unwrap();
+        let crashing = Recorder {
+            fail_at_step: Some(7),
+            ..Recorder::default()
+        };
+        let err = run(b.path(), &cfg, &crashing, Resume::Fresh).unwrap_err();
+        assert!(matches!(err, TrainError::Core(_)), "{err}");
+        let ckpts = CheckpointDir::new(b.path().join("checkpoints"), 2).unwrap();
+        assert_eq!(ckpts.latest().unwrap().as_deref(), Some("step-000006"));
+        let resumed = run(b.path(), &cfg, &Recorder::default(), Resume::Latest).unwrap();
+        assert_eq!(resumed.state.step, 12);
+        assert_eq!(resumed.state.micro_batches, full.state.micro_batches);
+        assert_eq!(resumed.state.best, full.state.best);
+        let (x, y) = (weights(&full.model), weights(&resumed.model));
+        assert!(
+            x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()),
+            "weights differ"
+        );
+
+        // The comparison can fail: another seed (data order, dropout) gives other weights.
+        let c = tempfile::tempdir().unwrap();
+        let other = run(
+            c.path(),
+            &TrainConfig { seed: 12, ..cfg },
+            &Recorder::default(),
+            Resume::Fresh,
+        )
+        .unwrap();
+        assert_ne!(weights(&other.model), x);
+    }
+
+    #[test]
+    fn cancel_stops_between_steps_and_keeps_a_checkpoint() {
+        let _g = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = CancelToken::new();
+        let sink = Recorder {
+            cancel_at_step: Some((5, cancel.clone())),
+            ..Recorder::default()
+        };
+        let out = run_with(dir.path(), &config(), &sink, &cancel, Resume::Fresh, 1.0).unwrap();
+        assert_eq!((out.stop, out.state.step), (StopReason::Cancelled, 5));
+        let ckpts = CheckpointDir::new(dir.path().join("checkpoints"), 2).unwrap();
+        assert_eq!(ckpts.latest().unwrap().as_deref(), Some("step-000005"));
+        let events = sink.events.lock().unwrap();
+        assert!(matches!(
+            events.last(),
+            Some(Event::Cancelled { step: Some(5) })
+        ));
+    }
+
+    #[test]
+    fn a_diverging_loss_fails_with_its_step_and_keeps_the_last_checkpoint() {
+        let _g = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Recorder::default();
+        let cfg = TrainConfig {
+            lr: 10.0,
+            min_lr: 1.0,
+            optimizer: OptimizerConfig {
+                grad_clip_norm: None,
+                ..OptimizerConfig::default()
+            },
+            ..config()
+        };
+        let err = run_with(
+            dir.path(),
+            &cfg,
+            &sink,
+            &CancelToken::new(),
+            Resume::Fresh,
+            1e30,
+        )
+        .unwrap_err();
+        let TrainError::NonFiniteLoss { step, .. } = err else {
+            panic!("{err}")
+        };
+        let events = sink.events.lock().unwrap();
+        assert!(
+            matches!(events.last(), Some(Event::Failed { step: Some(s), .. }) if *s == step),
+            "{:?}",
+            events.last()
+        );
+        let ckpts = CheckpointDir::new(dir.path().join("checkpoints"), 2).unwrap();
+        assert!(ckpts.latest().unwrap().is_none_or(|n| n <= step_name(step)));
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_is_refused_on_resume() {
+        let _g = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            max_steps: 3,
+            ..config()
+        };
+        run(dir.path(), &cfg, &Recorder::default(), Resume::Fresh).unwrap();
+        let model = dir.path().join("checkpoints/step-000003/model.safetensors");
+        let mut bytes = std::fs::read(&model).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&model, bytes).unwrap();
+        let more = TrainConfig {
+            max_steps: 6,
+            ..cfg
+        };
+        let err = run(dir.path(), &more, &Recorder::default(), Resume::Latest).unwrap_err();
+        assert!(matches!(err, TrainError::Checkpoint { .. }), "{err}");
+        assert!(err.to_string().contains("sha256"), "{err}");
+    }
+
+    #[test]
+    fn early_stopping_ends_the_run_and_bad_configs_are_refused() {
+        let _g = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            max_steps: 200,
+            lr: 1e-9,
+            min_lr: 1e-9,
+            eval_every: 1,
+            early_stopping: Some(EarlyStoppingConfig {
+                patience: 2,
+                min_delta: 0.1,
+            }),
+            ..config()
+        };
+        let out = run(dir.path(), &cfg, &Recorder::default(), Resume::Fresh).unwrap();
+        assert_eq!(out.stop, StopReason::EarlyStopped);
+        assert_eq!(
+            out.state.step, 4,
+            "best at 1, then 3 evaluations without improvement"
+        );
+        for bad in [
+            TrainConfig {
+                batch_size: 0,
+                ..config()
+            },
+            TrainConfig {
+                max_steps: 0,
+                ..config()
+            },
+            TrainConfig {
+                grad_accum_steps: 0,
+                ..config()
+            },
+            TrainConfig {
+                batch_size: 100,
+                ..config()
+            },
+        ] {
+            let err = run(dir.path(), &bad, &Recorder::default(), Resume::Fresh).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TrainError::InvalidParameter { .. } | TrainError::NotEnoughData { .. }
+                ),
+                "{err}"
+            );
+        }
     }
 }

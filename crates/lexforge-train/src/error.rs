@@ -69,10 +69,12 @@ impl TrainError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             TrainError::Core(e) => e.kind(),
-            TrainError::Step { source, .. } => match source.downcast_ref::<lexforge_core::Error>() {
-                Some(e) => e.kind(),
-                None => ErrorKind::InvalidInput,
-            },
+            TrainError::Step { source, .. } => {
+                match source.downcast_ref::<lexforge_core::Error>() {
+                    Some(e) => e.kind(),
+                    None => ErrorKind::InvalidInput,
+                }
+            }
             TrainError::Checkpoint { .. } => ErrorKind::Artifact,
             TrainError::NonFiniteLoss { .. }
             | TrainError::InvalidParameter { .. }

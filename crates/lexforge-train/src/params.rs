@@ -126,7 +126,10 @@ mod tests {
 
     fn two(device: &Device) -> Two {
         Two {
-            a: Param::from_tensor(Tensor::from_data(TensorData::new(vec![3.0f32], [1]), device)),
+            a: Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![3.0f32], [1]),
+                device,
+            )),
             b: Param::from_tensor(Tensor::from_data(
                 TensorData::new(vec![4.0f32], [1, 1]),
                 device,
@@ -137,11 +140,18 @@ mod tests {
     #[test]
     fn ids_depend_on_paths_only() {
         let device = Device::flex();
-        let (x, y) = (with_stable_param_ids(two(&device)), with_stable_param_ids(two(&device)));
+        let (x, y) = (
+            with_stable_param_ids(two(&device)),
+            with_stable_param_ids(two(&device)),
+        );
         assert_eq!(x.a.id, y.a.id);
         assert_eq!(x.b.id, y.b.id);
         assert_ne!(x.a.id, x.b.id);
-        assert_ne!(two(&device).a.id, two(&device).a.id, "burn's ids are random");
+        assert_ne!(
+            two(&device).a.id,
+            two(&device).a.id,
+            "burn's ids are random"
+        );
     }
 
     #[test]
@@ -157,10 +167,8 @@ mod tests {
         let a = grads.get::<1>(m.a.id).unwrap().into_scalar::<f32>();
         let b = grads.get::<2>(m.b.id).unwrap().sum().into_scalar::<f32>();
         assert!((a - 0.6).abs() < 1e-5 && (b - 0.8).abs() < 1e-5, "{a} {b}");
-        let grads = GradientsParams::from_grads(
-            (m.a.val().powf_scalar(2.0).sum() * 0.5).backward(),
-            &m,
-        );
+        let grads =
+            GradientsParams::from_grads((m.a.val().powf_scalar(2.0).sum() * 0.5).backward(), &m);
         let (grads, norm) = clip_global_norm(&m, grads, Some(10.0));
         assert!((norm - 3.0).abs() < 1e-5);
         assert_eq!(grads.get::<1>(m.a.id).unwrap().into_scalar::<f32>(), 3.0);
