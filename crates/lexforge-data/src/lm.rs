@@ -10,11 +10,12 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::{Dataset, DatasetError};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use lexforge_core::CorpusProvider;
+use lexforge_core::{CorpusProvider, Document};
 use lexforge_tokenizers::{Tokenizer, holdout_key};
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +48,51 @@ impl Default for TokenizeOptions {
             separator: None,
             batch_documents: 64,
         }
+    }
+}
+
+impl TokenizeOptions {
+    /// Whether the document `text` goes to validation: its seeded key falls in the lowest
+    /// `validation_fraction` of the key space. Depends only on the text and the seed.
+    pub fn is_validation(&self, text: &str) -> bool {
+        let threshold = (self.validation_fraction * u64::MAX as f64) as u64;
+        holdout_key(self.seed, text) < threshold
+    }
+}
+
+/// The training side of a corpus under a [`TokenizeOptions`] split: what a tokenizer should be
+/// trained on so that it never sees validation text.
+pub struct TrainDocuments {
+    corpus: Arc<dyn CorpusProvider>,
+    options: TokenizeOptions,
+}
+
+impl TrainDocuments {
+    /// The documents of `corpus` that [`tokenize_corpus`] with `options` puts in training.
+    pub fn new(corpus: Arc<dyn CorpusProvider>, options: TokenizeOptions) -> Self {
+        TrainDocuments { corpus, options }
+    }
+}
+
+impl CorpusProvider for TrainDocuments {
+    fn describe(&self) -> String {
+        format!(
+            "training side ({:.0}% validation, seed {}) of {}",
+            self.options.validation_fraction * 100.0,
+            self.options.seed,
+            self.corpus.describe()
+        )
+    }
+
+    fn documents(
+        &self,
+    ) -> lexforge_core::Result<Box<dyn Iterator<Item = lexforge_core::Result<Document>> + Send + '_>>
+    {
+        let options = self.options.clone();
+        Ok(Box::new(self.corpus.documents()?.filter(move |d| match d {
+            Ok(doc) => !options.is_validation(&doc.text),
+            Err(_) => true,
+        })))
     }
 }
 
@@ -168,7 +214,6 @@ pub fn tokenize_corpus(
     let mut train = Side::create(out_dir, TRAIN_TOKENS)?;
     let mut val = Side::create(out_dir, VALIDATION_TOKENS)?;
     let result = (|| -> Result<()> {
-        let threshold = (options.validation_fraction * u64::MAX as f64) as u64;
         let mut batch = Vec::with_capacity(options.batch_documents);
         let mut docs = corpus.documents()?;
         loop {
@@ -185,7 +230,7 @@ pub fn tokenize_corpus(
             let texts: Vec<&str> = batch.iter().map(|d| d.text.as_str()).collect();
             let ids = tokenizer.encode_batch(&texts, false)?;
             for (text, ids) in texts.iter().zip(&ids) {
-                let side = if holdout_key(options.seed, text) < threshold {
+                let side = if options.is_validation(text) {
                     &mut val
                 } else {
                     &mut train
@@ -399,5 +444,24 @@ impl Batcher<LmItem, LmBatch> for LmBatcher {
             inputs: stack(|i| &i.input),
             targets: stack(|i| &i.target),
         }
+    }
+}
+
+/// The training engine reads windows by index: `indices` in order, stacked by [`LmBatcher`].
+impl lexforge_train::BatchSource<LmBatch> for LmWindows {
+    fn len(&self) -> usize {
+        Dataset::len(self)
+    }
+
+    fn batch(
+        &self,
+        indices: &[usize],
+        device: &Device,
+    ) -> std::result::Result<LmBatch, lexforge_train::BoxError> {
+        let items = indices
+            .iter()
+            .map(|&i| self.get(i).map_err(|e| Box::new(e) as lexforge_train::BoxError))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(LmBatcher.batch(items, device))
     }
 }

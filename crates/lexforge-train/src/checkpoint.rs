@@ -221,13 +221,28 @@ impl CheckpointDir {
     pub fn load<M: Module>(
         &self,
         name: &str,
-        mut model: M,
+        model: M,
         optimizer: ModuleOptimizer,
     ) -> Result<(M, ModuleOptimizer, TrainerState)> {
+        let (dir, file) = self.verified(name)?;
+        let model = Self::apply_weights(&dir, model)?;
+        let optimizer = optimizer
+            .load(dir.join(OPTIMIZER_FILE))
+            .map_err(|e| bad(&dir, format!("optimizer state is not readable: {e:?}")))?;
+        Ok((model, optimizer, file.state))
+    }
+
+    /// Loads only the weights of checkpoint `name` into `model` (checksums verified).
+    pub fn load_weights<M: Module>(&self, name: &str, model: M) -> Result<M> {
+        let (dir, _) = self.verified(name)?;
+        Self::apply_weights(&dir, model)
+    }
+
+    fn verified(&self, name: &str) -> Result<(PathBuf, StateFile)> {
         let dir = self.dir(name);
         let state_path = dir.join(STATE_FILE);
-        let bytes =
-            fs::read(&state_path).map_err(|e| bad(&dir, format!("cannot read state.json: {e}")))?;
+        let bytes = fs::read(&state_path)
+            .map_err(|e| bad(&dir, format!("cannot read state.json: {e}")))?;
         let file: StateFile = serde_json::from_slice(&bytes)
             .map_err(|e| bad(&dir, format!("state.json is not valid: {e}")))?;
         for (rel, expected) in [
@@ -247,12 +262,16 @@ impl CheckpointDir {
                 ));
             }
         }
+        Ok((dir, file))
+    }
+
+    fn apply_weights<M: Module>(dir: &Path, mut model: M) -> Result<M> {
         let applied = model
             .load_from(&mut SafetensorsStore::from_file(dir.join(MODEL_FILE)))
-            .map_err(|e| bad(&dir, format!("weights do not fit the model: {e}")))?;
+            .map_err(|e| bad(dir, format!("weights do not fit the model: {e}")))?;
         if !applied.errors.is_empty() || !applied.missing.is_empty() {
             return Err(bad(
-                &dir,
+                dir,
                 format!(
                     "weights do not fit the model: {} missing, {} errors",
                     applied.missing.len(),
@@ -260,10 +279,7 @@ impl CheckpointDir {
                 ),
             ));
         }
-        let optimizer = optimizer
-            .load(dir.join(OPTIMIZER_FILE))
-            .map_err(|e| bad(&dir, format!("optimizer state is not readable: {e:?}")))?;
-        Ok((model, optimizer, file.state))
+        Ok(model)
     }
 
     fn remove_temporaries(&self) {
