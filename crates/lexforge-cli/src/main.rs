@@ -1,6 +1,7 @@
 //! The `lexforge` command line. One subcommand family per pipeline; this file only parses
 //! arguments, calls the library and prints.
 
+mod lm;
 mod tokenizer;
 
 use std::error::Error;
@@ -35,6 +36,11 @@ enum Command {
     Tokenizer {
         #[command(subcommand)]
         command: tokenizer::TokenizerCommand,
+    },
+    /// Train, resume, evaluate, generate from and score language models (GPT-2, char-LSTM).
+    Lm {
+        #[command(subcommand)]
+        command: lm::LmCommand,
     },
 }
 
@@ -141,6 +147,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
             Ok(print_manifest(&manifest, json)?)
         }
         Command::Tokenizer { command } => tokenizer::run(command),
+        Command::Lm { command } => lm::run(command),
     }
 }
 

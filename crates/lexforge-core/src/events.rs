@@ -140,6 +140,7 @@ pub struct JsonlSink {
 impl JsonlSink {
     /// Opens (creating if needed) `path` for appending.
     pub fn open(path: &Path) -> Result<Self> {
+        drop_torn_tail(path)?;
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -170,6 +171,28 @@ impl JsonlSink {
         }
         Ok(out)
     }
+}
+
+/// A process killed mid-write leaves a last line without its newline; cut it off before
+/// appending, so the log stays one valid event per line.
+fn drop_torn_tail(path: &Path) -> Result<()> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("read", path, e)),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open", path, e))?;
+    f.set_len(keep as u64)
+        .map_err(|e| Error::io("truncate", path, e))?;
+    tracing::warn!(path = %path.display(), dropped = bytes.len() - keep, "dropped a torn last event line");
+    Ok(())
 }
 
 impl EventSink for JsonlSink {
@@ -382,6 +405,12 @@ mod tests {
         let events = JsonlSink::read_all(&path).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].event, progress(1, 2.5));
+        // Reopened (a resumed run), the torn fragment is cut off and appending works.
+        let sink = JsonlSink::open(&path).unwrap();
+        sink.send(progress(2, 2.0)).unwrap();
+        let events = JsonlSink::read_all(&path).unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[2].event, progress(2, 2.0));
     }
 
     #[test]

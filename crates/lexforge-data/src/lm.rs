@@ -51,48 +51,153 @@ impl Default for TokenizeOptions {
     }
 }
 
-impl TokenizeOptions {
-    /// Whether the document `text` goes to validation: its seeded key falls in the lowest
-    /// `validation_fraction` of the key space. Depends only on the text and the seed.
-    pub fn is_validation(&self, text: &str) -> bool {
-        let threshold = (self.validation_fraction * u64::MAX as f64) as u64;
-        holdout_key(self.seed, text) < threshold
+/// How a corpus is cut into training and validation text, decided by [`SplitPlan::plan`].
+///
+/// # Invariants
+/// With several documents the split is by whole document: exactly
+/// `clamp(round(fraction * n), 1, n - 1)` of them (those with the lowest seeded keys of their
+/// text) go to validation, so neither side is ever empty. A single document is cut instead:
+/// its last `fraction` (at a line boundary) is validation, as nanoGPT does with one file.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "unit", rename_all = "snake_case")]
+pub enum SplitPlan {
+    /// Whole documents: those whose key is at most `threshold`.
+    Documents {
+        /// Seed of the keys.
+        seed: u64,
+        /// Largest validation key.
+        threshold: u64,
+        /// Non-blank documents.
+        documents: usize,
+        /// Of which validation.
+        validation_documents: usize,
+    },
+    /// The tail of the only document.
+    Tail {
+        /// Share of its bytes, cut forward to the next line start.
+        fraction: f64,
+    },
+}
+
+impl SplitPlan {
+    /// Reads the corpus once (keys only, streaming) and plans the split.
+    ///
+    /// Fails with [`lexforge_core::Error::CorpusEmpty`] when no document has text.
+    pub fn plan(corpus: &dyn CorpusProvider, options: &TokenizeOptions) -> Result<Self> {
+        options.validate()?;
+        let mut keys = Vec::new();
+        for doc in corpus.documents()? {
+            let doc = doc?;
+            if !doc.text.trim().is_empty() {
+                keys.push(holdout_key(options.seed, &doc.text));
+            }
+        }
+        let n = keys.len();
+        match n {
+            0 => Err(lexforge_core::Error::CorpusEmpty {
+                source_name: corpus.describe(),
+            }
+            .into()),
+            1 => Ok(SplitPlan::Tail {
+                fraction: options.validation_fraction,
+            }),
+            _ => {
+                let k = ((options.validation_fraction * n as f64).round() as usize).clamp(1, n - 1);
+                keys.sort_unstable();
+                Ok(SplitPlan::Documents {
+                    seed: options.seed,
+                    threshold: keys[k - 1],
+                    documents: n,
+                    validation_documents: k,
+                })
+            }
+        }
+    }
+
+    /// The training and the validation part of a document's `text` (one of them empty for a
+    /// whole-document split).
+    pub fn parts<'a>(&self, text: &'a str) -> (&'a str, &'a str) {
+        match *self {
+            SplitPlan::Documents {
+                seed, threshold, ..
+            } => {
+                if holdout_key(seed, text) <= threshold {
+                    ("", text)
+                } else {
+                    (text, "")
+                }
+            }
+            SplitPlan::Tail { fraction } => {
+                let mut cut = ((text.len() as f64) * (1.0 - fraction)) as usize;
+                cut = text[cut.min(text.len())..]
+                    .find('\n')
+                    .map_or(text.len(), |i| cut + i + 1);
+                while !text.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                text.split_at(cut)
+            }
+        }
     }
 }
 
-/// The training side of a corpus under a [`TokenizeOptions`] split: what a tokenizer should be
-/// trained on so that it never sees validation text.
+impl TokenizeOptions {
+    fn validate(&self) -> Result<()> {
+        if !(self.validation_fraction > 0.0 && self.validation_fraction <= 0.5) {
+            return Err(DataError::InvalidParameter {
+                parameter: "validation_fraction",
+                reason: format!("{} is not in (0, 0.5]", self.validation_fraction),
+            });
+        }
+        if self.batch_documents == 0 {
+            return Err(DataError::InvalidParameter {
+                parameter: "batch_documents",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The training side of a corpus under a [`SplitPlan`]: what a tokenizer should be trained on
+/// so that it never sees validation text.
 pub struct TrainDocuments {
     corpus: Arc<dyn CorpusProvider>,
-    options: TokenizeOptions,
+    plan: SplitPlan,
 }
 
 impl TrainDocuments {
-    /// The documents of `corpus` that [`tokenize_corpus`] with `options` puts in training.
-    pub fn new(corpus: Arc<dyn CorpusProvider>, options: TokenizeOptions) -> Self {
-        TrainDocuments { corpus, options }
+    /// The training parts of the documents of `corpus`.
+    pub fn new(corpus: Arc<dyn CorpusProvider>, plan: SplitPlan) -> Self {
+        TrainDocuments { corpus, plan }
     }
 }
 
 impl CorpusProvider for TrainDocuments {
     fn describe(&self) -> String {
-        format!(
-            "training side ({:.0}% validation, seed {}) of {}",
-            self.options.validation_fraction * 100.0,
-            self.options.seed,
-            self.corpus.describe()
-        )
+        format!("training side of {}", self.corpus.describe())
     }
 
     fn documents(
         &self,
     ) -> lexforge_core::Result<Box<dyn Iterator<Item = lexforge_core::Result<Document>> + Send + '_>>
     {
-        let options = self.options.clone();
-        Ok(Box::new(self.corpus.documents()?.filter(move |d| match d {
-            Ok(doc) => !options.is_validation(&doc.text),
-            Err(_) => true,
-        })))
+        let plan = self.plan;
+        Ok(Box::new(self.corpus.documents()?.filter_map(
+            move |d| match d {
+                Ok(mut doc) => {
+                    let train = plan.parts(&doc.text).0;
+                    if train.trim().is_empty() {
+                        return None;
+                    }
+                    if train.len() != doc.text.len() {
+                        doc.text = train.to_owned();
+                    }
+                    Some(Ok(doc))
+                }
+                Err(e) => Some(Err(e)),
+            },
+        )))
     }
 }
 
@@ -117,6 +222,8 @@ pub struct TokenizedCorpus {
     pub validation_bytes: u64,
     /// Validation characters (for bits per character).
     pub validation_chars: u64,
+    /// How the corpus was split.
+    pub split: SplitPlan,
 }
 
 struct Side {
@@ -189,26 +296,16 @@ struct SideCounts {
 /// Tokenizes every document of `corpus` with `tokenizer` into `out_dir/train.tokens` and
 /// `out_dir/validation.tokens` (written under temporary names, renamed when complete).
 ///
-/// Fails with [`DataError::EmptySplit`] when either side gets no document (too few documents
-/// or too small a `validation_fraction`); nothing is left behind then.
+/// The split follows [`SplitPlan::plan`] (one streaming pass for the keys, one to tokenize).
+/// Fails with [`lexforge_core::Error::CorpusEmpty`] when there is no text, and with
+/// [`DataError::EmptySplit`] if a side still ends up empty; nothing is left behind then.
 pub fn tokenize_corpus(
     corpus: &dyn CorpusProvider,
     tokenizer: &Tokenizer,
     out_dir: &Path,
     options: &TokenizeOptions,
 ) -> Result<TokenizedCorpus> {
-    if !(options.validation_fraction > 0.0 && options.validation_fraction <= 0.5) {
-        return Err(DataError::InvalidParameter {
-            parameter: "validation_fraction",
-            reason: format!("{} is not in (0, 0.5]", options.validation_fraction),
-        });
-    }
-    if options.batch_documents == 0 {
-        return Err(DataError::InvalidParameter {
-            parameter: "batch_documents",
-            reason: "must be at least 1".to_owned(),
-        });
-    }
+    let plan = SplitPlan::plan(corpus, options)?;
     std::fs::create_dir_all(out_dir)
         .map_err(|e| lexforge_core::Error::io("create directory", out_dir, e))?;
     let mut train = Side::create(out_dir, TRAIN_TOKENS)?;
@@ -227,14 +324,19 @@ pub fn tokenize_corpus(
             if batch.is_empty() {
                 break;
             }
-            let texts: Vec<&str> = batch.iter().map(|d| d.text.as_str()).collect();
+            // (text, goes to validation) for every non-empty part of the batch's documents.
+            let parts: Vec<(&str, bool)> = batch
+                .iter()
+                .flat_map(|d| {
+                    let (t, v) = plan.parts(&d.text);
+                    [(t, false), (v, true)]
+                })
+                .filter(|(t, _)| !t.trim().is_empty())
+                .collect();
+            let texts: Vec<&str> = parts.iter().map(|p| p.0).collect();
             let ids = tokenizer.encode_batch(&texts, false)?;
-            for (text, ids) in texts.iter().zip(&ids) {
-                let side = if options.is_validation(text) {
-                    &mut val
-                } else {
-                    &mut train
-                };
+            for ((text, is_val), ids) in parts.iter().zip(&ids) {
+                let side = if *is_val { &mut val } else { &mut train };
                 side.push(text, ids, options.separator)?;
             }
         }
@@ -287,6 +389,7 @@ pub fn tokenize_corpus(
         train_bytes: train.bytes,
         validation_bytes: val.bytes,
         validation_chars: val.chars,
+        split: plan,
     })
 }
 
@@ -460,7 +563,10 @@ impl lexforge_train::BatchSource<LmBatch> for LmWindows {
     ) -> std::result::Result<LmBatch, lexforge_train::BoxError> {
         let items = indices
             .iter()
-            .map(|&i| self.get(i).map_err(|e| Box::new(e) as lexforge_train::BoxError))
+            .map(|&i| {
+                self.get(i)
+                    .map_err(|e| Box::new(e) as lexforge_train::BoxError)
+            })
             .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(LmBatcher.batch(items, device))
     }

@@ -12,5 +12,5 @@ mod session;
 pub use config::{CharLstmSpec, Gpt2Spec, LmRunConfig, ModelConfig, SampleConfig, TokenizerSpec};
 pub use error::{LmError, Result};
 pub use model::{LmModel, ModelBackend, backend_for, backends};
-pub use run::{LmRunReport, Sample, resume_run, train_run, unigram_entropy};
+pub use run::{LmRunReport, Sample, evaluate_run, resume_run, train_run, unigram_entropy};
 pub use session::{EvalReport, LanguageModel, ScoredToken, TextScore};

@@ -518,7 +518,7 @@ impl LmModel for CharLstmModel {
     fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir)
             .map_err(|e| lexforge_core::Error::io("create directory", dir, e))?;
-        let mut store = SafetensorsStore::from_bytes(None);
+        let mut store = SafetensorsStore::from_bytes(None).clear_metadata();
         self.lm
             .net
             .save_into(&mut store)

@@ -27,8 +27,8 @@ use lexforge_core::{
     StageMode, TextFiles,
 };
 use lexforge_data::lm::{
-    LmWindows, TRAIN_TOKENS, TokenFile, TokenizeOptions, TokenizedCorpus, TrainDocuments,
-    VALIDATION_TOKENS, tokenize_corpus,
+    LmWindows, SplitPlan, TRAIN_TOKENS, TokenFile, TokenizeOptions, TokenizedCorpus,
+    TrainDocuments, VALIDATION_TOKENS, tokenize_corpus,
 };
 use lexforge_tokenizers::{Tokenizer, TokenizerTrainRequest};
 use lexforge_train::{CheckpointDir, Resume, StopReason};
@@ -191,11 +191,11 @@ fn prepare(
         separator: None,
         ..TokenizeOptions::default()
     };
+    let plan = SplitPlan::plan(corpus.as_ref(), &split)?;
     let tokenizer = match (&config.tokenizer.path, &config.tokenizer.train) {
         (Some(path), _) => Tokenizer::load(path)?,
         (None, Some(spec)) => {
-            let mut request =
-                TokenizerTrainRequest::new(TrainDocuments::new(corpus.clone(), split.clone()));
+            let mut request = TokenizerTrainRequest::new(TrainDocuments::new(corpus.clone(), plan));
             request.seed = config.seed;
             Tokenizer::train(&spec.config(), &request, &lexforge_core::NoopSink)?
         }
@@ -372,6 +372,24 @@ fn execute(
             Err(e)
         }
     }
+}
+
+/// Recomputes the validation metrics of a finished run (loss, perplexity, bits per token and
+/// per character, unigram baseline) from its verified files, on `device`.
+pub fn evaluate_run(dir: &Path, device: &lexforge_core::Device) -> Result<BTreeMap<String, f64>> {
+    let lm = crate::LanguageModel::load(dir, device)?;
+    let manifest = lexforge_core::Manifest::load(dir)?;
+    let config: LmRunConfig =
+        serde_json::from_value(manifest.config).map_err(|e| LmError::NotAModel {
+            path: dir.to_path_buf(),
+            reason: format!("the manifest's config is not an lm config: {e}"),
+        })?;
+    let corpus: TokenizedCorpus = read_json(&dir.join(CORPUS_FILE))?;
+    let valid = windows(dir, VALIDATION_TOKENS, config.context, config.context)?;
+    let mut metrics =
+        evaluation_metrics(lm.model(), &valid, &corpus, dir, config.train.batch_size)?;
+    metrics.insert("num_params".into(), lm.model().num_params() as f64);
+    Ok(metrics)
 }
 
 /// Validation loss, perplexity, bits per token and per character, and the unigram baseline.

@@ -197,7 +197,7 @@ impl CheckpointDir {
     ) -> Result<()> {
         let model_path = tmp.join(MODEL_FILE);
         model
-            .save_into(&mut SafetensorsStore::from_file(&model_path))
+            .save_into(&mut SafetensorsStore::from_file(&model_path).clear_metadata())
             .map_err(|e| bad(tmp, format!("cannot write the weights: {e}")))?;
         let optim_path = tmp.join(OPTIMIZER_FILE);
         optimizer
@@ -241,8 +241,8 @@ impl CheckpointDir {
     fn verified(&self, name: &str) -> Result<(PathBuf, StateFile)> {
         let dir = self.dir(name);
         let state_path = dir.join(STATE_FILE);
-        let bytes = fs::read(&state_path)
-            .map_err(|e| bad(&dir, format!("cannot read state.json: {e}")))?;
+        let bytes =
+            fs::read(&state_path).map_err(|e| bad(&dir, format!("cannot read state.json: {e}")))?;
         let file: StateFile = serde_json::from_slice(&bytes)
             .map_err(|e| bad(&dir, format!("state.json is not valid: {e}")))?;
         for (rel, expected) in [

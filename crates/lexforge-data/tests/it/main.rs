@@ -8,7 +8,9 @@ use burn::data::dataset::Dataset;
 use burn::tensor::Device;
 use lexforge_core::{InMemoryCorpus, NoopSink, TextFiles};
 use lexforge_data::DataError;
-use lexforge_data::lm::{LmBatcher, LmWindows, TokenFile, TokenizeOptions, tokenize_corpus};
+use lexforge_data::lm::{
+    LmBatcher, LmWindows, SplitPlan, TokenFile, TokenizeOptions, TrainDocuments, tokenize_corpus,
+};
 use lexforge_tokenizers::{Tokenizer, TokenizerConfig, TokenizerMethod, TokenizerTrainRequest};
 
 fn books() -> Vec<PathBuf> {
@@ -49,9 +51,9 @@ fn books_are_tokenized_split_by_document_and_windowed() {
     };
     let out = tokenize_corpus(&TextFiles::new(books()), &tok, dir.path(), &options).unwrap();
     assert_eq!(out.train_documents + out.validation_documents, 6);
-    assert!(
-        out.validation_documents >= 1 && out.train_documents >= 1,
-        "{out:?}"
+    assert_eq!(
+        out.validation_documents, 2,
+        "round(0.34 * 6) documents, exactly"
     );
     // Char tokenizer: one id per character plus one separator per document.
     assert_eq!(
@@ -123,4 +125,58 @@ fn empty_validation_and_bad_files_are_typed_errors() {
         TokenFile::open(&odd).unwrap_err(),
         DataError::TokenFile { .. }
     ));
+}
+
+#[test]
+fn few_documents_always_leave_both_sides_and_one_document_is_cut_at_its_tail() {
+    let three = TextFiles::new(books()[..3].to_vec());
+    for seed in 0..20 {
+        let options = TokenizeOptions {
+            validation_fraction: 0.5,
+            seed,
+            ..TokenizeOptions::default()
+        };
+        let plan = SplitPlan::plan(&three, &options).unwrap();
+        let SplitPlan::Documents {
+            validation_documents,
+            documents,
+            ..
+        } = plan
+        else {
+            panic!("{plan:?}")
+        };
+        assert_eq!(
+            (validation_documents, documents),
+            (2, 3),
+            "round(1.5) = 2 of 3"
+        );
+        let train = TrainDocuments::new(
+            std::sync::Arc::new(TextFiles::new(books()[..3].to_vec())),
+            plan,
+        );
+        assert_eq!(
+            lexforge_core::CorpusProvider::read_all(&train)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    let one = InMemoryCorpus::from_texts([text.clone()]);
+    let plan = SplitPlan::plan(&one, &TokenizeOptions::default()).unwrap();
+    let (train, val) = plan.parts(&text);
+    assert_eq!(format!("{train}{val}"), text);
+    assert!(
+        val.starts_with("line ") && train.ends_with('\n'),
+        "cut at a line start"
+    );
+    assert!(
+        (val.len() as f64 / text.len() as f64 - 0.1).abs() < 0.02,
+        "{}",
+        val.len()
+    );
+    let tok = char_tokenizer();
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokenize_corpus(&one, &tok, dir.path(), &TokenizeOptions::default()).unwrap();
+    assert_eq!(out.validation_chars, val.chars().count() as u64);
 }
