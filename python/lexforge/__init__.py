@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any, TypedDict, Union
 
-from lexforge import _native
+from lexforge import _native, lm
 from lexforge.exceptions import (
     ArtifactError,
     CancelledError,
@@ -20,6 +20,7 @@ from lexforge.exceptions import (
     LexforgeIOError,
     LexforgeNotFoundError,
 )
+from lexforge.lm import LanguageModel
 from lexforge.tokenizers import Tokenizer
 
 __version__: str = _native.__version__
@@ -32,12 +33,14 @@ __all__ = [
     "CancelledError",
     "DeviceError",
     "InvalidInputError",
+    "LanguageModel",
     "LexforgeError",
     "LexforgeIOError",
     "LexforgeNotFoundError",
     "Tokenizer",
     "__version__",
     "devices",
+    "lm",
     "resolve_device",
     "verify_run_dir",
     "write_run_dir",

@@ -16,6 +16,10 @@ __all__ = [
     "verify_run_dir",
     "write_run_dir",
     "Tokenizer",
+    "LanguageModel",
+    "lm_train",
+    "lm_resume",
+    "lm_evaluate_run",
 ]
 
 __version__: str
@@ -75,3 +79,34 @@ class Tokenizer:
     def method(self) -> str | None: ...
     def token_to_id(self, token: str) -> int | None: ...
     def id_to_token(self, id: int) -> str | None: ...
+
+def lm_train(
+    config_json: str, callback: Callable[[dict[str, Any]], None] | None = None
+) -> tuple[str, bool]: ...
+def lm_resume(
+    run_dir: str | os.PathLike[str],
+    max_steps: int | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[str, bool]: ...
+def lm_evaluate_run(run_dir: str | os.PathLike[str], device: str = "cpu") -> str: ...
+
+@final
+class LanguageModel:
+    @staticmethod
+    def load(path: str | os.PathLike[str], device: str = "cpu") -> LanguageModel: ...
+    def generate(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        stop_on_eos: bool,
+        stop_sequences: list[str],
+        seed: int,
+        num_return_sequences: int,
+    ) -> str: ...
+    def score(self, text: str, top_k: int) -> str: ...
+    def evaluate(self, texts: list[str]) -> str: ...
+    def info_json(self) -> str: ...
+    def encode(self, text: str) -> list[int]: ...

@@ -30,6 +30,12 @@ impl Classified for TokenizerError {
     }
 }
 
+impl Classified for lexforge::lm::LmError {
+    fn family(&self) -> ErrorKind {
+        self.kind()
+    }
+}
+
 static EXCEPTIONS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// The Python class name for an error family.

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 mod core;
 mod errors;
+mod lm;
 mod tokenizers;
 
 /// Routes the crates' `tracing` logs to stderr, filtered by `LEXFORGE_LOG` (default `warn`).
@@ -28,5 +29,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BURN_VERSION", lexforge::BURN_VERSION)?;
     core::register(m)?;
     tokenizers::register(m)?;
+    lm::register(m)?;
     Ok(())
 }

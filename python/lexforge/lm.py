@@ -1,0 +1,415 @@
+"""Language models: train GPT-2 or a char-LSTM on text files, resume, evaluate, generate, score.
+
+Training runs in Rust on a worker thread; this thread shows progress (a tqdm bar, the notebook
+widget in Jupyter) and turns Ctrl-C or a notebook interrupt into a clean stop: the run finishes
+its current step, writes a checkpoint and returns with ``status == "cancelled"``;
+:meth:`LmRun.resume` continues it exactly.
+
+>>> run = train({"name": "demo", "out_dir": tmp, "corpus": {"paths": books},
+...              "tokenizer": {"train": {"method": "bpe", "vocab_size": 2000}},
+...              "model": {"type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2},
+...              "train": {"max_steps": 200}})  # doctest: +SKIP
+>>> lm = run.load_model()  # doctest: +SKIP
+>>> lm.generate("It was", max_new_tokens=20, seed=1)[0].text  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from lexforge import _native
+
+__all__ = [
+    "EvalReport",
+    "Generation",
+    "LanguageModel",
+    "LmRun",
+    "ScoredToken",
+    "TextScore",
+    "evaluate_run",
+    "load_config",
+    "resume",
+    "train",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Event = dict[str, Any]
+FinishReason = Literal["eos", "stop_sequence", "max_tokens", "context_full"]
+
+
+def load_config(path: PathLike) -> dict[str, Any]:
+    """Read a run config from a TOML file (the format of ``lexforge lm train CONFIG.toml``)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.9/3.10
+        try:
+            import tomli as tomllib
+        except ImportError as e:
+            raise ImportError("reading TOML on Python < 3.11 needs `pip install tomli`") from e
+    with open(path, "rb") as f:
+        config: dict[str, Any] = tomllib.load(f)
+    return config
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class _Progress:
+    """A tqdm bar fed by run events (``tqdm.auto``: a widget in notebooks)."""
+
+    def __init__(self) -> None:
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+        self._tqdm = tqdm
+        self.bar: Any = None
+
+    def __call__(self, event: Event) -> None:
+        kind = event.get("type")
+        if kind == "started":
+            self.bar = self._tqdm(total=event.get("total"), unit="step", dynamic_ncols=True)
+        elif kind == "progress" and self.bar is not None:
+            self.bar.n = event["step"]
+            m = event.get("metrics", {})
+            post = {
+                k: f"{m[k]:.4g}" for k in ("loss", "lr", "tokens_per_s") if m.get(k) is not None
+            }
+            self.bar.set_postfix(post, refresh=False)
+            self.bar.refresh()
+        elif kind == "eval" and self.bar is not None:
+            loss = event.get("metrics", {}).get("val_loss")
+            if loss is not None:
+                self.bar.write(f"step {event['step']}: val_loss {loss:.4f}")
+        elif kind in ("completed", "failed", "cancelled") and self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _callback(
+    progress: bool, callback: Callable[[Event], None] | None
+) -> tuple[Callable[[Event], None] | None, _Progress | None]:
+    bar = _Progress() if progress else None
+    if bar is None:
+        return callback, None
+    if callback is None:
+        return bar, bar
+
+    def both(event: Event) -> None:
+        bar(event)
+        callback(event)
+
+    return both, bar
+
+
+@dataclass(frozen=True)
+class LmRun:
+    """A training run directory and how its last invocation ended."""
+
+    run_dir: Path
+    """The run directory."""
+    status: Literal["completed", "cancelled", "failed", "running"]
+    """``completed``, or ``cancelled`` after Ctrl-C / an interrupt (resume it)."""
+    stop: Literal["max_steps", "early_stopped", "cancelled"]
+    """Why training ended."""
+    steps: int
+    """Optimizer steps done."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """``eval/metrics.json``: ``val_loss``, ``val_perplexity``, ``val_bits_per_token``,
+    ``val_bits_per_char``, ``unigram_entropy``, ... (empty when cancelled)."""
+
+    @classmethod
+    def _from_json(cls, text: str) -> LmRun:
+        r = json.loads(text)
+        return cls(Path(r["run_dir"]), r["status"], r["stop"], int(r["steps"]), r["metrics"])
+
+    def events(self) -> list[Event]:
+        """Every event of the run (``events.jsonl``), across resumes."""
+        out = []
+        with open(self.run_dir / "events.jsonl", encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    out.append(json.loads(line))
+        return out
+
+    def samples(self) -> list[dict[str, Any]]:
+        """The seeded samples of ``eval/samples.jsonl``."""
+        path = self.run_dir / "eval" / "samples.jsonl"
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def load_model(self, device: str = "cpu") -> LanguageModel:
+        """The trained model (best validation weights) with its tokenizer."""
+        return LanguageModel.load(self.run_dir, device=device)
+
+    def resume(
+        self,
+        max_steps: int | None = None,
+        *,
+        progress: bool = True,
+        callback: Callable[[Event], None] | None = None,
+    ) -> LmRun:
+        """Continue this run from its latest checkpoint (see :func:`resume`)."""
+        return resume(self.run_dir, max_steps, progress=progress, callback=callback)
+
+
+def _finish(report_json: str, interrupted: bool, bar: _Progress | None) -> LmRun:
+    if bar is not None:
+        bar.close()
+    run = LmRun._from_json(report_json)
+    if interrupted:
+        warnings.warn(
+            f"interrupted: the run stopped after step {run.steps} and kept a checkpoint; "
+            f"continue with lexforge.lm.resume({str(run.run_dir)!r})",
+            stacklevel=3,
+        )
+    return run
+
+
+def train(
+    config: Mapping[str, Any] | PathLike,
+    *,
+    progress: bool = True,
+    callback: Callable[[Event], None] | None = None,
+) -> LmRun:
+    """Train a language model as ``config`` describes and return the finished run.
+
+    ``config`` is a dict with the schema of ``lexforge lm train``'s TOML (``name``,
+    ``out_dir``, ``seed``, ``device``, ``context``, ``corpus``, ``tokenizer``, ``model``,
+    ``train``, ``samples``; see ``docs/lm.md``) or the path of such a TOML file. Unknown keys
+    raise :class:`~lexforge.InvalidInputError`, naming the key.
+
+    ``progress`` shows a tqdm bar; ``callback`` receives every event as a dict
+    (``{"type": "progress", "step": 10, "metrics": {"loss": ...}}``). Ctrl-C (or a notebook
+    interrupt) stops the run after the current step with a checkpoint and returns it with
+    ``status == "cancelled"``.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        config = load_config(config)
+    cb, bar = _callback(progress, callback)
+    try:
+        report, interrupted = _native.lm_train(json.dumps(_jsonable(config)), cb)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _finish(report, interrupted, None)
+
+
+def resume(
+    run_dir: PathLike,
+    max_steps: int | None = None,
+    *,
+    progress: bool = True,
+    callback: Callable[[Event], None] | None = None,
+) -> LmRun:
+    """Continue an interrupted, cancelled or failed run from its latest checkpoint.
+
+    The result is bit for bit what an uninterrupted run would have produced (on the same CPU
+    build). ``max_steps`` raises the run's total step budget.
+    """
+    cb, bar = _callback(progress, callback)
+    try:
+        report, interrupted = _native.lm_resume(os.fspath(run_dir), max_steps, cb)
+    finally:
+        if bar is not None:
+            bar.close()
+    return _finish(report, interrupted, None)
+
+
+def evaluate_run(run_dir: PathLike, device: str = "cpu") -> dict[str, float]:
+    """Recompute a finished run's validation metrics from its files."""
+    metrics: dict[str, float] = json.loads(_native.lm_evaluate_run(os.fspath(run_dir), device))
+    return metrics
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generated continuation."""
+
+    text: str
+    """The continuation (prompt excluded, cut before a stop sequence, EOS excluded)."""
+    token_ids: list[int]
+    """The generated ids (EOS included when it ended the sequence)."""
+    tokens_generated: int
+    """How many tokens were generated."""
+    finish: FinishReason
+    """``eos``, ``stop_sequence``, ``max_tokens`` or ``context_full``."""
+
+
+@dataclass(frozen=True)
+class ScoredToken:
+    """One token of a scored text."""
+
+    token: str
+    id: int
+    start: int
+    """Byte offset of the token in the text (start)."""
+    end: int
+    """Byte offset (end, exclusive)."""
+    surprisal_bits: float
+    """``-log2 p(token | text before it)``."""
+    top_k: list[tuple[str, int, float]]
+    """The most likely tokens at this position: ``(token, id, probability)``."""
+
+
+@dataclass(frozen=True)
+class TextScore:
+    """Loss, perplexity and per-token surprisal of a text."""
+
+    loss: float
+    """Mean cross-entropy in nats per scored token."""
+    perplexity: float
+    bits_per_char: float
+    tokens: list[ScoredToken]
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Loss over a set of texts."""
+
+    loss: float
+    perplexity: float
+    bits_per_token: float
+    bits_per_char: float
+    """Comparable across tokenizers (char vs BPE)."""
+    tokens: int
+    chars: int
+
+
+class LanguageModel:
+    """A trained GPT-2 or char-LSTM with its tokenizer.
+
+    Load a run directory (or an HF GPT-2 directory with a ``tokenizer.json``) with
+    :meth:`load`. Calls release the GIL.
+    """
+
+    __slots__ = ("_info", "_native")
+
+    def __init__(self, native: _native.LanguageModel) -> None:
+        self._native = native
+        self._info: dict[str, Any] = json.loads(native.info_json())
+
+    @classmethod
+    def load(cls, path: PathLike, device: str = "cpu") -> LanguageModel:
+        """Load ``path`` on ``device`` (``cpu``, ``flex``, ``ndarray``, ``cuda:0``, ``wgpu``).
+
+        A run's files are verified against its manifest first (a damaged file raises
+        :class:`~lexforge.ArtifactError`); a tokenizer whose vocabulary does not match the model
+        raises :class:`~lexforge.InvalidInputError`.
+        """
+        return cls(_native.LanguageModel.load(os.fspath(path), device))
+
+    @property
+    def backend(self) -> str:
+        """``gpt2`` or ``char_lstm``."""
+        return str(self._info["backend"])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._info["vocab_size"])
+
+    @property
+    def context(self) -> int | None:
+        """Longest sequence the model takes (``None``: unbounded, the LSTM)."""
+        c = self._info["context"]
+        return None if c is None else int(c)
+
+    @property
+    def num_params(self) -> int:
+        return int(self._info["num_params"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The network's ``config.json``."""
+        config: dict[str, Any] = self._info["config"]
+        return config
+
+    def __repr__(self) -> str:
+        return (
+            f"LanguageModel(backend={self.backend!r}, vocab_size={self.vocab_size}, "
+            f"context={self.context}, num_params={self.num_params})"
+        )
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text``."""
+        return self._native.encode(text)
+
+    def generate(
+        self,
+        prompt: str = "",
+        max_new_tokens: int = 64,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        stop_on_eos: bool = True,
+        stop_sequences: Sequence[str] = (),
+        seed: int = 0,
+        num_return_sequences: int = 1,
+    ) -> list[Generation]:
+        """Continue ``prompt`` (``temperature=0`` is greedy).
+
+        Stop sequences are matched on the decoded text, also when split across tokens. The
+        same ``seed`` gives the same outputs; the ``num_return_sequences`` (1-10) sequences
+        are generated in one batch. A prompt that fills the context raises
+        :class:`~lexforge.InvalidInputError`.
+        """
+        out = json.loads(
+            self._native.generate(
+                prompt,
+                max_new_tokens,
+                temperature,
+                top_k,
+                top_p,
+                stop_on_eos,
+                list(stop_sequences),
+                seed,
+                num_return_sequences,
+            )
+        )
+        return [Generation(**g) for g in out]
+
+    def score(self, text: str, top_k: int = 0) -> TextScore:
+        """Score ``text``: loss, perplexity, bits per character and per-token surprisal, each
+        token with its byte offsets and the ``top_k`` predictions at its position."""
+        s = json.loads(self._native.score(text, top_k))
+        tokens = [
+            ScoredToken(
+                t["token"],
+                t["id"],
+                t["start"],
+                t["end"],
+                t["surprisal_bits"],
+                [tuple(x) for x in t["top_k"]],
+            )
+            for t in s["tokens"]
+        ]
+        return TextScore(s["loss"], s["perplexity"], s["bits_per_char"], tokens)
+
+    def evaluate(self, texts: Iterable[str] | PathLike) -> EvalReport:
+        """Loss over ``texts`` (strings, or one path of a text file)."""
+        if isinstance(texts, (os.PathLike,)) or (isinstance(texts, str) and os.path.isfile(texts)):
+            with open(texts, encoding="utf-8") as f:
+                items = [f.read()]
+        elif isinstance(texts, str):
+            items = [texts]
+        else:
+            items = list(texts)
+        return EvalReport(**json.loads(self._native.evaluate(items)))

@@ -1,0 +1,151 @@
+"""lexforge.lm from Python: train, interrupt and resume, load, generate, score, evaluate."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import lexforge
+from lexforge import LanguageModel, lm
+
+
+def config(out: Path, books: list[Path], name: str, **train: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "out_dir": out,
+        "seed": 1,
+        "context": 32,
+        "corpus": {"paths": books[:4], "validation_fraction": 0.25},
+        "tokenizer": {"train": {"method": "bpe", "vocab_size": 600}},
+        "model": {"type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 64, "dropout": 0.1},
+        "train": {
+            "max_steps": 80,
+            "batch_size": 8,
+            "lr": 3e-3,
+            "min_lr": 3e-4,
+            "warmup_steps": 5,
+            "eval_every": 40,
+            "eval_batches": 4,
+            "checkpoint_every": 20,
+            "log_every": 1,
+            **train,
+        },
+        "samples": {"prompts": ["The "], "max_new_tokens": 10},
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, small_books: list[Path]) -> lm.LmRun:
+    events: list[dict[str, Any]] = []
+    out = tmp_path_factory.mktemp("lm")
+    result = lm.train(config(out, small_books, "gpt2"), progress=False, callback=events.append)
+    assert [e["type"] for e in events][:2] == ["started", "progress"]
+    assert events[-1]["type"] == "completed"
+    return result
+
+
+def test_a_run_completes_with_metrics_events_and_samples(run: lm.LmRun) -> None:
+    assert (run.status, run.stop, run.steps) == ("completed", "max_steps", 80)
+    m = run.metrics
+    for key in ("val_loss", "val_perplexity", "val_bits_per_char", "unigram_entropy"):
+        assert math.isfinite(m[key]) and m[key] > 0, key
+    assert m["val_loss"] < m["unigram_entropy"]
+    assert abs(m["val_perplexity"] - math.exp(m["val_loss"])) < 1e-6 * m["val_perplexity"]
+    assert len(run.samples()) == 1
+    kinds = {e["type"] for e in run.events()}
+    assert {"started", "progress", "eval", "checkpoint", "completed"} <= kinds
+    lexforge.verify_run_dir(run.run_dir)
+    again = lm.evaluate_run(run.run_dir)
+    assert again["val_loss"] == pytest.approx(m["val_loss"], rel=1e-9)
+
+
+def test_generation_is_seeded_batched_and_stops_where_asked(run: lm.LmRun) -> None:
+    model = run.load_model()
+    assert model.backend == "gpt2" and model.context == 32 and model.vocab_size == 600
+    a = model.generate("The", 12, temperature=0.9, top_k=50, seed=3, num_return_sequences=3)
+    b = model.generate("The", 12, temperature=0.9, top_k=50, seed=3, num_return_sequences=3)
+    assert a == b and len(a) == 3
+    assert all(g.tokens_generated <= 12 for g in a)
+    greedy = model.generate("The", 12, temperature=0.0, num_return_sequences=2)
+    assert greedy[0].text == greedy[1].text
+    # A stop sequence found in the greedy text (it may span two tokens) ends it there.
+    text = greedy[0].text
+    if len(text) >= 4:
+        stop = text[1:4]
+        cut = model.generate("The", 12, temperature=0.0, stop_sequences=[stop])[0]
+        assert cut.finish == "stop_sequence"
+        assert stop not in cut.text and text.startswith(cut.text)
+    with pytest.raises(lexforge.InvalidInputError, match="context"):
+        model.generate("word " * 100)
+
+
+def test_score_maps_tokens_to_text_and_evaluate_compares_across_tokenizers(
+    run: lm.LmRun,
+) -> None:
+    model = run.load_model()
+    text = "Friends, Romans, countrymen, lend me your ears."
+    s = model.score(text, top_k=3)
+    assert s.tokens[0].start == 0
+    assert "".join(text[t.start : t.end] for t in s.tokens) == text.replace(" ", "")
+    assert all(len(t.top_k) == 3 for t in s.tokens)
+    bits = sum(t.surprisal_bits for t in s.tokens)
+    assert s.bits_per_char == pytest.approx(bits / len(text))
+    report = model.evaluate([text, "It was the best of times."])
+    assert report.tokens > 10 and report.bits_per_char > 0
+
+
+def test_bad_configs_name_the_field(tmp_path: Path, small_books: list[Path]) -> None:
+    bad = config(tmp_path, small_books, "bad")
+    bad["model"]["n_embd"] = 65
+    with pytest.raises(lexforge.InvalidInputError, match=r"model\.n_embd"):
+        lm.train(bad, progress=False)
+    typo = config(tmp_path, small_books, "typo")
+    typo["train"]["max_stepz"] = 3
+    with pytest.raises(lexforge.InvalidInputError, match="max_stepz"):
+        lm.train(typo, progress=False)
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "typo").exists()
+
+
+def test_interrupt_cancels_cleanly_and_resume_finishes(
+    tmp_path: Path, small_books: list[Path]
+) -> None:
+    sent = False
+
+    def ctrl_c_at_step_5(event: dict[str, Any]) -> None:
+        nonlocal sent
+        if event["type"] == "progress" and event["step"] >= 5 and not sent:
+            sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+    cfg = config(tmp_path, small_books, "interrupted", max_steps=30)
+    with pytest.warns(UserWarning, match="interrupted"):
+        first = lm.train(cfg, progress=False, callback=ctrl_c_at_step_5)
+    assert first.status == "cancelled" and 5 <= first.steps < 30
+    assert (first.run_dir / "checkpoints" / "latest.json").exists()
+    done = first.resume(progress=False)
+    assert (done.status, done.steps) == ("completed", 30)
+    assert LanguageModel.load(done.run_dir).backend == "gpt2"
+
+
+def test_a_model_we_save_loads_in_transformers(run: lm.LmRun) -> None:
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.GPT2LMHeadModel.from_pretrained(run.run_dir).eval()
+    ours = run.load_model()
+    text = "Brutus is an honourable man."
+    ids = ours.encode(text)
+    eos = ours.config["eos_token_id"]
+    with torch.no_grad():
+        logits = hf(torch.tensor([[eos, *ids]])).logits[0]
+    logp = torch.log_softmax(logits.double(), -1)
+    hf_bits = [-float(logp[i, t]) / math.log(2) for i, t in enumerate(ids)]
+    our_bits = [t.surprisal_bits for t in ours.score(text).tokens]
+    assert len(our_bits) == len(hf_bits)
+    assert max(abs(a - b) for a, b in zip(our_bits, hf_bits)) < 1e-3
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(run.run_dir / "tokenizer.json"))
+    assert tok.encode(text) == ids
