@@ -50,6 +50,7 @@ fn model_level_misuse_is_typed() {
     let out = tempfile::tempdir().unwrap();
     let mut config = gpt2_config(out.path(), "r");
     config.train.max_steps = 4;
+    config.train.warmup_steps = 1;
     config.train.eval_every = 2;
     config.train.checkpoint_every = 2;
     train_run(&config, &NoopSink, &CancelToken::new()).unwrap();

@@ -37,9 +37,9 @@ pub fn gpt2_config(out: &Path, name: &str) -> LmRunConfig {
         "corpus": {"paths": small_books(), "validation_fraction": 0.25},
         "tokenizer": {"train": {"method": "bpe", "vocab_size": 600}},
         "model": {"type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 64, "dropout": 0.1},
-        "train": {"max_steps": 100, "batch_size": 8, "lr": 3e-3, "min_lr": 3e-4,
-                  "warmup_steps": 5, "eval_every": 25, "eval_batches": 4,
-                  "checkpoint_every": 25, "log_every": 5},
+        "train": {"max_steps": 200, "batch_size": 8, "lr": 3e-3, "min_lr": 3e-4,
+                  "warmup_steps": 5, "eval_every": 50, "eval_batches": 4,
+                  "checkpoint_every": 50, "log_every": 5},
         "samples": {"prompts": ["The ", "Caesar"], "max_new_tokens": 12},
     }))
     .unwrap()
