@@ -30,4 +30,24 @@ print("wrote", path)
 PY
 target/debug/lexforge manifest verify "$work/first-run"
 echo
+echo "== quickstart: a BPE tokenizer and a small GPT-2 on six books (a few minutes on 2 cores)"
+run=runs/quickstart-gpt2
+if [ -f "$run/eval/metrics.json" ]; then
+  echo "(already trained in $run; delete it to train again)"
+elif [ -d "$run" ]; then
+  target/debug/lexforge lm resume "$run"
+else
+  target/debug/lexforge lm train examples/quickstart/gpt2.toml
+fi
+target/debug/lexforge lm eval "$run"
+.venv/bin/python - "$run" <<'PY'
+import json, sys
+m = json.load(open(f"{sys.argv[1]}/eval/metrics.json"))
+print(f"validation cross-entropy {m['val_loss']:.3f} nats/token vs unigram entropy "
+      f"{m['unigram_entropy']:.3f}: {100 * (1 - m['val_loss_over_unigram']):.1f}% below; "
+      f"{m['val_bits_per_char']:.3f} bits/char")
+PY
+target/debug/lexforge lm generate "$run" --prompt "It was" --max-new-tokens 40 \
+    --temperature 0.8 --top-k 40 --seed 1
+echo
 echo "setup: done. Activate the environment with: source .venv/bin/activate"

@@ -3,6 +3,7 @@
 
 mod char_lstm;
 mod generate;
+mod hf_parity;
 mod score;
 mod train_smoke;
 

@@ -1,0 +1,177 @@
+"""Side-by-side: lexforge language-model training and generation vs PyTorch / HF transformers.
+
+Measures, in one run, on this machine's CPU with the same thread count on both sides:
+- GPT-2 training throughput (tokens/s): 6 layers, 6 heads, 384 dims, context 256, batch 8,
+  vocab 8000, dropout 0; one step = forward, cross-entropy, backward, global-norm clipping
+  (1.0), AdamW. lexforge: ``lm-bench gpt2-train`` (the engine's step on burn's flex backend).
+  PyTorch: ``transformers.GPT2LMHeadModel`` + ``torch.optim.AdamW`` +
+  ``clip_grad_norm_``.
+- char-LSTM training throughput: embedding 128, 2 x 512 LSTM, context 128, batch 16, vocab 100.
+  PyTorch: ``nn.Embedding`` + ``nn.LSTM(num_layers=2)`` + ``nn.Linear``.
+- GPT-2 generation with a KV cache (tokens/s, greedy, 16-token prompt, 128 new tokens):
+  lexforge ``generate`` vs HF ``model.generate(do_sample=False)``.
+
+Each measurement is the median step time after one warm-up step; the two sides alternate, so
+machine noise hits both. Needs torch and transformers (a developer venv, not CI):
+
+    python benches/compare_lm.py [--steps 5] [--threads 2]
+
+with the lexforge binary built first (``cargo build -p lexforge-benches --bin lm-bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+LM_BENCH = ROOT / "target" / "debug" / "lm-bench"
+
+
+def ours(*args: object) -> dict[str, Any]:
+    out = subprocess.run(
+        [str(LM_BENCH), *map(str, args)], check=True, capture_output=True, text=True
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def batch(b: int, t: int, vocab: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    n = b * (t + 1)
+    ids = (torch.arange(n) * 7919 + step * 104_729) % vocab
+    ids = ids.view(b, t + 1)
+    return ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
+
+
+def torch_train(model: nn.Module, b: int, t: int, vocab: int, steps: int, logits_of: Any) -> float:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-8, weight_decay=0.01)
+    times = []
+    for step in range(steps + 1):
+        x, y = batch(b, t, vocab, step)
+        t0 = time.perf_counter()
+        logits = logits_of(model, x)
+        loss = nn.functional.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if step > 0:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+class CharLstm(nn.Module):
+    def __init__(self, vocab: int, d_embed: int, d_hidden: int, layers: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, d_embed)
+        self.lstm = nn.LSTM(d_embed, d_hidden, num_layers=layers, batch_first=True)
+        self.proj = nn.Linear(d_hidden, vocab)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.lstm(self.embedding(x))
+        out: torch.Tensor = self.proj(h)
+        return out
+
+
+def gpt2(layers: int, heads: int, embd: int, ctx: int, vocab: int) -> Any:
+    config = transformers.GPT2Config(
+        vocab_size=vocab,
+        n_positions=ctx,
+        n_embd=embd,
+        n_layer=layers,
+        n_head=heads,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
+    return transformers.GPT2LMHeadModel(config)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    results: dict[str, Any] = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "threads": args.threads,
+    }
+
+    # GPT-2 training.
+    L, H, E, T, B, V = 6, 6, 384, 256, 8, 8000
+    model = gpt2(L, H, E, T, V).train()
+    pt = torch_train(model, B, T, V, args.steps, lambda m, x: m(x).logits)
+    lf = ours("gpt2-train", L, H, E, T, B, V, args.steps)
+    results["gpt2_train"] = {
+        "pytorch_tokens_per_s": B * T / pt,
+        "lexforge_tokens_per_s": lf["tokens_per_s"],
+        "ratio": lf["tokens_per_s"] / (B * T / pt),
+        "lexforge_breakdown_s": {
+            k: lf[k] for k in ("forward_loss_s", "backward_clip_s", "optimizer_s")
+        },
+    }
+
+    # char-LSTM training.
+    De, Dh, Ln, T2, B2, V2 = 128, 512, 2, 128, 16, 100
+    lstm = CharLstm(V2, De, Dh, Ln).train()
+    pt = torch_train(lstm, B2, T2, V2, args.steps, lambda m, x: m(x))
+    lf = ours("lstm-train", De, Dh, Ln, T2, B2, V2, args.steps)
+    results["char_lstm_train"] = {
+        "pytorch_tokens_per_s": B2 * T2 / pt,
+        "lexforge_tokens_per_s": lf["tokens_per_s"],
+        "ratio": lf["tokens_per_s"] / (B2 * T2 / pt),
+    }
+
+    # GPT-2 generation with a KV cache.
+    P, N = 16, 128
+    model.eval()
+    prompt = torch.tensor([[(i * 31) % V for i in range(P)]])
+    times = []
+    with torch.no_grad():
+        for i in range(args.steps + 1):
+            t0 = time.perf_counter()
+            out = model.generate(
+                prompt, max_new_tokens=N, min_new_tokens=N, do_sample=False, pad_token_id=0
+            )
+            if i > 0:
+                times.append(time.perf_counter() - t0)
+    assert out.shape[1] == P + N
+    pt_tps = N / statistics.median(times)
+    lf = ours("gpt2-generate", L, H, E, T, V, P, N, args.steps)
+    results["gpt2_generate"] = {
+        "pytorch_tokens_per_s": pt_tps,
+        "lexforge_tokens_per_s": lf["tokens_per_s"],
+        "ratio": lf["tokens_per_s"] / pt_tps,
+    }
+
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(
+        f"torch {results['torch']}, transformers {results['transformers']}, {args.threads} threads"
+    )
+    print(f"{'':<18}{'PyTorch tok/s':>15}{'lexforge tok/s':>16}{'ratio':>8}")
+    for key in ("gpt2_train", "char_lstm_train", "gpt2_generate"):
+        r = results[key]
+        print(
+            f"{key:<18}{r['pytorch_tokens_per_s']:>15.0f}"
+            f"{r['lexforge_tokens_per_s']:>16.0f}{r['ratio']:>8.2f}"
+        )
+    print("lexforge GPT-2 step breakdown (s):", results["gpt2_train"]["lexforge_breakdown_s"])
+
+
+if __name__ == "__main__":
+    main()
