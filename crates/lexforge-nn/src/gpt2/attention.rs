@@ -3,6 +3,8 @@
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 
 /// Keys and values of the positions seen so far, per layer.
@@ -80,6 +82,22 @@ impl Gpt2Attention {
             cache.kv = Some((k.clone(), v.clone()));
         }
         let total = past + t;
+        if !q.device().is_autodiff() {
+            // Inference (evaluation, generation): the backend's fused attention, causal with the
+            // cached positions visible (offset `total - t`); no dropout applies here.
+            let out = attention(
+                q,
+                k,
+                v,
+                None,
+                None,
+                AttentionModuleOptions {
+                    is_causal: true,
+                    ..AttentionModuleOptions::default()
+                },
+            );
+            return self.c_proj.forward(out.swap_dims(1, 2).reshape([b, t, d]));
+        }
         let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
         let mask = Tensor::<2, Bool>::tril_mask([t, total], past as i64, &scores.device())
             .reshape([1, 1, t, total]);
