@@ -135,16 +135,32 @@ fn sink(json: bool) -> Box<dyn EventSink> {
     }
 }
 
-/// Ctrl-C cancels the run between steps (a second Ctrl-C is left to the default handler's
-/// successor: it does nothing more, the run is already stopping).
-fn cancel_on_ctrl_c() -> CancelToken {
+/// Ctrl-C (SIGINT) or SIGTERM cancels the run between steps: it finishes the current step,
+/// writes a checkpoint and exits normally with status `cancelled`. A second signal exits at
+/// once (exit status 130); the checkpoints already written stay valid.
+fn cancel_on_signal() -> CancelToken {
     let token = CancelToken::new();
     let t = token.clone();
-    if let Err(e) = ctrlc::set_handler(move || {
-        eprintln!("\ninterrupted: stopping after this step and writing a checkpoint");
-        t.cancel();
-    }) {
-        tracing::warn!(error = %e, "cannot install the Ctrl-C handler");
+    match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ]) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                let mut signals = signals.forever();
+                if signals.next().is_some() {
+                    eprintln!(
+                        "\ninterrupted: stopping after this step and writing a checkpoint \
+                         (again to quit at once; the last checkpoint stays)"
+                    );
+                    t.cancel();
+                }
+                if signals.next().is_some() {
+                    std::process::exit(130);
+                }
+            });
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot install the Ctrl-C handler"),
     }
     token
 }
@@ -196,7 +212,7 @@ pub fn run(command: LmCommand) -> Result<(), Box<dyn Error>> {
             if let Some(s) = max_steps {
                 cfg.train.max_steps = s;
             }
-            let r = train_run(&cfg, sink(json).as_ref(), &cancel_on_ctrl_c())?;
+            let r = train_run(&cfg, sink(json).as_ref(), &cancel_on_signal())?;
             report(&r, json)
         }
         LmCommand::Resume {
@@ -204,7 +220,7 @@ pub fn run(command: LmCommand) -> Result<(), Box<dyn Error>> {
             max_steps,
             json,
         } => {
-            let r = resume_run(&run, max_steps, sink(json).as_ref(), &cancel_on_ctrl_c())?;
+            let r = resume_run(&run, max_steps, sink(json).as_ref(), &cancel_on_signal())?;
             report(&r, json)
         }
         LmCommand::Eval {

@@ -237,3 +237,38 @@ fn eval_generate_and_score_use_a_finished_run() {
     assert!(stderr(&o).contains("model.n_embd"), "{}", stderr(&o));
     assert!(!tmp.path().join("bad").exists());
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_with_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), 200);
+    let child = Command::new(env!("CARGO_BIN_EXE_lexforge"))
+        .args(["lm", "train", config.to_str().unwrap(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = tmp.path().join("run/events.jsonl");
+    let start = Instant::now();
+    while last_progress_step(&events) < 3 {
+        assert!(start.elapsed() < Duration::from_secs(300), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "cancelled");
+    let steps = report["steps"].as_u64().unwrap();
+    assert!((3..200).contains(&steps), "{report}");
+    let latest = std::fs::read_to_string(tmp.path().join("run/checkpoints/latest.json")).unwrap();
+    assert!(latest.contains(&format!("{steps:06}")), "{latest}");
+}

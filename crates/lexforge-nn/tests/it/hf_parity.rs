@@ -31,7 +31,10 @@ fn check(variant: &str) {
     let theirs: Vec<Vec<Vec<f32>>> = serde_json::from_value(expected["logits"].clone()).unwrap();
     let theirs: Vec<f32> = theirs.into_iter().flatten().flatten().collect();
     let max_logit = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(max_logit > 0.5, "the fixture's logits are of order 1 ({max_logit})");
+    assert!(
+        max_logit > 0.5,
+        "the fixture's logits are of order 1 ({max_logit})"
+    );
     let diff = max_abs_diff(&ours, &theirs);
     eprintln!("{variant}: max |logit difference| {diff:e} (max |logit| {max_logit})");
     assert!(diff < 1e-4, "{variant}: max |logit difference| {diff}");
