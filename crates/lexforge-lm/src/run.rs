@@ -513,3 +513,28 @@ impl EventSink for Fanout<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_file(dir: &Path, ids: &[u32]) -> PathBuf {
+        let path = dir.join("t.tokens");
+        let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn unigram_entropy_is_the_entropy_of_the_token_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let two = token_file(dir.path(), &[0, 1, 1, 0, 0, 1]);
+        assert!((unigram_entropy(&two, 4).unwrap() - std::f64::consts::LN_2).abs() < 1e-12);
+        let one = token_file(dir.path(), &[3, 3, 3]);
+        assert_eq!(unigram_entropy(&one, 4).unwrap(), 0.0);
+        // p = (1/2, 1/4, 1/4): H = 1.5 bits.
+        let skew = token_file(dir.path(), &[2, 2, 0, 1]);
+        let h = unigram_entropy(&skew, 3).unwrap();
+        assert!((h - 1.5 * std::f64::consts::LN_2).abs() < 1e-12, "{h}");
+    }
+}
