@@ -131,3 +131,20 @@ fn bad_configs_inputs_and_files_are_typed_errors() {
         "{e}"
     );
 }
+
+/// Training (autodiff device: attention from matmuls, softmax and a mask) and inference (plain
+/// device: the backend's fused attention) compute the same function.
+#[test]
+fn training_and_inference_attention_agree() {
+    use burn::module::Module;
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let model = Gpt2::new(&tiny(), &device).unwrap();
+    let x = ids(&[3, 14, 15, 9, 26, 5, 35, 8, 9, 7, 9, 3], &device);
+    let train_logits = values(model.forward(x).unwrap());
+    let plain = model.valid();
+    let x = ids(&[3, 14, 15, 9, 26, 5, 35, 8, 9, 7, 9, 3], &Device::flex());
+    let infer_logits = values(plain.forward(x).unwrap());
+    let diff = max_abs_diff(&train_logits, &infer_logits);
+    assert!(diff < 1e-5, "{diff}");
+}
