@@ -126,12 +126,32 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// Progress on a terminal; nothing otherwise (the run's events.jsonl has everything).
+/// A progress bar on a terminal; one line per evaluation on stderr otherwise (logs, CI); nothing
+/// with `--json` (the run's events.jsonl has everything either way).
 fn sink(json: bool) -> Box<dyn EventSink> {
-    if !json && std::io::stderr().is_terminal() {
+    if json {
+        Box::new(NoopSink)
+    } else if std::io::stderr().is_terminal() {
         Box::new(MultiSink::new().with(ProgressBarSink::new()))
     } else {
-        Box::new(NoopSink)
+        Box::new(EvalLines)
+    }
+}
+
+/// Prints `step N: val_loss ...` for each evaluation.
+struct EvalLines;
+
+impl EventSink for EvalLines {
+    fn emit(&self, record: &lexforge::EventRecord) -> lexforge::Result<()> {
+        match &record.event {
+            lexforge::Event::Eval { step, metrics } => {
+                let loss = metrics.get("val_loss").copied().unwrap_or(f64::NAN);
+                eprintln!("step {step}: val_loss {loss:.4}");
+            }
+            lexforge::Event::Cancelled { step } => eprintln!("cancelled at step {step:?}"),
+            _ => {}
+        }
+        Ok(())
     }
 }
 
