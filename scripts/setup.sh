@@ -30,7 +30,7 @@ print("wrote", path)
 PY
 target/debug/lexforge manifest verify "$work/first-run"
 echo
-echo "== quickstart: a BPE tokenizer and a small GPT-2 on six books (a few minutes on 2 cores)"
+echo "== quickstart: a BPE tokenizer and a small GPT-2 on six novels (about 7 minutes on 2 cores)"
 run=runs/quickstart-gpt2
 if [ -f "$run/eval/metrics.json" ]; then
   echo "(already trained in $run; delete it to train again)"
