@@ -1,6 +1,22 @@
 //! Shared helpers of the lexforge benchmarks.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The `main` of a bench binary: prints the JSON result on stdout, or the error on stderr
+/// with a failing exit status.
+pub fn report(result: Result<serde_json::Value, Box<dyn std::error::Error>>) -> ExitCode {
+    match result {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Writes a run directory `root/run_id` with `files` artifacts of `bytes_each` pseudo-random
 /// bytes (deterministic), the shape of a model directory, and returns its path.

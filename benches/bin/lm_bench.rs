@@ -5,6 +5,9 @@
 //! lm-bench gpt2-train   N_LAYER N_HEAD N_EMBD CONTEXT BATCH VOCAB STEPS
 //! lm-bench lstm-train   D_EMBED D_HIDDEN N_LAYERS CONTEXT BATCH VOCAB STEPS
 //! lm-bench gpt2-generate N_LAYER N_HEAD N_EMBD CONTEXT VOCAB PROMPT_LEN NEW_TOKENS REPEAT
+//! lm-bench ops                  # diagnostics: single-op timings at the quickstart's shapes
+//! lm-bench loss ROWS VOCAB      # cross-entropy forms, forward/backward time and gradient check
+//! lm-bench matmul M K N         # GFLOP/s of one [M,K]x[K,N] product
 //! ```
 //! A training step is what the engine does: forward, cross-entropy, backward, global-norm
 //! clipping, AdamW. The first step (warm-up) is not timed; the JSON has the median step time,
@@ -303,14 +306,5 @@ fn gpt2_config(layers: usize, heads: usize, embd: usize, ctx: usize, vocab: usiz
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
-        Ok(v) => {
-            println!("{v}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    lexforge_benches::report(run(&args))
 }

@@ -58,14 +58,5 @@ fn run(args: &[String]) -> Result<serde_json::Value, Box<dyn std::error::Error>>
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
-        Ok(v) => {
-            println!("{v}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    lexforge_benches::report(run(&args))
 }

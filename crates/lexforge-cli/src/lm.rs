@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use lexforge::lm::{LanguageModel, LmRunConfig, LmRunReport, evaluate_run, resume_run, train_run};
 use lexforge::nn::generate::GenerateConfig;
-use lexforge::{CancelToken, DeviceSpec, EventSink, MultiSink, NoopSink, ProgressBarSink};
+use lexforge::{CancelToken, DeviceSpec, EventSink, NoopSink, ProgressBarSink};
 
 /// The language-model subcommands.
 #[derive(Debug, Subcommand)]
@@ -132,7 +132,7 @@ fn sink(json: bool) -> Box<dyn EventSink> {
     if json {
         Box::new(NoopSink)
     } else if std::io::stderr().is_terminal() {
-        Box::new(MultiSink::new().with(ProgressBarSink::new()))
+        Box::new(ProgressBarSink::new())
     } else {
         Box::new(EvalLines)
     }

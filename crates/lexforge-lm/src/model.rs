@@ -157,6 +157,14 @@ pub fn backend_for(name: &str) -> Result<Box<dyn ModelBackend>> {
         })
 }
 
+/// The `eos_token_id` of a network config (`config.json` content), when it has one.
+pub fn eos_token_id(config: &serde_json::Value) -> Option<u32> {
+    config
+        .get("eos_token_id")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|v| u32::try_from(v).ok())
+}
+
 /// The `model_type` of a model directory's `config.json`.
 pub fn model_type(dir: &Path) -> Result<String> {
     let path = dir.join(CONFIG_FILE);

@@ -36,7 +36,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::LmRunConfig;
 use crate::error::{LmError, Result};
-use crate::model::{CONFIG_FILE, LmModel, LmTrainJob, ModelBackend, WEIGHTS_FILE, backend_for};
+use crate::model::{
+    CONFIG_FILE, LmModel, LmTrainJob, ModelBackend, WEIGHTS_FILE, backend_for, eos_token_id,
+};
 
 /// The tokenizer artifact directory inside a run.
 pub const TOKENIZER_DIR: &str = "tokenizer";
@@ -214,16 +216,11 @@ fn prepare(
         })?;
     run.write_artifact(CONFIG_FILE, &json)?;
 
-    let eos = resolved
-        .get("eos_token_id")
-        .and_then(serde_json::Value::as_u64)
-        .map(|v| v as u32);
     let options = TokenizeOptions {
-        separator: eos,
+        separator: eos_token_id(&resolved),
         ..split
     };
-    let data_dir = run.artifact_path("data/x")?;
-    let data_dir = data_dir.parent().unwrap_or(run.path()).to_path_buf();
+    let data_dir = run.path().join("data");
     let corpus_stats = tokenize_corpus(corpus.as_ref(), &tokenizer, &data_dir, &options)?;
     run.record_artifact(&format!("data/{TRAIN_TOKENS}"))?;
     run.record_artifact(&format!("data/{VALIDATION_TOKENS}"))?;
@@ -457,11 +454,7 @@ fn samples(
     model: &dyn LmModel,
     tokenizer: &Tokenizer,
 ) -> Result<Vec<Sample>> {
-    let eos = model
-        .config_json()
-        .get("eos_token_id")
-        .and_then(serde_json::Value::as_u64)
-        .map(|v| v as u32);
+    let eos = eos_token_id(&model.config_json());
     let gen_config = config.samples_config(eos);
     let decode = |ids: &[u32]| tokenizer.decode(ids, true).unwrap_or_default();
     let mut out = Vec::new();

@@ -9,7 +9,7 @@ use lexforge_tokenizers::Tokenizer;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LmError, Result};
-use crate::model::{LmModel, backend_for, model_type};
+use crate::model::{LmModel, backend_for, eos_token_id, model_type};
 use crate::run::TOKENIZER_DIR;
 
 /// A model directory (a finished run, or an HF GPT-2 directory with a `tokenizer.json`) loaded
@@ -110,11 +110,7 @@ impl LanguageModel {
                 model_vocab: model.vocab_size(),
             });
         }
-        let eos = model
-            .config_json()
-            .get("eos_token_id")
-            .and_then(serde_json::Value::as_u64)
-            .map(|v| v as u32);
+        let eos = eos_token_id(&model.config_json());
         Ok(LanguageModel {
             model,
             tokenizer,
