@@ -8,6 +8,8 @@
 //! lm-bench ops                  # diagnostics: single-op timings at the quickstart's shapes
 //! lm-bench loss ROWS VOCAB      # cross-entropy forms, forward/backward time and gradient check
 //! lm-bench matmul M K N         # GFLOP/s of one [M,K]x[K,N] product
+//! lm-bench bmm B H T D          # GFLOP/s of attention-shaped batched products
+//! lm-bench profile B T D H      # forward/backward ms of each GPT-2 component (autodiff)
 //! ```
 //! A training step is what the engine does: forward, cross-entropy, backward, global-norm
 //! clipping, AdamW. The first step (warm-up) is not timed; the JSON has the median step time,
@@ -23,6 +25,9 @@ use lexforge::nn::char_lstm::{CharLstm, CharLstmConfig};
 use lexforge::nn::generate::{GenerateConfig, generate};
 use lexforge::nn::gpt2::{Gpt2, Gpt2Config};
 use lexforge::train::{OptimizerConfig, TrainModel, clip_global_norm};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -273,6 +278,146 @@ fn run(args: &[String]) -> Result<serde_json::Value, BoxError> {
             let diff = (ga - gb.clone()).abs().max().into_scalar::<f32>();
             let norm = gb.clone().abs().sum().into_scalar::<f32>();
             println!("max |grad diff| = {diff}, sum |grad| = {norm}");
+            Ok(serde_json::json!({}))
+        }
+        Some("bmm") if args.len() == 5 => {
+            // Attention-shaped batched products [B, H, T, D]: GFLOP/s of each layout the
+            // forward and backward passes use.
+            use burn::tensor::{Distribution, Tensor};
+            let plain = Device::flex();
+            let (b, h, t, dh) = (n(1)?, n(2)?, n(3)?, n(4)?);
+            let q = Tensor::<4>::random([b, h, t, dh], Distribution::Default, &plain);
+            let k = Tensor::<4>::random([b, h, t, dh], Distribution::Default, &plain);
+            let s = Tensor::<4>::random([b, h, t, t], Distribution::Default, &plain);
+            let flops = 2.0 * (b * h * t * t * dh) as f64;
+            let mut out = serde_json::Map::new();
+            let kt = Tensor::<4>::random([b, h, dh, t], Distribution::Default, &plain);
+            let cases: [(&str, &dyn Fn() -> Tensor<4>); 6] = [
+                ("q@k^T", &|| q.clone().matmul(k.clone().swap_dims(2, 3))),
+                ("q@kt (contiguous)", &|| q.clone().matmul(kt.clone())),
+                ("(k@q^T)^T", &|| {
+                    k.clone().matmul(q.clone().swap_dims(2, 3)).swap_dims(2, 3)
+                }),
+                ("s@v", &|| s.clone().matmul(k.clone())),
+                ("s^T@q", &|| s.clone().swap_dims(2, 3).matmul(q.clone())),
+                ("s@q (k contiguous)", &|| s.clone().matmul(q.clone())),
+            ];
+            for (name, f) in cases {
+                let mut times = Vec::new();
+                for _ in 0..7 {
+                    let t0 = Instant::now();
+                    let c = f();
+                    let _ = c.slice([0..1, 0..1, 0..1, 0..1]).into_scalar::<f32>();
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+                let secs = median(times);
+                out.insert(
+                    name.into(),
+                    serde_json::json!({"ms": secs * 1e3, "gflops": flops / secs / 1e9}),
+                );
+            }
+            Ok(serde_json::Value::Object(out))
+        }
+        Some("profile") if args.len() == 5 => {
+            // Forward + backward (autodiff) of each GPT-2 component at [B, T, D] with H heads,
+            // one line each: where a training step spends its time.
+            use burn::tensor::activation::{sigmoid, softmax};
+            use burn::tensor::{Bool, Distribution, Int, Tensor};
+            let d = Device::flex().autodiff();
+            let (b, t, e, h) = (n(1)?, n(2)?, n(3)?, n(4)?);
+            let hd = e / h;
+            let time = |name: &str, f: &dyn Fn() -> (f64, f64)| {
+                let _ = f();
+                let (mut fw, mut bw) = (Vec::new(), Vec::new());
+                for _ in 0..5 {
+                    let (a, c) = f();
+                    fw.push(a);
+                    bw.push(c);
+                }
+                println!(
+                    "{name:<32} fwd {:>8.2} ms   bwd {:>8.2} ms",
+                    median(fw) * 1e3,
+                    median(bw) * 1e3
+                );
+            };
+            fn run<const D: usize>(x: Tensor<D>, f: &dyn Fn(Tensor<D>) -> Tensor<D>) -> (f64, f64) {
+                let x = x.require_grad();
+                let t0 = Instant::now();
+                let y = f(x.clone()).sum();
+                let _ = y.clone().into_scalar::<f32>();
+                let fw = t0.elapsed().as_secs_f64();
+                let t1 = Instant::now();
+                let g = y.backward();
+                let _ = x.grad(&g).map(|g| g.sum().into_scalar::<f32>());
+                (fw, t1.elapsed().as_secs_f64())
+            }
+            let x = Tensor::<3>::random([b, t, e], Distribution::Default, &d);
+            let wide = Tensor::<3>::random([b, t, 4 * e], Distribution::Default, &d);
+            let q4 = Tensor::<4>::random([b, h, t, hd], Distribution::Default, &d);
+            let s4 = Tensor::<4>::random([b, h, t, t], Distribution::Default, &d);
+            time("gelu_new [b,t,4e]", &|| {
+                run(wide.clone(), &|x| {
+                    let c2 = 2.0 * (2.0 / std::f64::consts::PI).sqrt();
+                    let cube = x.clone() * x.clone() * x.clone();
+                    x.clone() * sigmoid((x + cube * 0.044715) * c2)
+                })
+            });
+            time("x*y [b,t,4e]", &|| run(wide.clone(), &|x| x.clone() * x));
+            time("x+1 [b,t,4e]", &|| run(wide.clone(), &|x| x + 1.0));
+            time("sigmoid [b,t,4e]", &|| run(wide.clone(), &|x| sigmoid(x)));
+            time("exp [b,t,4e]", &|| run(wide.clone(), &|x| x.exp()));
+            let ln = burn::nn::LayerNormConfig::new(e).init(&d);
+            time("layernorm [b,t,e]", &|| run(x.clone(), &|x| ln.forward(x)));
+            let lin = burn::nn::LinearConfig::new(e, 3 * e).init(&d);
+            time("linear e->3e", &|| {
+                run(x.clone(), &|x| {
+                    let y = lin.forward(x);
+                    y.narrow(2, 0, e)
+                })
+            });
+            let fc = burn::nn::LinearConfig::new(e, 4 * e).init(&d);
+            time("linear e->4e", &|| {
+                run(x.clone(), &|x| fc.forward(x).narrow(2, 0, e))
+            });
+            time("q@k^T", &|| {
+                run(q4.clone(), &|q| {
+                    q.clone().matmul(q.swap_dims(2, 3)).narrow(3, 0, hd)
+                })
+            });
+            time("scale+mask+softmax [b,h,t,t]", &|| {
+                run(s4.clone(), &|s| {
+                    let mask =
+                        Tensor::<2, Bool>::tril_mask([t, t], 0, &s.device()).reshape([1, 1, t, t]);
+                    softmax((s / 8.0).mask_fill(mask, f32::NEG_INFINITY), 3)
+                })
+            });
+            time("softmax [b,h,t,t]", &|| run(s4.clone(), &|s| softmax(s, 3)));
+            time("split heads + merge", &|| {
+                run(x.clone(), &|x| {
+                    x.reshape([b, t, h, hd])
+                        .swap_dims(1, 2)
+                        .swap_dims(1, 2)
+                        .reshape([b, t, e])
+                        * 1.0
+                })
+            });
+            let vocab = 8000;
+            let logits = Tensor::<2>::random([b * t, vocab], Distribution::Default, &d);
+            let tgt = Tensor::<2, Int>::zeros([b * t, 1], &d);
+            time("logsumexp CE [bt,8000]", &|| {
+                run(logits.clone(), &|l| {
+                    let max = l.clone().detach().max_dim(1);
+                    let lse = (l.clone() - max.clone()).exp().sum_dim(1).log() + max;
+                    (lse - l.gather(1, tgt.clone())).mean().reshape([1, 1])
+                })
+            });
+            let wte = Tensor::<2>::random([vocab, e], Distribution::Default, &d);
+            let x2 = Tensor::<2>::random([b * t, e], Distribution::Default, &d);
+            time("lm head [bt,e]x[e,8000]", &|| {
+                run(x2.clone(), &|x| {
+                    x.matmul(wte.clone().transpose()).narrow(1, 0, e)
+                })
+            });
             Ok(serde_json::json!({}))
         }
         Some("matmul") if args.len() == 4 => {
