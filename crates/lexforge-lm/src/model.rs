@@ -186,21 +186,13 @@ pub fn model_type(dir: &Path) -> Result<String> {
         })
 }
 
-/// Mean next-token cross-entropy of `[b, t, v]` logits against `[b, t]` targets, as
-/// `logsumexp(row) - row[target]` (the row maximum, detached, keeps `exp` in range; the
-/// gradient does not depend on it). One `[n, v]` pass fewer than `log_softmax` + `gather`,
-/// which matters: the `[n, v]` logits are the widest tensor of a language model.
-fn lm_loss(logits: Tensor<3>, targets: Tensor<2, Int>) -> LossOutput {
+/// Mean next-token cross-entropy of `[b, t, v]` logits against `[b, t]` targets
+/// ([`lexforge_nn::fused::cross_entropy`]: one fused pass over the widest tensor of the model).
+fn lm_loss(logits: Tensor<3>, targets: Tensor<2, Int>) -> Result<LossOutput, BoxError> {
     let [b, t, v] = logits.dims();
     let n = b * t;
-    let logits = logits.reshape([n, v]);
-    let max = logits.clone().detach().max_dim(1);
-    let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
-    let picked = logits.gather(1, targets.reshape([n, 1]));
-    LossOutput {
-        loss: (lse - picked).mean().reshape([1]),
-        targets: n,
-    }
+    let loss = lexforge_nn::fused::cross_entropy(logits.reshape([n, v]), targets.reshape([n, 1]))?;
+    Ok(LossOutput { loss, targets: n })
 }
 
 fn check_method(backend: &dyn ModelBackend, tokenizer: &Tokenizer) -> Result<()> {
@@ -239,7 +231,7 @@ impl TrainModel for Gpt2Lm {
     type Batch = LmBatch;
     fn loss(&self, batch: &LmBatch) -> std::result::Result<LossOutput, BoxError> {
         let logits = self.net.forward(batch.inputs.clone())?;
-        Ok(lm_loss(logits, batch.targets.clone()))
+        lm_loss(logits, batch.targets.clone())
     }
 }
 
@@ -376,7 +368,7 @@ impl TrainModel for CharLstmLm {
     type Batch = LmBatch;
     fn loss(&self, batch: &LmBatch) -> std::result::Result<LossOutput, BoxError> {
         let (logits, _) = self.net.forward(batch.inputs.clone(), None);
-        Ok(lm_loss(logits, batch.targets.clone()))
+        lm_loss(logits, batch.targets.clone())
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod char_lstm;
 mod error;
+pub mod fused;
 pub mod generate;
 pub mod gpt2;
 pub mod score;

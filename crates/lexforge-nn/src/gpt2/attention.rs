@@ -2,10 +2,11 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Device, Tensor};
+
+use crate::fused::{AttentionMask, attention_softmax};
 
 /// Keys and values of the positions seen so far, per layer.
 ///
@@ -81,10 +82,9 @@ impl Gpt2Attention {
             }
             cache.kv = Some((k.clone(), v.clone()));
         }
-        let total = past + t;
         if !q.device().is_autodiff() {
             // Inference (evaluation, generation): the backend's fused attention, causal with the
-            // cached positions visible (offset `total - t`); no dropout applies here.
+            // cached positions visible (offset `past`); no dropout applies here.
             let out = attention(
                 q,
                 k,
@@ -98,11 +98,12 @@ impl Gpt2Attention {
             );
             return self.c_proj.forward(out.swap_dims(1, 2).reshape([b, t, d]));
         }
-        let scores = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
-        let mask = Tensor::<2, Bool>::tril_mask([t, total], past as i64, &scores.device())
-            .reshape([1, 1, t, total]);
-        let scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        let weights = self.attn_dropout.forward(softmax(scores, 3));
+        let weights = attention_softmax(
+            q.matmul(k.swap_dims(2, 3)),
+            1.0 / (hd as f64).sqrt(),
+            AttentionMask::Causal { past },
+        );
+        let weights = self.attn_dropout.forward(weights);
         let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
         self.resid_dropout.forward(self.c_proj.forward(out))
     }

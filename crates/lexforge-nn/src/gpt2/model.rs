@@ -6,25 +6,11 @@ use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
     LinearConfig,
 };
-use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Int, Tensor};
 
 use super::attention::{Gpt2Attention, LayerCache};
 use super::config::Gpt2Config;
 use crate::error::{NnError, Result};
-
-/// `gelu_new`: the tanh approximation of GELU that GPT-2 was trained with,
-/// `0.5 x (1 + tanh(u))` with `u = sqrt(2/pi) (x + 0.044715 x^3)`.
-///
-/// Computed as the identical `x * sigmoid(2u)` (since `1 + tanh(u) = 2 sigmoid(2u)`), with
-/// `x^3` as `x * x * x`: on burn's CPU backend `tanh` and `powf` are scalar libm calls ~20x
-/// slower than the fused `sigmoid` and a multiply, and GELU runs on the widest activations.
-fn gelu_new(x: Tensor<3>) -> Tensor<3> {
-    let c2 = 2.0 * (2.0 / std::f64::consts::PI).sqrt();
-    let cube = x.clone() * x.clone() * x.clone();
-    let u2 = (x.clone() + cube * 0.044715) * c2;
-    x * sigmoid(u2)
-}
 
 /// The MLP of a block (HF `mlp.c_fc`, `mlp.c_proj`).
 #[derive(Module, Debug)]
@@ -56,7 +42,7 @@ impl Gpt2Block {
         x + self
             .mlp
             .dropout
-            .forward(self.mlp.c_proj.forward(gelu_new(h)))
+            .forward(self.mlp.c_proj.forward(crate::fused::gelu_new(h)))
     }
 }
 
