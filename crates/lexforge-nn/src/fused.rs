@@ -47,33 +47,85 @@ fn constant_like<const D: usize>(values: Vec<f32>, x: &Tensor<D>) -> Tensor<D> {
 /// for results >= `f32::MIN_POSITIVE`; smaller results flush to 0; NaN stays NaN.
 ///
 /// Branch-free so loops over it vectorize: `x = n ln2 + r` with `|r| <= ln2 / 2`, `e^r` by a
-/// degree-7 Taylor polynomial (truncation < 6e-9 relative), `2^n` built in the exponent bits.
+/// degree-7 Taylor polynomial (truncation < 6e-9 relative), `2^n` built in the exponent bits
+/// (`n + 1.5 * 2^23` holds `n` in its low mantissa bits, so no float-to-int conversion).
 #[inline(always)]
 fn exp_neg(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4; // ln 2 with a short mantissa: n * LN2_HI is exact
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
-    let xc = if x < -87.0 { -87.0 } else { x }; // keeps 2^n a normal number; NaN passes
-    let n = (xc * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let xc = x.max(-87.0); // keeps 2^n a normal number (NaN becomes -87: restored below)
+    let shifted = xc * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r / 5040.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
-    if x < -87.0 { 0.0 } else { p * scale }
+    let scale = f32::from_bits(shifted.to_bits().wrapping_add(127) << 23);
+    if x < -87.0 {
+        0.0
+    } else if x.is_nan() {
+        x
+    } else {
+        p * scale
+    }
 }
 
 /// The logistic function, stable on both sides (`exp` only of non-positive arguments).
 #[inline(always)]
 fn sigmoid(z: f32) -> f32 {
     let e = exp_neg(-z.abs());
-    if z >= 0.0 {
-        1.0 / (1.0 + e)
-    } else {
-        e / (1.0 + e)
+    let r = 1.0 / (1.0 + e);
+    if z >= 0.0 { r } else { e * r }
+}
+
+/// Lanes of the reductions: independent accumulators so the loops vectorize (a single float
+/// accumulator is a serial dependency chain). The order is fixed, so results are
+/// deterministic.
+const LANES: usize = 8;
+
+/// Largest element of a non-empty row and whether the row holds a NaN.
+#[inline]
+fn row_max(r: &[f32]) -> (f32, bool) {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut nan = [false; LANES];
+    let chunks = r.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..LANES {
+            acc[k] = if c[k] > acc[k] { c[k] } else { acc[k] };
+            nan[k] |= c[k].is_nan();
+        }
     }
+    let mut m = f32::NEG_INFINITY;
+    let mut any_nan = nan.iter().any(|&n| n);
+    for &v in acc.iter().chain(tail) {
+        m = if v > m { v } else { m };
+        any_nan |= v.is_nan();
+    }
+    (m, any_nan)
+}
+
+/// Sum of a row (fixed lane order).
+#[inline]
+fn row_sum(r: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = r.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..LANES {
+            acc[k] += c[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
+}
+
+/// `r[i] = exp(r[i] - m)` for a row whose maximum is `m` (scaled by `scale` first).
+#[inline]
+fn exp_shifted(r: &mut [f32], m: f32, scale: f32) {
+    r.iter_mut().for_each(|v| *v = exp_neg(scale * (*v - m)));
 }
 
 /// Runs `f(row_index, row)` over the `row_len`-long rows of `data`, in parallel when large.
@@ -102,34 +154,29 @@ fn for_rows(data: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sy
 const GELU_C: f32 = 0.797_884_6; // sqrt(2 / pi)
 const GELU_A: f32 = 0.044_715;
 
-/// Host GELU: returns `(y, dy/dx)` for every element.
-fn gelu_host(x: &[f32], want_grad: bool) -> (Vec<f32>, Vec<f32>) {
-    let mut y = x.to_vec();
-    let mut g = if want_grad { x.to_vec() } else { Vec::new() };
-    let kernel = |y: &mut [f32], g: Option<&mut [f32]>| {
-        // `0.5 x (1 + tanh(u))` = `x sigmoid(2u)`, `u = c (x + a x^3)`.
-        match g {
-            Some(g) => y.iter_mut().zip(g.iter_mut()).for_each(|(y, g)| {
-                let x = *y;
-                let s = sigmoid(2.0 * GELU_C * (x + GELU_A * x * x * x));
-                *y = x * s;
-                *g = s + x * s * (1.0 - s) * 2.0 * GELU_C * (1.0 + 3.0 * GELU_A * x * x);
-            }),
-            None => y.iter_mut().for_each(|y| {
-                let x = *y;
-                *y = x * sigmoid(2.0 * GELU_C * (x + GELU_A * x * x * x));
-            }),
-        }
-    };
-    if want_grad {
-        y.par_chunks_mut(MIN_TASK_ELEMENTS)
-            .zip(g.par_chunks_mut(MIN_TASK_ELEMENTS))
-            .for_each(|(y, g)| kernel(y, Some(g)));
-    } else {
-        y.par_chunks_mut(MIN_TASK_ELEMENTS)
-            .for_each(|y| kernel(y, None));
+/// Host GELU in place: `x` becomes `y`; returns `dy/dx` when asked (else empty).
+fn gelu_host(x: &mut [f32], want_grad: bool) -> Vec<f32> {
+    // `0.5 x (1 + tanh(u))` = `x sigmoid(2u)`, `u = c (x + a x^3)`.
+    const K: f32 = 2.0 * GELU_C;
+    if !want_grad {
+        x.par_chunks_mut(MIN_TASK_ELEMENTS).for_each(|y| {
+            y.iter_mut()
+                .for_each(|v| *v *= sigmoid(K * (*v + GELU_A * *v * *v * *v)));
+        });
+        return Vec::new();
     }
-    (y, g)
+    let mut g = vec![0.0f32; x.len()];
+    x.par_chunks_mut(MIN_TASK_ELEMENTS)
+        .zip(g.par_chunks_mut(MIN_TASK_ELEMENTS))
+        .for_each(|(y, g)| {
+            y.iter_mut().zip(g.iter_mut()).for_each(|(y, g)| {
+                let x = *y;
+                let s = sigmoid(K * (x + GELU_A * x * x * x));
+                *y = x * s;
+                *g = s + x * s * (1.0 - s) * K * (1.0 + 3.0 * GELU_A * x * x);
+            });
+        });
+    g
 }
 
 /// The plain burn formula of `gelu_new` (other devices and precisions).
@@ -146,11 +193,11 @@ pub fn gelu_new<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if !on_host(&x) {
         return gelu_reference(x);
     }
-    let Some(values) = host_values(&x) else {
+    let Some(mut y) = host_values(&x) else {
         return gelu_reference(x);
     };
     let want_grad = x.is_tracked();
-    let (y, g) = gelu_host(&values, want_grad);
+    let g = gelu_host(&mut y, want_grad);
     let y = constant_like(y, &x);
     if !want_grad {
         return y;
@@ -181,24 +228,15 @@ fn softmax_host(s: &mut [f32], queries: usize, keys: usize, scale: f32, mask: At
             AttentionMask::Causal { past } => (past + row % queries + 1).min(keys),
         };
         let (vis, hidden) = r.split_at_mut(visible);
-        hidden.iter_mut().for_each(|v| *v = 0.0);
-        // NaN anywhere must make the row NaN, as the reference does: a plain `max` skips NaN.
-        let mut m = f32::NEG_INFINITY;
-        let mut nan = false;
-        for v in vis.iter() {
-            nan |= v.is_nan();
-            m = m.max(*v);
-        }
+        hidden.fill(0.0);
+        // NaN anywhere makes the row NaN, as in the reference.
+        let (m, nan) = row_max(vis);
         if nan || m == f32::INFINITY {
-            vis.iter_mut().for_each(|v| *v = f32::NAN);
+            vis.fill(f32::NAN);
             return;
         }
-        let mut sum = 0.0f32;
-        for v in vis.iter_mut() {
-            *v = exp_neg(scale * (*v - m));
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
+        exp_shifted(vis, m, scale);
+        let inv = 1.0 / row_sum(vis);
         vis.iter_mut().for_each(|v| *v *= inv);
     });
 }
@@ -265,33 +303,21 @@ fn cross_entropy_host(logits: &mut [f32], vocab: usize, targets: &[usize], want_
             .for_each(|(task, (block, out))| {
                 for (k, (r, o)) in block.chunks_mut(vocab).zip(out.iter_mut()).enumerate() {
                     let target = targets[task * chunk_rows + k];
-                    let mut m = f32::NEG_INFINITY;
-                    let mut nan = false;
-                    for v in r.iter() {
-                        nan |= v.is_nan();
-                        m = m.max(*v);
-                    }
+                    let (m, nan) = row_max(r);
                     if nan || !m.is_finite() {
                         *o = f32::NAN;
                         if want_grad {
-                            r.iter_mut().for_each(|v| *v = f32::NAN);
+                            r.fill(f32::NAN);
                         }
                         continue;
                     }
                     let picked = r[target];
-                    let mut sum = 0.0f32;
+                    exp_shifted(r, m, 1.0);
+                    let sum = row_sum(r);
                     if want_grad {
-                        for v in r.iter_mut() {
-                            *v = exp_neg(*v - m);
-                            sum += *v;
-                        }
                         let scale = inv_rows / sum;
                         r.iter_mut().for_each(|v| *v *= scale);
                         r[target] -= inv_rows;
-                    } else {
-                        for v in r.iter() {
-                            sum += exp_neg(*v - m);
-                        }
                     }
                     *o = m + sum.ln() - picked;
                 }
@@ -501,3 +527,4 @@ mod tests {
         assert!(matches!(loss, Ok(v) if v.is_nan()));
     }
 }
+
