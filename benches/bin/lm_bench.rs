@@ -26,8 +26,8 @@ use lexforge::nn::generate::{GenerateConfig, generate};
 use lexforge::nn::gpt2::{Gpt2, Gpt2Config};
 use lexforge::train::{OptimizerConfig, TrainModel, clip_global_norm};
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[path = "../../crates/lexforge-cli/src/alloc.rs"]
+mod alloc;
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -362,9 +362,9 @@ fn run(args: &[String]) -> Result<serde_json::Value, BoxError> {
                     x.clone() * sigmoid((x + cube * 0.044715) * c2)
                 })
             });
-            time("fused gelu_new [b,t,4e]", &|| run(wide.clone(), &|x| {
-                lexforge::nn::fused::gelu_new(x)
-            }));
+            time("fused gelu_new [b,t,4e]", &|| {
+                run(wide.clone(), &|x| lexforge::nn::fused::gelu_new(x))
+            });
             time("x*y [b,t,4e]", &|| run(wide.clone(), &|x| x.clone() * x));
             time("x+1 [b,t,4e]", &|| run(wide.clone(), &|x| x + 1.0));
             time("sigmoid [b,t,4e]", &|| run(wide.clone(), &|x| sigmoid(x)));
@@ -394,10 +394,12 @@ fn run(args: &[String]) -> Result<serde_json::Value, BoxError> {
                     softmax((s / 8.0).mask_fill(mask, f32::NEG_INFINITY), 3)
                 })
             });
-            time("fused attention_softmax", &|| run(s4.clone(), &|s| {
-                use lexforge::nn::fused::{AttentionMask, attention_softmax};
-                attention_softmax(s, 0.125, AttentionMask::Causal { past: 0 })
-            }));
+            time("fused attention_softmax", &|| {
+                run(s4.clone(), &|s| {
+                    use lexforge::nn::fused::{AttentionMask, attention_softmax};
+                    attention_softmax(s, 0.125, AttentionMask::Causal { past: 0 })
+                })
+            });
             time("softmax [b,h,t,t]", &|| run(s4.clone(), &|s| softmax(s, 3)));
             time("split heads + merge", &|| {
                 run(x.clone(), &|x| {
@@ -418,11 +420,13 @@ fn run(args: &[String]) -> Result<serde_json::Value, BoxError> {
                     (lse - l.gather(1, tgt.clone())).mean().reshape([1, 1])
                 })
             });
-            time("fused cross_entropy [bt,8000]", &|| run(logits.clone(), &|l| {
-                lexforge::nn::fused::cross_entropy(l, tgt.clone())
-                    .map(|l| l.reshape([1, 1]))
-                    .unwrap_or_else(|e| panic!("{e}"))
-            }));
+            time("fused cross_entropy [bt,8000]", &|| {
+                run(logits.clone(), &|l| {
+                    lexforge::nn::fused::cross_entropy(l, tgt.clone())
+                        .map(|l| l.reshape([1, 1]))
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+            });
             let wte = Tensor::<2>::random([vocab, e], Distribution::Default, &d);
             let x2 = Tensor::<2>::random([b * t, e], Distribution::Default, &d);
             time("lm head [bt,e]x[e,8000]", &|| {

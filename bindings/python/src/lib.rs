@@ -6,6 +6,8 @@
 
 use pyo3::prelude::*;
 
+#[path = "../../../crates/lexforge-cli/src/alloc.rs"]
+mod alloc;
 mod core;
 mod errors;
 mod lm;

@@ -1,6 +1,7 @@
 //! The `lexforge` command line. One subcommand family per pipeline; this file only parses
 //! arguments, calls the library and prints.
 
+mod alloc;
 mod lm;
 mod tokenizer;
 

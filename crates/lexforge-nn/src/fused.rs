@@ -527,4 +527,3 @@ mod tests {
         assert!(matches!(loss, Ok(v) if v.is_nan()));
     }
 }
-
