@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any, TypedDict, Union
 
-from lexforge import _native, lm
+from lexforge import _native, encoder, lm
 from lexforge.exceptions import (
     ArtifactError,
     CancelledError,
@@ -20,6 +20,7 @@ from lexforge.exceptions import (
     LexforgeIOError,
     LexforgeNotFoundError,
 )
+from lexforge.encoder import SentenceEncoder
 from lexforge.lm import LanguageModel
 from lexforge.tokenizers import Tokenizer
 
@@ -37,9 +38,11 @@ __all__ = [
     "LexforgeError",
     "LexforgeIOError",
     "LexforgeNotFoundError",
+    "SentenceEncoder",
     "Tokenizer",
     "__version__",
     "devices",
+    "encoder",
     "lm",
     "resolve_device",
     "verify_run_dir",

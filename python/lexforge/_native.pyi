@@ -17,6 +17,7 @@ __all__ = [
     "write_run_dir",
     "Tokenizer",
     "LanguageModel",
+    "SentenceEncoder",
     "lm_train",
     "lm_resume",
     "lm_evaluate_run",
@@ -110,3 +111,25 @@ class LanguageModel:
     def evaluate(self, texts: list[str]) -> str: ...
     def info_json(self) -> str: ...
     def encode(self, text: str) -> list[int]: ...
+
+@final
+class SentenceEncoder:
+    @staticmethod
+    def load(
+        path: str | os.PathLike[str],
+        device: str = "cpu",
+        pooling: str | None = None,
+        truncate_dim: int | None = None,
+        normalize: bool | None = None,
+        max_seq_length: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> SentenceEncoder: ...
+    def encode(
+        self,
+        texts: list[str],
+        batch_size: int = 32,
+        progress: Callable[[int, int], object] | None = None,
+    ) -> npt.NDArray[np.float32]: ...
+    def cache_stats(self) -> tuple[int, int] | None: ...
+    def tokenize(self, texts: list[str]) -> list[list[int]]: ...
+    def info_json(self) -> str: ...

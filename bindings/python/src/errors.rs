@@ -36,6 +36,12 @@ impl Classified for lexforge::lm::LmError {
     }
 }
 
+impl Classified for lexforge::nn::NnError {
+    fn family(&self) -> ErrorKind {
+        self.kind()
+    }
+}
+
 static EXCEPTIONS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// The Python class name for an error family.

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 #[path = "../../../crates/lexforge-cli/src/alloc.rs"]
 mod alloc;
 mod core;
+mod encoder;
 mod errors;
 mod lm;
 mod tokenizers;
@@ -32,5 +33,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     core::register(m)?;
     tokenizers::register(m)?;
     lm::register(m)?;
+    encoder::register(m)?;
     Ok(())
 }

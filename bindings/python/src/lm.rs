@@ -133,7 +133,7 @@ fn lm_evaluate_run(py: Python<'_>, run_dir: PathBuf, device: &str) -> PyResult<S
     json(py, &metrics, "metrics")
 }
 
-fn resolve(py: Python<'_>, spec: &str) -> PyResult<lexforge::Device> {
+pub(crate) fn resolve(py: Python<'_>, spec: &str) -> PyResult<lexforge::Device> {
     spec.parse::<DeviceSpec>()
         .and_then(|s| s.resolve())
         .map_err(|e| to_py(py, e))

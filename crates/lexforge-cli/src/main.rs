@@ -2,6 +2,7 @@
 //! arguments, calls the library and prints.
 
 mod alloc;
+mod embed;
 mod lm;
 mod tokenizer;
 
@@ -43,6 +44,8 @@ enum Command {
         #[command(subcommand)]
         command: lm::LmCommand,
     },
+    /// Sentence vectors of a file of lines with a BERT-family model, as a .npy array.
+    Embed(embed::EmbedArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +152,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
         }
         Command::Tokenizer { command } => tokenizer::run(command),
         Command::Lm { command } => lm::run(command),
+        Command::Embed(args) => embed::run(args),
     }
 }
 

@@ -54,6 +54,15 @@ pub enum NnError {
         got: Vec<usize>,
     },
 
+    /// A `tokenizer.json` the tokenizer engine cannot load or run.
+    #[error("tokenizer {path}: {reason}")]
+    Tokenizer {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// An input the model cannot take (too long, token id outside the vocabulary).
     #[error("invalid model input: {reason}")]
     InvalidInput {
@@ -69,6 +78,7 @@ impl NnError {
             NnError::Core(e) => e.kind(),
             NnError::InvalidConfig { .. } | NnError::InvalidInput { .. } => ErrorKind::InvalidInput,
             NnError::Weights { .. }
+            | NnError::Tokenizer { .. }
             | NnError::MissingTensor { .. }
             | NnError::ShapeMismatch { .. } => ErrorKind::Artifact,
         }

@@ -206,11 +206,67 @@ pub fn gelu_new<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     y + (linear.clone() - linear.detach())
 }
 
+/// `erf(x)` (Abramowitz & Stegun 7.1.26: absolute error <= 1.5e-7), odd, NaN stays NaN.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_72 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
+    let y = 1.0 - poly * exp_neg(-a * a);
+    if x < 0.0 { -y } else { y }
+}
+
+/// Host exact GELU in place: `x` becomes `x Φ(x)`; returns `Φ(x) + x φ(x)` when asked.
+fn gelu_erf_host(x: &mut [f32], want_grad: bool) -> Vec<f32> {
+    const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    if !want_grad {
+        x.par_chunks_mut(MIN_TASK_ELEMENTS).for_each(|y| {
+            y.iter_mut()
+                .for_each(|v| *v *= 0.5 * (1.0 + erf(*v * FRAC_1_SQRT_2)));
+        });
+        return Vec::new();
+    }
+    let mut g = vec![0.0f32; x.len()];
+    x.par_chunks_mut(MIN_TASK_ELEMENTS)
+        .zip(g.par_chunks_mut(MIN_TASK_ELEMENTS))
+        .for_each(|(y, g)| {
+            y.iter_mut().zip(g.iter_mut()).for_each(|(y, g)| {
+                let x = *y;
+                let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+                *y = x * cdf;
+                *g = cdf + x * INV_SQRT_2PI * exp_neg(-0.5 * x * x);
+            });
+        });
+    g
+}
+
+/// Exact GELU, `x Φ(x) = 0.5 x (1 + erf(x / sqrt 2))` (HF `hidden_act = "gelu"`, BERT),
+/// elementwise, any shape.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !on_host(&x) {
+        return burn::tensor::activation::gelu(x);
+    }
+    let Some(mut y) = host_values(&x) else {
+        return burn::tensor::activation::gelu(x);
+    };
+    let want_grad = x.is_tracked();
+    let g = gelu_erf_host(&mut y, want_grad);
+    let y = constant_like(y, &x);
+    if !want_grad {
+        return y;
+    }
+    let linear = x * constant_like(g, &y);
+    y + (linear.clone() - linear.detach())
+}
+
 // --- attention softmax ----------------------------------------------------------------------
 
 /// Which keys a query row may attend to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AttentionMask {
+pub enum AttentionMask<'a> {
     /// Every key.
     None,
     /// Causal with `past` cached positions before the queries: query `i` sees keys `0..=past+i`.
@@ -218,14 +274,29 @@ pub enum AttentionMask {
         /// Positions before the first query.
         past: usize,
     },
+    /// Right-padded batches: every query of batch row `b` sees keys `0..lengths[b]`
+    /// (`lengths.len()` is the batch size; each length is in `1..=keys`).
+    Padding {
+        /// Real (unpadded) length of each batch row.
+        lengths: &'a [usize],
+    },
 }
 
-/// Host softmax of `scale * s` over rows of `keys`, query index `i = row % queries`.
-fn softmax_host(s: &mut [f32], queries: usize, keys: usize, scale: f32, mask: AttentionMask) {
+/// Host softmax of `scale * s` over rows of `keys`; row `r` is query `r % queries` of batch
+/// row `r / (heads * queries)`.
+fn softmax_host(
+    s: &mut [f32],
+    [heads, queries, keys]: [usize; 3],
+    scale: f32,
+    mask: AttentionMask<'_>,
+) {
     for_rows(s, keys, |row, r| {
         let visible = match mask {
             AttentionMask::None => keys,
             AttentionMask::Causal { past } => (past + row % queries + 1).min(keys),
+            AttentionMask::Padding { lengths } => lengths
+                .get(row / (heads * queries))
+                .map_or(keys, |&l| l.clamp(1, keys)),
         };
         let (vis, hidden) = r.split_at_mut(visible);
         hidden.fill(0.0);
@@ -242,11 +313,15 @@ fn softmax_host(s: &mut [f32], queries: usize, keys: usize, scale: f32, mask: At
 }
 
 /// The plain burn formula of [`attention_softmax`].
-fn attention_softmax_reference(s: Tensor<4>, scale: f64, mask: AttentionMask) -> Tensor<4> {
-    let [_, _, t, total] = s.dims();
+fn attention_softmax_reference(s: Tensor<4>, scale: f64, mask: AttentionMask<'_>) -> Tensor<4> {
+    let [b, _, t, total] = s.dims();
     let s = s * scale;
     let s = match mask {
         AttentionMask::None => s,
+        AttentionMask::Padding { lengths } => {
+            let hidden = padding_mask(lengths, b, total, &s.device());
+            s.mask_fill(hidden, f32::NEG_INFINITY)
+        }
         AttentionMask::Causal { past } => {
             let keep =
                 Tensor::<2, burn::tensor::Bool>::tril_mask([t, total], past as i64, &s.device())
@@ -257,20 +332,37 @@ fn attention_softmax_reference(s: Tensor<4>, scale: f64, mask: AttentionMask) ->
     burn::tensor::activation::softmax(s, 3)
 }
 
+/// `[batch, 1, 1, keys]`, true at the padded keys of each row (burn's attention-mask
+/// convention: true = masked out).
+pub fn padding_mask(
+    lengths: &[usize],
+    batch: usize,
+    keys: usize,
+    device: &Device,
+) -> Tensor<4, burn::tensor::Bool> {
+    let hidden: Vec<bool> = (0..batch)
+        .flat_map(|b| {
+            let len = lengths.get(b).copied().unwrap_or(keys);
+            (0..keys).map(move |k| k >= len)
+        })
+        .collect();
+    Tensor::<4, burn::tensor::Bool>::from_data(TensorData::new(hidden, [batch, 1, 1, keys]), device)
+}
+
 /// Attention weights: `softmax(scale * scores)` over the last axis, hidden keys exactly 0.
 ///
 /// # Shapes
 /// `scores`: `[batch, heads, queries, keys]` → the same. With [`AttentionMask::Causal`],
 /// `keys` is `past + queries`.
-pub fn attention_softmax(scores: Tensor<4>, scale: f64, mask: AttentionMask) -> Tensor<4> {
+pub fn attention_softmax(scores: Tensor<4>, scale: f64, mask: AttentionMask<'_>) -> Tensor<4> {
     if !on_host(&scores) {
         return attention_softmax_reference(scores, scale, mask);
     }
     let Some(mut y) = host_values(&scores) else {
         return attention_softmax_reference(scores, scale, mask);
     };
-    let [_, _, queries, keys] = scores.dims();
-    softmax_host(&mut y, queries, keys, scale as f32, mask);
+    let [_, heads, queries, keys] = scores.dims();
+    softmax_host(&mut y, [heads, queries, keys], scale as f32, mask);
     let want_grad = scores.is_tracked();
     if !want_grad {
         return constant_like(y, &scores);
@@ -440,6 +532,40 @@ mod tests {
         assert!(max_rel_diff(fused.clone().detach(), reference.clone().detach()) < 1e-6);
         let g1 = x.grad(&(fused * w.clone()).sum().backward());
         let g2 = x.grad(&(reference * w).sum().backward());
+        let (Some(g1), Some(g2)) = (g1, g2) else {
+            panic!("no gradient")
+        };
+        assert!(max_rel_diff(g1, g2) < 1e-5);
+    }
+
+    #[test]
+    fn exact_gelu_matches_burn_in_value_and_gradient() {
+        let d = Device::flex().autodiff();
+        let x = Tensor::<2>::random([70, 300], Distribution::Normal(0.0, 3.0), &d).require_grad();
+        let w = Tensor::<2>::random([70, 300], Distribution::Default, &d);
+        let fused = gelu(x.clone());
+        let reference = burn::tensor::activation::gelu(x.clone());
+        assert!(max_rel_diff(fused.clone().detach(), reference.clone().detach()) < 1e-6);
+        let g1 = x.grad(&(fused * w.clone()).sum().backward());
+        let g2 = x.grad(&(reference * w).sum().backward());
+        let (Some(g1), Some(g2)) = (g1, g2) else {
+            panic!("no gradient")
+        };
+        assert!(max_rel_diff(g1, g2) < 1e-5);
+    }
+
+    #[test]
+    fn padding_mask_softmax_matches_the_formula() {
+        let d = Device::flex().autodiff();
+        let lengths = [7, 3, 1];
+        let s = Tensor::<4>::random([3, 2, 7, 7], Distribution::Normal(0.0, 4.0), &d).require_grad();
+        let w = Tensor::<4>::random([3, 2, 7, 7], Distribution::Default, &d);
+        let mask = AttentionMask::Padding { lengths: &lengths };
+        let fused = attention_softmax(s.clone(), 0.25, mask);
+        let reference = attention_softmax_reference(s.clone(), 0.25, mask);
+        assert!(max_rel_diff(fused.clone().detach(), reference.clone().detach()) < 1e-6);
+        let g1 = s.grad(&(fused * w.clone()).sum().backward());
+        let g2 = s.grad(&(reference * w).sum().backward());
         let (Some(g1), Some(g2)) = (g1, g2) else {
             panic!("no gradient")
         };

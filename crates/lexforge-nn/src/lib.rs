@@ -4,11 +4,16 @@
 //! Models carry no backend type parameter: they are built on a burn 0.22 runtime
 //! [`lexforge_core::Device`].
 
+pub mod bert;
+pub mod cache;
 pub mod char_lstm;
+pub mod encoder;
 mod error;
 pub mod fused;
 pub mod generate;
 pub mod gpt2;
+pub mod hf;
+pub mod pooling;
 pub mod score;
 
 pub use error::{NnError, Result};

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod char_lstm;
+mod encoder;
 mod generate;
 mod hf_parity;
 mod score;

@@ -1,0 +1,165 @@
+//! `lexforge._native.SentenceEncoder`: a BERT-family model directory as a sentence encoder
+//! (see `lexforge.SentenceEncoder` for the documented Python API).
+
+use std::path::PathBuf;
+
+use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
+use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, Embeddings, SentenceEncoder};
+use lexforge::nn::pooling::Pooling;
+use lexforge::nn::NnError;
+use numpy::{PyArray1, PyArrayMethods};
+use numpy::{IntoPyArray, PyArray2};
+use pyo3::prelude::*;
+
+use crate::errors::to_py;
+use crate::lm::resolve;
+
+/// The encoder, with or without an on-disk cache in front.
+enum Inner {
+    Plain(BertSentenceEncoder),
+    Cached(CachedEncoder<BertSentenceEncoder>),
+}
+
+impl Inner {
+    fn base(&self) -> &BertSentenceEncoder {
+        match self {
+            Inner::Plain(e) => e,
+            Inner::Cached(c) => c.inner(),
+        }
+    }
+}
+
+/// A sentence encoder.
+#[pyclass(name = "SentenceEncoder", module = "lexforge._native", frozen)]
+pub struct PySentenceEncoder {
+    inner: std::sync::Mutex<Inner>,
+    info: String,
+}
+
+#[pymethods]
+impl PySentenceEncoder {
+    /// Loads a model directory on `device`.
+    #[staticmethod]
+    #[pyo3(signature = (path, device="cpu", pooling=None, truncate_dim=None, normalize=None, max_seq_length=None, cache_dir=None))]
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        device: &str,
+        pooling: Option<String>,
+        truncate_dim: Option<usize>,
+        normalize: Option<bool>,
+        max_seq_length: Option<usize>,
+        cache_dir: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let device = resolve(py, device)?;
+        let pooling = pooling
+            .map(|p| p.parse::<Pooling>())
+            .transpose()
+            .map_err(|e| to_py(py, e))?;
+        let options = EncoderOptions {
+            pooling,
+            truncate_dim,
+            normalize,
+            max_seq_length,
+        };
+        let inner = py
+            .detach(|| -> Result<Inner, NnError> {
+                let enc = BertSentenceEncoder::load(&path, &device, &options)?;
+                Ok(match cache_dir {
+                    Some(dir) => Inner::Cached(CachedEncoder::new(enc, EmbeddingCache::open(dir)?)),
+                    None => Inner::Plain(enc),
+                })
+            })
+            .map_err(|e| to_py(py, e))?;
+        let base = inner.base();
+        let info = serde_json::json!({
+            "model_id": base.model_id(),
+            "model_type": base.config().model_type,
+            "dim": base.dim(),
+            "hidden_size": base.config().hidden_size,
+            "num_layers": base.config().num_hidden_layers,
+            "pooling": base.pooling().as_str(),
+            "max_seq_length": base.max_seq_length(),
+            "device": format!("{:?}", base.device()),
+            "path": base.dir().display().to_string(),
+            "cache_dir": match &inner {
+                Inner::Cached(c) => Some(c.cache().dir().display().to_string()),
+                Inner::Plain(_) => None,
+            },
+        })
+        .to_string();
+        Ok(PySentenceEncoder {
+            inner: std::sync::Mutex::new(inner),
+            info,
+        })
+    }
+
+    /// `[n, dim]` float32 vectors of `texts` (GIL released); `progress(done, total)` is called
+    /// after each batch when given.
+    #[pyo3(signature = (texts, batch_size=32, progress=None))]
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        batch_size: usize,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let embeddings = py
+            .detach(|| -> Result<Embeddings, NnError> {
+                let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let mut report = |done: usize, total: usize| {
+                    if let Some(cb) = &progress {
+                        Python::attach(|py| {
+                            if let Err(e) = cb.call1(py, (done, total)) {
+                                tracing::warn!(error = %e, "the progress callback raised; ignoring it");
+                            }
+                        });
+                    }
+                };
+                match &*guard {
+                    Inner::Plain(e) => e.encode_with_progress(&refs, batch_size, &mut report),
+                    Inner::Cached(c) => {
+                        let out = c.encode(&refs, batch_size)?;
+                        report(refs.len(), refs.len());
+                        Ok(out)
+                    }
+                }
+            })
+            .map_err(|e| to_py(py, e))?;
+        let (rows, dim) = (embeddings.rows(), embeddings.dim());
+        let flat: Bound<'py, PyArray1<f32>> = embeddings.into_vec().into_pyarray(py);
+        flat.reshape([rows, dim])
+    }
+
+    /// `(hits, misses)` of the embedding cache (`None` without one).
+    fn cache_stats(&self) -> Option<(u64, u64)> {
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match &*guard {
+            Inner::Cached(c) => {
+                let s = c.cache().stats();
+                Some((s.hits, s.misses))
+            }
+            Inner::Plain(_) => None,
+        }
+    }
+
+    /// Token ids of each text as the model sees them (special tokens, truncation).
+    fn tokenize(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Vec<Vec<u32>>> {
+        py.detach(|| {
+            let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            guard.base().tokenize(&refs)
+        })
+        .map_err(|e| to_py(py, e))
+    }
+
+    /// What the encoder is, as JSON.
+    fn info_json(&self) -> String {
+        self.info.clone()
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PySentenceEncoder>()
+}

@@ -1,0 +1,113 @@
+"""lexforge.SentenceEncoder from Python: parity with the checked-in sentence-transformers
+vectors, numpy output, typed errors, threads, progress, cache."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lexforge
+from lexforge import SentenceEncoder
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@pytest.fixture(scope="module")
+def minilm() -> SentenceEncoder:
+    return SentenceEncoder.load(lexforge.encoder.minilm_path())
+
+
+def fixture_sentences() -> tuple[list[str], np.ndarray]:
+    lines = (FIXTURES / "minilm_parity" / "sentences.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(line)["text"] for line in lines]
+    expected = np.fromfile(FIXTURES / "minilm_parity" / "expected.f32", dtype="<f4").reshape(len(texts), 384)
+    return texts, expected
+
+
+def test_vectors_match_sentence_transformers(minilm: SentenceEncoder) -> None:
+    texts, expected = fixture_sentences()
+    got = minilm.encode(texts, batch_size=32)
+    assert got.shape == (200, 384) and got.dtype == np.float32 and got.flags["C_CONTIGUOUS"]
+    cos = np.sum(got * expected, axis=1) / np.linalg.norm(expected, axis=1)
+    assert cos.min() >= 0.9999, cos.min()
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert minilm.dim == 384 and minilm.max_seq_length == 256 and minilm.pooling == "mean"
+    assert "SentenceEncoder(model_type='bert', dim=384" in repr(minilm)
+
+
+def test_empty_inputs_and_bad_directories(minilm: SentenceEncoder, tmp_path: Path) -> None:
+    assert minilm.encode([]).shape == (0, 384)
+    with pytest.raises(lexforge.InvalidInputError, match="text 1 is empty"):
+        minilm.encode(["fine", ""])
+    with pytest.raises(lexforge.LexforgeNotFoundError):
+        SentenceEncoder.load(tmp_path / "nothing-here")
+    with pytest.raises(lexforge.InvalidInputError, match="pooling"):
+        SentenceEncoder.load(lexforge.encoder.minilm_path(), pooling="median")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    src = FIXTURES / "roberta_tiny" / "roberta"
+    for name in ["config.json", "tokenizer.json"]:
+        (bad / name).write_bytes((src / name).read_bytes())
+    (bad / "model.safetensors").write_bytes((src / "model.safetensors").read_bytes()[:-64])
+    with pytest.raises(lexforge.ArtifactError, match="model.safetensors"):
+        SentenceEncoder.load(bad)
+
+
+def test_truncate_dim_renormalizes(minilm: SentenceEncoder) -> None:
+    short = SentenceEncoder.load(lexforge.encoder.minilm_path(), truncate_dim=128)
+    text = ["The sea was calm and the moon shone on the water."]
+    full, cut = minilm.encode(text), short.encode(text)
+    assert cut.shape == (1, 128)
+    head = full[0, :128] / np.linalg.norm(full[0, :128])
+    np.testing.assert_allclose(cut[0], head, atol=1e-5)
+    assert short.model_id != minilm.model_id
+
+
+def test_two_threads_encode_at_once_without_holding_the_gil(minilm: SentenceEncoder) -> None:
+    texts, _ = fixture_sentences()
+    reference = minilm.encode(texts[:64])
+    results: dict[int, np.ndarray] = {}
+    ticks = 0
+    done = threading.Event()
+
+    def work(i: int) -> None:
+        results[i] = minilm.encode(texts[:64])
+
+    def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    tick = threading.Thread(target=ticker)
+    tick.start()
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    done.set()
+    tick.join()
+    for i in range(2):
+        np.testing.assert_array_equal(results[i], reference)
+    assert ticks > 20, ticks
+
+
+def test_progress_callback_and_cache(tmp_path: Path) -> None:
+    texts = [f"Sentence number {i} of the progress test." for i in range(40)]
+    calls: list[tuple[int, int]] = []
+    enc = SentenceEncoder.load(lexforge.encoder.minilm_path())
+    enc.encode(texts, batch_size=16, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(16, 40), (32, 40), (40, 40)]
+    cached = SentenceEncoder.load(lexforge.encoder.minilm_path(), cache_dir=tmp_path / "cache")
+    first = cached.encode(texts)
+    assert cached.cache_stats() == (0, 40)
+    second = cached.encode(texts)
+    assert cached.cache_stats() == (40, 40)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(first, enc.encode(texts), atol=1e-6)
