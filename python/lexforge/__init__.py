@@ -11,6 +11,7 @@ import os
 from typing import Any, TypedDict, Union
 
 from lexforge import _native, encoder, lm
+from lexforge.encoder import SentenceEncoder
 from lexforge.exceptions import (
     ArtifactError,
     CancelledError,
@@ -20,7 +21,6 @@ from lexforge.exceptions import (
     LexforgeIOError,
     LexforgeNotFoundError,
 )
-from lexforge.encoder import SentenceEncoder
 from lexforge.lm import LanguageModel
 from lexforge.tokenizers import Tokenizer
 

@@ -23,9 +23,13 @@ def minilm() -> SentenceEncoder:
 
 
 def fixture_sentences() -> tuple[list[str], np.ndarray]:
-    lines = (FIXTURES / "minilm_parity" / "sentences.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (
+        (FIXTURES / "minilm_parity" / "sentences.jsonl").read_text(encoding="utf-8").splitlines()
+    )
     texts = [json.loads(line)["text"] for line in lines]
-    expected = np.fromfile(FIXTURES / "minilm_parity" / "expected.f32", dtype="<f4").reshape(len(texts), 384)
+    expected = np.fromfile(FIXTURES / "minilm_parity" / "expected.f32", dtype="<f4").reshape(
+        len(texts), 384
+    )
     return texts, expected
 
 

@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
-use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, Embeddings, SentenceEncoder};
-use lexforge::nn::pooling::Pooling;
 use lexforge::nn::NnError;
-use numpy::{PyArray1, PyArrayMethods};
+use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
+use lexforge::nn::encoder::{BertSentenceEncoder, Embeddings, EncoderOptions, SentenceEncoder};
+use lexforge::nn::pooling::Pooling;
 use numpy::{IntoPyArray, PyArray2};
+use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 
 use crate::errors::to_py;
@@ -41,6 +41,10 @@ impl PySentenceEncoder {
     /// Loads a model directory on `device`.
     #[staticmethod]
     #[pyo3(signature = (path, device="cpu", pooling=None, truncate_dim=None, normalize=None, max_seq_length=None, cache_dir=None))]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the Python keyword arguments"
+    )]
     fn load(
         py: Python<'_>,
         path: PathBuf,

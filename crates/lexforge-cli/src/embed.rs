@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
-use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, Embeddings, SentenceEncoder};
+use lexforge::nn::encoder::{BertSentenceEncoder, Embeddings, EncoderOptions, SentenceEncoder};
 use lexforge::nn::pooling::Pooling;
 use lexforge::{DeviceSpec, Error as CoreError};
 
@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn npy_header_is_aligned_and_numpy_shaped() {
-        let e = Embeddings::new(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3).unwrap_or_else(|e| panic!("{e}"));
+        let e = Embeddings::new(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3)
+            .unwrap_or_else(|e| panic!("{e}"));
         let b = npy_bytes(&e);
         assert_eq!(&b[..8], b"\x93NUMPY\x01\x00");
         let hl = u16::from_le_bytes([b[8], b[9]]) as usize;

@@ -100,7 +100,11 @@ impl EmbeddingCache {
                     .collect()
             })
         });
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
@@ -240,7 +244,11 @@ mod tests {
         assert_eq!(enc.inner().calls.load(Ordering::Relaxed), 4);
         let second = enc.encode(&texts, 2).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(first, second);
-        assert_eq!(enc.inner().calls.load(Ordering::Relaxed), 4, "nothing recomputed");
+        assert_eq!(
+            enc.inner().calls.load(Ordering::Relaxed),
+            4,
+            "nothing recomputed"
+        );
         assert_eq!(enc.cache().stats(), CacheStats { hits: 4, misses: 4 });
 
         // Flip a byte in one entry: it is recomputed, not trusted.
@@ -265,7 +273,9 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..50 {
-                        cache.put("m", "same text", &v).unwrap_or_else(|e| panic!("{e}"));
+                        cache
+                            .put("m", "same text", &v)
+                            .unwrap_or_else(|e| panic!("{e}"));
                         if let Some(got) = cache.get("m", "same text", 384) {
                             assert_eq!(got, v);
                         }

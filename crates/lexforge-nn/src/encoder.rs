@@ -171,7 +171,12 @@ fn dir_settings(dir: &Path) -> Result<DirSettings> {
 /// identified in milliseconds and two fine-tunes of one architecture still differ.
 fn content_hash(dir: &Path, weights: &[u8], pooling_json: &[u8]) -> Result<String> {
     let mut h = Sha256::new();
-    for name in [CONFIG_FILE, TOKENIZER_FILE, "sentence_bert_config.json", "modules.json"] {
+    for name in [
+        CONFIG_FILE,
+        TOKENIZER_FILE,
+        "sentence_bert_config.json",
+        "modules.json",
+    ] {
         let path = dir.join(name);
         if path.is_file() {
             let bytes =
@@ -264,7 +269,10 @@ impl BertSentenceEncoder {
             return Err(NnError::InvalidConfig {
                 field: "max_seq_length",
                 value: max_seq_length.to_string(),
-                reason: format!("must be in 2..={} (the model's positions)", config.max_tokens()),
+                reason: format!(
+                    "must be in 2..={} (the model's positions)",
+                    config.max_tokens()
+                ),
             });
         }
         tokenizer
@@ -287,7 +295,10 @@ impl BertSentenceEncoder {
                 ),
             });
         }
-        let pooling = options.pooling.or(settings.pooling).unwrap_or(Pooling::Mean);
+        let pooling = options
+            .pooling
+            .or(settings.pooling)
+            .unwrap_or(Pooling::Mean);
         let normalize = options.normalize.unwrap_or(true);
         let hidden = config.hidden_size;
         if let Some(k) = options.truncate_dim
@@ -376,7 +387,10 @@ impl BertSentenceEncoder {
                 path: self.dir.join(TOKENIZER_FILE),
                 reason: e.to_string(),
             })?;
-        Ok(encodings.into_iter().map(|e| e.get_ids().to_vec()).collect())
+        Ok(encodings
+            .into_iter()
+            .map(|e| e.get_ids().to_vec())
+            .collect())
     }
 
     /// Pooled, un-normalized vectors `[b, hidden]` of token sequences (any length order), on
@@ -401,7 +415,8 @@ impl BertSentenceEncoder {
                     .chain(std::iter::repeat_n(pad, t - row.len()))
             })
             .collect();
-        let input = Tensor::<2, Int>::from_data(TensorData::new(flat, [ids.len(), t]), &self.device);
+        let input =
+            Tensor::<2, Int>::from_data(TensorData::new(flat, [ids.len(), t]), &self.device);
         let hidden = self.model.forward(input, &lengths)?;
         Ok(pooling::pool(hidden, &lengths, self.pooling))
     }
@@ -440,9 +455,11 @@ impl BertSentenceEncoder {
                 .map_err(|e| NnError::InvalidInput {
                     reason: format!("cannot read embeddings back: {e:?}"),
                 })?;
-            let width = pooling::finish_rows(&mut values, hidden, self.truncate_dim, self.normalize);
+            let width =
+                pooling::finish_rows(&mut values, hidden, self.truncate_dim, self.normalize);
             for (k, &i) in chunk.iter().enumerate() {
-                out[i * width..(i + 1) * width].copy_from_slice(&values[k * width..(k + 1) * width]);
+                out[i * width..(i + 1) * width]
+                    .copy_from_slice(&values[k * width..(k + 1) * width]);
             }
             done += chunk.len();
             progress(done, texts.len());

@@ -558,7 +558,8 @@ mod tests {
     fn padding_mask_softmax_matches_the_formula() {
         let d = Device::flex().autodiff();
         let lengths = [7, 3, 1];
-        let s = Tensor::<4>::random([3, 2, 7, 7], Distribution::Normal(0.0, 4.0), &d).require_grad();
+        let s =
+            Tensor::<4>::random([3, 2, 7, 7], Distribution::Normal(0.0, 4.0), &d).require_grad();
         let w = Tensor::<4>::random([3, 2, 7, 7], Distribution::Default, &d);
         let mask = AttentionMask::Padding { lengths: &lengths };
         let fused = attention_softmax(s.clone(), 0.25, mask);

@@ -154,8 +154,7 @@ impl<'a> HfReader<'a> {
     /// Fills `ln` from `{name}.weight` / `{name}.bias` (or the `gamma` / `beta` names of old
     /// BERT checkpoints).
     pub fn norm(&self, ln: &mut LayerNorm, name: &str, d: usize) -> Result<()> {
-        let (w, b) = if !self.has(&format!("{name}.weight")) && self.has(&format!("{name}.gamma"))
-        {
+        let (w, b) = if !self.has(&format!("{name}.weight")) && self.has(&format!("{name}.gamma")) {
             ("gamma", "beta")
         } else {
             ("weight", "bias")
@@ -240,11 +239,12 @@ impl HfWriter {
             reason: format!("cannot serialize weights: {e}"),
         })?;
         lexforge_core::atomic_write(&dir.join(WEIGHTS_FILE), &bytes)?;
-        let json =
-            serde_json::to_vec_pretty(config).map_err(|source| lexforge_core::Error::Serialize {
+        let json = serde_json::to_vec_pretty(config).map_err(|source| {
+            lexforge_core::Error::Serialize {
                 what: "model config",
                 source,
-            })?;
+            }
+        })?;
         lexforge_core::atomic_write(&dir.join(CONFIG_FILE), &json)?;
         Ok(())
     }

@@ -124,7 +124,11 @@ pub fn pool(hidden: Tensor<3>, lengths: &[usize], pooling: Pooling) -> Tensor<2>
                 .iter()
                 .map(|&l| {
                     let l = (l as f32).max(1e-9);
-                    if pooling == Pooling::Mean { l } else { l.sqrt() }
+                    if pooling == Pooling::Mean {
+                        l
+                    } else {
+                        l.sqrt()
+                    }
                 })
                 .collect();
             sum / Tensor::<2>::from_data(TensorData::new(denom, [b, 1]), &device)

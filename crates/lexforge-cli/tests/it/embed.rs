@@ -34,7 +34,11 @@ fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
 fn embed_writes_the_encoders_vectors_as_npy() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("lines.txt");
-    std::fs::write(&input, "It was the best of times.\nCall me Ishmael.\nAlice sat by her sister.\n").unwrap();
+    std::fs::write(
+        &input,
+        "It was the best of times.\nCall me Ishmael.\nAlice sat by her sister.\n",
+    )
+    .unwrap();
     let out = dir.path().join("v.npy");
     let cache = dir.path().join("cache");
     let model = fixture();
@@ -52,7 +56,11 @@ fn embed_writes_the_encoders_vectors_as_npy() {
         "--json",
     ];
     let run = lexforge(&args);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(summary["rows"], 3);
     assert_eq!(summary["cache"]["misses"], 3);
@@ -67,7 +75,14 @@ fn embed_writes_the_encoders_vectors_as_npy() {
     .unwrap();
     use ::lexforge::nn::encoder::SentenceEncoder;
     let e = enc
-        .encode(&["It was the best of times.", "Call me Ishmael.", "Alice sat by her sister."], 8)
+        .encode(
+            &[
+                "It was the best of times.",
+                "Call me Ishmael.",
+                "Alice sat by her sister.",
+            ],
+            8,
+        )
         .unwrap();
     for (a, b) in values.iter().zip(e.as_slice()) {
         assert!((a - b).abs() < 1e-6, "{a} vs {b}");

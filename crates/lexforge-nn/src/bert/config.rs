@@ -207,7 +207,7 @@ impl BertConfig {
                 return bad(field, "0".to_owned(), "must be positive");
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(
                 "hidden_size",
                 self.hidden_size.to_string(),
@@ -233,7 +233,10 @@ impl BertConfig {
         }
         for (field, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
         ] {
             if !(0.0..1.0).contains(&p) {
                 return bad(field, p.to_string(), "must be in [0, 1)");

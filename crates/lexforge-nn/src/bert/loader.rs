@@ -83,12 +83,36 @@ pub fn load_weights(
     for (i, layer) in model.layers.iter_mut().enumerate() {
         let p = format!("encoder.layer.{i}");
         let a = &mut layer.attention;
-        r.linear(&mut a.query, &format!("{p}.attention.self.query"), lin, d, d)?;
+        r.linear(
+            &mut a.query,
+            &format!("{p}.attention.self.query"),
+            lin,
+            d,
+            d,
+        )?;
         r.linear(&mut a.key, &format!("{p}.attention.self.key"), lin, d, d)?;
-        r.linear(&mut a.value, &format!("{p}.attention.self.value"), lin, d, d)?;
-        r.linear(&mut a.output, &format!("{p}.attention.output.dense"), lin, d, d)?;
+        r.linear(
+            &mut a.value,
+            &format!("{p}.attention.self.value"),
+            lin,
+            d,
+            d,
+        )?;
+        r.linear(
+            &mut a.output,
+            &format!("{p}.attention.output.dense"),
+            lin,
+            d,
+            d,
+        )?;
         r.norm(&mut a.norm, &format!("{p}.attention.output.LayerNorm"), d)?;
-        r.linear(&mut layer.intermediate, &format!("{p}.intermediate.dense"), lin, d, f)?;
+        r.linear(
+            &mut layer.intermediate,
+            &format!("{p}.intermediate.dense"),
+            lin,
+            d,
+            f,
+        )?;
         r.linear(&mut layer.output, &format!("{p}.output.dense"), lin, f, d)?;
         r.norm(&mut layer.norm, &format!("{p}.output.LayerNorm"), d)?;
     }
@@ -103,8 +127,14 @@ pub fn save_hf_dir(model: &BertModel, config: &BertConfig, dir: &Path) -> Result
     let lin = WeightLayout::OutIn;
     let e = &model.embeddings;
     w.put(WORD_EMBEDDINGS, e.word.weight.val())?;
-    w.put("embeddings.position_embeddings.weight", e.position.weight.val())?;
-    w.put("embeddings.token_type_embeddings.weight", e.token_type.weight.val())?;
+    w.put(
+        "embeddings.position_embeddings.weight",
+        e.position.weight.val(),
+    )?;
+    w.put(
+        "embeddings.token_type_embeddings.weight",
+        e.token_type.weight.val(),
+    )?;
     w.norm("embeddings.LayerNorm", &e.norm)?;
     for (i, layer) in model.layers.iter().enumerate() {
         let p = format!("encoder.layer.{i}");

@@ -59,11 +59,35 @@ pub fn load_weights(
     for (i, block) in model.h.iter_mut().enumerate() {
         let p = format!("h.{i}");
         r.norm(&mut block.ln_1, &format!("{p}.ln_1"), d)?;
-        r.linear(&mut block.attn.c_attn, &format!("{p}.attn.c_attn"), conv, d, 3 * d)?;
-        r.linear(&mut block.attn.c_proj, &format!("{p}.attn.c_proj"), conv, d, d)?;
+        r.linear(
+            &mut block.attn.c_attn,
+            &format!("{p}.attn.c_attn"),
+            conv,
+            d,
+            3 * d,
+        )?;
+        r.linear(
+            &mut block.attn.c_proj,
+            &format!("{p}.attn.c_proj"),
+            conv,
+            d,
+            d,
+        )?;
         r.norm(&mut block.ln_2, &format!("{p}.ln_2"), d)?;
-        r.linear(&mut block.mlp.c_fc, &format!("{p}.mlp.c_fc"), conv, d, inner)?;
-        r.linear(&mut block.mlp.c_proj, &format!("{p}.mlp.c_proj"), conv, inner, d)?;
+        r.linear(
+            &mut block.mlp.c_fc,
+            &format!("{p}.mlp.c_fc"),
+            conv,
+            d,
+            inner,
+        )?;
+        r.linear(
+            &mut block.mlp.c_proj,
+            &format!("{p}.mlp.c_proj"),
+            conv,
+            inner,
+            d,
+        )?;
     }
     r.norm(&mut model.ln_f, "ln_f", d)?;
     if let Some(head) = model.lm_head.as_mut() {

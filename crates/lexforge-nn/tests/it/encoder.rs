@@ -21,7 +21,11 @@ fn minilm() -> PathBuf {
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
@@ -33,7 +37,12 @@ fn minilm_matches_sentence_transformers_on_200_book_sentences() {
     let texts: Vec<String> = std::fs::read_to_string(dir.join("sentences.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     assert_eq!(texts.len(), 200);
     let expected: Vec<f32> = std::fs::read(dir.join("expected.f32"))
@@ -41,7 +50,8 @@ fn minilm_matches_sentence_transformers_on_200_book_sentences() {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let enc = BertSentenceEncoder::load(minilm(), &Device::flex(), &EncoderOptions::default()).unwrap();
+    let enc =
+        BertSentenceEncoder::load(minilm(), &Device::flex(), &EncoderOptions::default()).unwrap();
     assert_eq!(enc.dim(), 384);
     assert_eq!(enc.max_seq_length(), 256);
     assert_eq!(enc.pooling(), Pooling::Mean);
@@ -58,7 +68,12 @@ fn minilm_matches_sentence_transformers_on_200_book_sentences() {
         assert!((norm - 1.0).abs() < 1e-5, "row {i} norm² {norm}");
     }
     eprintln!("min cosine {:.7} (sentence {})", worst.0, worst.1);
-    assert!(worst.0 >= 0.9999, "sentence {}: cosine {}", worst.1, worst.0);
+    assert!(
+        worst.0 >= 0.9999,
+        "sentence {}: cosine {}",
+        worst.1,
+        worst.0
+    );
 }
 
 #[test]
@@ -67,7 +82,12 @@ fn tiny_roberta_and_xlm_roberta_match_sentence_transformers() {
         let dir = fixtures().join("roberta_tiny").join(kind);
         let expected: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
-        let texts: Vec<&str> = expected["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        let texts: Vec<&str> = expected["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
         let options = EncoderOptions {
             normalize: Some(false),
             ..EncoderOptions::default()
@@ -109,14 +129,24 @@ fn weights_round_trip_through_the_hf_layout() {
     }
     let (config2, reloaded) = load_hf_dir(out.path(), &device).unwrap();
     assert_eq!(config2, config);
-    let ids = Tensor::<2, Int>::from_data(TensorData::new(vec![0i64, 50, 60, 2, 1, 1], [2, 3]), &device);
-    let h = |m: &BertModel| m.forward(ids.clone(), &[3, 1]).unwrap().into_data().try_to_vec::<f32>().unwrap();
+    let ids = Tensor::<2, Int>::from_data(
+        TensorData::new(vec![0i64, 50, 60, 2, 1, 1], [2, 3]),
+        &device,
+    );
+    let h = |m: &BertModel| {
+        m.forward(ids.clone(), &[3, 1])
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
     assert_eq!(h(&model), h(&reloaded));
 }
 
 #[test]
 fn batching_sorting_and_truncation_keep_input_order() {
-    let enc = BertSentenceEncoder::load(minilm(), &Device::flex(), &EncoderOptions::default()).unwrap();
+    let enc =
+        BertSentenceEncoder::load(minilm(), &Device::flex(), &EncoderOptions::default()).unwrap();
     let texts = [
         "A very short one.",
         "This sentence is a good deal longer than the first, and it keeps going on and on.",
@@ -161,7 +191,10 @@ fn empty_inputs_and_bad_directories_are_typed_errors() {
     let none = enc.encode(&[], 8).unwrap();
     assert_eq!((none.rows(), none.dim()), (0, 32));
     let e = enc.encode(&["fine", ""], 8).unwrap_err();
-    assert!(matches!(e, NnError::InvalidInput { .. }) && e.to_string().contains("text 1"), "{e}");
+    assert!(
+        matches!(e, NnError::InvalidInput { .. }) && e.to_string().contains("text 1"),
+        "{e}"
+    );
     let e = enc.encode(&["fine"], 0).unwrap_err();
     assert!(matches!(e, NnError::InvalidInput { .. }), "{e}");
 
@@ -185,7 +218,11 @@ fn empty_inputs_and_bad_directories_are_typed_errors() {
     let mut wrong = config.clone();
     wrong.intermediate_size = 48;
     let dir = copy("wrong shape");
-    std::fs::write(dir.path().join("config.json"), serde_json::to_vec(&wrong).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_vec(&wrong).unwrap(),
+    )
+    .unwrap();
     let e = BertSentenceEncoder::load(dir.path(), &device, &EncoderOptions::default()).unwrap_err();
     assert!(
         matches!(e, NnError::ShapeMismatch { ref name, .. } if name == "encoder.layer.0.intermediate.dense.weight"),
@@ -194,7 +231,11 @@ fn empty_inputs_and_bad_directories_are_typed_errors() {
     let dir = copy("missing tensor");
     let mut fewer = config.clone();
     fewer.num_hidden_layers = 3;
-    std::fs::write(dir.path().join("config.json"), serde_json::to_vec(&fewer).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_vec(&fewer).unwrap(),
+    )
+    .unwrap();
     let e = BertSentenceEncoder::load(dir.path(), &device, &EncoderOptions::default()).unwrap_err();
     assert!(
         matches!(e, NnError::MissingTensor { ref name, .. } if name.starts_with("encoder.layer.2.")),
@@ -207,9 +248,22 @@ fn empty_inputs_and_bad_directories_are_typed_errors() {
     let mut cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(src.join("config.json")).unwrap()).unwrap();
     cfg["model_type"] = "gpt2".into();
-    std::fs::write(dir.path().join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::to_vec(&cfg).unwrap(),
+    )
+    .unwrap();
     let e = BertSentenceEncoder::load(dir.path(), &device, &EncoderOptions::default()).unwrap_err();
-    assert!(matches!(e, NnError::InvalidConfig { field: "model_type", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            NnError::InvalidConfig {
+                field: "model_type",
+                ..
+            }
+        ),
+        "{e}"
+    );
 
     // Truncated weights.
     let dir = copy("truncated");
@@ -226,7 +280,9 @@ fn the_encoder_is_differentiable() {
     let device = Device::flex().autodiff();
     let src = fixtures().join("roberta_tiny/roberta");
     let enc = BertSentenceEncoder::load(&src, &device, &EncoderOptions::default()).unwrap();
-    let pooled = enc.forward_ids(&[vec![0, 40, 41, 2], vec![0, 50, 2]]).unwrap();
+    let pooled = enc
+        .forward_ids(&[vec![0, 40, 41, 2], vec![0, 50, 2]])
+        .unwrap();
     let grads = pooled.powf_scalar(2.0).sum().backward();
     let g = enc.model().embeddings.word.weight.grad(&grads).unwrap();
     let norm = g.abs().sum().into_scalar::<f32>();
