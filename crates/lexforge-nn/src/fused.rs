@@ -87,7 +87,7 @@ fn sigmoid(z: f32) -> f32 {
 const LANES: usize = 8;
 
 /// Largest element of a non-empty row and whether the row holds a NaN.
-#[inline]
+#[inline(always)]
 fn row_max(r: &[f32]) -> (f32, bool) {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let mut nan = [false; LANES];
@@ -109,7 +109,7 @@ fn row_max(r: &[f32]) -> (f32, bool) {
 }
 
 /// Sum of a row (fixed lane order).
-#[inline]
+#[inline(always)]
 fn row_sum(r: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = r.chunks_exact(LANES);
@@ -123,45 +123,64 @@ fn row_sum(r: &[f32]) -> f32 {
 }
 
 /// `r[i] = exp(r[i] - m)` for a row whose maximum is `m` (scaled by `scale` first).
-#[inline]
+#[inline(always)]
 fn exp_shifted(r: &mut [f32], m: f32, scale: f32) {
     r.iter_mut().for_each(|v| *v = exp_neg(scale * (*v - m)));
 }
 
-/// Runs `f(row_index, row)` over the `row_len`-long rows of `data`, in parallel when large.
-fn for_rows(data: &mut [f32], row_len: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+/// Runs `f` compiled for the widest instruction set this CPU has (AVX-512, AVX2 + FMA, else
+/// the baseline), chosen at run time: the loops inside vectorize to that width.
+#[inline(always)]
+fn simd<R>(f: impl FnOnce() -> R) -> R {
+    pulp::Arch::new().dispatch(f)
+}
+
+/// A computation on one row, compiled into the vectorized loop of [`for_rows`]. (A trait
+/// with an `#[inline(always)]` method, not a closure: a closure called through `Fn` is not
+/// inlined into the instruction-set-specific code and runs at baseline speed.)
+trait RowKernel: Sync {
+    fn row(&self, index: usize, row: &mut [f32]);
+}
+
+/// Runs `k.row(i, row)` over the `row_len`-long rows of `data`, in parallel when large.
+fn for_rows<K: RowKernel>(data: &mut [f32], row_len: usize, k: &K) {
     if row_len == 0 {
         return;
     }
     if data.len() < 2 * MIN_TASK_ELEMENTS {
-        data.chunks_mut(row_len)
-            .enumerate()
-            .for_each(|(i, r)| f(i, r));
+        simd(|| {
+            for (i, r) in data.chunks_mut(row_len).enumerate() {
+                k.row(i, r);
+            }
+        });
     } else {
         let rows_per_task = MIN_TASK_ELEMENTS.div_ceil(row_len).max(1);
         data.par_chunks_mut(rows_per_task * row_len)
             .enumerate()
             .for_each(|(task, block)| {
-                for (k, r) in block.chunks_mut(row_len).enumerate() {
-                    f(task * rows_per_task + k, r);
-                }
+                simd(|| {
+                    for (i, r) in block.chunks_mut(row_len).enumerate() {
+                        k.row(task * rows_per_task + i, r);
+                    }
+                });
             });
     }
 }
 
-// --- GELU -----------------------------------------------------------------------------------
+/// An elementwise function and its derivative, for [`map_host`] (a trait for the same reason
+/// as [`RowKernel`]).
+trait Elementwise: Sync {
+    /// `(f(x), f'(x))`.
+    fn apply(x: f32) -> (f32, f32);
+}
 
-const GELU_C: f32 = 0.797_884_6; // sqrt(2 / pi)
-const GELU_A: f32 = 0.044_715;
-
-/// Host GELU in place: `x` becomes `y`; returns `dy/dx` when asked (else empty).
-fn gelu_host(x: &mut [f32], want_grad: bool) -> Vec<f32> {
-    // `0.5 x (1 + tanh(u))` = `x sigmoid(2u)`, `u = c (x + a x^3)`.
-    const K: f32 = 2.0 * GELU_C;
+/// Applies `K` to every element in place (`x` becomes `f(x)`), in parallel and vectorized;
+/// returns the derivatives when `want_grad` (else empty, and the derivative code is dropped by
+/// the compiler).
+fn map_host<K: Elementwise>(x: &mut [f32], want_grad: bool) -> Vec<f32> {
     if !want_grad {
         x.par_chunks_mut(MIN_TASK_ELEMENTS).for_each(|y| {
-            y.iter_mut()
-                .for_each(|v| *v *= sigmoid(K * (*v + GELU_A * *v * *v * *v)));
+            simd(|| y.iter_mut().for_each(|v| *v = K::apply(*v).0));
         });
         return Vec::new();
     }
@@ -169,14 +188,39 @@ fn gelu_host(x: &mut [f32], want_grad: bool) -> Vec<f32> {
     x.par_chunks_mut(MIN_TASK_ELEMENTS)
         .zip(g.par_chunks_mut(MIN_TASK_ELEMENTS))
         .for_each(|(y, g)| {
-            y.iter_mut().zip(g.iter_mut()).for_each(|(y, g)| {
-                let x = *y;
-                let s = sigmoid(K * (x + GELU_A * x * x * x));
-                *y = x * s;
-                *g = s + x * s * (1.0 - s) * K * (1.0 + 3.0 * GELU_A * x * x);
+            simd(|| {
+                y.iter_mut().zip(g.iter_mut()).for_each(|(y, g)| {
+                    (*y, *g) = K::apply(*y);
+                });
             });
         });
     g
+}
+
+// --- GELU -----------------------------------------------------------------------------------
+
+const GELU_C: f32 = 0.797_884_6; // sqrt(2 / pi)
+const GELU_A: f32 = 0.044_715;
+
+/// `gelu_new` and its derivative: `0.5 x (1 + tanh(u))` = `x sigmoid(2u)`,
+/// `u = c (x + a x^3)`.
+struct GeluTanh;
+
+impl Elementwise for GeluTanh {
+    #[inline(always)]
+    fn apply(x: f32) -> (f32, f32) {
+        const K: f32 = 2.0 * GELU_C;
+        let s = sigmoid(K * (x + GELU_A * x * x * x));
+        (
+            x * s,
+            s + x * s * (1.0 - s) * K * (1.0 + 3.0 * GELU_A * x * x),
+        )
+    }
+}
+
+/// Host GELU in place: `x` becomes `y`; returns `dy/dx` when asked (else empty).
+fn gelu_host(x: &mut [f32], want_grad: bool) -> Vec<f32> {
+    map_host::<GeluTanh>(x, want_grad)
 }
 
 /// The plain burn formula of `gelu_new` (other devices and precisions).
@@ -218,29 +262,22 @@ fn erf(x: f32) -> f32 {
     if x < 0.0 { -y } else { y }
 }
 
+/// Exact GELU and its derivative: `x Φ(x)`, `Φ(x) + x φ(x)`.
+struct GeluErf;
+
+impl Elementwise for GeluErf {
+    #[inline(always)]
+    fn apply(x: f32) -> (f32, f32) {
+        const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+        const INV_SQRT_2PI: f32 = 0.398_942_3;
+        let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
+        (x * cdf, cdf + x * INV_SQRT_2PI * exp_neg(-0.5 * x * x))
+    }
+}
+
 /// Host exact GELU in place: `x` becomes `x Φ(x)`; returns `Φ(x) + x φ(x)` when asked.
 fn gelu_erf_host(x: &mut [f32], want_grad: bool) -> Vec<f32> {
-    const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
-    const INV_SQRT_2PI: f32 = 0.398_942_3;
-    if !want_grad {
-        x.par_chunks_mut(MIN_TASK_ELEMENTS).for_each(|y| {
-            y.iter_mut()
-                .for_each(|v| *v *= 0.5 * (1.0 + erf(*v * FRAC_1_SQRT_2)));
-        });
-        return Vec::new();
-    }
-    let mut g = vec![0.0f32; x.len()];
-    x.par_chunks_mut(MIN_TASK_ELEMENTS)
-        .zip(g.par_chunks_mut(MIN_TASK_ELEMENTS))
-        .for_each(|(y, g)| {
-            y.iter_mut().zip(g.iter_mut()).for_each(|(y, g)| {
-                let x = *y;
-                let cdf = 0.5 * (1.0 + erf(x * FRAC_1_SQRT_2));
-                *y = x * cdf;
-                *g = cdf + x * INV_SQRT_2PI * exp_neg(-0.5 * x * x);
-            });
-        });
-    g
+    map_host::<GeluErf>(x, want_grad)
 }
 
 /// Exact GELU, `x Φ(x) = 0.5 x (1 + erf(x / sqrt 2))` (HF `hidden_act = "gelu"`, BERT),
@@ -290,7 +327,35 @@ fn softmax_host(
     scale: f32,
     mask: AttentionMask<'_>,
 ) {
-    for_rows(s, keys, |row, r| {
+    let rows = SoftmaxRows {
+        heads,
+        queries,
+        keys,
+        scale,
+        mask,
+    };
+    for_rows(s, keys, &rows);
+}
+
+/// The row kernel of [`softmax_host`].
+struct SoftmaxRows<'a> {
+    heads: usize,
+    queries: usize,
+    keys: usize,
+    scale: f32,
+    mask: AttentionMask<'a>,
+}
+
+impl RowKernel for SoftmaxRows<'_> {
+    #[inline(always)]
+    fn row(&self, row: usize, r: &mut [f32]) {
+        let SoftmaxRows {
+            heads,
+            queries,
+            keys,
+            scale,
+            mask,
+        } = *self;
         let visible = match mask {
             AttentionMask::None => keys,
             AttentionMask::Causal { past } => (past + row % queries + 1).min(keys),
@@ -309,7 +374,7 @@ fn softmax_host(
         exp_shifted(vis, m, scale);
         let inv = 1.0 / row_sum(vis);
         vis.iter_mut().for_each(|v| *v *= inv);
-    });
+    }
 }
 
 /// The plain burn formula of [`attention_softmax`].
@@ -393,26 +458,28 @@ fn cross_entropy_host(logits: &mut [f32], vocab: usize, targets: &[usize], want_
             .zip(out.par_chunks_mut(chunk_rows))
             .enumerate()
             .for_each(|(task, (block, out))| {
-                for (k, (r, o)) in block.chunks_mut(vocab).zip(out.iter_mut()).enumerate() {
-                    let target = targets[task * chunk_rows + k];
-                    let (m, nan) = row_max(r);
-                    if nan || !m.is_finite() {
-                        *o = f32::NAN;
-                        if want_grad {
-                            r.fill(f32::NAN);
+                simd(|| {
+                    for (k, (r, o)) in block.chunks_mut(vocab).zip(out.iter_mut()).enumerate() {
+                        let target = targets[task * chunk_rows + k];
+                        let (m, nan) = row_max(r);
+                        if nan || !m.is_finite() {
+                            *o = f32::NAN;
+                            if want_grad {
+                                r.fill(f32::NAN);
+                            }
+                            continue;
                         }
-                        continue;
+                        let picked = r[target];
+                        exp_shifted(r, m, 1.0);
+                        let sum = row_sum(r);
+                        if want_grad {
+                            let scale = inv_rows / sum;
+                            r.iter_mut().for_each(|v| *v *= scale);
+                            r[target] -= inv_rows;
+                        }
+                        *o = m + sum.ln() - picked;
                     }
-                    let picked = r[target];
-                    exp_shifted(r, m, 1.0);
-                    let sum = row_sum(r);
-                    if want_grad {
-                        let scale = inv_rows / sum;
-                        r.iter_mut().for_each(|v| *v *= scale);
-                        r[target] -= inv_rows;
-                    }
-                    *o = m + sum.ln() - picked;
-                }
+                })
             });
         out
     };
