@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any, TypedDict, Union
 
-from lexforge import _native, encoder, lm
+from lexforge import _native, data, encoder, lm
 from lexforge.encoder import SentenceEncoder
 from lexforge.exceptions import (
     ArtifactError,
@@ -41,6 +41,7 @@ __all__ = [
     "SentenceEncoder",
     "Tokenizer",
     "__version__",
+    "data",
     "devices",
     "encoder",
     "lm",

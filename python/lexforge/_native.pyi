@@ -21,6 +21,13 @@ __all__ = [
     "lm_train",
     "lm_resume",
     "lm_evaluate_run",
+    "data_standardize",
+    "data_sentence_spans",
+    "data_chunk",
+    "data_prepare",
+    "data_prepare_shard",
+    "data_merge_shards",
+    "data_default_config",
 ]
 
 __version__: str
@@ -133,3 +140,37 @@ class SentenceEncoder:
     def cache_stats(self) -> tuple[int, int] | None: ...
     def tokenize(self, texts: list[str]) -> list[list[int]]: ...
     def info_json(self) -> str: ...
+
+def data_standardize(text: str, config_json: str = "{}") -> tuple[str, str]: ...
+def data_sentence_spans(text: str) -> list[tuple[int, int]]: ...
+def data_chunk(text: str, book: str, config_json: str, seed: int) -> str: ...
+def data_prepare(
+    books_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config_json: str,
+    encoder: SentenceEncoder | str | os.PathLike[str],
+    device: str = "cpu",
+    metadata: str | os.PathLike[str] | None = None,
+    decoding: str = "strict",
+    max_seq_length: int | None = None,
+    callback: Callable[[dict[str, Any]], object] | None = None,
+) -> tuple[str, bool]: ...
+def data_prepare_shard(
+    books_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    index: int,
+    count: int,
+    config_json: str,
+    metadata: str | os.PathLike[str] | None = None,
+    decoding: str = "strict",
+) -> Path: ...
+def data_merge_shards(
+    shard_dirs: list[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    config_json: str,
+    encoder: SentenceEncoder | str | os.PathLike[str],
+    device: str = "cpu",
+    max_seq_length: int | None = None,
+    callback: Callable[[dict[str, Any]], object] | None = None,
+) -> tuple[str, bool]: ...
+def data_default_config() -> str: ...

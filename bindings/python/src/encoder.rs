@@ -2,6 +2,7 @@
 //! (see `lexforge.SentenceEncoder` for the documented Python API).
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use lexforge::nn::NnError;
 use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
@@ -32,8 +33,46 @@ impl Inner {
 /// A sentence encoder.
 #[pyclass(name = "SentenceEncoder", module = "lexforge._native", frozen)]
 pub struct PySentenceEncoder {
-    inner: std::sync::Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
     info: String,
+    model_id: String,
+    dim: usize,
+}
+
+impl PySentenceEncoder {
+    /// A handle other Rust code (the data pipeline on a worker thread) can encode through.
+    pub(crate) fn shared(&self) -> SharedEncoder {
+        SharedEncoder {
+            inner: Arc::clone(&self.inner),
+            model_id: self.model_id.clone(),
+            dim: self.dim,
+        }
+    }
+}
+
+/// A [`PySentenceEncoder`]'s model behind its lock, as a [`SentenceEncoder`].
+pub(crate) struct SharedEncoder {
+    inner: Arc<Mutex<Inner>>,
+    model_id: String,
+    dim: usize,
+}
+
+impl SentenceEncoder for SharedEncoder {
+    fn encode(&self, texts: &[&str], batch_size: usize) -> Result<Embeddings, NnError> {
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match &*guard {
+            Inner::Plain(e) => e.encode(texts, batch_size),
+            Inner::Cached(c) => c.encode(texts, batch_size),
+        }
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
 }
 
 #[pymethods]
@@ -76,6 +115,7 @@ impl PySentenceEncoder {
             })
             .map_err(|e| to_py(py, e))?;
         let base = inner.base();
+        let (model_id, dim) = (base.model_id().to_owned(), base.dim());
         let info = serde_json::json!({
             "model_id": base.model_id(),
             "model_type": base.config().model_type,
@@ -93,8 +133,10 @@ impl PySentenceEncoder {
         })
         .to_string();
         Ok(PySentenceEncoder {
-            inner: std::sync::Mutex::new(inner),
+            inner: Arc::new(Mutex::new(inner)),
             info,
+            model_id,
+            dim,
         })
     }
 

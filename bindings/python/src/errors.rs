@@ -36,6 +36,12 @@ impl Classified for lexforge::lm::LmError {
     }
 }
 
+impl Classified for lexforge::data::DataError {
+    fn family(&self) -> ErrorKind {
+        self.kind()
+    }
+}
+
 impl Classified for lexforge::nn::NnError {
     fn family(&self) -> ErrorKind {
         self.kind()

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 #[path = "../../../crates/lexforge-cli/src/alloc.rs"]
 mod alloc;
 mod core;
+mod data;
 mod encoder;
 mod errors;
 mod lm;
@@ -34,5 +35,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tokenizers::register(m)?;
     lm::register(m)?;
     encoder::register(m)?;
+    data::register(m)?;
     Ok(())
 }

@@ -20,18 +20,27 @@ fn json<T: serde::Serialize>(py: Python<'_>, value: &T, what: &'static str) -> P
         .map_err(|source| to_py(py, lexforge::Error::Serialize { what, source }))
 }
 
-type Job = Box<dyn FnOnce(&dyn EventSink, &CancelToken) -> Result<LmRunReport, LmError> + Send>;
+/// A long job for [`drive`]: it reports through the sink and stops when the token is cancelled.
+pub(crate) type Job<T, E> = Box<dyn FnOnce(&dyn EventSink, &CancelToken) -> Result<T, E> + Send>;
 
 /// Runs `job` on a worker thread. Meanwhile, on the calling thread: each event goes to
 /// `callback` as a dict, and a pending KeyboardInterrupt (Ctrl-C, a notebook's interrupt)
-/// cancels the job, which stops after its current step and writes a checkpoint. Returns the
-/// report as JSON and whether an interrupt happened.
-fn drive(py: Python<'_>, callback: Option<Py<PyAny>>, job: Job) -> PyResult<(String, bool)> {
+/// cancels the job, which stops at its next check (training: after the current step, with a
+/// checkpoint). Returns the report as JSON and whether an interrupt happened.
+pub(crate) fn drive<T, E>(
+    py: Python<'_>,
+    callback: Option<Py<PyAny>>,
+    job: Job<T, E>,
+) -> PyResult<(String, bool)>
+where
+    T: serde::Serialize + Send + 'static,
+    E: crate::errors::Classified + Send + 'static,
+{
     let (tx, rx) = mpsc::channel::<EventRecord>();
     let cancel = CancelToken::new();
     let worker_cancel = cancel.clone();
     let handle = std::thread::Builder::new()
-        .name("lexforge-lm".into())
+        .name("lexforge-job".into())
         .spawn(move || {
             let sink = ChannelSink::new(tx);
             job(&sink, &worker_cancel)
@@ -99,7 +108,7 @@ fn lm_train(
             },
         )
     })?;
-    drive(
+    drive::<LmRunReport, LmError>(
         py,
         callback,
         Box::new(move |sink, cancel| train_run(&config, sink, cancel)),
@@ -115,7 +124,7 @@ fn lm_resume(
     max_steps: Option<u64>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
-    drive(
+    drive::<LmRunReport, LmError>(
         py,
         callback,
         Box::new(move |sink, cancel| resume_run(&run_dir, max_steps, sink, cancel)),

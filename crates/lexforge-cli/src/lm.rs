@@ -158,7 +158,7 @@ impl EventSink for EvalLines {
 /// Ctrl-C (SIGINT) or SIGTERM cancels the run between steps: it finishes the current step,
 /// writes a checkpoint and exits normally with status `cancelled`. A second signal exits at
 /// once (exit status 130); the checkpoints already written stay valid.
-fn cancel_on_signal() -> CancelToken {
+pub(crate) fn cancel_on_signal() -> CancelToken {
     let token = CancelToken::new();
     let t = token.clone();
     match signal_hook::iterator::Signals::new([

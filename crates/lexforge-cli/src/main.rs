@@ -4,6 +4,7 @@
 mod alloc;
 mod embed;
 mod lm;
+mod prepare;
 mod tokenizer;
 
 use std::error::Error;
@@ -46,6 +47,9 @@ enum Command {
     },
     /// Sentence vectors of a file of lines with a BERT-family model, as a .npy array.
     Embed(embed::EmbedArgs),
+    /// Books to a deduplicated, split pair dataset with hard negatives (the matcher's data);
+    /// `prepare shard` and `prepare merge` run the two stages separately.
+    Prepare(prepare::PrepareArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +157,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
         Command::Tokenizer { command } => tokenizer::run(command),
         Command::Lm { command } => lm::run(command),
         Command::Embed(args) => embed::run(args),
+        Command::Prepare(args) => prepare::run(args),
     }
 }
 

@@ -5,6 +5,7 @@
 //! read corpora; `lexforge-data` adds JSONL, standardization (boilerplate removal) and chunking on
 //! top of it.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,9 @@ pub struct Document {
     pub text: String,
     /// The file it was read from, when it came from a file.
     pub path: Option<PathBuf>,
+    /// Free-form metadata (`author`, `title`, `year`, `genre`, ...), from a catalogue or the
+    /// record the document came from. Empty when the source has none.
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// A source of documents.
@@ -139,7 +143,7 @@ fn collect_txt(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Reads `path` as a UTF-8 text document: NUL bytes mean binary ([`Error::BinaryFile`]), invalid
 /// UTF-8 is [`Error::NotUtf8`] with the offset, a leading BOM is dropped.
-pub(crate) fn read_text_file(path: &Path) -> Result<String> {
+pub fn read_text_file(path: &Path) -> Result<String> {
     let bytes = fs::read(path).map_err(|e| Error::io("read corpus file", path, e))?;
     if let Some(offset) = bytes.iter().position(|&b| b == 0) {
         return Err(Error::BinaryFile {
@@ -179,6 +183,7 @@ impl CorpusProvider for TextFiles {
                 id,
                 text,
                 path: Some(path),
+                metadata: BTreeMap::new(),
             })
         })))
     }
@@ -201,6 +206,7 @@ impl InMemoryCorpus {
                     id: i.to_string(),
                     text: t.into(),
                     path: None,
+                    metadata: BTreeMap::new(),
                 })
                 .collect(),
         }

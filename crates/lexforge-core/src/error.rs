@@ -191,6 +191,16 @@ pub enum Error {
         /// Byte offset of the first invalid sequence.
         offset: usize,
     },
+    /// A record of a structured corpus file (a JSONL line, a CSV row) that cannot be used.
+    #[error("corpus file {path}, line {line}: {reason}")]
+    CorpusRecord {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (JSONL) or record (CSV) number.
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A corpus file that looks binary (it contains NUL bytes).
     #[error("corpus file {path} looks binary, not text: NUL byte at byte offset {offset}")]
     BinaryFile {
@@ -235,6 +245,7 @@ impl Error {
             | Error::CorpusEmpty { .. }
             | Error::NoTextFiles { .. }
             | Error::NotUtf8 { .. }
+            | Error::CorpusRecord { .. }
             | Error::BinaryFile { .. } => ErrorKind::InvalidInput,
             Error::BackendNotCompiled { .. }
             | Error::NoDevice { .. }

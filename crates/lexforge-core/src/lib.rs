@@ -12,7 +12,7 @@ mod run;
 mod seed;
 
 pub use cancel::CancelToken;
-pub use corpus::{CorpusProvider, Document, InMemoryCorpus, TextFiles};
+pub use corpus::{CorpusProvider, Document, InMemoryCorpus, TextFiles, read_text_file};
 pub use device::{BackendReport, DeviceSpec, Precision, backend_reports};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{

@@ -16,6 +16,19 @@ pub enum DataError {
     #[error(transparent)]
     Tokenizer(#[from] lexforge_tokenizers::TokenizerError),
 
+    /// Embedding (the sentence encoder).
+    #[error(transparent)]
+    Nn(#[from] lexforge_nn::NnError),
+
+    /// A shard directory that cannot be merged.
+    #[error("data shard {path}: {reason}")]
+    Shard {
+        /// The shard (or, for a book in two shards, the book id).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A split came out empty.
     #[error("the {split} split is empty: {reason}")]
     EmptySplit {
@@ -50,6 +63,8 @@ impl DataError {
         match self {
             DataError::Core(e) => e.kind(),
             DataError::Tokenizer(e) => e.kind(),
+            DataError::Nn(e) => e.kind(),
+            DataError::Shard { .. } => ErrorKind::Artifact,
             DataError::EmptySplit { .. } | DataError::InvalidParameter { .. } => {
                 ErrorKind::InvalidInput
             }

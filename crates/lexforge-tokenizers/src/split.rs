@@ -164,6 +164,7 @@ mod tests {
             id: id.into(),
             text: text.into(),
             path: None,
+            metadata: Default::default(),
         }
     }
 

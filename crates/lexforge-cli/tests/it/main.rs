@@ -3,6 +3,7 @@
 
 mod embed;
 mod lm;
+mod prepare;
 mod tokenizer;
 
 use std::path::Path;

@@ -1,0 +1,264 @@
+//! `lexforge._native` data-preparation functions (wrapped by `lexforge.data`): text tools, and
+//! the prepare / shard / merge pipeline on a worker thread.
+
+use std::path::PathBuf;
+
+use lexforge::data::books::{BookDirectory, Decoding};
+use lexforge::data::chunk::{ChunkConfig, chunk_book};
+use lexforge::data::prepare::{
+    PrepareConfig, build_dataset, chunk_corpus, merge_shards, prepare, read_shard, write_shard,
+};
+use lexforge::data::standardize::{StandardizeConfig, standardize};
+use lexforge::data::{DataError, sentence_spans};
+use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder};
+use lexforge::{DeviceSpec, Seed};
+use pyo3::prelude::*;
+
+use crate::encoder::PySentenceEncoder;
+use crate::errors::to_py;
+use crate::lm::drive;
+
+fn parse<T: serde::de::DeserializeOwned>(
+    py: Python<'_>,
+    json: &str,
+    what: &'static str,
+) -> PyResult<T> {
+    serde_json::from_str(json).map_err(|e| {
+        to_py(
+            py,
+            DataError::InvalidParameter {
+                parameter: what,
+                reason: e.to_string(),
+            },
+        )
+    })
+}
+
+fn to_json<T: serde::Serialize>(py: Python<'_>, v: &T, what: &'static str) -> PyResult<String> {
+    serde_json::to_string(v)
+        .map_err(|source| to_py(py, lexforge::Error::Serialize { what, source }))
+}
+
+fn decoding(py: Python<'_>, s: &str) -> PyResult<Decoding> {
+    parse(py, &format!("{s:?}"), "decoding")
+}
+
+/// Standardizes `text`; returns `(text, boilerplate_report_json)`.
+#[pyfunction]
+#[pyo3(signature = (text, config_json="{}"))]
+fn data_standardize(py: Python<'_>, text: &str, config_json: &str) -> PyResult<(String, String)> {
+    let config: StandardizeConfig = parse(py, config_json, "standardize")?;
+    let out = py.detach(|| standardize(text, &config));
+    Ok((out.text, to_json(py, &out.boilerplate, "boilerplate report")?))
+}
+
+/// Sentence spans of `text` in characters (Python string indices).
+#[pyfunction]
+fn data_sentence_spans(py: Python<'_>, text: &str) -> Vec<(usize, usize)> {
+    py.detach(|| {
+        let spans = sentence_spans(text);
+        let mut out = Vec::with_capacity(spans.len());
+        let (mut byte, mut chars) = (0usize, 0usize);
+        for s in spans {
+            chars += text[byte..s.start].chars().count();
+            let start = chars;
+            chars += text[s.start..s.end].chars().count();
+            byte = s.end;
+            out.push((start, chars));
+        }
+        out
+    })
+}
+
+/// Chunks of one standardized text; returns JSON `[{book, index, start, end, text}]`.
+#[pyfunction]
+#[pyo3(signature = (text, book, config_json, seed))]
+fn data_chunk(
+    py: Python<'_>,
+    text: &str,
+    book: &str,
+    config_json: &str,
+    seed: u64,
+) -> PyResult<String> {
+    let config: ChunkConfig = parse(py, config_json, "chunk")?;
+    let (chunks, _) = py
+        .detach(|| chunk_book(book, text, &config, Seed(seed)))
+        .map_err(|e| to_py(py, e))?;
+    to_json(py, &chunks, "chunks")
+}
+
+fn books(dir: PathBuf, metadata: Option<PathBuf>, decoding: Decoding) -> BookDirectory {
+    let b = BookDirectory::new(dir).with_decoding(decoding);
+    match metadata {
+        Some(csv) => b.with_metadata(csv),
+        None => b,
+    }
+}
+
+/// The encoder for a job: a loaded `SentenceEncoder`, or a model directory to load on the
+/// worker thread.
+enum EncoderArg {
+    Loaded(crate::encoder::SharedEncoder),
+    Path(PathBuf, Option<usize>),
+}
+
+impl EncoderArg {
+    fn from_py(encoder: &Bound<'_, PyAny>, max_seq_length: Option<usize>) -> PyResult<Self> {
+        if let Ok(e) = encoder.cast::<PySentenceEncoder>() {
+            return Ok(EncoderArg::Loaded(e.get().shared()));
+        }
+        Ok(EncoderArg::Path(encoder.extract()?, max_seq_length))
+    }
+
+    fn open(self, device: &lexforge::Device) -> Result<Box<dyn SentenceEncoder>, DataError> {
+        Ok(match self {
+            EncoderArg::Loaded(e) => Box::new(e),
+            EncoderArg::Path(p, max_seq_length) => Box::new(BertSentenceEncoder::load(
+                p,
+                device,
+                &EncoderOptions {
+                    max_seq_length,
+                    ..EncoderOptions::default()
+                },
+            )?),
+        })
+    }
+}
+
+/// Both stages on a worker thread; returns `(summary_json, interrupted)`.
+#[pyfunction]
+#[pyo3(signature = (books_dir, out_dir, config_json, encoder, device="cpu", metadata=None, decoding="strict", max_seq_length=None, callback=None))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "mirrors the Python keyword arguments"
+)]
+fn data_prepare(
+    py: Python<'_>,
+    books_dir: PathBuf,
+    out_dir: PathBuf,
+    config_json: &str,
+    encoder: &Bound<'_, PyAny>,
+    device: &str,
+    metadata: Option<PathBuf>,
+    decoding: &str,
+    max_seq_length: Option<usize>,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<(String, bool)> {
+    let config: PrepareConfig = parse(py, config_json, "config")?;
+    let decoding = self::decoding(py, decoding)?;
+    let device = device
+        .parse::<DeviceSpec>()
+        .and_then(|d| d.resolve())
+        .map_err(|e| to_py(py, e))?;
+    let encoder = EncoderArg::from_py(encoder, max_seq_length)?;
+    drive::<_, DataError>(
+        py,
+        callback,
+        Box::new(move |sink, cancel| {
+            let enc = encoder.open(&device)?;
+            prepare(
+                &books(books_dir, metadata, decoding),
+                enc.as_ref(),
+                &device,
+                &config,
+                &out_dir,
+                sink,
+                cancel,
+            )
+        }),
+    )
+}
+
+/// Stage A on shard `index` of `count`; returns the shard path.
+#[pyfunction]
+#[pyo3(signature = (books_dir, out_dir, index, count, config_json, metadata=None, decoding="strict"))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "mirrors the Python keyword arguments"
+)]
+fn data_prepare_shard(
+    py: Python<'_>,
+    books_dir: PathBuf,
+    out_dir: PathBuf,
+    index: usize,
+    count: usize,
+    config_json: &str,
+    metadata: Option<PathBuf>,
+    decoding: &str,
+) -> PyResult<PathBuf> {
+    let config: PrepareConfig = parse(py, config_json, "config")?;
+    let decoding = self::decoding(py, decoding)?;
+    py.detach(|| -> Result<PathBuf, DataError> {
+        let provider = books(books_dir, metadata, decoding).with_shard(index, count)?;
+        let corpus = chunk_corpus(
+            &provider,
+            &config,
+            &lexforge::NoopSink,
+            &lexforge::CancelToken::new(),
+        )?;
+        write_shard(&corpus, &config, &out_dir)
+    })
+    .map_err(|e| to_py(py, e))
+}
+
+/// Stage B over shard directories on a worker thread; returns `(summary_json, interrupted)`.
+#[pyfunction]
+#[pyo3(signature = (shard_dirs, out_dir, config_json, encoder, device="cpu", max_seq_length=None, callback=None))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "mirrors the Python keyword arguments"
+)]
+fn data_merge_shards(
+    py: Python<'_>,
+    shard_dirs: Vec<PathBuf>,
+    out_dir: PathBuf,
+    config_json: &str,
+    encoder: &Bound<'_, PyAny>,
+    device: &str,
+    max_seq_length: Option<usize>,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<(String, bool)> {
+    let config: PrepareConfig = parse(py, config_json, "config")?;
+    let device = device
+        .parse::<DeviceSpec>()
+        .and_then(|d| d.resolve())
+        .map_err(|e| to_py(py, e))?;
+    let encoder = EncoderArg::from_py(encoder, max_seq_length)?;
+    drive::<_, DataError>(
+        py,
+        callback,
+        Box::new(move |sink, cancel| {
+            let parts = shard_dirs
+                .iter()
+                .map(|s| read_shard(s, &config))
+                .collect::<Result<Vec<_>, _>>()?;
+            let enc = encoder.open(&device)?;
+            build_dataset(
+                merge_shards(parts)?,
+                enc.as_ref(),
+                &device,
+                &config,
+                &out_dir,
+                sink,
+                cancel,
+            )
+        }),
+    )
+}
+
+/// The default parameters, as JSON.
+#[pyfunction]
+fn data_default_config(py: Python<'_>) -> PyResult<String> {
+    to_json(py, &PrepareConfig::default(), "config")
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(data_standardize, m)?)?;
+    m.add_function(wrap_pyfunction!(data_sentence_spans, m)?)?;
+    m.add_function(wrap_pyfunction!(data_chunk, m)?)?;
+    m.add_function(wrap_pyfunction!(data_prepare, m)?)?;
+    m.add_function(wrap_pyfunction!(data_prepare_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(data_merge_shards, m)?)?;
+    m.add_function(wrap_pyfunction!(data_default_config, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! `lexforge prepare`: one process and shard + merge give the same dataset; bad input refused.
+
+use std::path::{Path, PathBuf};
+
+use crate::{lexforge, stderr, stdout};
+
+fn encoder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/roberta_tiny/roberta")
+}
+
+fn library(dir: &Path) -> PathBuf {
+    let corpus =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg/books");
+    let root = dir.join("books");
+    for book in [
+        "jane_austen/emma.txt",
+        "william_blake/poems_of_william_blake.txt",
+        "h_g_wells/the_time_machine.txt",
+        "thomas_paine/common_sense.txt",
+        "lewis_carroll/alices_adventures_in_wonderland.txt",
+        "arthur_conan_doyle/a_study_in_scarlet.txt",
+    ] {
+        let to = root.join(book);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(corpus.join(book), to).unwrap();
+    }
+    root
+}
+
+const PARAMS: [&str; 12] = [
+    "--seed",
+    "3",
+    "--chunk-size",
+    "3",
+    "--max-chunks-per-book",
+    "6",
+    "--pairs-per-book",
+    "8",
+    "--validation-fraction",
+    "0.2",
+    "--test-fraction",
+    "0.2",
+];
+
+#[test]
+fn prepare_in_one_process_equals_shard_and_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = library(dir.path());
+    let enc = encoder();
+    let one = dir.path().join("one");
+    let mut args = vec![
+        "prepare",
+        root.to_str().unwrap(),
+        "--out",
+        one.to_str().unwrap(),
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend(PARAMS);
+    let o = lexforge(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["books"]["train"], 2);
+    assert_eq!(summary["books"]["test"], 2);
+
+    let mut shards = Vec::new();
+    for i in ["0", "1"] {
+        let shard = dir.path().join(format!("shard{i}"));
+        let mut args = vec![
+            "prepare",
+            "shard",
+            root.to_str().unwrap(),
+            "--index",
+            i,
+            "--count",
+            "2",
+            "--out",
+            shard.to_str().unwrap(),
+        ];
+        args.extend(PARAMS);
+        let o = lexforge(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains(&format!("shard {i}/2")));
+        shards.push(shard);
+    }
+    let merged = dir.path().join("merged");
+    let mut args = vec!["prepare", "merge"];
+    args.extend(shards.iter().map(|s| s.to_str().unwrap()));
+    args.extend([
+        "--out",
+        merged.to_str().unwrap(),
+        "--encoder",
+        enc.to_str().unwrap(),
+    ]);
+    args.extend(PARAMS);
+    let o = lexforge(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("train"), "{}", stdout(&o));
+    for f in ["train.jsonl", "validation.jsonl", "test.jsonl", "chunks.jsonl", "books.jsonl"] {
+        assert_eq!(
+            std::fs::read(one.join(f)).unwrap(),
+            std::fs::read(merged.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+
+    // Merging with other parameters is refused, naming the shard.
+    let o = lexforge(&[
+        "prepare",
+        "merge",
+        shards[0].to_str().unwrap(),
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--seed",
+        "4",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("stage-A parameters"), "{}", stderr(&o));
+}
+
+#[test]
+fn empty_directories_and_bad_parameters_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let enc = encoder();
+    let o = lexforge(&[
+        "prepare",
+        dir.path().to_str().unwrap(),
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--encoder",
+        enc.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no .txt files"), "{}", stderr(&o));
+    let o = lexforge(&[
+        "prepare",
+        dir.path().to_str().unwrap(),
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--chunk-size",
+        "2",
+        "--overlap",
+        "2",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("overlap"), "{}", stderr(&o));
+    assert!(!dir.path().join("out").exists());
+}

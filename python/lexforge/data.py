@@ -1,0 +1,374 @@
+"""Book data preparation: raw books to deduplicated, split pair datasets with hard negatives.
+
+The pipeline (Rust, ``lexforge_data``): standardize (Unicode NFKC, Project Gutenberg
+boilerplate removal) → sentences → chunks → cross-book dedup (exact + MinHash LSH) → sentence
+embeddings → topics (k-means) → splits by book → neighbour books (blocked top-K) → pairs.
+
+>>> standardize("\\ufeffOne\\r\\ntwo  three")
+'One\\ntwo three'
+>>> split_sentences('Mr. Bennet came. "Oh!" said she. It rained.')
+['Mr. Bennet came.', '"Oh!" said she.', 'It rained.']
+
+Stage A (standardize + chunk) can run in shards on any worker pool, then stage B merges::
+
+    import dask.distributed, lexforge.data as ld
+    with dask.distributed.LocalCluster(n_workers=2) as cluster, cluster.get_client() as client:
+        shards = client.gather(client.map(
+            lambda i: ld.prepare_shard("books/", f"shards/{i}", index=i, count=4, seed=1),
+            range(4)))
+    ld.merge_shards(shards, "dataset/", encoder=lexforge.encoder.minilm_path(), seed=1)
+
+The merged dataset is identical to ``prepare("books/", "dataset/", ..., seed=1)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Union
+
+from lexforge import _native
+from lexforge.encoder import SentenceEncoder
+
+__all__ = [
+    "Chunk",
+    "PrepareSummary",
+    "chunk",
+    "default_config",
+    "merge_shards",
+    "prepare",
+    "prepare_shard",
+    "sentence_spans",
+    "split_sentences",
+    "standardize",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Event = dict[str, Any]
+
+# Flat keyword arguments → their place in the nested configuration (PrepareConfig).
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "seed": ("seed",),
+    "encode_batch_size": ("encode_batch_size",),
+    "normalization": ("standardize", "normalization"),
+    "strip_boilerplate": ("standardize", "strip_boilerplate"),
+    "clean_whitespace": ("standardize", "clean_whitespace"),
+    "chunk_size": ("chunk", "chunk_size"),
+    "overlap": ("chunk", "overlap"),
+    "min_chars": ("chunk", "min_chars"),
+    "english_filter": ("chunk", "english_filter"),
+    "max_chunks_per_book": ("chunk", "max_chunks_per_book"),
+    "dedup_exact": ("dedup", "exact"),
+    "exact_min_books": ("dedup", "exact_min_books"),
+    "dedup_near": ("dedup", "near"),
+    "jaccard_threshold": ("dedup", "jaccard_threshold"),
+    "num_perm": ("dedup", "num_perm"),
+    "shingle_words": ("dedup", "shingle_words"),
+    "num_chunks_for_embed": ("mining", "num_chunks_for_embed"),
+    "top_k": ("mining", "top_k"),
+    "exclude_same_author": ("mining", "exclude_same_author"),
+    "block_size": ("mining", "block_size"),
+    "num_topics": ("topics", "k"),
+    "kmeans_iterations": ("topics", "max_iterations"),
+    "validation_fraction": ("splits", "validation_fraction"),
+    "test_fraction": ("splits", "test_fraction"),
+    "pairs_per_book": ("pairs", "pairs_per_book"),
+    "positive_fraction": ("pairs", "positive_fraction"),
+    "hard_negative_fraction": ("pairs", "hard_negative_fraction"),
+}
+
+
+def default_config() -> dict[str, Any]:
+    """The default parameters as the nested dict the pipeline reads (``PrepareConfig``)."""
+    config: dict[str, Any] = json.loads(_native.data_default_config())
+    return config
+
+
+def _config(params: dict[str, Any], config: dict[str, Any] | None) -> str:
+    out: dict[str, Any] = json.loads(json.dumps(config)) if config else {}
+    for key, value in params.items():
+        if key not in _PARAMS:
+            raise TypeError(
+                f"unknown parameter {key!r}; expected one of {', '.join(sorted(_PARAMS))}"
+            )
+        path = _PARAMS[key]
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return json.dumps(out)
+
+
+def standardize(
+    text: str,
+    *,
+    normalization: str = "nfkc",
+    strip_boilerplate: bool = True,
+    clean_whitespace: bool = True,
+) -> str:
+    """Clean a book's text: BOM and CRLF, Project Gutenberg header/footer/licence removal,
+    Unicode normalization (``"nfkc"``, ``"nfc"`` or ``"none"``), whitespace cleanup."""
+    config = {
+        "normalization": normalization,
+        "strip_boilerplate": strip_boilerplate,
+        "clean_whitespace": clean_whitespace,
+    }
+    out, _report = _native.data_standardize(text, json.dumps(config))
+    return out
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` string indices of each sentence of ``text`` (rule-based English
+    splitter: abbreviations, initials, decimals, ellipses, quotes and dialogue)."""
+    return _native.data_sentence_spans(text)
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (see :func:`sentence_spans`)."""
+    return [text[s:e] for s, e in _native.data_sentence_spans(text)]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A window of consecutive sentences of one book."""
+
+    book: str
+    """The book id."""
+    index: int
+    """Position among the book's windows (stable across filtering and sampling)."""
+    start: int
+    """First character in the standardized text (a Python string index)."""
+    end: int
+    """One past the last character: ``text == standardized[start:end]``."""
+    text: str
+    """The chunk's text."""
+
+
+def chunk(
+    text: str,
+    *,
+    book: str = "book",
+    chunk_size: int = 5,
+    overlap: int = 1,
+    min_chars: int = 200,
+    english_filter: bool = True,
+    max_chunks_per_book: int | None = 200,
+    seed: int = 0,
+) -> list[Chunk]:
+    """Chunks of an already standardized ``text``: windows of ``chunk_size`` sentences that
+    advance by ``chunk_size - overlap``, at least ``min_chars`` long, English-looking, at most
+    ``max_chunks_per_book`` (a seeded sample, kept in text order)."""
+    config = {
+        "chunk_size": chunk_size,
+        "overlap": overlap,
+        "min_chars": min_chars,
+        "english_filter": english_filter,
+        "max_chunks_per_book": max_chunks_per_book,
+    }
+    rows = json.loads(_native.data_chunk(text, book, json.dumps(config), seed))
+    return [Chunk(**r) for r in rows]
+
+
+@dataclass(frozen=True)
+class PrepareSummary:
+    """What :func:`prepare` or :func:`merge_shards` wrote."""
+
+    path: Path
+    """The dataset directory (``train.jsonl``, ``validation.jsonl``, ``test.jsonl``,
+    ``chunks.jsonl``, ``books.jsonl``, ``report.json``, ``manifest.json``)."""
+    books: dict[str, int]
+    """Books per split."""
+    pairs: dict[str, dict[str, int]]
+    """Per split: ``positive``, ``hard``, ``random``, ``hard_fallbacks``, ``same_topic``."""
+    chunks: int
+    """Chunks used."""
+    dedup: dict[str, Any]
+    """What deduplication removed (counts and examples)."""
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    """Books left out, with the reason."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage."""
+
+    def split_path(self, split: str) -> Path:
+        """The file of ``split`` (``"train"``, ``"validation"`` or ``"test"``)."""
+        return self.path / f"{split}.jsonl"
+
+    @classmethod
+    def _from_json(cls, text: str) -> PrepareSummary:
+        r = json.loads(text)
+        return cls(
+            Path(r["path"]),
+            r["books"],
+            r["pairs"],
+            int(r["chunks"]),
+            r["dedup"],
+            r["skipped"],
+            r["timings"],
+        )
+
+
+class _Bar:
+    def __init__(self) -> None:
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+        self._tqdm = tqdm
+        self.bar: Any = None
+
+    def __call__(self, event: Event) -> None:
+        kind = event.get("type")
+        if kind == "started":
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = self._tqdm(total=event.get("total"), unit="chunk", desc="embed")
+        elif kind == "progress":
+            if self.bar is None:
+                self.bar = self._tqdm(unit="book", desc="chunk")
+            self.bar.n = event["step"]
+            self.bar.refresh()
+        elif kind in ("completed", "failed", "cancelled"):
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _run(
+    fn: Callable[[Callable[[Event], None] | None], tuple[str, bool]],
+    progress: bool,
+    callback: Callable[[Event], None] | None,
+) -> PrepareSummary:
+    bar = _Bar() if progress else None
+
+    def both(event: Event) -> None:
+        if bar is not None:
+            bar(event)
+        if callback is not None:
+            callback(event)
+
+    try:
+        summary, interrupted = fn(both if (bar or callback) else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    if interrupted:
+        warnings.warn("interrupted", stacklevel=3)
+    return PrepareSummary._from_json(summary)
+
+
+def _encoder_arg(encoder: SentenceEncoder | PathLike | None) -> Any:
+    if encoder is None:
+        from lexforge.encoder import minilm_path
+
+        return os.fspath(minilm_path())
+    if isinstance(encoder, SentenceEncoder):
+        return encoder._native
+    return os.fspath(encoder)
+
+
+def prepare(
+    books_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    encoder: SentenceEncoder | PathLike | None = None,
+    device: str = "cpu",
+    metadata: PathLike | None = None,
+    decoding: str = "strict",
+    max_seq_length: int | None = None,
+    config: dict[str, Any] | None = None,
+    progress: bool = True,
+    callback: Callable[[Event], None] | None = None,
+    **params: Any,
+) -> PrepareSummary:
+    """Prepare a pair dataset from a directory of ``{author}/{title}.txt`` books.
+
+    ``encoder`` is a :class:`~lexforge.SentenceEncoder`, a model directory, or ``None`` for the
+    installed all-MiniLM-L6-v2. ``metadata`` is a CSV (``path`` or ``id`` column, plus
+    ``author``, ``title``, ...). ``decoding`` (``"strict"``, ``"latin1"``, ``"lossy"``) says
+    how non-UTF-8 files are read; strict skips and reports them. Parameters come from
+    ``config`` (the nested dict of :func:`default_config`) and keyword arguments such as
+    ``seed``, ``chunk_size``, ``overlap``, ``min_chars``, ``max_chunks_per_book``,
+    ``num_chunks_for_embed``, ``top_k``, ``exclude_same_author``, ``num_topics``,
+    ``pairs_per_book``, ``positive_fraction``, ``hard_negative_fraction``,
+    ``validation_fraction``, ``test_fraction``, ``jaccard_threshold``. Unknown names raise
+    ``TypeError``. Ctrl-C stops the run cleanly (nothing is left behind).
+    """
+    cfg = _config(params, config)
+    enc = _encoder_arg(encoder)
+    return _run(
+        lambda cb: _native.data_prepare(
+            os.fspath(books_dir),
+            os.fspath(out_dir),
+            cfg,
+            enc,
+            device=device,
+            metadata=None if metadata is None else os.fspath(metadata),
+            decoding=decoding,
+            max_seq_length=max_seq_length,
+            callback=cb,
+        ),
+        progress,
+        callback,
+    )
+
+
+def prepare_shard(
+    books_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    index: int,
+    count: int,
+    metadata: PathLike | None = None,
+    decoding: str = "strict",
+    config: dict[str, Any] | None = None,
+    **params: Any,
+) -> str:
+    """Stage A on shard ``index`` of ``count`` (the files at positions ``index``,
+    ``index + count``, ... of the sorted list): standardize and chunk them into the shard
+    directory ``out_dir``. Returns its path. Safe to call from worker processes."""
+    path = _native.data_prepare_shard(
+        os.fspath(books_dir),
+        os.fspath(out_dir),
+        index,
+        count,
+        _config(params, config),
+        metadata=None if metadata is None else os.fspath(metadata),
+        decoding=decoding,
+    )
+    return os.fspath(path)
+
+
+def merge_shards(
+    shard_dirs: list[PathLike],
+    out_dir: PathLike,
+    *,
+    encoder: SentenceEncoder | PathLike | None = None,
+    device: str = "cpu",
+    max_seq_length: int | None = None,
+    config: dict[str, Any] | None = None,
+    progress: bool = True,
+    callback: Callable[[Event], None] | None = None,
+    **params: Any,
+) -> PrepareSummary:
+    """Stage B: verify the shards (checksums, same stage-A parameters), merge them, then
+    dedup, embed, mine neighbours, pair and write the dataset, as :func:`prepare` does."""
+    cfg = _config(params, config)
+    enc = _encoder_arg(encoder)
+    dirs = [os.fspath(d) for d in shard_dirs]
+    return _run(
+        lambda cb: _native.data_merge_shards(
+            dirs,
+            os.fspath(out_dir),
+            cfg,
+            enc,
+            device=device,
+            max_seq_length=max_seq_length,
+            callback=cb,
+        ),
+        progress,
+        callback,
+    )
