@@ -134,9 +134,11 @@ fn main() -> ExitCode {
         Some("minhash") if args.len() == 6 => minhash(&args),
         Some("topk") if args.len() == 6 => topk(&args),
         Some("prepare") if args.len() >= 5 => prepare_books(&args),
-        _ => Err("usage: data-bench minhash TEXTS NUM_PERM SHINGLE THRESHOLD | topk VECTORS.f32 \
+        _ => Err(
+            "usage: data-bench minhash TEXTS NUM_PERM SHINGLE THRESHOLD | topk VECTORS.f32 \
                   DIM K BLOCK | prepare BOOKS_DIR OUT_DIR MODEL_DIR [MAX_CHUNKS]"
-            .into()),
+                .into(),
+        ),
     };
     match result {
         Ok(v) => {

@@ -1,7 +1,7 @@
 # Type stubs of the native extension module (checked by mypy.stubtest in CI).
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, final
 
@@ -165,7 +165,7 @@ def data_prepare_shard(
     decoding: str = "strict",
 ) -> Path: ...
 def data_merge_shards(
-    shard_dirs: list[str | os.PathLike[str]],
+    shard_dirs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     config_json: str,
     encoder: SentenceEncoder | str | os.PathLike[str],

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -343,7 +344,7 @@ def prepare_shard(
 
 
 def merge_shards(
-    shard_dirs: list[PathLike],
+    shard_dirs: Sequence[PathLike],
     out_dir: PathLike,
     *,
     encoder: SentenceEncoder | PathLike | None = None,

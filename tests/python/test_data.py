@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ import lexforge.data as ld
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TINY = FIXTURES / "roberta_tiny" / "roberta"
-PARAMS = dict(
+PARAMS: dict[str, Any] = dict(
     seed=5,
     chunk_size=3,
     max_chunks_per_book=6,
@@ -109,13 +110,16 @@ def test_stage_a_on_a_dask_cluster_equals_one_process(library: Path, tmp_path: P
     distributed = pytest.importorskip("distributed")
     one = ld.prepare(library, tmp_path / "one", encoder=TINY, progress=False, **PARAMS)
     jobs = [(str(library), str(tmp_path / f"shard{i}"), i, 3) for i in range(3)]
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=50,
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=50,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         shards = client.gather(client.map(_shard, jobs))
     assert sorted(shards) == sorted(j[1] for j in jobs)
     merged = ld.merge_shards(shards, tmp_path / "merged", encoder=TINY, progress=False, **PARAMS)

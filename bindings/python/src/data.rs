@@ -49,7 +49,10 @@ fn decoding(py: Python<'_>, s: &str) -> PyResult<Decoding> {
 fn data_standardize(py: Python<'_>, text: &str, config_json: &str) -> PyResult<(String, String)> {
     let config: StandardizeConfig = parse(py, config_json, "standardize")?;
     let out = py.detach(|| standardize(text, &config));
-    Ok((out.text, to_json(py, &out.boilerplate, "boilerplate report")?))
+    Ok((
+        out.text,
+        to_json(py, &out.boilerplate, "boilerplate report")?,
+    ))
 }
 
 /// Sentence spans of `text` in characters (Python string indices).

@@ -49,7 +49,7 @@ enum Command {
     Embed(embed::EmbedArgs),
     /// Books to a deduplicated, split pair dataset with hard negatives (the matcher's data);
     /// `prepare shard` and `prepare merge` run the two stages separately.
-    Prepare(prepare::PrepareArgs),
+    Prepare(Box<prepare::PrepareArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,7 +157,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
         Command::Tokenizer { command } => tokenizer::run(command),
         Command::Lm { command } => lm::run(command),
         Command::Embed(args) => embed::run(args),
-        Command::Prepare(args) => prepare::run(args),
+        Command::Prepare(args) => prepare::run(*args),
     }
 }
 

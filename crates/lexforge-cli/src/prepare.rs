@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use lexforge::data::books::{BookDirectory, Decoding};
 use lexforge::data::prepare::{
-    PrepareConfig, PrepareSummary, build_dataset, chunk_corpus, merge_shards, prepare,
-    read_shard, write_shard,
+    PrepareConfig, PrepareSummary, build_dataset, chunk_corpus, merge_shards, prepare, read_shard,
+    write_shard,
 };
 use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder, find_minilm};
@@ -162,7 +162,9 @@ fn parse_decoding(s: &str) -> Result<Decoding, String> {
         "strict" => Ok(Decoding::Strict),
         "latin1" => Ok(Decoding::Latin1),
         "lossy" => Ok(Decoding::Lossy),
-        other => Err(format!("unknown decoding {other:?}: strict, latin1 or lossy")),
+        other => Err(format!(
+            "unknown decoding {other:?}: strict, latin1 or lossy"
+        )),
     }
 }
 
@@ -195,7 +197,10 @@ impl ParamArgs {
         if let Some(m) = self.max_chunks_per_book {
             c.chunk.max_chunks_per_book = Some(m);
         }
-        set(&mut c.mining.num_chunks_for_embed, self.num_chunks_for_embed);
+        set(
+            &mut c.mining.num_chunks_for_embed,
+            self.num_chunks_for_embed,
+        );
         set(&mut c.mining.top_k, self.top_k);
         if self.keep_same_author {
             c.mining.exclude_same_author = false;
@@ -203,7 +208,10 @@ impl ParamArgs {
         set(&mut c.topics.k, self.topics);
         set(&mut c.pairs.pairs_per_book, self.pairs_per_book);
         setf(&mut c.pairs.positive_fraction, self.positive_fraction);
-        setf(&mut c.pairs.hard_negative_fraction, self.hard_negative_fraction);
+        setf(
+            &mut c.pairs.hard_negative_fraction,
+            self.hard_negative_fraction,
+        );
         setf(&mut c.splits.validation_fraction, self.validation_fraction);
         setf(&mut c.splits.test_fraction, self.test_fraction);
         set(&mut c.encode_batch_size, self.batch_size);
@@ -229,7 +237,9 @@ fn sink(json: bool) -> Box<dyn EventSink> {
 }
 
 /// The encoder, optionally behind the embedding cache, and the device for the search.
-fn encoder(args: &EncodeArgs) -> Result<(Box<dyn SentenceEncoder>, lexforge::Device), Box<dyn Error>> {
+fn encoder(
+    args: &EncodeArgs,
+) -> Result<(Box<dyn SentenceEncoder>, lexforge::Device), Box<dyn Error>> {
     let device = args.device.resolve()?;
     let dir = match &args.encoder {
         Some(d) => d.clone(),
@@ -285,7 +295,9 @@ pub fn run(args: PrepareArgs) -> Result<(), Box<dyn Error>> {
     let cancel = cancel_on_signal();
     match args.command {
         None => {
-            let dir = args.books_dir.ok_or("give BOOKS_DIR (or a shard/merge subcommand)")?;
+            let dir = args
+                .books_dir
+                .ok_or("give BOOKS_DIR (or a shard/merge subcommand)")?;
             let out = args.out.ok_or("give --out DIR")?;
             let config = args.params.config()?;
             let (enc, device) = encoder(&args.encode)?;

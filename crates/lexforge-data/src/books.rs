@@ -358,7 +358,11 @@ impl JsonlCorpus {
 
 impl CorpusProvider for JsonlCorpus {
     fn describe(&self) -> String {
-        format!("JSONL {} (text field {:?})", self.path.display(), self.text_field)
+        format!(
+            "JSONL {} (text field {:?})",
+            self.path.display(),
+            self.text_field
+        )
     }
 
     fn documents(

@@ -263,7 +263,9 @@ mod tests {
         assert!(!looks_english(
             "Longtemps, je me suis couché de bonne heure. Parfois, à peine ma bougie éteinte."
         ));
-        assert!(!looks_english("Ἐν ἀρχῇ ἦν ὁ λόγος, καὶ ὁ λόγος ἦν πρὸς τὸν θεόν."));
+        assert!(!looks_english(
+            "Ἐν ἀρχῇ ἦν ὁ λόγος, καὶ ὁ λόγος ἦν πρὸς τὸν θεόν."
+        ));
         assert!(!looks_english("12 34 56 78 90 12 34 56"));
     }
 

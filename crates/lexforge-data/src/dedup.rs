@@ -506,12 +506,20 @@ mod tests {
         let chunks = vec![
             chunk("a/one", 0, BASE),
             chunk("a/one", 1, licence),
-            chunk("a/one", 2, "A line that repeats inside one book only, twice."),
+            chunk(
+                "a/one",
+                2,
+                "A line that repeats inside one book only, twice.",
+            ),
             chunk("a/one", 3, "a line that REPEATS inside one book only twice"),
             chunk("b/two", 0, &BASE.replace("afternoon", "evening")),
             chunk("b/two", 1, &format!("  {licence} ")),
             chunk("c/three", 0, licence),
-            chunk("c/three", 1, "Something else entirely, about whales and ships at sea."),
+            chunk(
+                "c/three",
+                1,
+                "Something else entirely, about whales and ships at sea.",
+            ),
         ];
         let (kept, report) = dedup(chunks, &DedupConfig::default(), Seed(0)).unwrap();
         let ids: Vec<(String, u32)> = kept.iter().map(|c| (c.book.clone(), c.index)).collect();
@@ -524,12 +532,18 @@ mod tests {
             ]
         );
         assert_eq!(report.exact_groups, 1);
-        assert_eq!(report.exact_removed, 3, "every copy of the cross-book repeat");
+        assert_eq!(
+            report.exact_removed, 3,
+            "every copy of the cross-book repeat"
+        );
         assert_eq!(report.exact_in_book_removed, 1);
         assert_eq!(report.near_removed, 1);
         assert_eq!(report.output, 3);
         let near = report.examples.iter().find(|r| r.kind == "near").unwrap();
-        assert_eq!((near.book.as_str(), near.of_book.as_str()), ("b/two", "a/one"));
+        assert_eq!(
+            (near.book.as_str(), near.of_book.as_str()),
+            ("b/two", "a/one")
+        );
         assert!(near.jaccard.unwrap() >= 0.8);
     }
 

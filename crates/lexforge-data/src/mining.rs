@@ -105,7 +105,8 @@ pub fn top_k_inner_product(
             format!("query width {} vs key width {}", queries.dim, keys.dim),
         ));
     }
-    if queries.data.len() % queries.dim != 0 || keys.data.len() % keys.dim != 0 {
+    if !queries.data.len().is_multiple_of(queries.dim) || !keys.data.len().is_multiple_of(keys.dim)
+    {
         return Err(bad(
             "vectors",
             "data length is not a multiple of the width".to_owned(),
@@ -149,7 +150,14 @@ pub fn top_k_inner_product(
                         if exclude(qi, ki) || s.is_nan() {
                             continue;
                         }
-                        push_top_k(heap, k, Neighbour { index: ki, score: s });
+                        push_top_k(
+                            heap,
+                            k,
+                            Neighbour {
+                                index: ki,
+                                score: s,
+                            },
+                        );
                     }
                 });
         }
@@ -211,7 +219,10 @@ mod tests {
                 ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
             })
             .collect();
-        let v = Vectors { data: &data, dim: d };
+        let v = Vectors {
+            data: &data,
+            dim: d,
+        };
         let device = Device::flex();
         for block in [1, 5, 16, 64] {
             let got = top_k_inner_product(v, v, 4, block, &device, &|q, k| q == k).unwrap();

@@ -265,7 +265,11 @@ pub fn make_pairs(
     if let Some(b) = books.iter().find(|b| b.chunks.len() < 2) {
         return Err(DataError::InvalidParameter {
             parameter: "books",
-            reason: format!("book {} has {} chunk(s); pairs need 2", b.id, b.chunks.len()),
+            reason: format!(
+                "book {} has {} chunk(s); pairs need 2",
+                b.id,
+                b.chunks.len()
+            ),
         });
     }
     let n = books.len();
@@ -351,13 +355,7 @@ pub fn make_pairs(
     Ok((pairs, counts))
 }
 
-fn pair(
-    a: &PairBook<'_>,
-    ia: usize,
-    b: &PairBook<'_>,
-    ib: usize,
-    neg: Option<NegType>,
-) -> Pair {
+fn pair(a: &PairBook<'_>, ia: usize, b: &PairBook<'_>, ib: usize, neg: Option<NegType>) -> Pair {
     let (t1, c1, topic1) = a.chunks[ia];
     let (t2, c2, topic2) = b.chunks[ib];
     Pair {

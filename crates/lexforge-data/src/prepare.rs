@@ -4,7 +4,7 @@
 //!
 //! # Output
 //! A staged run directory (nothing appears until it is complete) with:
-//! - `train.jsonl`, `validation.jsonl`, `test.jsonl`: one [`Pair`] per line (columns `text1,
+//! - `train.jsonl`, `validation.jsonl`, `test.jsonl`: one [`Pair`](crate::pairs::Pair) per line (columns `text1,
 //!   text2, label, book1, book2, pair_type, neg_type, topic1, topic2, same_topic, chunk1,
 //!   chunk2`). Read them with `datasets.load_dataset("json", data_files=...)`,
 //!   `pandas.read_json(path, lines=True)` or `polars.read_ndjson(path)`.
@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use lexforge_core::{
-    CancelToken, CorpusProvider, Document, Error as CoreError, Event, EventSink, RunDir,
-    RunStatus, Seed, StageMode, verify_run_dir,
+    CancelToken, CorpusProvider, Document, Error as CoreError, Event, EventSink, RunDir, RunStatus,
+    Seed, StageMode, verify_run_dir,
 };
 use lexforge_nn::encoder::SentenceEncoder;
 
@@ -250,7 +250,11 @@ pub fn chunk_corpus(
     Ok(out)
 }
 
-fn process_book(doc: &Document, config: &PrepareConfig, seed: Seed) -> Result<(BookRecord, Vec<Chunk>)> {
+fn process_book(
+    doc: &Document,
+    config: &PrepareConfig,
+    seed: Seed,
+) -> Result<(BookRecord, Vec<Chunk>)> {
     let std = standardize(&doc.text, &config.standardize);
     let (chunks, report) = chunk_book(&doc.id, &std.text, &config.chunk, seed)?;
     let author = doc
@@ -470,7 +474,10 @@ pub fn build_dataset(
     skipped.sort_by(|a, b| a.book.cmp(&b.book));
     let ids: Vec<String> = used.iter().map(|s| (*s).to_owned()).collect();
     let splits = split_books(&ids, &config.splits, seed)?;
-    let rows: Vec<usize> = used.iter().flat_map(|b| by_book[b].iter().copied()).collect();
+    let rows: Vec<usize> = used
+        .iter()
+        .flat_map(|b| by_book[b].iter().copied())
+        .collect();
 
     // Embed every used chunk.
     cancel.check()?;
@@ -526,16 +533,7 @@ pub fn build_dataset(
                 .into_iter()
                 .map(|j| all[j])
                 .collect();
-            (
-                b,
-                centroid(
-                    Vectors {
-                        data: &emb,
-                        dim,
-                    },
-                    &picked,
-                ),
-            )
+            (b, centroid(Vectors { data: &emb, dim }, &picked))
         })
         .collect();
 
@@ -566,7 +564,14 @@ pub fn build_dataset(
             Vec::new()
         } else {
             let v = Vectors { data: &flat, dim };
-            top_k_inner_product(v, v, config.mining.top_k, config.mining.block_size, device, &exclude)?
+            top_k_inner_product(
+                v,
+                v,
+                config.mining.top_k,
+                config.mining.block_size,
+                device,
+                &exclude,
+            )?
         };
         let pair_books: Vec<PairBook<'_>> = members
             .iter()
@@ -583,7 +588,10 @@ pub fn build_dataset(
         for (q, &b) in members.iter().enumerate() {
             neighbours.insert(
                 b,
-                found[q].iter().map(|n| (members[n.index], n.score)).collect(),
+                found[q]
+                    .iter()
+                    .map(|n| (members[n.index], n.score))
+                    .collect(),
             );
         }
         let (pairs, counts) = make_pairs(&pair_books, &config.pairs, seed.derive(split.name()))?;

@@ -36,9 +36,43 @@ impl Span {
 
 /// Titles that come before a name: a period after them never ends a sentence.
 const TITLES: &[&str] = &[
-    "mr", "mrs", "ms", "messrs", "mme", "mlle", "dr", "st", "mt", "ft", "prof", "rev", "revd",
-    "capt", "cap", "col", "gen", "lt", "sgt", "maj", "adm", "cmdr", "gov", "hon", "sen", "rep",
-    "pres", "supt", "insp", "mons", "fr", "bro", "jr", "sr", "esq", "bart", "messieurs",
+    "mr",
+    "mrs",
+    "ms",
+    "messrs",
+    "mme",
+    "mlle",
+    "dr",
+    "st",
+    "mt",
+    "ft",
+    "prof",
+    "rev",
+    "revd",
+    "capt",
+    "cap",
+    "col",
+    "gen",
+    "lt",
+    "sgt",
+    "maj",
+    "adm",
+    "cmdr",
+    "gov",
+    "hon",
+    "sen",
+    "rep",
+    "pres",
+    "supt",
+    "insp",
+    "mons",
+    "fr",
+    "bro",
+    "jr",
+    "sr",
+    "esq",
+    "bart",
+    "messieurs",
 ];
 
 /// Abbreviations that never end a sentence whatever follows.
@@ -54,10 +88,39 @@ const NUMBERING: &[&str] = &[
 
 /// Verbs of speech that continue a sentence after a quoted exclamation or question.
 const SPEECH_VERBS: &[&str] = &[
-    "said", "says", "cried", "asked", "replied", "answered", "exclaimed", "shouted", "whispered",
-    "returned", "continued", "added", "observed", "remarked", "called", "muttered", "murmured",
-    "repeated", "screamed", "roared", "rejoined", "inquired", "enquired", "demanded", "thought",
-    "sang", "groaned", "sighed", "laughed", "pleaded", "urged", "interrupted", "retorted",
+    "said",
+    "says",
+    "cried",
+    "asked",
+    "replied",
+    "answered",
+    "exclaimed",
+    "shouted",
+    "whispered",
+    "returned",
+    "continued",
+    "added",
+    "observed",
+    "remarked",
+    "called",
+    "muttered",
+    "murmured",
+    "repeated",
+    "screamed",
+    "roared",
+    "rejoined",
+    "inquired",
+    "enquired",
+    "demanded",
+    "thought",
+    "sang",
+    "groaned",
+    "sighed",
+    "laughed",
+    "pleaded",
+    "urged",
+    "interrupted",
+    "retorted",
 ];
 
 const CLOSERS: &[char] = &['"', '\'', '”', '’', ')', ']', '»', '›', '_', '*'];
@@ -228,13 +291,11 @@ fn split_segment(text: &str) -> Vec<Span> {
                 quoted && chars[i..j].iter().any(|&(_, ch)| matches!(ch, '!' | '?')),
             )
         };
-        if boundary {
-            if let Some(s) = start.take() {
-                spans.push(Span {
-                    start: byte_at(s),
-                    end: byte_at(k),
-                });
-            }
+        if boundary && let Some(s) = start.take() {
+            spans.push(Span {
+                start: byte_at(s),
+                end: byte_at(k),
+            });
         }
         i = k;
     }
@@ -409,8 +470,27 @@ fn next_word_is_name_like(chars: &[(usize, char)], q: usize) -> bool {
     let w: String = chars[q..j].iter().map(|&(_, c)| c).collect();
     !matches!(
         w.as_str(),
-        "The" | "A" | "An" | "He" | "She" | "It" | "They" | "We" | "I" | "This" | "That" | "But"
-            | "And" | "In" | "On" | "At" | "There" | "Then" | "His" | "Her" | "You"
+        "The"
+            | "A"
+            | "An"
+            | "He"
+            | "She"
+            | "It"
+            | "They"
+            | "We"
+            | "I"
+            | "This"
+            | "That"
+            | "But"
+            | "And"
+            | "In"
+            | "On"
+            | "At"
+            | "There"
+            | "Then"
+            | "His"
+            | "Her"
+            | "You"
     )
 }
 
@@ -426,7 +506,11 @@ mod tests {
         );
         assert_eq!(
             split_sentences("It cost 3.14 dollars. H. G. Wells wrote it, e.g. here. Next."),
-            vec!["It cost 3.14 dollars.", "H. G. Wells wrote it, e.g. here.", "Next."]
+            vec![
+                "It cost 3.14 dollars.",
+                "H. G. Wells wrote it, e.g. here.",
+                "Next."
+            ]
         );
         assert_eq!(
             split_sentences("See No. 7 and Chap. IV for more. Then stop."),
@@ -438,15 +522,29 @@ mod tests {
     fn quotes_dialogue_and_ellipses() {
         assert_eq!(
             split_sentences("\"Oh!\" said she. \"Stop!\" Tom cried. \"Go.\" He went."),
-            vec!["\"Oh!\" said she.", "\"Stop!\" Tom cried.", "\"Go.\"", "He went."]
+            vec![
+                "\"Oh!\" said she.",
+                "\"Stop!\" Tom cried.",
+                "\"Go.\"",
+                "He went."
+            ]
         );
         assert_eq!(
             split_sentences("I wonder... Perhaps not. Well . . . and so on. End…"),
-            vec!["I wonder...", "Perhaps not.", "Well . . . and so on.", "End…"]
+            vec![
+                "I wonder...",
+                "Perhaps not.",
+                "Well . . . and so on.",
+                "End…"
+            ]
         );
         assert_eq!(
             split_sentences("Every friend must be glad . ''\n`` Yes , '' said he . Done"),
-            vec!["Every friend must be glad . ''", "`` Yes , '' said he .", "Done"]
+            vec![
+                "Every friend must be glad . ''",
+                "`` Yes , '' said he .",
+                "Done"
+            ]
         );
     }
 
@@ -469,9 +567,7 @@ mod tests {
             prev_end = s.end;
             let t = s.of(text);
             assert_eq!(t, t.trim());
-            for b in s.start..s.end {
-                covered[b] = true;
-            }
+            covered[s.start..s.end].fill(true);
         }
         for (b, ch) in text.char_indices() {
             if !ch.is_whitespace() {

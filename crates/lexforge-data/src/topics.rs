@@ -145,7 +145,12 @@ pub fn kmeans(vectors: Vectors<'_>, config: &TopicConfig, seed: Seed) -> Result<
         }
     }
     let inertia = (0..n)
-        .map(|i| f64::from(dist2(row(i), &centroids[assignments[i] as usize * d..][..d])))
+        .map(|i| {
+            f64::from(dist2(
+                row(i),
+                &centroids[assignments[i] as usize * d..][..d],
+            ))
+        })
         .sum::<f64>()
         / n as f64;
     Ok(Clustering {

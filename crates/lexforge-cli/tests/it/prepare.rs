@@ -97,7 +97,13 @@ fn prepare_in_one_process_equals_shard_and_merge() {
     let o = lexforge(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("train"), "{}", stdout(&o));
-    for f in ["train.jsonl", "validation.jsonl", "test.jsonl", "chunks.jsonl", "books.jsonl"] {
+    for f in [
+        "train.jsonl",
+        "validation.jsonl",
+        "test.jsonl",
+        "chunks.jsonl",
+        "books.jsonl",
+    ] {
         assert_eq!(
             std::fs::read(one.join(f)).unwrap(),
             std::fs::read(merged.join(f)).unwrap(),

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use lexforge_data::standardize::{Normalization, StandardizeConfig, standardize};
 use lexforge_data::split_sentences;
+use lexforge_data::standardize::{Normalization, StandardizeConfig, standardize};
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg")
@@ -69,7 +69,11 @@ fn real_text(raw: &str) -> String {
 fn boilerplate_is_gone_and_the_real_text_kept_in_every_flagged_book() {
     let books = catalogue();
     let flagged: Vec<&(String, bool)> = books.iter().filter(|(_, f)| *f).collect();
-    assert!(flagged.len() >= 20, "books.csv flags {} books", flagged.len());
+    assert!(
+        flagged.len() >= 20,
+        "books.csv flags {} books",
+        flagged.len()
+    );
     let plain = StandardizeConfig {
         normalization: Normalization::None,
         ..StandardizeConfig::default()
@@ -122,14 +126,16 @@ fn boilerplate_is_gone_and_the_real_text_kept_in_every_flagged_book() {
 
 #[test]
 fn the_pre_cleaned_book_loses_its_licence_tail_and_unflagged_books_lose_nothing() {
-    let raw = std::fs::read_to_string(
-        corpus().join("books/g_k_chesterton/the_ball_and_the_cross.txt"),
-    )
-    .unwrap();
+    let raw =
+        std::fs::read_to_string(corpus().join("books/g_k_chesterton/the_ball_and_the_cross.txt"))
+            .unwrap();
     let out = standardize(&raw, &StandardizeConfig::default());
     assert!(out.boilerplate.footer_bytes > 1000);
     assert_eq!(out.boilerplate.header_bytes, 0);
-    assert!(out.text.starts_with("[ The Ball and The Cross by G.K. Chesterton 1909 ]"));
+    assert!(
+        out.text
+            .starts_with("[ The Ball and The Cross by G.K. Chesterton 1909 ]")
+    );
     assert!(find_ci(&out.text, "gutenberg").is_none());
     for (path, flagged) in catalogue() {
         if flagged || path.contains("the_ball_and_the_cross") {
@@ -140,11 +146,16 @@ fn the_pre_cleaned_book_loses_its_licence_tail_and_unflagged_books_lose_nothing(
         assert!(!out.boilerplate.found(), "{path}: {:?}", out.boilerplate);
         assert_eq!(
             collapse(&out.text).len(),
-            collapse(&standardize(&raw, &StandardizeConfig {
-                strip_boilerplate: false,
-                ..StandardizeConfig::default()
-            })
-            .text)
+            collapse(
+                &standardize(
+                    &raw,
+                    &StandardizeConfig {
+                        strip_boilerplate: false,
+                        ..StandardizeConfig::default()
+                    }
+                )
+                .text
+            )
             .len(),
             "{path}"
         );

@@ -117,19 +117,18 @@ fn prepare_is_split_by_book_exact_repeatable_and_shardable() {
     )
     .unwrap();
     assert_eq!(summary.books.values().sum::<u64>(), 8);
-    assert_eq!(
-        (summary.books["validation"], summary.books["test"]),
-        (2, 2)
-    );
+    assert_eq!((summary.books["validation"], summary.books["test"]), (2, 2));
 
     // No book in two splits; every pair's books are in the pair's split.
     let mut split_of: BTreeMap<String, String> = BTreeMap::new();
     let mut author_of: BTreeMap<String, String> = BTreeMap::new();
     for b in rows(&out.join("books.jsonl")) {
         let id = b["id"].as_str().unwrap().to_owned();
-        assert!(split_of
-            .insert(id.clone(), b["split"].as_str().unwrap().to_owned())
-            .is_none());
+        assert!(
+            split_of
+                .insert(id.clone(), b["split"].as_str().unwrap().to_owned())
+                .is_none()
+        );
         author_of.insert(id, b["author"].as_str().unwrap().to_owned());
     }
     for b in rows(&out.join("books.jsonl")) {
@@ -150,7 +149,11 @@ fn prepare_is_split_by_book_exact_repeatable_and_shardable() {
         let pos = pairs.iter().filter(|p| p["label"] == 1).count();
         let neg = pairs.len() - pos;
         let share = pos as f64 / pairs.len() as f64;
-        assert!((share - 0.5).abs() <= 0.02, "{split}: {pos} positive of {}", pairs.len());
+        assert!(
+            (share - 0.5).abs() <= 0.02,
+            "{split}: {pos} positive of {}",
+            pairs.len()
+        );
         // Half the negatives are hard, or counted as fallbacks when a book has no neighbour in
         // its split (e.g. two books of one author in a small split).
         let hard = pairs.iter().filter(|p| p["neg_type"] == "hard").count() as u64;
@@ -178,7 +181,10 @@ fn prepare_is_split_by_book_exact_repeatable_and_shardable() {
     let emma_chars: Vec<char> = emma.chars().collect();
     let mut seen = 0;
     for c in chunks.iter().filter(|c| c["book"] == "jane_austen/emma") {
-        let (s, e) = (c["start"].as_u64().unwrap() as usize, c["end"].as_u64().unwrap() as usize);
+        let (s, e) = (
+            c["start"].as_u64().unwrap() as usize,
+            c["end"].as_u64().unwrap() as usize,
+        );
         let slice: String = emma_chars[s..e].iter().collect();
         assert_eq!(slice, c["text"].as_str().unwrap());
         seen += 1;
@@ -187,14 +193,25 @@ fn prepare_is_split_by_book_exact_repeatable_and_shardable() {
     let manifest = lexforge_core::verify_run_dir(&out).unwrap();
     assert_eq!(manifest.kind, "dataset");
     assert!(manifest.metrics["pairs.train.total"] > 0.0);
-    assert!(manifest.config["encoder"]["model_id"]
-        .as_str()
-        .unwrap()
-        .contains("@"));
+    assert!(
+        manifest.config["encoder"]["model_id"]
+            .as_str()
+            .unwrap()
+            .contains("@")
+    );
 
     // Same seed and parameters: byte-identical data files.
     let again = dir.path().join("ds2");
-    prepare(&books, &enc, &device, &cfg, &again, &NoopSink, &CancelToken::new()).unwrap();
+    prepare(
+        &books,
+        &enc,
+        &device,
+        &cfg,
+        &again,
+        &NoopSink,
+        &CancelToken::new(),
+    )
+    .unwrap();
     for f in DATA_FILES {
         assert_eq!(
             fs::read(out.join(f)).unwrap(),
