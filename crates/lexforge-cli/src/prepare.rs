@@ -106,8 +106,8 @@ struct EncodeArgs {
 /// The parameters; a TOML file first, then each flag given overrides it.
 #[derive(Debug, Args)]
 struct ParamArgs {
-    /// A TOML file with the parameters (the fields of PrepareConfig: seed, [chunk], [dedup],
-    /// [mining], [topics], [splits], [pairs], ...).
+    /// A TOML file with the parameters (the fields of PrepareConfig: `seed`, tables `chunk`,
+    /// `dedup`, `mining`, `topics`, `splits`, `pairs`, ...).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Seed of every random choice.
