@@ -3,12 +3,14 @@
 //! ```sh
 //! data-bench minhash TEXTS.txt NUM_PERM SHINGLE THRESHOLD   # one text per line
 //! data-bench topk VECTORS.f32 DIM K BLOCK                    # raw f32 LE, row-major
+//! data-bench topk-general VECTORS.f32 DIM K BLOCK            # without the symmetry
 //! data-bench prepare BOOKS_DIR OUT_DIR MODEL_DIR [MAX_CHUNKS_PER_BOOK]
 //! ```
 //! `minhash`: signatures of every text (word shingles), then LSH insert + query of each text
 //! against the texts before it (what dedup does); seconds and texts/s, candidate pairs above
-//! the threshold. `topk`: each vector's K nearest others by inner product (blocked search on
-//! the flex device), seconds and queries/s, and the neighbour ids (for agreement).
+//! the threshold. `topk`: each vector's K nearest others by inner product (the blocked
+//! self-search of mining, `top_k_self`, on the flex device), seconds and queries/s, and the
+//! neighbour ids (for agreement); `topk-general` runs the general query-vs-key search instead.
 //! `prepare`: the whole pipeline on a book directory; books per minute and stage timings.
 
 use std::process::ExitCode;
@@ -16,7 +18,7 @@ use std::time::Instant;
 
 use lexforge::data::books::BookDirectory;
 use lexforge::data::dedup::{MinHashLsh, MinHasher, jaccard, optimal_lsh_params};
-use lexforge::data::mining::{Vectors, top_k_inner_product};
+use lexforge::data::mining::{Vectors, top_k_inner_product, top_k_self};
 use lexforge::data::prepare::{PrepareConfig, prepare};
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions};
 use lexforge::{CancelToken, Device, NoopSink, Seed};
@@ -82,9 +84,17 @@ fn topk(args: &[String]) -> Result<serde_json::Value, BoxError> {
         data: &data[..dim * v.rows().min(256)],
         dim,
     };
-    top_k_inner_product(head, head, k, block, &device, &|q, c| q == c)?;
+    let general = args[1] == "topk-general";
+    let search = |v: Vectors<'_>| {
+        if general {
+            top_k_inner_product(v, v, k, block, &device, &|q, c| q == c)
+        } else {
+            top_k_self(v, k, block, &device, &|q, c| q == c)
+        }
+    };
+    search(head)?;
     let t0 = Instant::now();
-    let found = top_k_inner_product(v, v, k, block, &device, &|q, c| q == c)?;
+    let found = search(v)?;
     let secs = t0.elapsed().as_secs_f64();
     let ids: Vec<Vec<usize>> = found
         .iter()
@@ -132,7 +142,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("minhash") if args.len() == 6 => minhash(&args),
-        Some("topk") if args.len() == 6 => topk(&args),
+        Some("topk" | "topk-general") if args.len() == 6 => topk(&args),
+        Some("topk-profile") if args.len() == 5 => topk_profile(&args),
         Some("prepare") if args.len() >= 5 => prepare_books(&args),
         _ => Err(
             "usage: data-bench minhash TEXTS NUM_PERM SHINGLE THRESHOLD | topk VECTORS.f32 \
@@ -150,4 +161,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `data-bench topk-profile N DIM BLOCK`: seconds of the score blocks alone (device matmul and
+/// read-back) for an N x N self-search, to split the search's time between matmul and top-K
+/// selection.
+fn topk_profile(args: &[String]) -> Result<serde_json::Value, BoxError> {
+    use burn::tensor::{Distribution, Tensor};
+    let n: usize = arg(args, 2, "N")?;
+    let dim: usize = arg(args, 3, "DIM")?;
+    let block: usize = arg(args, 4, "BLOCK")?;
+    let d = Device::flex();
+    let q = Tensor::<2>::random([block, dim], Distribution::Default, &d);
+    let k = Tensor::<2>::random([block, dim], Distribution::Default, &d);
+    let kt_contig = Tensor::<2>::random([dim, block], Distribution::Default, &d);
+    let blocks = n.div_ceil(block).pow(2);
+    let mut out = serde_json::Map::new();
+    let view = || q.clone().matmul(k.clone().transpose());
+    let contiguous = || q.clone().matmul(kt_contig.clone());
+    let cases: [(&str, &dyn Fn() -> Tensor<2>); 2] = [
+        ("matmul_transposed_view", &view),
+        ("matmul_contiguous", &contiguous),
+    ];
+    for (name, f) in cases {
+        let _ = f().into_data();
+        let t0 = Instant::now();
+        for _ in 0..blocks {
+            let _ = f().into_data();
+        }
+        out.insert(name.into(), t0.elapsed().as_secs_f64().into());
+    }
+    Ok(serde_json::Value::Object(out))
 }

@@ -31,7 +31,7 @@ impl Default for MiningConfig {
             num_chunks_for_embed: 32,
             top_k: 5,
             exclude_same_author: true,
-            block_size: 1024,
+            block_size: 2048,
         }
     }
 }
@@ -132,24 +132,122 @@ pub fn top_k_inner_product(
                 TensorData::new(keys.data[k0 * d..k1 * d].to_vec(), [k1 - k0, d]),
                 device,
             );
-            let scores = q
+            let data = q
                 .clone()
                 .matmul(kt.transpose())
                 .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
+                .convert::<f32>();
+            let scores = data
+                .as_slice::<f32>()
                 .map_err(|e| bad("vectors", format!("cannot read scores back: {e:?}")))?;
-            let width = k1 - k0;
-            best[q0..q1]
-                .par_iter_mut()
-                .enumerate()
-                .for_each(|(r, heap)| {
-                    let qi = q0 + r;
-                    for (c, &s) in scores[r * width..(r + 1) * width].iter().enumerate() {
-                        let ki = k0 + c;
-                        if exclude(qi, ki) || s.is_nan() {
+            scan_rows(&mut best[q0..q1], q0, scores, k0, k1 - k0, k, exclude);
+        }
+    }
+    Ok(best)
+}
+
+/// For each row `r` of the `[heaps.len(), width]` score block (rows `row0 + r`, columns
+/// `col0 + c`), offers every column to the row's top-K list, in parallel over rows.
+fn scan_rows(
+    heaps: &mut [Vec<Neighbour>],
+    row0: usize,
+    scores: &[f32],
+    col0: usize,
+    width: usize,
+    k: usize,
+    exclude: &(dyn Fn(usize, usize) -> bool + Sync),
+) {
+    const LANES: usize = 16;
+    heaps.par_iter_mut().enumerate().for_each(|(r, heap)| {
+        let qi = row0 + r;
+        let row = &scores[r * width..(r + 1) * width];
+        let mut floor = if heap.len() == k {
+            heap[k - 1].score
+        } else {
+            f32::NEG_INFINITY
+        };
+        for (g, group) in row.chunks(LANES).enumerate() {
+            // Most groups hold nothing above the current K-th score: one vectorized test.
+            if !group.iter().fold(false, |any, &s| any | (s > floor)) {
+                continue;
+            }
+            for (j, &s) in group.iter().enumerate() {
+                if s <= floor || s.is_nan() {
+                    continue;
+                }
+                let ki = col0 + g * LANES + j;
+                if exclude(qi, ki) {
+                    continue;
+                }
+                push_top_k(
+                    heap,
+                    k,
+                    Neighbour {
+                        index: ki,
+                        score: s,
+                    },
+                );
+                if heap.len() == k {
+                    floor = heap[k - 1].score;
+                }
+            }
+        }
+    });
+}
+
+/// For each column `c` of the `[rows, heaps.len()]` score block (key rows `row0 + r`, query
+/// `col0 + c`), offers every row to column `c`'s top-K list: the transposed view of a block,
+/// read row by row (sequential memory), with columns split across the pool.
+fn scan_columns(
+    heaps: &mut [Vec<Neighbour>],
+    col0: usize,
+    scores: &[f32],
+    row0: usize,
+    rows: usize,
+    k: usize,
+    exclude: &(dyn Fn(usize, usize) -> bool + Sync),
+) {
+    let width = heaps.len();
+    let parts = rayon::current_num_threads().max(1) * 4;
+    let span = width.div_ceil(parts).max(1);
+    heaps
+        .par_chunks_mut(span)
+        .enumerate()
+        .for_each(|(p, chunk)| {
+            let c_start = p * span;
+            let mut floor: Vec<f32> = chunk
+                .iter()
+                .map(|h| {
+                    if h.len() == k {
+                        h[k - 1].score
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
+                .collect();
+            for r in 0..rows {
+                let row = &scores[r * width + c_start..r * width + c_start + chunk.len()];
+                for (g, group) in row.chunks(16).enumerate() {
+                    let base = g * 16;
+                    let floors = &floor[base..base + group.len()];
+                    // One vectorized test per 16 columns; most hold nothing new.
+                    if !group
+                        .iter()
+                        .zip(floors)
+                        .fold(false, |any, (&s, &f)| any | (s > f))
+                    {
+                        continue;
+                    }
+                    for (jj, &s) in group.iter().enumerate() {
+                        let j = base + jj;
+                        if s <= floor[j] || s.is_nan() {
                             continue;
                         }
+                        let (qi, ki) = (col0 + c_start + j, row0 + r);
+                        if exclude(qi, ki) {
+                            continue;
+                        }
+                        let heap = &mut chunk[j];
                         push_top_k(
                             heap,
                             k,
@@ -158,8 +256,70 @@ pub fn top_k_inner_product(
                                 score: s,
                             },
                         );
+                        if heap.len() == k {
+                            floor[j] = heap[k - 1].score;
+                        }
                     }
-                });
+                }
+            }
+        });
+}
+
+/// [`top_k_inner_product`] of a set against itself (each row's `k` nearest *other* rows, when
+/// `exclude` rejects `q == key`), computing each pair of blocks once: the score matrix is
+/// symmetric, so block `(b, c)` also serves, read by columns, as block `(c, b)`. Half the matrix
+/// products of the general search; same results, same tie-breaking (lower index first).
+///
+/// # Errors
+/// As [`top_k_inner_product`].
+pub fn top_k_self(
+    vectors: Vectors<'_>,
+    k: usize,
+    block: usize,
+    device: &Device,
+    exclude: &(dyn Fn(usize, usize) -> bool + Sync),
+) -> Result<Vec<Vec<Neighbour>>> {
+    let bad = |parameter, reason: String| DataError::InvalidParameter { parameter, reason };
+    if vectors.dim == 0 || !vectors.data.len().is_multiple_of(vectors.dim) {
+        return Err(bad(
+            "vectors",
+            "data length is not a multiple of a non-zero width".to_owned(),
+        ));
+    }
+    if k == 0 || block == 0 {
+        return Err(bad("top_k", "k and block must be at least 1".to_owned()));
+    }
+    let (n, d) = (vectors.rows(), vectors.dim);
+    let tensor = |r0: usize, r1: usize| {
+        Tensor::<2>::from_data(
+            TensorData::new(vectors.data[r0 * d..r1 * d].to_vec(), [r1 - r0, d]),
+            device,
+        )
+    };
+    let mut best: Vec<Vec<Neighbour>> = vec![Vec::with_capacity(k + 1); n];
+    // Row block b meets column blocks c >= b; for a row in block c, candidates from blocks
+    // b < c arrive (transposed) before its own pass, so keys always arrive in index order.
+    for b0 in (0..n).step_by(block) {
+        let b1 = (b0 + block).min(n);
+        let q = tensor(b0, b1);
+        for c0 in (b0..n).step_by(block) {
+            let c1 = (c0 + block).min(n);
+            let data = q
+                .clone()
+                .matmul(tensor(c0, c1).transpose())
+                .into_data()
+                .convert::<f32>();
+            let scores = data
+                .as_slice::<f32>()
+                .map_err(|e| bad("vectors", format!("cannot read scores back: {e:?}")))?;
+            let (bw, cw) = (b1 - b0, c1 - c0);
+            if c0 == b0 {
+                scan_rows(&mut best[b0..b1], b0, scores, c0, cw, k, exclude);
+            } else {
+                let (head, tail) = best.split_at_mut(c0);
+                scan_rows(&mut head[b0..b1], b0, scores, c0, cw, k, exclude);
+                scan_columns(&mut tail[..cw], c0, scores, b0, bw, k, exclude);
+            }
         }
     }
     Ok(best)
@@ -229,6 +389,33 @@ mod tests {
             for (qi, row) in got.iter().enumerate() {
                 let ids: Vec<usize> = row.iter().map(|n| n.index).collect();
                 assert_eq!(ids, brute(&data[qi * d..(qi + 1) * d], &data, d, 4, qi));
+            }
+        }
+    }
+
+    #[test]
+    fn self_search_equals_the_general_search() {
+        let (n, d) = (53, 6);
+        let data: Vec<f32> = (0..n * d)
+            .map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let v = Vectors {
+            data: &data,
+            dim: d,
+        };
+        let device = Device::flex();
+        let odd = |q: usize, k: usize| q == k || (q + k) % 7 == 0;
+        for block in [1, 4, 10, 53, 64] {
+            for exclude in [&odd as &(dyn Fn(usize, usize) -> bool + Sync), &|q, k| {
+                q == k
+            }] {
+                let sym = top_k_self(v, 5, block, &device, exclude).unwrap();
+                let general = top_k_inner_product(v, v, 5, block, &device, exclude).unwrap();
+                for (a, b) in sym.iter().zip(&general) {
+                    let ia: Vec<usize> = a.iter().map(|x| x.index).collect();
+                    let ib: Vec<usize> = b.iter().map(|x| x.index).collect();
+                    assert_eq!(ia, ib, "block {block}");
+                }
             }
         }
     }

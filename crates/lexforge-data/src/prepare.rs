@@ -39,7 +39,7 @@ use lexforge_nn::encoder::SentenceEncoder;
 use crate::chunk::{Chunk, ChunkConfig, ChunkReport, chunk_book};
 use crate::dedup::{DedupConfig, DedupReport, dedup};
 use crate::error::{DataError, Result};
-use crate::mining::{MiningConfig, Vectors, centroid, top_k_inner_product};
+use crate::mining::{MiningConfig, Vectors, centroid, top_k_self};
 use crate::pairs::{PairBook, PairConfig, PairCounts, Split, SplitConfig, make_pairs, split_books};
 use crate::standardize::{BoilerplateReport, StandardizeConfig, standardize};
 use crate::topics::{TopicConfig, kmeans};
@@ -564,8 +564,7 @@ pub fn build_dataset(
             Vec::new()
         } else {
             let v = Vectors { data: &flat, dim };
-            top_k_inner_product(
-                v,
+            top_k_self(
                 v,
                 config.mining.top_k,
                 config.mining.block_size,
