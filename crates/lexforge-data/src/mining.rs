@@ -404,7 +404,7 @@ mod tests {
             dim: d,
         };
         let device = Device::flex();
-        let odd = |q: usize, k: usize| q == k || (q + k) % 7 == 0;
+        let odd = |q: usize, k: usize| q == k || (q + k).is_multiple_of(7);
         for block in [1, 4, 10, 53, 64] {
             for exclude in [&odd as &(dyn Fn(usize, usize) -> bool + Sync), &|q, k| {
                 q == k
