@@ -112,6 +112,8 @@ const START_MARKERS: &[&str] = &[
     "***start of this project gutenberg",
     "***start of the project gutenberg",
     "*end*the small print",
+    "*end the small print",
+    "* end the small print",
     "*** start of this etext",
 ];
 
@@ -471,6 +473,22 @@ mod tests {
             assert_eq!(s.text, "CHAPTER I\n\nIt began. It ended.", "{start}");
             assert!(s.boilerplate.found());
             assert_eq!(s.boilerplate.notes_removed, 1, "the credit line");
+        }
+    }
+
+    #[test]
+    fn old_small_print_headers() {
+        for marker in [
+            "*END*THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*Ver.04.29.93*END*",
+            "*END THE SMALL PRINT! FOR PUBLIC DOMAIN ETEXTS*Ver.02/11/02*END*",
+        ] {
+            let raw = format!(
+                "The Project Gutenberg Etext of Old Book\n\nPlease read the legal small \
+                 print.\n\n{marker}\n\nReal text here. And more.\n\n\
+                 End of The Project Gutenberg Etext of Old Book\n"
+            );
+            let s = standardize(&raw, &StandardizeConfig::default());
+            assert_eq!(s.text, "Real text here. And more.", "{marker}");
         }
     }
 
