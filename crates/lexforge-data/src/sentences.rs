@@ -83,8 +83,8 @@ const NEVER_FINAL: &[&str] = &[
 /// Abbreviations that do not end a sentence before a number (`No. 7`, `Chap. IV`).
 const NUMBERING: &[&str] = &[
     "no", "nos", "vol", "vols", "ch", "chap", "pp", "p", "fig", "art", "sec", "sect", "pt", "ed",
-    "bk", "ver", "op", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
-    "dec", "ca",
+    "bk", "ver", "op", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
+    "nov", "dec", "ca",
 ];
 
 /// Verbs of speech that continue a sentence after a quoted exclamation or question.
