@@ -1,0 +1,65 @@
+//! Errors of the matcher.
+
+use std::path::PathBuf;
+
+use lexforge_core::ErrorKind;
+
+/// Everything that can go wrong training, calibrating, evaluating or using the matcher.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MatcherError {
+    /// Run directories, atomic writes, I/O.
+    #[error(transparent)]
+    Core(#[from] lexforge_core::Error),
+
+    /// The encoder and its weights.
+    #[error(transparent)]
+    Nn(#[from] lexforge_nn::NnError),
+
+    /// The prepared dataset.
+    #[error(transparent)]
+    Data(#[from] lexforge_data::DataError),
+
+    /// Input that cannot be scored, fitted or evaluated.
+    #[error("invalid matcher input: {reason}")]
+    InvalidInput {
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
+    /// A parameter that cannot work.
+    #[error("invalid matcher parameter {parameter}: {reason}")]
+    InvalidParameter {
+        /// Its name.
+        parameter: &'static str,
+        /// Why.
+        reason: String,
+    },
+
+    /// A damaged or foreign `calibration.json` / `style_calibration.json`.
+    #[error("calibration file {path} is not usable: {reason}")]
+    Calibration {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl MatcherError {
+    /// The error family.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            MatcherError::Core(e) => e.kind(),
+            MatcherError::Nn(e) => e.kind(),
+            MatcherError::Data(e) => e.kind(),
+            MatcherError::InvalidInput { .. } | MatcherError::InvalidParameter { .. } => {
+                ErrorKind::InvalidInput
+            }
+            MatcherError::Calibration { .. } => ErrorKind::Artifact,
+        }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = MatcherError> = std::result::Result<T, E>;
