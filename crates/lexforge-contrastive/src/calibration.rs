@@ -187,7 +187,8 @@ impl Calibration {
                 c.schema_version
             )));
         }
-        if !(c.temperature.is_finite() && c.temperature > 0.0)
+        if !c.temperature.is_finite()
+            || c.temperature <= 0.0
             || !c.bias.is_finite()
             || !(0.0..=1.0).contains(&c.threshold)
         {

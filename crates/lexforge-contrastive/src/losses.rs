@@ -43,7 +43,7 @@ pub fn supcon_loss(embeddings: Tensor<2>, labels: &[u32], temperature: f64) -> R
             labels.len()
         )));
     }
-    if !(temperature > 0.0) {
+    if temperature.is_nan() || temperature <= 0.0 {
         return Err(invalid(format!(
             "temperature {temperature} must be positive"
         )));
@@ -113,7 +113,7 @@ pub fn info_nce_loss(
             "InfoNCE needs at least 2 rows (in-batch negatives)",
         ));
     }
-    if !(temperature > 0.0) {
+    if temperature.is_nan() || temperature <= 0.0 {
         return Err(invalid(format!(
             "temperature {temperature} must be positive"
         )));
@@ -158,7 +158,7 @@ fn pair_logits(u: Tensor<2>, v: Tensor<2>, scale: f64, shift: f64) -> Result<Ten
             v.dims()
         )));
     }
-    if !(scale > 0.0) {
+    if scale.is_nan() || scale <= 0.0 {
         return Err(invalid(format!("scale {scale} must be positive")));
     }
     Ok((row_cosine(u, v) - shift) * scale)
