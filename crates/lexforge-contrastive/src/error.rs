@@ -20,6 +20,28 @@ pub enum MatcherError {
     #[error(transparent)]
     Data(#[from] lexforge_data::DataError),
 
+    /// The training engine.
+    #[error(transparent)]
+    Train(#[from] lexforge_train::TrainError),
+
+    /// A prepared dataset directory this build cannot read.
+    #[error("dataset {path} cannot be used: {reason}")]
+    Dataset {
+        /// The dataset directory or file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
+    /// A matcher directory that is incomplete or inconsistent.
+    #[error("matcher {path} cannot be loaded: {reason}")]
+    Artifact {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// Input that cannot be scored, fitted or evaluated.
     #[error("invalid matcher input: {reason}")]
     InvalidInput {
@@ -53,6 +75,8 @@ impl MatcherError {
             MatcherError::Core(e) => e.kind(),
             MatcherError::Nn(e) => e.kind(),
             MatcherError::Data(e) => e.kind(),
+            MatcherError::Train(e) => e.kind(),
+            MatcherError::Dataset { .. } | MatcherError::Artifact { .. } => ErrorKind::Artifact,
             MatcherError::InvalidInput { .. } | MatcherError::InvalidParameter { .. } => {
                 ErrorKind::InvalidInput
             }

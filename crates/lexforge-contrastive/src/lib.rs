@@ -1,14 +1,30 @@
 //! lexforge book-text matcher (issue #7): given two passages, the probability that they come
 //! from the same book and how close they are in style; given a passage and a library, its book.
 //!
-//! Landed so far: the evaluation metrics ([`metrics`]) and the calibration of cosine scores
-//! ([`calibration`]: Platt temperature + bias with a fitted decision threshold, and an isotonic
-//! style map). The bi-encoder, its losses and training follow.
+//! - [`model`]: the bi-encoder (BERT-family body, pooling, optional style features, projection
+//!   head, optional pair head and topic adversary).
+//! - [`losses`]: SupCon, InfoNCE, pairwise, distillation losses and gradient reversal.
+//! - [`dataset`]: prepared dataset directories and pair batches.
+//! - [`train`]: training with the lexforge engine, then save, calibrate, evaluate.
+//! - [`calibration`], [`metrics`]: Platt + threshold and isotonic style calibration; ROC-AUC,
+//!   ECE, retrieval metrics.
+//! - [`matcher`]: a trained matcher: score, style similarity, library search.
 
 pub mod calibration;
+pub mod dataset;
 mod error;
 pub mod losses;
+pub mod matcher;
 pub mod metrics;
+pub mod model;
+pub mod style;
+pub mod train;
 
 pub use calibration::{Calibration, StyleCalibration, ThresholdMetric};
+pub use dataset::{PairBatch, PairItems, PreparedDataset};
 pub use error::{MatcherError, Result};
+pub use matcher::{EvalReport, Library, Matcher, PairScore, SearchHit};
+pub use model::{BiEncoder, HeadConfig, TokenBatch};
+pub use train::{
+    DistillMode, LossConfig, MatcherModel, MatcherTrainConfig, TrainReport, train_matcher,
+};

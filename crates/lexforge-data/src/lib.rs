@@ -26,8 +26,8 @@ pub use error::{DataError, Result};
 pub use mining::MiningConfig;
 pub use pairs::{Pair, PairConfig, Split, SplitConfig};
 pub use prepare::{
-    ChunkedCorpus, PrepareConfig, PrepareSummary, build_dataset, chunk_corpus, merge_shards,
-    prepare, read_shard, write_shard,
+    ChunkedCorpus, DATASET_FORMAT, DATASET_KIND, PrepareConfig, PrepareSummary, build_dataset,
+    chunk_corpus, merge_shards, prepare, read_jsonl, read_shard, write_shard,
 };
 pub use sentences::{Span, sentence_spans, split_sentences};
 pub use standardize::{Normalization, StandardizeConfig, standardize};

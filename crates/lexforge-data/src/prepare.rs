@@ -283,6 +283,10 @@ fn sort_corpus(c: &mut ChunkedCorpus) {
 
 const SHARD_KIND: &str = "data-shard";
 const SHARD_FORMAT: u32 = 1;
+/// Manifest `kind` of a prepared dataset directory.
+pub const DATASET_KIND: &str = "dataset";
+/// Version of the dataset layout, in the manifest's `config.format`; readers refuse others.
+pub const DATASET_FORMAT: u32 = 1;
 
 /// Writes stage A's result as a shard directory `dir` (staged: it appears complete or not at
 /// all): `chunks.jsonl`, `books.jsonl`, `skipped.jsonl` and a manifest with the stage-A
@@ -601,7 +605,7 @@ pub fn build_dataset(
 
     // Write.
     cancel.check()?;
-    let mut run = RunDir::create(&parent, &name, "dataset", StageMode::Staged)?;
+    let mut run = RunDir::create(&parent, &name, DATASET_KIND, StageMode::Staged)?;
     for (split, pairs) in &split_pairs {
         run.write_artifact(&format!("{}.jsonl", split.name()), &jsonl(pairs)?)?;
     }
@@ -695,6 +699,7 @@ pub fn build_dataset(
     }
     let m = run.manifest_mut();
     m.config = json!({
+        "format": DATASET_FORMAT,
         "prepare": config,
         "encoder": { "model_id": encoder.model_id(), "dim": dim },
     });
@@ -763,7 +768,12 @@ fn jsonl<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+/// Reads a JSONL file of `T` rows (blank lines skipped).
+///
+/// # Errors
+/// I/O errors naming the file; [`CoreError::CorpusRecord`] naming the file and line of the
+/// first row that does not parse as `T`.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let text = std::fs::read_to_string(path).map_err(|e| CoreError::io("read", path, e))?;
     text.lines()
         .enumerate()

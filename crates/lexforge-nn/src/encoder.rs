@@ -345,6 +345,15 @@ impl BertSentenceEncoder {
         &self.model
     }
 
+    /// Replaces the encoder body (e.g. with fine-tuned weights of the same shapes), keeping
+    /// the tokenizer and pooling; `model_id` gets `suffix` appended so embeddings of the new
+    /// weights never share cache entries with the old ones.
+    pub fn with_model(mut self, model: BertModel, suffix: &str) -> Self {
+        self.model = model;
+        self.model_id = format!("{}+{suffix}", self.model_id);
+        self
+    }
+
     /// The model's config.
     pub fn config(&self) -> &BertConfig {
         &self.config

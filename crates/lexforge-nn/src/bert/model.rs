@@ -219,6 +219,23 @@ impl BertModel {
     /// [`NnError::InvalidInput`] when `t` exceeds [`BertModel::max_tokens`], a length is out of
     /// range, or an id is outside the vocabulary.
     pub fn forward(&self, input_ids: Tensor<2, Int>, lengths: &[usize]) -> Result<Tensor<3>> {
+        self.forward_frozen(input_ids, lengths, 0)
+    }
+
+    /// [`BertModel::forward`] with the bottom `frozen` stages outside the gradient: stage 0 is
+    /// the embeddings, stage `i` is layer `i − 1`. Their output is detached, so backward
+    /// stops there (fine-tuning only the top layers costs less than half the backward of a
+    /// full model). `frozen = 0` trains everything; values above the number of layers + 1 are
+    /// clamped.
+    ///
+    /// # Errors
+    /// As [`BertModel::forward`].
+    pub fn forward_frozen(
+        &self,
+        input_ids: Tensor<2, Int>,
+        lengths: &[usize],
+        frozen: usize,
+    ) -> Result<Tensor<3>> {
         let [b, t] = input_ids.dims();
         if t > self.max_tokens {
             return Err(NnError::InvalidInput {
@@ -280,8 +297,14 @@ impl BertModel {
             .embeddings
             .dropout
             .forward(self.embeddings.norm.forward(x));
-        for layer in &self.layers {
+        if frozen >= 1 {
+            x = x.detach();
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, lengths);
+            if frozen >= i + 2 {
+                x = x.detach();
+            }
         }
         Ok(x)
     }

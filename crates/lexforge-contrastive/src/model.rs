@@ -1,0 +1,419 @@
+//! The bi-encoder: a BERT-family body, pooling, optional style features, a projection head,
+//! an optional symmetric pair head and an optional topic adversary.
+//!
+//! ```text
+//! text ─ tokens ─ BertModel ─ pool ─┬─ [style features] ─ head ─ L2 ─ u
+//!                                   │
+//! pair score(u, v) = scale · cos(u, v) + bias  [+ pair_head(|u − v|, u ∘ v)]
+//! topic adversary:   topic_head(grad_reverse(u))
+//! ```
+
+use burn::module::{Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use lexforge_nn::bert::BertModel;
+use lexforge_nn::pooling::{Pooling, pool};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{MatcherError, Result};
+use crate::losses::grad_reverse;
+use crate::style::{STYLE_DIM, style_features};
+
+/// The parts of the bi-encoder beyond its body, saved as `head/config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeadConfig {
+    /// Output dimension of the projection head; `None`: no head (the pooled vector is the
+    /// embedding, and style features are refused).
+    pub projection_dim: Option<usize>,
+    /// Concatenate the [`crate::style`] features to the pooled vector before the head.
+    pub style_features: bool,
+    /// Add a learned term on `[|u − v|, u ∘ v]` to the pair score.
+    pub pair_features: bool,
+    /// Topic classes of the adversary (`None`: no adversary).
+    pub topics: Option<usize>,
+    /// Initial multiplier of the cosine in the pair score (learned).
+    pub init_scale: f64,
+    /// Initial cosine at which the pair score is 0 (learned through the bias).
+    pub init_shift: f64,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        HeadConfig {
+            projection_dim: Some(256),
+            style_features: false,
+            pair_features: false,
+            topics: None,
+            init_scale: 20.0,
+            init_shift: 0.5,
+        }
+    }
+}
+
+impl HeadConfig {
+    /// Checks the values against the body's hidden size.
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidParameter`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |parameter, reason: &str| {
+            Err(MatcherError::InvalidParameter {
+                parameter,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.projection_dim == Some(0) {
+            return bad("projection_dim", "must be at least 1 when given");
+        }
+        if self.style_features && self.projection_dim.is_none() {
+            return bad(
+                "style_features",
+                "needs a projection head (projection_dim) to mix them into the embedding",
+            );
+        }
+        if matches!(self.topics, Some(k) if k < 2) {
+            return bad("topics", "an adversary needs at least 2 topic classes");
+        }
+        if !(self.init_scale.is_finite() && self.init_scale > 0.0) {
+            return bad("init_scale", "must be positive and finite");
+        }
+        if !self.init_shift.is_finite() {
+            return bad("init_shift", "must be finite");
+        }
+        Ok(())
+    }
+}
+
+/// Token ids of a batch of texts, right-padded on the host.
+#[derive(Debug, Clone)]
+pub struct TokenBatch {
+    /// Token ids of each text (special tokens included, truncated).
+    pub ids: Vec<Vec<u32>>,
+    /// Style features of each text (row-major `[n, STYLE_DIM]`), when the head uses them.
+    pub style: Option<Vec<f32>>,
+}
+
+impl TokenBatch {
+    /// Texts' token ids with their style features computed when `style` is set.
+    pub fn new(ids: Vec<Vec<u32>>, texts: Option<&[&str]>) -> Self {
+        let style = texts.map(|t| t.iter().flat_map(|s| style_features(s)).collect());
+        TokenBatch { ids, style }
+    }
+
+    /// Number of texts.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are no texts.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// The bi-encoder module. See the module documentation.
+#[derive(Module, Debug)]
+pub struct BiEncoder {
+    /// The encoder body.
+    pub bert: BertModel,
+    /// `[hidden (+ STYLE_DIM)] → projection_dim`, initialized to the identity on the pooled
+    /// part (so training starts from the base encoder's geometry) and zero on style features.
+    pub head: Option<Linear>,
+    /// `[2 · dim] → 1` on `[|u − v|, u ∘ v]`, initialized to zero.
+    pub pair_head: Option<Linear>,
+    /// `dim → topics`, behind gradient reversal.
+    pub topic_head: Option<Linear>,
+    /// `[scale, bias]` of the pair score `scale · cos + bias`.
+    pub score_affine: Param<Tensor<1>>,
+    #[module(skip)]
+    pooling: Pooling,
+    #[module(skip)]
+    config: HeadConfig,
+    #[module(skip)]
+    frozen: usize,
+}
+
+impl BiEncoder {
+    /// A bi-encoder on `bert` with a freshly initialized head.
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidParameter`] from [`HeadConfig::validate`].
+    pub fn new(
+        bert: BertModel,
+        pooling: Pooling,
+        config: &HeadConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let hidden = bert.hidden_size();
+        let input = hidden + if config.style_features { STYLE_DIM } else { 0 };
+        let head = config.projection_dim.map(|out| {
+            // Identity on the first min(hidden, out) pooled dimensions: a square head starts
+            // as a no-op, a smaller one as a truncation.
+            let mut w = vec![0.0f32; input * out];
+            for i in 0..hidden.min(out) {
+                w[i * out + i] = 1.0;
+            }
+            let mut lin = LinearConfig::new(input, out).init(device);
+            lin.weight =
+                Param::from_tensor(Tensor::from_data(TensorData::new(w, [input, out]), device));
+            lin.bias = Some(Param::from_tensor(Tensor::zeros([out], device)));
+            lin
+        });
+        let dim = config.projection_dim.unwrap_or(hidden);
+        let zero_linear = |i: usize, o: usize| {
+            let mut lin = LinearConfig::new(i, o).init(device);
+            lin.weight = Param::from_tensor(Tensor::zeros([i, o], device));
+            lin.bias = Some(Param::from_tensor(Tensor::zeros([o], device)));
+            lin
+        };
+        let pair_head = config.pair_features.then(|| zero_linear(2 * dim, 1));
+        let topic_head = config
+            .topics
+            .map(|k| LinearConfig::new(dim, k).init(device));
+        let scale = config.init_scale as f32;
+        let bias = -(config.init_scale * config.init_shift) as f32;
+        Ok(BiEncoder {
+            bert,
+            head,
+            pair_head,
+            topic_head,
+            score_affine: Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![scale, bias], [2]),
+                device,
+            )),
+            pooling,
+            config: config.clone(),
+            frozen: 0,
+        })
+    }
+
+    /// Runs the bottom `frozen` stages of the body without gradients (see
+    /// [`BertModel::forward_frozen`]).
+    pub fn with_frozen(mut self, frozen: usize) -> Self {
+        self.frozen = frozen;
+        self
+    }
+
+    /// The head configuration.
+    pub fn config(&self) -> &HeadConfig {
+        &self.config
+    }
+
+    /// The pooling of the body.
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+
+    /// Embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.config
+            .projection_dim
+            .unwrap_or_else(|| self.bert.hidden_size())
+    }
+
+    /// Pooled body vectors of `batch`, before the head.
+    ///
+    /// # Shapes
+    /// → `[n, hidden]`.
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidInput`] for an empty batch or an empty token sequence; errors of
+    /// the body (too many tokens, ids outside the vocabulary).
+    pub fn pooled(&self, batch: &TokenBatch, device: &Device) -> Result<Tensor<2>> {
+        if batch.is_empty() {
+            return Err(MatcherError::InvalidInput {
+                reason: "an empty batch".into(),
+            });
+        }
+        let lengths: Vec<usize> = batch.ids.iter().map(Vec::len).collect();
+        if lengths.contains(&0) {
+            return Err(MatcherError::InvalidInput {
+                reason: "an empty token sequence".into(),
+            });
+        }
+        let t = lengths.iter().copied().max().unwrap_or(1);
+        let pad = self.bert.pad_token_id() as i64;
+        let flat: Vec<i64> = batch
+            .ids
+            .iter()
+            .flat_map(|row| {
+                row.iter()
+                    .map(|&i| i64::from(i))
+                    .chain(std::iter::repeat_n(pad, t - row.len()))
+            })
+            .collect();
+        let input = Tensor::<2, Int>::from_data(TensorData::new(flat, [lengths.len(), t]), device);
+        let hidden = self.bert.forward_frozen(input, &lengths, self.frozen)?;
+        Ok(pool(hidden, &lengths, self.pooling))
+    }
+
+    /// The head applied to pooled vectors, L2-normalized.
+    ///
+    /// # Shapes
+    /// `pooled`: `[n, hidden]`, `style`: `n · STYLE_DIM` values when the head uses style
+    /// features → `[n, dim]`.
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidInput`] when style features are needed but missing or of the
+    /// wrong size.
+    pub fn project(&self, pooled: Tensor<2>, style: Option<&[f32]>) -> Result<Tensor<2>> {
+        let [n, _] = pooled.dims();
+        let x = if self.config.style_features {
+            let style = style.ok_or_else(|| MatcherError::InvalidInput {
+                reason: "the head uses style features but none were given".into(),
+            })?;
+            if style.len() != n * STYLE_DIM {
+                return Err(MatcherError::InvalidInput {
+                    reason: format!("{} style values for {n} rows of {STYLE_DIM}", style.len()),
+                });
+            }
+            let s = Tensor::<2>::from_data(
+                TensorData::new(style.to_vec(), [n, STYLE_DIM]),
+                &pooled.device(),
+            );
+            Tensor::cat(vec![pooled, s], 1)
+        } else {
+            pooled
+        };
+        let y = match &self.head {
+            Some(h) => h.forward(x),
+            None => x,
+        };
+        Ok(l2_normalize(y))
+    }
+
+    /// Embeddings of `batch`: [`BiEncoder::pooled`] then [`BiEncoder::project`].
+    ///
+    /// # Shapes
+    /// → `[n, dim]`, unit rows.
+    ///
+    /// # Errors
+    /// As those two.
+    pub fn embed(&self, batch: &TokenBatch, device: &Device) -> Result<Tensor<2>> {
+        let pooled = self.pooled(batch, device)?;
+        self.project(pooled, batch.style.as_deref())
+    }
+
+    /// The raw pair score (a logit before calibration): `scale · cos(u, v) + bias`, plus the
+    /// pair head on `[|u − v|, u ∘ v]` when configured. Symmetric in `u` and `v`.
+    ///
+    /// # Shapes
+    /// `u`, `v`: `[n, dim]` unit rows → `[n, 1]`.
+    pub fn pair_logits(&self, u: Tensor<2>, v: Tensor<2>) -> Tensor<2> {
+        let [n, _] = u.dims();
+        let cos = (u.clone() * v.clone()).sum_dim(1);
+        let affine = self.score_affine.val();
+        let scale = affine.clone().slice([0..1]).reshape([1, 1]);
+        let bias = affine.slice([1..2]).reshape([1, 1]);
+        let base = cos * scale.expand([n, 1]) + bias.expand([n, 1]);
+        match &self.pair_head {
+            Some(h) => {
+                let features = Tensor::cat(vec![(u.clone() - v.clone()).abs(), u * v], 1);
+                base + h.forward(features)
+            }
+            None => base,
+        }
+    }
+
+    /// Topic logits of embeddings through gradient reversal with weight `lambda` (identity
+    /// forward). `None` without an adversary.
+    ///
+    /// # Shapes
+    /// `embeddings`: `[n, dim]` → `[n, topics]`.
+    pub fn topic_logits(&self, embeddings: Tensor<2>, lambda: f64) -> Option<Tensor<2>> {
+        self.topic_head
+            .as_ref()
+            .map(|h| h.forward(grad_reverse(embeddings, lambda)))
+    }
+}
+
+/// Rows scaled to unit L2 norm (norms below 1e-12 treated as 1e-12).
+///
+/// # Shapes
+/// `[n, d]` → `[n, d]`.
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = (x.clone() * x.clone()).sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lexforge_nn::bert::BertConfig;
+
+    fn tiny(config: &HeadConfig, device: &Device) -> BiEncoder {
+        let bert = BertModel::new(&BertConfig::bert(50, 16, 2, 2), device).unwrap();
+        BiEncoder::new(bert, Pooling::Mean, config, device).unwrap()
+    }
+
+    fn rows(t: Tensor<2>) -> Vec<f32> {
+        t.into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn head_starts_as_identity_and_scores_are_symmetric() {
+        let d = Device::flex();
+        let config = HeadConfig {
+            projection_dim: Some(16),
+            style_features: true,
+            pair_features: true,
+            topics: Some(3),
+            ..HeadConfig::default()
+        };
+        let m = tiny(&config, &d);
+        let texts = ["A short one.", "Another, longer; text!"];
+        let batch = TokenBatch::new(vec![vec![1, 5, 7, 2], vec![1, 9, 2]], Some(&texts));
+        let pooled = m.pooled(&batch, &d).unwrap();
+        let e = rows(m.embed(&batch, &d).unwrap());
+        let p = rows(l2_normalize(pooled));
+        for (a, b) in e.iter().zip(&p) {
+            assert!((a - b).abs() < 1e-5);
+        }
+        let u = m.embed(&batch, &d).unwrap();
+        let v = u.clone().flip([0]);
+        let uv = rows(m.pair_logits(u.clone(), v.clone()));
+        let vu = rows(m.pair_logits(v, u.clone()));
+        assert!((uv[0] - vu[0]).abs() < 1e-5 && (uv[1] - vu[1]).abs() < 1e-5);
+        // Self-pairs: cos = 1 → scale − scale · shift = 20 − 10.
+        let same = rows(m.pair_logits(u.clone(), u.clone()));
+        assert!((same[0] - 10.0).abs() < 1e-4);
+        assert_eq!(m.topic_logits(u, 1.0).unwrap().dims(), [2, 3]);
+    }
+
+    #[test]
+    fn bad_configs_and_inputs_are_typed() {
+        let d = Device::flex();
+        let bert = BertModel::new(&BertConfig::bert(50, 16, 1, 2), &d).unwrap();
+        let style_without_head = HeadConfig {
+            projection_dim: None,
+            style_features: true,
+            ..HeadConfig::default()
+        };
+        assert!(matches!(
+            BiEncoder::new(bert, Pooling::Mean, &style_without_head, &d),
+            Err(MatcherError::InvalidParameter {
+                parameter: "style_features",
+                ..
+            })
+        ));
+        let m = tiny(&HeadConfig::default(), &d);
+        assert!(m.embed(&TokenBatch::new(vec![], None), &d).is_err());
+        assert!(m.embed(&TokenBatch::new(vec![vec![]], None), &d).is_err());
+        let style = tiny(
+            &HeadConfig {
+                style_features: true,
+                ..HeadConfig::default()
+            },
+            &d,
+        );
+        assert!(matches!(
+            style.embed(&TokenBatch::new(vec![vec![1, 2]], None), &d),
+            Err(MatcherError::InvalidInput { .. })
+        ));
+    }
+}

@@ -1,0 +1,543 @@
+//! Training the bi-encoder on a prepared dataset with the lexforge training engine, then
+//! saving, calibrating and evaluating it.
+//!
+//! The loss of a batch of `n` labelled pairs (`2n` texts, embeddings `u` and `v`) is a
+//! weighted sum of:
+//! - **pairwise**: logistic loss of the pair score `scale · cos(u, v) + bias` against the label;
+//! - **SupCon**: supervised contrastive loss over the `2n` embeddings with books as classes
+//!   (hard negatives from the data-prep neighbour lists are in the batch as pairs of
+//!   neighbouring books);
+//! - **InfoNCE**: multiple-negatives ranking over the positive pairs of the batch;
+//! - **adversary**: topic cross-entropy through gradient reversal (when the head has one);
+//! - **distillation**: against a teacher's pair logits, as a soft-label KL (binary
+//!   cross-entropy to the teacher's probabilities) or margin-MSE on positive/negative pairs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use lexforge_core::{CancelToken, Event, EventSink, JsonlSink};
+use lexforge_data::Split;
+use lexforge_nn::bert::{BertConfig, BertModel};
+use lexforge_train::{
+    BoxError, CheckpointDir, LossOutput, Resume, StopReason, TrainConfig, TrainContext, TrainModel,
+    train,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::calibration::ThresholdMetric;
+use crate::dataset::{PairBatch, PairItems, PreparedDataset};
+use crate::error::{MatcherError, Result};
+use crate::losses::{bce_with_logits, info_nce_loss, supcon_loss};
+use crate::matcher::{EvalReport, Matcher, write_json};
+use crate::model::{BiEncoder, HeadConfig};
+
+/// How the student learns from a teacher's pair scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DistillMode {
+    /// Binary cross-entropy against the teacher's probabilities (KL up to a constant).
+    #[default]
+    Kl,
+    /// Mean squared error between student and teacher score margins of positive/negative
+    /// pairs of the batch.
+    MarginMse,
+}
+
+/// Weights and temperature of the loss terms (a weight of 0 turns a term off).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// Pairwise logistic loss on labelled pairs.
+    pub pairwise: f64,
+    /// Supervised contrastive loss, books as classes.
+    pub supcon: f64,
+    /// InfoNCE over the batch's positive pairs (in-batch negatives).
+    pub info_nce: f64,
+    /// Temperature of SupCon and InfoNCE.
+    pub temperature: f64,
+    /// Topic adversary weight (needs `head.topics`); the gradient reaching the encoder is
+    /// reversed.
+    pub adversary: f64,
+    /// Distillation weight (needs a teacher).
+    pub distill: f64,
+    /// Distillation loss.
+    pub distill_mode: DistillMode,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            pairwise: 1.0,
+            supcon: 0.5,
+            info_nce: 0.5,
+            temperature: 0.05,
+            adversary: 0.0,
+            distill: 0.0,
+            distill_mode: DistillMode::Kl,
+        }
+    }
+}
+
+impl LossConfig {
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidParameter`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        for (name, w) in [
+            ("loss.pairwise", self.pairwise),
+            ("loss.supcon", self.supcon),
+            ("loss.info_nce", self.info_nce),
+            ("loss.adversary", self.adversary),
+            ("loss.distill", self.distill),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(MatcherError::InvalidParameter {
+                    parameter: name,
+                    reason: format!("{w} must be finite and non-negative"),
+                });
+            }
+        }
+        if self.pairwise + self.supcon + self.info_nce + self.distill == 0.0 {
+            return Err(MatcherError::InvalidParameter {
+                parameter: "loss",
+                reason: "every matching term has weight 0".into(),
+            });
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(MatcherError::InvalidParameter {
+                parameter: "loss.temperature",
+                reason: format!("{} must be positive", self.temperature),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The bi-encoder with its loss, as the training engine sees it.
+#[derive(Module, Debug)]
+pub struct MatcherModel {
+    /// The bi-encoder.
+    pub encoder: BiEncoder,
+    #[module(skip)]
+    loss: LossConfig,
+}
+
+impl MatcherModel {
+    /// Wraps `encoder` with `loss`.
+    pub fn new(encoder: BiEncoder, loss: LossConfig) -> Self {
+        MatcherModel { encoder, loss }
+    }
+
+    /// The loss of `batch`, with each term's value (for tests and logs).
+    ///
+    /// # Errors
+    /// Errors of the encoder and the loss functions.
+    pub fn losses(&self, batch: &PairBatch) -> Result<(Tensor<1>, BTreeMap<&'static str, f64>)> {
+        let device = self.encoder.score_affine.val().device();
+        let n = batch.labels.len();
+        let e = self.encoder.embed(&batch.texts, &device)?;
+        let dim = e.dims()[1];
+        let u = e.clone().slice([0..n, 0..dim]);
+        let v = e.clone().slice([n..2 * n, 0..dim]);
+        let logits = self.encoder.pair_logits(u.clone(), v.clone());
+        let mut parts = BTreeMap::new();
+        let targets: Vec<f32> = batch
+            .labels
+            .iter()
+            .map(|&l| f32::from(u8::from(l)))
+            .collect();
+        let mut total = bce_with_logits(
+            logits.clone(),
+            Tensor::from_data(TensorData::new(targets, [n, 1]), &device),
+        ) * self.loss.pairwise;
+        let mut note = |name, t: &Tensor<1>| {
+            if let Ok(v) = t.clone().into_data().convert::<f32>().try_into_vec::<f32>() {
+                parts.insert(name, f64::from(v[0]));
+            }
+        };
+        note("pairwise", &total);
+        let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+        for b in &batch.books {
+            *counts.entry(*b).or_default() += 1;
+        }
+        if self.loss.supcon > 0.0 && counts.values().any(|&c| c >= 2) {
+            let l = supcon_loss(e.clone(), &batch.books, self.loss.temperature)? * self.loss.supcon;
+            note("supcon", &l);
+            total = total + l;
+        }
+        let positives: Vec<i64> = (0..n as i64)
+            .filter(|&i| batch.labels[i as usize])
+            .collect();
+        if self.loss.info_nce > 0.0 && positives.len() >= 2 {
+            let idx = Tensor::<1, Int>::from_data(
+                TensorData::new(positives.clone(), [positives.len()]),
+                &device,
+            );
+            let l = info_nce_loss(
+                u.clone().select(0, idx.clone()),
+                v.clone().select(0, idx),
+                self.loss.temperature,
+                true,
+            )? * self.loss.info_nce;
+            note("info_nce", &l);
+            total = total + l;
+        }
+        if self.loss.adversary > 0.0
+            && let Some(topic_logits) = self.encoder.topic_logits(e, 1.0)
+        {
+            let targets = Tensor::<2, Int>::from_data(
+                TensorData::new(
+                    batch
+                        .topics
+                        .iter()
+                        .map(|&t| i64::from(t))
+                        .collect::<Vec<_>>(),
+                    [2 * n, 1],
+                ),
+                &device,
+            );
+            let l = lexforge_nn::fused::cross_entropy(topic_logits, targets)? * self.loss.adversary;
+            note("adversary", &l);
+            total = total + l;
+        }
+        if self.loss.distill > 0.0
+            && let Some(teacher) = &batch.teacher
+        {
+            let l = match self.loss.distill_mode {
+                DistillMode::Kl => {
+                    let soft: Vec<f32> =
+                        teacher.iter().map(|&t| 1.0 / (1.0 + (-t).exp())).collect();
+                    Some(bce_with_logits(
+                        logits.clone(),
+                        Tensor::from_data(TensorData::new(soft, [n, 1]), &device),
+                    ))
+                }
+                DistillMode::MarginMse => {
+                    let pos: Vec<usize> = (0..n).filter(|&i| batch.labels[i]).collect();
+                    let neg: Vec<usize> = (0..n).filter(|&i| !batch.labels[i]).collect();
+                    let m = pos.len().min(neg.len());
+                    (m > 0).then(|| {
+                        let pick = |ids: &[usize]| {
+                            Tensor::<1, Int>::from_data(
+                                TensorData::new(
+                                    ids[..m].iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                                    [m],
+                                ),
+                                &device,
+                            )
+                        };
+                        let student = logits.clone().select(0, pick(&pos))
+                            - logits.clone().select(0, pick(&neg));
+                        let margins: Vec<f32> =
+                            (0..m).map(|k| teacher[pos[k]] - teacher[neg[k]]).collect();
+                        let diff = student
+                            - Tensor::<2>::from_data(TensorData::new(margins, [m, 1]), &device);
+                        (diff.clone() * diff).mean()
+                    })
+                }
+            };
+            if let Some(l) = l {
+                let l = l * self.loss.distill;
+                note("distill", &l);
+                total = total + l;
+            }
+        }
+        Ok((total, parts))
+    }
+}
+
+impl TrainModel for MatcherModel {
+    type Batch = PairBatch;
+
+    fn loss(&self, batch: &PairBatch) -> std::result::Result<LossOutput, BoxError> {
+        let (loss, _) = self.losses(batch)?;
+        Ok(LossOutput {
+            loss,
+            targets: batch.labels.len(),
+        })
+    }
+}
+
+/// Everything `lexforge matcher train` reads (`matcher.toml` / JSON / Python keywords).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MatcherTrainConfig {
+    /// Base encoder directory (HF / sentence-transformers layout with `tokenizer.json`).
+    pub base_model: PathBuf,
+    /// Replace the base weights by a randomly initialized body of this shape (the base
+    /// directory still gives the tokenizer and pooling): for tests and from-scratch runs.
+    pub random_init: Option<BertConfig>,
+    /// Head, pair features, topic adversary.
+    pub head: HeadConfig,
+    /// Loss terms.
+    pub loss: LossConfig,
+    /// Optimizer loop (steps, batch size in pairs, learning rate, checkpoints, early stop).
+    pub train: TrainConfig,
+    /// Tokens per text during training and inference (longer texts are truncated).
+    pub max_seq_length: usize,
+    /// Bottom stages of the body kept frozen (0: embeddings and all layers train).
+    pub frozen_layers: usize,
+    /// Recompute memory-bound activations in backward (for large encoders).
+    pub gradient_checkpointing: bool,
+    /// Metric the decision threshold is chosen for on validation.
+    pub threshold_metric: ThresholdMetric,
+    /// Texts per forward pass during calibration and evaluation.
+    pub eval_batch_size: usize,
+}
+
+impl Default for MatcherTrainConfig {
+    fn default() -> Self {
+        MatcherTrainConfig {
+            base_model: PathBuf::new(),
+            random_init: None,
+            head: HeadConfig {
+                projection_dim: None,
+                ..HeadConfig::default()
+            },
+            loss: LossConfig::default(),
+            train: TrainConfig {
+                max_steps: 200,
+                batch_size: 16,
+                lr: 2e-5,
+                min_lr: 2e-6,
+                warmup_steps: 20,
+                eval_every: 50,
+                eval_batches: Some(8),
+                checkpoint_every: 50,
+                ..TrainConfig::default()
+            },
+            max_seq_length: 128,
+            frozen_layers: 0,
+            gradient_checkpointing: false,
+            threshold_metric: ThresholdMetric::Accuracy,
+            eval_batch_size: 32,
+        }
+    }
+}
+
+impl MatcherTrainConfig {
+    /// Checks every value.
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidParameter`] naming the field, training-engine errors.
+    pub fn validate(&self) -> Result<()> {
+        self.head.validate()?;
+        self.loss.validate()?;
+        self.train.validate()?;
+        if self.max_seq_length < 8 {
+            return Err(MatcherError::InvalidParameter {
+                parameter: "max_seq_length",
+                reason: "must be at least 8".into(),
+            });
+        }
+        if self.eval_batch_size == 0 {
+            return Err(MatcherError::InvalidParameter {
+                parameter: "eval_batch_size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.loss.adversary > 0.0 && self.head.topics.is_none() {
+            return Err(MatcherError::InvalidParameter {
+                parameter: "loss.adversary",
+                reason: "needs head.topics (the number of topic classes)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What [`train_matcher`] did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// The matcher directory.
+    pub dir: PathBuf,
+    /// Why training stopped.
+    pub stop: StopReason,
+    /// Optimizer steps run.
+    pub steps: u64,
+    /// Pairs per split.
+    pub pairs: BTreeMap<String, usize>,
+    /// Books per split.
+    pub books: BTreeMap<String, usize>,
+    /// The untrained base encoder on the test split (plain cosine; no calibration).
+    pub baseline: Option<EvalReport>,
+    /// The trained, calibrated matcher on the test split.
+    pub test: Option<EvalReport>,
+    /// The trained matcher on validation after calibration (its ECE before/after).
+    pub validation: Option<EvalReport>,
+    /// Why calibration failed, when it did (the matcher is then saved uncalibrated).
+    pub calibration_error: Option<String>,
+}
+
+/// Trains a matcher on the dataset at `dataset_dir` into `out` (created; resumed from its
+/// last checkpoint when `out/checkpoints` has one), then saves it, calibrates it on
+/// validation and evaluates it on test (`eval/metrics.json`).
+///
+/// `device` is the plain device; training runs on its autodiff form.
+///
+/// # Errors
+/// Bad configuration ([`MatcherError::InvalidParameter`]), an unusable dataset
+/// ([`MatcherError::Dataset`]), training failures ([`MatcherError::Train`]), I/O.
+pub fn train_matcher(
+    config: &MatcherTrainConfig,
+    dataset_dir: &Path,
+    out: &Path,
+    device: &Device,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<TrainReport> {
+    config.validate()?;
+    let dataset = PreparedDataset::open(dataset_dir)?;
+    let mut head = config.head.clone();
+    if head.topics == Some(0) {
+        head.topics = Some(dataset.topics());
+    }
+    let plain = device.clone().without_autodiff();
+    let base = Matcher::from_base(
+        &config.base_model,
+        &head,
+        Some(config.max_seq_length),
+        &plain,
+    )?;
+    let tokenize = |texts: &[&str]| base.tokenize(texts);
+    let mut book_index = BTreeMap::new();
+    let train_items = PairItems::new(
+        dataset.pairs(Split::Train),
+        &tokenize,
+        head.style_features,
+        &mut book_index,
+    )?;
+    let valid_items = PairItems::new(
+        dataset.pairs(Split::Validation),
+        &tokenize,
+        head.style_features,
+        &mut book_index,
+    )?;
+    let ad = if config.gradient_checkpointing {
+        plain.clone().autodiff().gradient_checkpointing()
+    } else {
+        plain.clone().autodiff()
+    };
+    // Parameter init (random body, heads) from the run's seed.
+    lexforge_core::Seed(config.train.seed).apply_to(&ad);
+    let body = match &config.random_init {
+        Some(c) => BertModel::new(c, &ad)?,
+        None => base.model().bert.clone().fork(&ad),
+    };
+    let encoder =
+        BiEncoder::new(body, base.model().pooling(), &head, &ad)?.with_frozen(config.frozen_layers);
+    let model = MatcherModel::new(encoder, config.loss.clone());
+
+    std::fs::create_dir_all(out)
+        .map_err(|e| lexforge_core::Error::io("create directory", out, e))?;
+    let log = JsonlSink::open(&out.join("events.jsonl"))?;
+    let fan = Fan(&log, events);
+    let checkpoints = CheckpointDir::new(out.join("checkpoints"), config.train.keep_checkpoints)?;
+    let run_id = out.file_name().map_or_else(
+        || "matcher".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let ctx = TrainContext {
+        run_id: &run_id,
+        kind: "matcher",
+        device: &ad,
+        train: &train_items,
+        valid: &valid_items,
+        checkpoints: &checkpoints,
+        events: &fan,
+        cancel,
+    };
+    let outcome = train(&config.train, &ctx, model, Resume::Latest)?;
+    let mut report = TrainReport {
+        dir: out.to_path_buf(),
+        stop: outcome.stop,
+        steps: outcome.state.step,
+        pairs: Split::ALL
+            .iter()
+            .map(|&s| (s.name().to_owned(), dataset.pairs(s).len()))
+            .collect(),
+        books: Split::ALL
+            .iter()
+            .map(|&s| {
+                (
+                    s.name().to_owned(),
+                    dataset.books.iter().filter(|b| b.split == s).count(),
+                )
+            })
+            .collect(),
+        baseline: None,
+        test: None,
+        validation: None,
+        calibration_error: None,
+    };
+    if outcome.stop == StopReason::Cancelled {
+        return Ok(report);
+    }
+    let trained = if checkpoints.dir("best").exists() {
+        checkpoints.load_weights("best", outcome.model)?
+    } else {
+        outcome.model
+    };
+    let trained = trained.valid().encoder.with_frozen(0);
+    let bert_config = config
+        .random_init
+        .clone()
+        .unwrap_or_else(|| base.bert_config().clone());
+    let matcher = base.with_model(trained, bert_config);
+    matcher.save(out)?;
+    let mut matcher = Matcher::load(out, &plain)?;
+    let bs = config.eval_batch_size;
+    if let Err(e) = matcher.calibrate(&dataset, Split::Validation, config.threshold_metric, bs) {
+        // An unusable model (scores ranking pairs backwards) is still saved and evaluated; the
+        // report says why it has no calibration.
+        tracing::warn!(error = %e, "calibration failed; the matcher is saved uncalibrated");
+        report.calibration_error = Some(e.to_string());
+    }
+    report.validation = Some(matcher.evaluate(&dataset, Split::Validation, bs)?);
+    if !dataset.pairs(Split::Test).is_empty() {
+        let test = matcher.evaluate(&dataset, Split::Test, bs)?;
+        let untrained = Matcher::from_base(
+            &config.base_model,
+            &HeadConfig {
+                projection_dim: None,
+                style_features: false,
+                pair_features: false,
+                topics: None,
+                ..HeadConfig::default()
+            },
+            Some(config.max_seq_length),
+            &plain,
+        )?;
+        report.baseline = Some(untrained.evaluate(&dataset, Split::Test, bs)?);
+        report.test = Some(test);
+    }
+    write_json(&out.join("eval").join("metrics.json"), &report)?;
+    write_json(&out.join("train_config.json"), config)?;
+    let mut metrics = BTreeMap::new();
+    if let Some(t) = &report.test {
+        if let Some(auc) = t.roc_auc {
+            metrics.insert("test.roc_auc".to_owned(), auc);
+        }
+        metrics.insert("test.accuracy".to_owned(), t.classification.accuracy);
+    }
+    fan.send(Event::Completed { metrics })?;
+    Ok(report)
+}
+
+/// Two borrowed sinks as one.
+struct Fan<'a>(&'a dyn EventSink, &'a dyn EventSink);
+
+impl EventSink for Fan<'_> {
+    fn emit(&self, record: &lexforge_core::EventRecord) -> lexforge_core::Result<()> {
+        self.0.emit(record)?;
+        self.1.emit(record)
+    }
+
+    fn flush(&self) -> lexforge_core::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
