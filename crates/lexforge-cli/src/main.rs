@@ -4,6 +4,7 @@
 mod alloc;
 mod embed;
 mod lm;
+mod matcher;
 mod prepare;
 mod tokenizer;
 
@@ -50,6 +51,12 @@ enum Command {
     /// Books to a deduplicated, split pair dataset with hard negatives (the matcher's data);
     /// `prepare shard` and `prepare merge` run the two stages separately.
     Prepare(Box<prepare::PrepareArgs>),
+    /// Same book? How close in style? Which book? Train, calibrate, evaluate and use the
+    /// bi-encoder book matcher; `matcher pipeline` runs books → dataset → matcher.
+    Matcher {
+        #[command(subcommand)]
+        command: Box<matcher::MatcherCommand>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +165,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
         Command::Lm { command } => lm::run(command),
         Command::Embed(args) => embed::run(args),
         Command::Prepare(args) => prepare::run(*args),
+        Command::Matcher { command } => matcher::run(*command),
     }
 }
 

@@ -88,34 +88,68 @@ impl Calibration {
     /// class.
     pub fn fit(cosines: &[f64], labels: &[bool], metric: ThresholdMetric) -> Result<Self> {
         check_inputs(cosines, labels)?;
-        // Logistic regression p = sigmoid(a·x + b), Newton's method with a tiny ridge on a
+        // Logistic regression p = sigmoid(a·x + b) on standardized scores (raw logits can be
+        // large, which would saturate the sigmoid at the first step), by Newton's method with
+        // step halving (every step lowers the penalized loss) and a tiny ridge on the slope
         // (separable data would otherwise send it to infinity).
-        let (mut a, mut b) = (1.0f64, 0.0f64);
+        let n = cosines.len() as f64;
+        let mean = cosines.iter().sum::<f64>() / n;
+        let sd = (cosines.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n)
+            .sqrt()
+            .max(1e-12);
+        let zs: Vec<f64> = cosines.iter().map(|x| (x - mean) / sd).collect();
         let ridge = 1e-4;
+        let loss = |a: f64, b: f64| -> f64 {
+            zs.iter()
+                .zip(labels)
+                .map(|(&z, &y)| {
+                    let t = a * z + b;
+                    // −log sigmoid(±t), stable.
+                    let m = if y { -t } else { t };
+                    m.max(0.0) + (-m.abs()).exp().ln_1p()
+                })
+                .sum::<f64>()
+                + 0.5 * ridge * a * a
+        };
+        let (mut a, mut b) = (0.0f64, 0.0f64);
+        let mut current = loss(a, b);
         for _ in 0..100 {
             let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (ridge * a, 0.0, ridge, 0.0, 0.0);
-            for (&x, &y) in cosines.iter().zip(labels) {
-                let p = sigmoid(a * x + b);
+            for (&z, &y) in zs.iter().zip(labels) {
+                let p = sigmoid(a * z + b);
                 let r = p - f64::from(u8::from(y));
                 let w = (p * (1.0 - p)).max(1e-12);
-                ga += r * x;
+                ga += r * z;
                 gb += r;
-                haa += w * x * x;
-                hab += w * x;
+                haa += w * z * z;
+                hab += w * z;
                 hbb += w;
             }
             let det = haa * hbb - hab * hab;
-            if det.abs() < 1e-300 {
+            if !det.is_finite() || det.abs() < 1e-300 {
                 break;
             }
             let da = (hbb * ga - hab * gb) / det;
             let db = (haa * gb - hab * ga) / det;
-            a -= da;
-            b -= db;
-            if da.abs() + db.abs() < 1e-12 {
+            let mut step = 1.0;
+            let mut improved = false;
+            while step > 1e-6 {
+                let next = loss(a - step * da, b - step * db);
+                if next <= current {
+                    a -= step * da;
+                    b -= step * db;
+                    improved = current - next > 1e-12 * current.max(1.0);
+                    current = next;
+                    break;
+                }
+                step /= 2.0;
+            }
+            if !improved {
                 break;
             }
         }
+        // Back to raw scores: a·(x − mean)/sd + b.
+        let (a, b) = (a / sd, b - a * mean / sd);
         if a <= 0.0 || !a.is_finite() || !b.is_finite() {
             return Err(MatcherError::InvalidInput {
                 reason: format!(
@@ -362,6 +396,15 @@ mod tests {
         assert!(c.fitted.accuracy > 0.85, "{:?}", c.fitted);
         let f1 = Calibration::fit(&x, &y, ThresholdMetric::F1).unwrap();
         assert!(f1.fitted.f1 >= c.fitted.f1 - 1e-12);
+
+        // Raw logits of large magnitude (a learned scale of 40 and a shift) calibrate to the
+        // same probabilities: the fit is affine-invariant and does not saturate.
+        let logits: Vec<f64> = x.iter().map(|v| 40.0 * v + 12.0).collect();
+        let l = Calibration::fit(&logits, &y, ThresholdMetric::Accuracy).unwrap();
+        for (&v, &z) in x.iter().zip(&logits).take(200) {
+            assert!((c.probability(v) - l.probability(z)).abs() < 1e-6);
+        }
+        assert_eq!(l.fitted.accuracy, c.fitted.accuracy);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod losses;
 pub mod matcher;
 pub mod metrics;
 pub mod model;
+pub mod probe;
 pub mod style;
 pub mod train;
 
