@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any, TypedDict, Union
 
-from lexforge import _native, data, encoder, lm
+from lexforge import _native, data, encoder, lm, matcher
 from lexforge.encoder import SentenceEncoder
 from lexforge.exceptions import (
     ArtifactError,
@@ -22,6 +22,7 @@ from lexforge.exceptions import (
     LexforgeNotFoundError,
 )
 from lexforge.lm import LanguageModel
+from lexforge.matcher import Matcher
 from lexforge.tokenizers import Tokenizer
 
 __version__: str = _native.__version__
@@ -38,6 +39,7 @@ __all__ = [
     "LexforgeError",
     "LexforgeIOError",
     "LexforgeNotFoundError",
+    "Matcher",
     "SentenceEncoder",
     "Tokenizer",
     "__version__",
@@ -45,6 +47,7 @@ __all__ = [
     "devices",
     "encoder",
     "lm",
+    "matcher",
     "resolve_device",
     "verify_run_dir",
     "write_run_dir",

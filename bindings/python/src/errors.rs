@@ -42,6 +42,12 @@ impl Classified for lexforge::data::DataError {
     }
 }
 
+impl Classified for lexforge::contrastive::MatcherError {
+    fn family(&self) -> ErrorKind {
+        self.kind()
+    }
+}
+
 impl Classified for lexforge::nn::NnError {
     fn family(&self) -> ErrorKind {
         self.kind()

@@ -13,6 +13,7 @@ mod data;
 mod encoder;
 mod errors;
 mod lm;
+mod matcher;
 mod tokenizers;
 
 /// Routes the crates' `tracing` logs to stderr, filtered by `LEXFORGE_LOG` (default `warn`).
@@ -36,5 +37,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     lm::register(m)?;
     encoder::register(m)?;
     data::register(m)?;
+    matcher::register(m)?;
     Ok(())
 }

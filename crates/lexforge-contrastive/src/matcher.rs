@@ -240,6 +240,10 @@ impl Matcher {
     /// calibration file.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
+        if dir.join(lexforge_core::MANIFEST_FILE).is_file() {
+            // Every file the manifest lists: present, same size, same sha256.
+            lexforge_core::verify_run_dir(dir)?;
+        }
         let head_dir = dir.join(HEAD_DIR);
         let config_path = head_dir.join(hf::CONFIG_FILE);
         if !config_path.is_file() {
@@ -620,8 +624,16 @@ impl Matcher {
         self.calibration = Some(calibration.clone());
         self.style = Some(style.clone());
         if let Some(dir) = &self.dir {
-            write_json(&dir.join(CALIBRATION_FILE), &calibration)?;
-            write_json(&dir.join(STYLE_CALIBRATION_FILE), &style)?;
+            if dir.join(lexforge_core::MANIFEST_FILE).is_file() {
+                // Verified before anything changes; the new files are recorded in it.
+                let mut run = lexforge_core::RunDir::open(dir)?;
+                run.write_artifact(CALIBRATION_FILE, &json_bytes(&calibration)?)?;
+                run.write_artifact(STYLE_CALIBRATION_FILE, &json_bytes(&style)?)?;
+                run.save_manifest()?;
+            } else {
+                write_json(&dir.join(CALIBRATION_FILE), &calibration)?;
+                write_json(&dir.join(STYLE_CALIBRATION_FILE), &style)?;
+            }
         }
         Ok((calibration, style))
     }
@@ -734,16 +746,20 @@ fn normalize(v: &mut [f32]) {
     }
 }
 
+fn json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    Ok(
+        serde_json::to_vec_pretty(value).map_err(|source| lexforge_core::Error::Serialize {
+            what: "matcher file",
+            source,
+        })?,
+    )
+}
+
 /// Writes `value` as pretty JSON, atomically.
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| lexforge_core::Error::io("create directory", parent, e))?;
     }
-    let bytes =
-        serde_json::to_vec_pretty(value).map_err(|source| lexforge_core::Error::Serialize {
-            what: "matcher file",
-            source,
-        })?;
-    Ok(lexforge_core::atomic_write(path, &bytes)?)
+    Ok(lexforge_core::atomic_write(path, &json_bytes(value)?)?)
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use lexforge_core::{CancelToken, Event, EventSink, JsonlSink};
+use lexforge_core::{CancelToken, Event, EventSink, JsonlSink, RunDir, RunStatus, StageMode};
 use lexforge_data::Split;
 use lexforge_nn::bert::{BertConfig, BertModel};
 use lexforge_train::{
@@ -30,7 +30,7 @@ use crate::calibration::ThresholdMetric;
 use crate::dataset::{PairBatch, PairItems, PreparedDataset};
 use crate::error::{MatcherError, Result};
 use crate::losses::{bce_with_logits, grad_reverse, info_nce_loss, supcon_loss};
-use crate::matcher::{EvalReport, Matcher, write_json};
+use crate::matcher::{EvalReport, MATCHER_FORMAT, Matcher, write_json};
 use crate::model::{BiEncoder, HeadConfig};
 use crate::probe::fit_logistic;
 
@@ -489,8 +489,35 @@ pub fn train_matcher(
         BiEncoder::new(body, base.model().pooling(), &head, &ad)?.with_frozen(config.frozen_layers);
     let model = MatcherModel::new(encoder, config.loss.clone());
 
-    std::fs::create_dir_all(out)
-        .map_err(|e| lexforge_core::Error::io("create directory", out, e))?;
+    let mut run = if out.join(lexforge_core::MANIFEST_FILE).is_file() {
+        RunDir::open(out)?
+    } else {
+        let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
+        let name = out.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            MatcherError::InvalidParameter {
+                parameter: "out",
+                reason: format!("{} has no usable directory name", out.display()),
+            }
+        })?;
+        RunDir::create(
+            parent.unwrap_or(Path::new(".")),
+            name,
+            MATCHER_KIND,
+            StageMode::InPlace,
+        )?
+    };
+    {
+        let m = run.manifest_mut();
+        m.config = serde_json::json!({
+            "format": MATCHER_FORMAT,
+            "train": config,
+            "dataset": dataset_dir,
+            "dataset_encoder": dataset.encoder_id,
+        });
+        m.seed = Some(config.train.seed);
+        m.device = Some(format!("{device:?}"));
+    }
+    run.save_manifest()?;
     let log = JsonlSink::open(&out.join("events.jsonl"))?;
     let fan = Fan(&log, events);
     let checkpoints = CheckpointDir::new(out.join("checkpoints"), config.train.keep_checkpoints)?;
@@ -573,16 +600,81 @@ pub fn train_matcher(
         report.test = Some(test);
     }
     write_json(&out.join("eval").join("metrics.json"), &report)?;
-    write_json(&out.join("train_config.json"), config)?;
-    let mut metrics = BTreeMap::new();
-    if let Some(t) = &report.test {
-        if let Some(auc) = t.roc_auc {
-            metrics.insert("test.roc_auc".to_owned(), auc);
-        }
-        metrics.insert("test.accuracy".to_owned(), t.classification.accuracy);
+    for rel in matcher_files(out)? {
+        run.record_artifact(&rel)?;
     }
+    let mut metrics = BTreeMap::new();
+    metrics.insert("steps".to_owned(), report.steps as f64);
+    for (name, r) in [
+        ("baseline_test", &report.baseline),
+        ("test", &report.test),
+        ("validation", &report.validation),
+    ] {
+        if let Some(r) = r {
+            if let Some(auc) = r.roc_auc {
+                metrics.insert(format!("{name}.roc_auc"), auc);
+            }
+            metrics.insert(format!("{name}.accuracy"), r.classification.accuracy);
+            metrics.insert(format!("{name}.ece_before"), r.ece_before);
+            if let Some(e) = r.ece_after {
+                metrics.insert(format!("{name}.ece_after"), e);
+            }
+            if let Some(m) = &r.retrieval {
+                metrics.insert(format!("{name}.recall_at_1"), m.recall_at_1);
+                metrics.insert(format!("{name}.mrr"), m.mrr);
+            }
+        }
+    }
+    run.manifest_mut().metrics = metrics.clone();
+    run.finish(RunStatus::Completed)?;
     fan.send(Event::Completed { metrics })?;
     Ok(report)
+}
+
+/// Manifest `kind` of a matcher directory.
+pub const MATCHER_KIND: &str = "matcher";
+
+/// The files of a saved matcher under `dir` (relative, `/`-separated): the encoder and head
+/// directories, calibrations and the evaluation report; not checkpoints, events or the
+/// manifest.
+pub(crate) fn matcher_files(dir: &Path) -> Result<Vec<String>> {
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| lexforge_core::Error::io("read directory", dir, e))?;
+        let mut names: Vec<_> = entries.filter_map(|e| e.ok()).collect();
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            let rel = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            if path.is_dir() {
+                walk(&path, &rel, out)?;
+            } else if !name.starts_with('.') {
+                out.push(rel);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    for sub in ["encoder", "head", "eval"] {
+        let d = dir.join(sub);
+        if d.is_dir() {
+            walk(&d, sub, &mut out)?;
+        }
+    }
+    for f in [
+        crate::matcher::CALIBRATION_FILE,
+        crate::matcher::STYLE_CALIBRATION_FILE,
+    ] {
+        if dir.join(f).is_file() {
+            out.push(f.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 /// Two borrowed sinks as one.

@@ -149,6 +149,9 @@ fn train_save_reload_calibrate_evaluate_search() {
     assert!(test.roc_auc.is_some_and(|a| (0.0..=1.0).contains(&a)));
     assert!(test.retrieval.is_some());
     assert!(report.baseline.as_ref().unwrap().roc_auc_cosine.is_some());
+    let manifest = lexforge_core::verify_run_dir(&out).unwrap();
+    assert_eq!(manifest.kind, "matcher");
+    assert!(manifest.metrics.contains_key("test.roc_auc"));
     let validation = report.validation.as_ref().unwrap();
     assert!(validation.ece_after.is_some());
     for f in [
@@ -161,6 +164,7 @@ fn train_save_reload_calibrate_evaluate_search() {
         "style_calibration.json",
         "eval/metrics.json",
         "events.jsonl",
+        "manifest.json",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
@@ -204,8 +208,19 @@ fn train_save_reload_calibrate_evaluate_search() {
         "long texts are truncated, not refused"
     );
 
-    // A corrupt calibration file is a typed error naming it.
+    // Calibrating again through the API keeps the manifest consistent.
+    let mut c = Matcher::load(&out, &device).unwrap();
+    c.calibrate(&data, Split::Validation, ThresholdMetric::Accuracy, 16)
+        .unwrap();
+    assert!(Matcher::load(&out, &device).is_ok());
+
+    // A corrupt calibration file is a typed error naming it: first the manifest's checksum,
+    // then (without a manifest) the calibration reader itself.
     fs::write(out.join("calibration.json"), b"{\"temperature\": oops").unwrap();
+    let err = Matcher::load(&out, &device).unwrap_err();
+    assert_eq!(err.kind(), lexforge_core::ErrorKind::Artifact, "{err}");
+    assert!(err.to_string().contains("calibration.json"), "{err}");
+    fs::remove_file(out.join("manifest.json")).unwrap();
     match Matcher::load(&out, &device) {
         Err(MatcherError::Calibration { path, .. }) => assert!(path.ends_with("calibration.json")),
         other => panic!("expected a calibration error, got {other:?}"),

@@ -1,0 +1,345 @@
+"""The book-text matcher: same book? how close in style? which book?
+
+A bi-encoder (a BERT-family encoder such as all-MiniLM-L6-v2, a projection head, optional style
+features) trained on a prepared pair dataset (:func:`lexforge.data.prepare`) with pairwise,
+supervised-contrastive and InfoNCE losses, then calibrated on validation (Platt temperature and
+threshold; an isotonic cosine → style map) and evaluated on test.
+
+Train, then use::
+
+    import lexforge
+    from lexforge import matcher
+    report = matcher.train("runs/book-pairs", "runs/matcher", max_steps=80, frozen_layers=3)
+    print(report.test["roc_auc"], report.baseline["roc_auc"])
+    m = lexforge.Matcher.load("runs/matcher")
+    m.score("It is a truth universally acknowledged...", "Emma Woodhouse, handsome...")
+    lib = m.library({"austen/emma": emma_passages, "dickens/bleak_house": bleak_passages})
+    m.search("A passage to place", lib, k=3)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from lexforge import _native
+
+__all__ = [
+    "Library",
+    "Matcher",
+    "PairScore",
+    "SearchHit",
+    "TrainReport",
+    "default_config",
+    "train",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Event = dict[str, Any]
+
+# Flat keyword arguments → their place in the nested configuration (MatcherTrainConfig).
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "base_model": ("base_model",),
+    "max_seq_length": ("max_seq_length",),
+    "frozen_layers": ("frozen_layers",),
+    "gradient_checkpointing": ("gradient_checkpointing",),
+    "threshold_metric": ("threshold_metric",),
+    "eval_batch_size": ("eval_batch_size",),
+    "projection_dim": ("head", "projection_dim"),
+    "style_features": ("head", "style_features"),
+    "pair_features": ("head", "pair_features"),
+    "topics": ("head", "topics"),
+    "pairwise": ("loss", "pairwise"),
+    "supcon": ("loss", "supcon"),
+    "info_nce": ("loss", "info_nce"),
+    "temperature": ("loss", "temperature"),
+    "adversary": ("loss", "adversary"),
+    "adversary_mode": ("loss", "adversary_mode"),
+    "distill": ("loss", "distill"),
+    "distill_mode": ("loss", "distill_mode"),
+    "max_steps": ("train", "max_steps"),
+    "batch_size": ("train", "batch_size"),
+    "lr": ("train", "lr"),
+    "min_lr": ("train", "min_lr"),
+    "warmup_steps": ("train", "warmup_steps"),
+    "eval_every": ("train", "eval_every"),
+    "eval_batches": ("train", "eval_batches"),
+    "checkpoint_every": ("train", "checkpoint_every"),
+    "seed": ("train", "seed"),
+}
+
+
+def default_config() -> dict[str, Any]:
+    """The default training configuration as the nested dict the trainer reads
+    (``MatcherTrainConfig``: ``base_model``, ``head``, ``loss``, ``train``, ...)."""
+    config: dict[str, Any] = json.loads(_native.matcher_default_config())
+    return config
+
+
+def _config(params: dict[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(json.dumps(dict(config))) if config else default_config()
+    for key, value in params.items():
+        if key not in _PARAMS:
+            raise TypeError(
+                f"unknown parameter {key!r}; expected one of {', '.join(sorted(_PARAMS))}"
+            )
+        path = _PARAMS[key]
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = os.fspath(value) if key == "base_model" else value
+    if not out.get("base_model"):
+        from lexforge.encoder import minilm_path
+
+        out["base_model"] = os.fspath(minilm_path())
+    return out
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What :func:`train` did. Evaluations are dicts with ``roc_auc``, ``roc_auc_cosine``,
+    ``classification`` (accuracy, precision, recall, f1, threshold), ``ece_before``,
+    ``ece_after`` and ``retrieval`` (recall_at_1/5/10, mrr)."""
+
+    path: Path
+    """The matcher directory."""
+    stop: str
+    """``"max_steps"``, ``"early_stopped"`` or ``"cancelled"``."""
+    steps: int
+    """Optimizer steps run."""
+    pairs: dict[str, int]
+    """Pairs per split."""
+    books: dict[str, int]
+    """Books per split."""
+    baseline: dict[str, Any] | None
+    """The untrained base encoder's cosine on test."""
+    test: dict[str, Any] | None
+    """The trained, calibrated matcher on test."""
+    validation: dict[str, Any] | None
+    """The trained matcher on validation (after calibration)."""
+    calibration_error: str | None
+    """Why calibration failed, when it did."""
+
+    @classmethod
+    def _from_json(cls, text: str) -> TrainReport:
+        r = json.loads(text)
+        return cls(
+            Path(r["dir"]),
+            r["stop"],
+            int(r["steps"]),
+            r["pairs"],
+            r["books"],
+            r.get("baseline"),
+            r.get("test"),
+            r.get("validation"),
+            r.get("calibration_error"),
+        )
+
+
+class _Bar:
+    def __init__(self) -> None:
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+        self._tqdm = tqdm
+        self.bar: Any = None
+
+    def __call__(self, event: Event) -> None:
+        kind = event.get("type")
+        if kind == "started":
+            self.close()
+            self.bar = self._tqdm(total=event.get("total"), unit="step", desc="train")
+        elif kind == "progress" and self.bar is not None:
+            self.bar.n = event["step"]
+            loss = event.get("metrics", {}).get("loss")
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            self.bar.refresh()
+        elif kind in ("completed", "failed", "cancelled"):
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def train(
+    dataset_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    device: str = "cpu",
+    config: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    callback: Callable[[Event], None] | None = None,
+    **params: Any,
+) -> TrainReport:
+    """Train a matcher on a prepared dataset into ``out_dir``, calibrate it on validation and
+    evaluate it on test (``out_dir/eval/metrics.json``). Resumes from ``out_dir/checkpoints``
+    when present.
+
+    Parameters come from ``config`` (the nested dict of :func:`default_config`) and keyword
+    arguments: ``base_model`` (default: the installed all-MiniLM-L6-v2), ``max_steps``,
+    ``batch_size``, ``lr``, ``frozen_layers``, ``max_seq_length``, ``style_features``,
+    ``pair_features``, ``projection_dim``, ``supcon``, ``info_nce``, ``pairwise``,
+    ``temperature``, ``topics`` + ``adversary``, ``seed``, ... Unknown names raise
+    ``TypeError``. Ctrl-C stops after the current step with a checkpoint (a warning says so).
+    """
+    cfg = json.dumps(_config(params, config))
+    bar = _Bar() if progress else None
+
+    def both(event: Event) -> None:
+        if bar is not None:
+            bar(event)
+        if callback is not None:
+            callback(event)
+
+    try:
+        report, interrupted = _native.matcher_train(
+            os.fspath(dataset_dir),
+            os.fspath(out_dir),
+            cfg,
+            device=device,
+            callback=both if (bar or callback) else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if interrupted:
+        warnings.warn("interrupted: the run stopped with a checkpoint; train again to resume", stacklevel=2)
+    return TrainReport._from_json(report)
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """What :meth:`Matcher.score` says about a pair."""
+
+    probability: float
+    """Probability of the same book (calibrated when the matcher has a calibration)."""
+    same_book: bool
+    """The decision at the calibrated threshold."""
+    cosine: float
+    """Cosine of the two embeddings."""
+    logit: float
+    """The raw pair score before calibration."""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A book found by :meth:`Matcher.search`."""
+
+    book: str
+    cosine: float
+
+
+class Library:
+    """Book centroids (L2-normalized mean passage embeddings) built by
+    :meth:`Matcher.library`."""
+
+    def __init__(self, native: _native.Library) -> None:
+        self._native = native
+
+    @property
+    def books(self) -> list[str]:
+        """Book ids, in row order."""
+        return self._native.books
+
+    def __len__(self) -> int:
+        return len(self._native)
+
+    def __repr__(self) -> str:
+        return f"Library({len(self)} books)"
+
+
+class Matcher:
+    """A trained matcher directory, loaded for inference. The GIL is released while it
+    computes."""
+
+    def __init__(self, native: _native.Matcher) -> None:
+        self._native = native
+        self._info: dict[str, Any] = json.loads(native.info_json())
+
+    @classmethod
+    def load(cls, path: PathLike, device: str = "cpu") -> Matcher:
+        """Load a matcher directory (manifest checksums verified; calibrations loaded when
+        present). Raises :class:`lexforge.ArtifactError` for a damaged directory."""
+        return cls(_native.Matcher.load(os.fspath(path), device=device))
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return int(self._info["dim"])
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether ``calibration.json`` was loaded (or fitted)."""
+        return bool(self._info["calibrated"])
+
+    def __repr__(self) -> str:
+        i = self._info
+        return (
+            f"Matcher(path={i['path']!r}, dim={i['dim']}, calibrated={i['calibrated']}, "
+            f"style_features={i['head']['head']['style_features']}, device={i['device']!r})"
+        )
+
+    def score(self, text1: str, text2: str) -> PairScore:
+        """Whether ``text1`` and ``text2`` come from the same book. Texts longer than the
+        model reads are truncated (see :meth:`truncated`); an empty text raises
+        :class:`lexforge.InvalidInputError`."""
+        return self.score_many([(text1, text2)])[0]
+
+    def score_many(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> list[PairScore]:
+        """:meth:`score` for many pairs, batched."""
+        rows = json.loads(self._native.score_many(list(pairs), batch_size=batch_size))
+        return [PairScore(**r) for r in rows]
+
+    def style_similarity(self, text1: str, text2: str) -> float:
+        """How close two passages are in style, in [0, 1] (the isotonic map of their cosine
+        fitted on validation; ``(cosine + 1) / 2`` without one)."""
+        return self._native.style_similarity(text1, text2)
+
+    def truncated(self, text: str) -> bool:
+        """Whether ``text`` is longer than the model reads."""
+        return self._native.truncated(text)
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> npt.NDArray[np.float32]:
+        """``[n, dim]`` float32 unit embeddings."""
+        return self._native.embed(list(texts), batch_size=batch_size)
+
+    def library(
+        self, books: Mapping[str, Sequence[str]], batch_size: int = 32
+    ) -> Library:
+        """A searchable library from ``{book_id: [passages]}``."""
+        items = [(k, list(v)) for k, v in books.items()]
+        return Library(self._native.library(items, batch_size=batch_size))
+
+    def search(self, passage: str, library: Library, k: int = 5) -> list[SearchHit]:
+        """The ``k`` books of ``library`` closest to ``passage``, best first."""
+        rows = json.loads(self._native.search(passage, library._native, k=k))
+        return [SearchHit(**r) for r in rows]
+
+    def evaluate(self, dataset_dir: PathLike, split: str = "test") -> dict[str, Any]:
+        """Accuracy, precision, recall, F1, ROC-AUC, ECE (before/after calibration) and
+        passage → book retrieval on a split of a prepared dataset."""
+        report: dict[str, Any] = json.loads(
+            self._native.evaluate(os.fspath(dataset_dir), split=split)
+        )
+        return report
+
+    def calibrate(
+        self, dataset_dir: PathLike, split: str = "validation", metric: str = "accuracy"
+    ) -> dict[str, Any]:
+        """Fit and save ``calibration.json`` (temperature, bias, threshold for ``metric``:
+        ``"accuracy"`` or ``"f1"``) and ``style_calibration.json`` on a split."""
+        c: dict[str, Any] = json.loads(
+            self._native.calibrate(os.fspath(dataset_dir), split=split, metric=metric)
+        )
+        self._info["calibrated"] = True
+        return c

@@ -1,0 +1,102 @@
+"""lexforge.matcher from Python: train on a prepared dataset, load, score, search, evaluate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lexforge
+import lexforge.data as ld
+from lexforge import matcher
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TINY = FIXTURES / "roberta_tiny" / "roberta"
+
+
+@pytest.fixture(scope="module")
+def dataset(books: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mlib") / "books"
+    for rel in [
+        "jane_austen/emma.txt",
+        "jane_austen/pride_and_prejudice.txt",
+        "h_g_wells/the_time_machine.txt",
+        "thomas_paine/common_sense.txt",
+        "lewis_carroll/alices_adventures_in_wonderland.txt",
+        "arthur_conan_doyle/a_study_in_scarlet.txt",
+    ]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(books / rel, root / rel)
+    summary = ld.prepare(
+        root,
+        root.parent / "ds",
+        encoder=TINY,
+        progress=False,
+        seed=3,
+        chunk_size=3,
+        max_chunks_per_book=8,
+        pairs_per_book=12,
+        validation_fraction=0.2,
+        test_fraction=0.2,
+        num_topics=3,
+    )
+    return summary.path
+
+
+def test_train_load_score_search_evaluate(dataset: Path, tmp_path: Path) -> None:
+    events: list[dict[str, object]] = []
+    report = matcher.train(
+        dataset,
+        tmp_path / "m",
+        base_model=TINY,
+        max_steps=6,
+        batch_size=8,
+        lr=1e-3,
+        warmup_steps=1,
+        eval_every=3,
+        checkpoint_every=3,
+        max_seq_length=48,
+        style_features=True,
+        projection_dim=32,
+        progress=False,
+        callback=events.append,
+    )
+    assert report.steps == 6 and report.stop == "max_steps"
+    assert sum(report.books.values()) == 6
+    assert report.test is not None and report.baseline is not None
+    assert 0.0 <= report.test["roc_auc"] <= 1.0
+    assert {e["type"] for e in events} >= {"started", "progress", "completed"}
+    metrics = json.loads((tmp_path / "m" / "eval" / "metrics.json").read_text())
+    assert metrics["steps"] == 6
+    manifest = lexforge.verify_run_dir(tmp_path / "m")
+    assert manifest["kind"] == "matcher"
+
+    m = lexforge.Matcher.load(tmp_path / "m")
+    assert m.dim == 32 and "Matcher(" in repr(m)
+    a = "It is a truth universally acknowledged, that a single man must be in want of a wife."
+    b = "The Time Traveller (for so it will be convenient to speak of him) was expounding."
+    s = m.score(a, b)
+    assert 0.0 <= s.probability <= 1.0 and -1.0 <= s.cosine <= 1.0
+    assert m.score(a, b) == lexforge.Matcher.load(tmp_path / "m").score(a, b)
+    assert 0.0 <= m.style_similarity(a, b) <= 1.0
+    e = m.embed([a, b])
+    assert e.shape == (2, 32) and e.dtype == np.float32
+    assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    lib = m.library({"austen": [a, a + " Again."], "wells": [b]})
+    assert len(lib) == 2 and lib.books == ["austen", "wells"]
+    hits = m.search(a, lib, k=2)
+    assert [h.book for h in hits][0] == "austen"
+    ev = m.evaluate(dataset, split="test")
+    assert ev["pairs"] > 0 and "retrieval" in ev
+    assert m.truncated(a * 20)
+
+    with pytest.raises(lexforge.InvalidInputError, match="empty"):
+        m.score("", b)
+    with pytest.raises(TypeError, match="max_stepz"):
+        matcher.train(dataset, tmp_path / "x", base_model=TINY, max_stepz=3)
+    (tmp_path / "m" / "calibration.json").write_text("{")
+    with pytest.raises(lexforge.ArtifactError, match="calibration.json"):
+        lexforge.Matcher.load(tmp_path / "m")
