@@ -213,7 +213,9 @@ def train(
         if bar is not None:
             bar.close()
     if interrupted:
-        warnings.warn("interrupted: the run stopped with a checkpoint; train again to resume", stacklevel=2)
+        warnings.warn(
+            "interrupted: the run stopped with a checkpoint; train again to resume", stacklevel=2
+        )
     return TrainReport._from_json(report)
 
 
@@ -313,9 +315,7 @@ class Matcher:
         """``[n, dim]`` float32 unit embeddings."""
         return self._native.embed(list(texts), batch_size=batch_size)
 
-    def library(
-        self, books: Mapping[str, Sequence[str]], batch_size: int = 32
-    ) -> Library:
+    def library(self, books: Mapping[str, Sequence[str]], batch_size: int = 32) -> Library:
         """A searchable library from ``{book_id: [passages]}``."""
         items = [(k, list(v)) for k, v in books.items()]
         return Library(self._native.library(items, batch_size=batch_size))

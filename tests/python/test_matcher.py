@@ -58,7 +58,7 @@ def test_train_load_score_search_evaluate(dataset: Path, tmp_path: Path) -> None
         warmup_steps=1,
         eval_every=3,
         checkpoint_every=3,
-        max_seq_length=48,
+        max_seq_length=32,
         style_features=True,
         projection_dim=32,
         progress=False,
