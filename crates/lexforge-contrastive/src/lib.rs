@@ -11,6 +11,7 @@
 //! - [`matcher`]: a trained matcher: score, style similarity, library search.
 
 pub mod calibration;
+pub mod cross;
 pub mod dataset;
 mod error;
 pub mod losses;
@@ -22,9 +23,10 @@ pub mod style;
 pub mod train;
 
 pub use calibration::{Calibration, StyleCalibration, ThresholdMetric};
+pub use cross::{CrossEncoder, Teacher, TeacherConfig, train_teacher};
 pub use dataset::{PairBatch, PairItems, PreparedDataset};
 pub use error::{MatcherError, Result};
-pub use matcher::{EvalReport, Library, Matcher, PairScore, SearchHit};
+pub use matcher::{EvalReport, Library, Matcher, PairScore, SearchHit, SearchOptions};
 pub use model::{BiEncoder, HeadConfig, TokenBatch};
 pub use train::{
     DistillMode, LossConfig, MatcherModel, MatcherTrainConfig, TrainReport, train_matcher,

@@ -26,6 +26,7 @@ use lexforge_nn::pooling::Pooling;
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::{Calibration, StyleCalibration, ThresholdMetric};
+use crate::cross::Teacher;
 use crate::dataset::PreparedDataset;
 use crate::error::{MatcherError, Result};
 use crate::metrics::{
@@ -54,6 +55,8 @@ pub struct HeadFile {
 pub const MATCHER_FORMAT: u32 = 1;
 const HEAD_DIR: &str = "head";
 const ENCODER_DIR: &str = "encoder";
+/// Where a matcher keeps its cross-encoder teacher.
+pub const TEACHER_DIR: &str = "teacher";
 /// Calibration file name.
 pub const CALIBRATION_FILE: &str = "calibration.json";
 /// Style calibration file name.
@@ -90,6 +93,34 @@ pub struct SearchHit {
     pub book: String,
     /// Cosine between the passage and the book's centroid.
     pub cosine: f64,
+    /// The cross-encoder's best same-book logit between the passage and the book's closest
+    /// passages, when the search reranked.
+    pub rerank: Option<f64>,
+}
+
+/// How [`Matcher::search_with`] searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchOptions {
+    /// Books to return.
+    pub k: usize,
+    /// Books kept by the bi-encoder stage for reranking (at least `k`).
+    pub prefilter: usize,
+    /// Rerank with the cross-encoder: `None` = when the matcher has a teacher.
+    pub rerank: Option<bool>,
+    /// Passages per candidate book scored by the cross-encoder (those closest to the query).
+    pub passages_per_book: usize,
+}
+
+impl SearchOptions {
+    /// The top `k`, reranking the top 20 with 3 passages each when a teacher is loaded.
+    pub fn top(k: usize) -> Self {
+        SearchOptions {
+            k,
+            prefilter: 20,
+            rerank: None,
+            passages_per_book: 3,
+        }
+    }
 }
 
 /// Book centroids to search: L2-normalized means of each book's passage embeddings.
@@ -98,6 +129,8 @@ pub struct Library {
     books: Vec<String>,
     centroids: Vec<f32>,
     dim: usize,
+    /// Each book's passages and their embeddings (rows × dim), for reranking.
+    passages: Vec<(Vec<String>, Vec<f32>)>,
 }
 
 impl Library {
@@ -149,6 +182,7 @@ pub struct Matcher {
     head: HeadFile,
     calibration: Option<Calibration>,
     style: Option<StyleCalibration>,
+    teacher: Option<Teacher>,
     device: Device,
     dir: Option<PathBuf>,
 }
@@ -161,6 +195,7 @@ impl std::fmt::Debug for Matcher {
             .field("head", &self.head)
             .field("calibrated", &self.calibration.is_some())
             .field("style_calibrated", &self.style.is_some())
+            .field("teacher", &self.teacher)
             .field("device", &self.device)
             .finish()
     }
@@ -214,6 +249,7 @@ impl Matcher {
             head,
             calibration: None,
             style: None,
+            teacher: None,
             device: device.clone(),
             dir: None,
         })
@@ -311,6 +347,13 @@ impl Matcher {
             .is_file()
             .then(|| StyleCalibration::load(&style))
             .transpose()?;
+        let teacher_dir = dir.join(TEACHER_DIR);
+        let teacher = teacher_dir
+            .join("head")
+            .join(hf::CONFIG_FILE)
+            .is_file()
+            .then(|| Teacher::load(&teacher_dir, device))
+            .transpose()?;
         Ok(Matcher {
             bert_config: tokenizer.config().clone(),
             tokenizer,
@@ -318,6 +361,7 @@ impl Matcher {
             head,
             calibration,
             style,
+            teacher,
             device: device.clone(),
             dir: Some(dir.to_path_buf()),
         })
@@ -330,22 +374,12 @@ impl Matcher {
     /// # Errors
     /// I/O errors naming the file.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let encoder_dir = dir.join(ENCODER_DIR);
-        save_hf_dir(&self.model.bert, &self.bert_config, &encoder_dir)?;
-        let base = self.tokenizer.dir().to_path_buf();
-        for name in COPIED {
-            let from = base.join(name);
-            if from.is_file() {
-                let bytes =
-                    std::fs::read(&from).map_err(|e| lexforge_core::Error::io("read", &from, e))?;
-                let to = encoder_dir.join(name);
-                if let Some(parent) = to.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| lexforge_core::Error::io("create directory", parent, e))?;
-                }
-                lexforge_core::atomic_write(&to, &bytes)?;
-            }
-        }
+        save_encoder_dir(
+            &self.model.bert,
+            &self.bert_config,
+            self.tokenizer.dir(),
+            &dir.join(ENCODER_DIR),
+        )?;
         let mut w = HfWriter::new();
         if let Some(lin) = &self.model.head {
             w.linear("head", lin, WeightLayout::InOut)?;
@@ -380,6 +414,11 @@ impl Matcher {
     /// Embedding dimension.
     pub fn dim(&self) -> usize {
         self.model.dim()
+    }
+
+    /// The cross-encoder teacher, if the matcher has one.
+    pub fn teacher(&self) -> Option<&Teacher> {
+        self.teacher.as_ref()
     }
 
     /// The fitted calibration, if any.
@@ -541,6 +580,7 @@ impl Matcher {
     pub fn library(&self, books: &[(String, Vec<String>)], batch_size: usize) -> Result<Library> {
         let dim = self.dim();
         let mut centroids = Vec::with_capacity(books.len() * dim);
+        let mut stored = Vec::with_capacity(books.len());
         for (id, passages) in books {
             if passages.is_empty() {
                 return Err(MatcherError::InvalidInput {
@@ -557,20 +597,38 @@ impl Matcher {
             }
             normalize(&mut c);
             centroids.extend(c);
+            stored.push((passages.clone(), e));
         }
         Ok(Library {
             books: books.iter().map(|b| b.0.clone()).collect(),
             centroids,
             dim,
+            passages: stored,
         })
     }
 
-    /// The `k` books of `library` whose centroids are closest to `passage`, best first.
+    /// The `k` books of `library` whose centroids are closest to `passage`, best first,
+    /// reranked by the cross-encoder when the matcher has one ([`SearchOptions::top`]).
     ///
     /// # Errors
-    /// [`MatcherError::InvalidInput`] for an empty passage or a library built by a matcher of
-    /// another dimension.
+    /// As [`Matcher::search_with`].
     pub fn search(&self, passage: &str, library: &Library, k: usize) -> Result<Vec<SearchHit>> {
+        self.search_with(passage, library, &SearchOptions::top(k))
+    }
+
+    /// Two-stage search: the bi-encoder ranks every book by centroid cosine and keeps
+    /// `prefilter`; the cross-encoder (when reranking) scores the passage against each
+    /// candidate's `passages_per_book` closest passages and ranks by the best logit.
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidInput`] for an empty passage, a library built by a matcher of
+    /// another dimension, or `rerank: Some(true)` without a teacher.
+    pub fn search_with(
+        &self,
+        passage: &str,
+        library: &Library,
+        options: &SearchOptions,
+    ) -> Result<Vec<SearchHit>> {
         if library.dim != self.dim() {
             return Err(MatcherError::InvalidInput {
                 reason: format!(
@@ -580,22 +638,70 @@ impl Matcher {
                 ),
             });
         }
+        let rerank = match (options.rerank, &self.teacher) {
+            (Some(true), None) => {
+                return Err(MatcherError::InvalidInput {
+                    reason: "reranking needs a cross-encoder teacher (train with distill > 0, \
+                             or put one in the matcher's teacher/ directory)"
+                        .into(),
+                });
+            }
+            (Some(false), _) | (None, None) => None,
+            (_, Some(t)) => Some(t),
+        };
         let q = self.embed(&[passage], 1)?;
+        let dot = |row: &[f32]| row.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>();
         let mut scored: Vec<(usize, f32)> = library
             .centroids
             .chunks_exact(library.dim)
-            .map(|c| c.iter().zip(&q).map(|(a, b)| a * b).sum::<f32>())
+            .map(dot)
             .enumerate()
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        Ok(scored
-            .into_iter()
-            .take(k)
-            .map(|(i, s)| SearchHit {
+        let Some(teacher) = rerank else {
+            return Ok(scored
+                .into_iter()
+                .take(options.k)
+                .map(|(i, s)| SearchHit {
+                    book: library.books[i].clone(),
+                    cosine: f64::from(s),
+                    rerank: None,
+                })
+                .collect());
+        };
+        let keep = options.prefilter.max(options.k);
+        let mut hits = Vec::with_capacity(keep);
+        for (i, s) in scored.into_iter().take(keep) {
+            let (texts, rows) = &library.passages[i];
+            let mut near: Vec<(usize, f32)> = rows
+                .chunks_exact(library.dim)
+                .map(dot)
+                .enumerate()
+                .collect();
+            near.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let pairs: Vec<(&str, &str)> = near
+                .iter()
+                .take(options.passages_per_book.max(1))
+                .map(|&(j, _)| (passage, texts[j].as_str()))
+                .collect();
+            let best = teacher
+                .logits(&pairs, 16)?
+                .into_iter()
+                .fold(f64::NEG_INFINITY, f64::max);
+            hits.push(SearchHit {
                 book: library.books[i].clone(),
                 cosine: f64::from(s),
-            })
-            .collect())
+                rerank: Some(best),
+            });
+        }
+        hits.sort_by(|a, b| {
+            b.rerank
+                .unwrap_or(f64::NEG_INFINITY)
+                .total_cmp(&a.rerank.unwrap_or(f64::NEG_INFINITY))
+                .then(b.cosine.total_cmp(&a.cosine))
+        });
+        hits.truncate(options.k);
+        Ok(hits)
     }
 
     /// Fits the calibration (Platt temperature + bias on the raw pair score, threshold for
@@ -744,6 +850,34 @@ fn normalize(v: &mut [f32]) {
     for x in v {
         *x /= n;
     }
+}
+
+/// Writes `bert` as an HF / sentence-transformers directory `dir`: `config.json` +
+/// `model.safetensors`, and the tokenizer and pooling files copied from `base`. Atomic per file.
+///
+/// # Errors
+/// I/O errors naming the file.
+pub(crate) fn save_encoder_dir(
+    bert: &lexforge_nn::bert::BertModel,
+    config: &BertConfig,
+    base: &Path,
+    dir: &Path,
+) -> Result<()> {
+    save_hf_dir(bert, config, dir)?;
+    for name in COPIED {
+        let from = base.join(name);
+        if from.is_file() {
+            let bytes =
+                std::fs::read(&from).map_err(|e| lexforge_core::Error::io("read", &from, e))?;
+            let to = dir.join(name);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| lexforge_core::Error::io("create directory", parent, e))?;
+            }
+            lexforge_core::atomic_write(&to, &bytes)?;
+        }
+    }
+    Ok(())
 }
 
 fn json_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>> {

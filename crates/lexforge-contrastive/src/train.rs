@@ -27,10 +27,11 @@ use lexforge_train::{
 use serde::{Deserialize, Serialize};
 
 use crate::calibration::ThresholdMetric;
+use crate::cross::{Teacher, TeacherConfig, TeacherReport, train_teacher};
 use crate::dataset::{PairBatch, PairItems, PreparedDataset};
 use crate::error::{MatcherError, Result};
 use crate::losses::{bce_with_logits, grad_reverse, info_nce_loss, supcon_loss};
-use crate::matcher::{EvalReport, MATCHER_FORMAT, Matcher, write_json};
+use crate::matcher::{EvalReport, MATCHER_FORMAT, Matcher, TEACHER_DIR, write_json};
 use crate::model::{BiEncoder, HeadConfig};
 use crate::probe::fit_logistic;
 
@@ -342,6 +343,9 @@ pub struct MatcherTrainConfig {
     pub gradient_checkpointing: bool,
     /// Metric the decision threshold is chosen for on validation.
     pub threshold_metric: ThresholdMetric,
+    /// The cross-encoder teacher, trained first when `loss.distill > 0` and the matcher
+    /// directory has no `teacher/` yet.
+    pub teacher: TeacherConfig,
     /// Texts per forward pass during calibration and evaluation.
     pub eval_batch_size: usize,
 }
@@ -371,6 +375,7 @@ impl Default for MatcherTrainConfig {
             frozen_layers: 0,
             gradient_checkpointing: false,
             threshold_metric: ThresholdMetric::Accuracy,
+            teacher: TeacherConfig::default(),
             eval_batch_size: 32,
         }
     }
@@ -428,6 +433,8 @@ pub struct TrainReport {
     pub validation: Option<EvalReport>,
     /// Why calibration failed, when it did (the matcher is then saved uncalibrated).
     pub calibration_error: Option<String>,
+    /// The teacher trained for distillation in this run, if one was.
+    pub teacher: Option<TeacherReport>,
 }
 
 /// Trains a matcher on the dataset at `dataset_dir` into `out` (created; resumed from its
@@ -520,6 +527,38 @@ pub fn train_matcher(
     run.save_manifest()?;
     let log = JsonlSink::open(&out.join("events.jsonl"))?;
     let fan = Fan(&log, events);
+
+    // Distillation: the teacher's logits for every training pair (training it first when the
+    // matcher directory has none yet).
+    let mut teacher_report = None;
+    let train_items = if config.loss.distill > 0.0 {
+        let teacher_dir = out.join(TEACHER_DIR);
+        if !teacher_dir.join("head").join("config.json").is_file() {
+            let r = train_teacher(
+                &config.teacher,
+                &config.base_model,
+                &dataset,
+                &teacher_dir,
+                device,
+                &fan,
+                cancel,
+            )?;
+            if r.stop == StopReason::Cancelled {
+                return Err(MatcherError::Core(lexforge_core::Error::Cancelled));
+            }
+            teacher_report = Some(r);
+        }
+        let teacher = Teacher::load(&teacher_dir, &plain)?;
+        let pairs: Vec<(&str, &str)> = dataset
+            .pairs(Split::Train)
+            .iter()
+            .map(|p| (p.text1.as_str(), p.text2.as_str()))
+            .collect();
+        let logits = teacher.logits(&pairs, config.eval_batch_size)?;
+        train_items.with_teacher(logits.into_iter().map(|l| l as f32).collect())?
+    } else {
+        train_items
+    };
     let checkpoints = CheckpointDir::new(out.join("checkpoints"), config.train.keep_checkpoints)?;
     let run_id = out.file_name().map_or_else(
         || "matcher".to_owned(),
@@ -557,6 +596,7 @@ pub fn train_matcher(
         test: None,
         validation: None,
         calibration_error: None,
+        teacher: teacher_report,
     };
     if outcome.stop == StopReason::Cancelled {
         return Ok(report);
@@ -660,7 +700,7 @@ pub(crate) fn matcher_files(dir: &Path) -> Result<Vec<String>> {
         Ok(())
     }
     let mut out = Vec::new();
-    for sub in ["encoder", "head", "eval"] {
+    for sub in ["encoder", "head", "eval", "teacher/encoder", "teacher/head"] {
         let d = dir.join(sub);
         if d.is_dir() {
             walk(&d, sub, &mut out)?;

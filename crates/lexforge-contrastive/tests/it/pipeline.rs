@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use lexforge_contrastive::calibration::ThresholdMetric;
 use lexforge_contrastive::{
     HeadConfig, LossConfig, Matcher, MatcherError, MatcherTrainConfig, PreparedDataset,
-    train_matcher,
+    SearchOptions, TeacherConfig, train_matcher,
 };
 use lexforge_core::{CancelToken, NoopSink};
 use lexforge_data::books::BookDirectory;
@@ -103,7 +103,23 @@ fn config() -> MatcherTrainConfig {
         },
         loss: LossConfig {
             adversary: 0.1,
+            distill: 0.5,
             ..LossConfig::default()
+        },
+        teacher: TeacherConfig {
+            max_seq_length: 96,
+            frozen_layers: 6,
+            train: TrainConfig {
+                max_steps: 4,
+                batch_size: 8,
+                lr: 1e-4,
+                warmup_steps: 1,
+                eval_every: 2,
+                eval_batches: Some(2),
+                checkpoint_every: 2,
+                ..TrainConfig::default()
+            },
+            ..TeacherConfig::default()
         },
         train: TrainConfig {
             max_steps: 6,
@@ -143,6 +159,12 @@ fn train_save_reload_calibrate_evaluate_search() {
     .unwrap();
     assert_eq!(report.steps, 6);
     assert_eq!(report.calibration_error, None);
+    let teacher = report
+        .teacher
+        .as_ref()
+        .expect("distillation trains a teacher first");
+    assert_eq!(teacher.steps, 4);
+    assert!(teacher.validation_roc_auc.is_some());
     assert_eq!(report.books.values().sum::<usize>(), 8);
     let test = report.test.as_ref().unwrap();
     assert_eq!(test.pairs, data.pairs(Split::Test).len());
@@ -160,6 +182,8 @@ fn train_save_reload_calibrate_evaluate_search() {
         "encoder/tokenizer.json",
         "head/config.json",
         "head/model.safetensors",
+        "teacher/encoder/model.safetensors",
+        "teacher/head/model.safetensors",
         "calibration.json",
         "style_calibration.json",
         "eval/metrics.json",
@@ -192,9 +216,24 @@ fn train_save_reload_calibrate_evaluate_search() {
     }
     let books: Vec<(String, Vec<String>)> = books.into_iter().collect();
     let library = a.library(&books, 16).unwrap();
-    let hits = a.search(&books[0].1[0], &library, 5).unwrap();
+    assert!(a.teacher().is_some());
+    let plain = SearchOptions {
+        rerank: Some(false),
+        ..SearchOptions::top(5)
+    };
+    let hits = a.search_with(&books[0].1[0], &library, &plain).unwrap();
     assert_eq!(hits.len(), library.len().min(5));
     assert!(hits.windows(2).all(|w| w[0].cosine >= w[1].cosine));
+    assert!(hits.iter().all(|h| h.rerank.is_none()));
+    // Two-stage: the teacher reranks the prefiltered books by its best logit.
+    let reranked = a.search(&books[0].1[0], &library, 5).unwrap();
+    assert_eq!(reranked.len(), hits.len());
+    assert!(reranked.iter().all(|h| h.rerank.is_some()));
+    assert!(
+        reranked
+            .windows(2)
+            .all(|w| w[0].rerank.unwrap() >= w[1].rerank.unwrap())
+    );
 
     // Bad input.
     assert!(matches!(
