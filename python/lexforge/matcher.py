@@ -127,6 +127,9 @@ class TrainReport:
     """The trained matcher on validation (after calibration)."""
     calibration_error: str | None
     """Why calibration failed, when it did."""
+    teacher: dict[str, Any] | None = None
+    """The cross-encoder teacher trained for distillation in this run (``steps``,
+    ``validation_roc_auc``), if one was."""
 
     @classmethod
     def _from_json(cls, text: str) -> TrainReport:
@@ -141,6 +144,7 @@ class TrainReport:
             r.get("test"),
             r.get("validation"),
             r.get("calibration_error"),
+            r.get("teacher"),
         )
 
 
@@ -238,7 +242,11 @@ class SearchHit:
     """A book found by :meth:`Matcher.search`."""
 
     book: str
+    """Book id."""
     cosine: float
+    """Cosine between the passage and the book's centroid."""
+    rerank: float | None = None
+    """The cross-encoder's best logit against the book's closest passages, when reranked."""
 
 
 class Library:
@@ -278,6 +286,11 @@ class Matcher:
     def dim(self) -> int:
         """Embedding dimension."""
         return int(self._info["dim"])
+
+    @property
+    def has_teacher(self) -> bool:
+        """Whether a cross-encoder teacher was loaded (``teacher/``), for reranking."""
+        return bool(self._info["teacher"])
 
     @property
     def calibrated(self) -> bool:
@@ -320,9 +333,30 @@ class Matcher:
         items = [(k, list(v)) for k, v in books.items()]
         return Library(self._native.library(items, batch_size=batch_size))
 
-    def search(self, passage: str, library: Library, k: int = 5) -> list[SearchHit]:
-        """The ``k`` books of ``library`` closest to ``passage``, best first."""
-        rows = json.loads(self._native.search(passage, library._native, k=k))
+    def search(
+        self,
+        passage: str,
+        library: Library,
+        k: int = 5,
+        *,
+        rerank: bool | None = None,
+        prefilter: int = 20,
+        passages_per_book: int = 3,
+    ) -> list[SearchHit]:
+        """The ``k`` books of ``library`` closest to ``passage``, best first. Two stages: the
+        bi-encoder keeps the ``prefilter`` books with the closest centroids, then the
+        cross-encoder teacher (``rerank=None``: when the matcher has one) scores the passage
+        against each candidate's ``passages_per_book`` closest passages."""
+        rows = json.loads(
+            self._native.search(
+                passage,
+                library._native,
+                k=k,
+                rerank=rerank,
+                prefilter=prefilter,
+                passages_per_book=passages_per_book,
+            )
+        )
         return [SearchHit(**r) for r in rows]
 
     def evaluate(self, dataset_dir: PathLike, split: str = "test") -> dict[str, Any]:

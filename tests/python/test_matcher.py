@@ -88,7 +88,10 @@ def test_train_load_score_search_evaluate(dataset: Path, tmp_path: Path) -> None
     lib = m.library({"austen": [a, a + " Again."], "wells": [b]})
     assert len(lib) == 2 and lib.books == ["austen", "wells"]
     hits = m.search(a, lib, k=2)
-    assert [h.book for h in hits][0] == "austen"
+    assert [h.book for h in hits][0] == "austen" and hits[0].rerank is None
+    assert not m.has_teacher
+    with pytest.raises(lexforge.InvalidInputError, match="teacher"):
+        m.search(a, lib, rerank=True)
     ev = m.evaluate(dataset, split="test")
     assert ev["pairs"] > 0 and "retrieval" in ev
     assert m.truncated(a * 20)

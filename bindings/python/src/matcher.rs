@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use lexforge::contrastive::calibration::ThresholdMetric;
 use lexforge::contrastive::{
-    Library, Matcher, MatcherError, MatcherTrainConfig, PreparedDataset, train_matcher,
+    Library, Matcher, MatcherError, MatcherTrainConfig, PreparedDataset, SearchOptions,
+    train_matcher,
 };
 use lexforge::data::Split;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
@@ -127,6 +128,7 @@ impl PyMatcher {
             "head": m.head(),
             "calibrated": m.calibration().is_some(),
             "style_calibrated": m.style_calibration().is_some(),
+            "teacher": m.teacher().is_some(),
             "device": format!("{device:?}"),
         })
         .to_string();
@@ -193,16 +195,29 @@ impl PyMatcher {
         Ok(PyLibrary { inner })
     }
 
-    /// The `k` closest books, as JSON `[{book, cosine}]`.
-    #[pyo3(signature = (passage, library, k=5))]
+    /// The `k` closest books, as JSON `[{book, cosine, rerank}]`.
+    #[pyo3(signature = (passage, library, k=5, rerank=None, prefilter=20, passages_per_book=3))]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "mirrors the Python keyword arguments"
+    )]
     fn search(
         &self,
         py: Python<'_>,
         passage: String,
         library: &PyLibrary,
         k: usize,
+        rerank: Option<bool>,
+        prefilter: usize,
+        passages_per_book: usize,
     ) -> PyResult<String> {
-        let hits = self.with(py, |m| m.search(&passage, &library.inner, k))?;
+        let options = SearchOptions {
+            k,
+            prefilter,
+            rerank,
+            passages_per_book,
+        };
+        let hits = self.with(py, |m| m.search_with(&passage, &library.inner, &options))?;
         to_json(py, &hits, "hits")
     }
 

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use lexforge::contrastive::calibration::ThresholdMetric;
-use lexforge::contrastive::{Matcher, MatcherTrainConfig, PreparedDataset, train_matcher};
+use lexforge::contrastive::{
+    Matcher, MatcherTrainConfig, PreparedDataset, SearchOptions, train_matcher,
+};
 use lexforge::data::Split;
 use lexforge::data::books::BookDirectory;
 use lexforge::data::prepare::{PrepareConfig, prepare};
@@ -91,6 +93,15 @@ pub enum MatcherCommand {
         /// Books to return.
         #[arg(short, default_value_t = 5)]
         k: usize,
+        /// Rerank with the matcher's cross-encoder teacher (default: when it has one).
+        #[arg(long, conflicts_with = "no_rerank")]
+        rerank: bool,
+        /// Rank by the bi-encoder only.
+        #[arg(long)]
+        no_rerank: bool,
+        /// Books the bi-encoder keeps for reranking.
+        #[arg(long, default_value_t = 20)]
+        prefilter: usize,
         /// Device: cpu, flex, ndarray, wgpu, cuda:N.
         #[arg(long, default_value = "cpu")]
         device: DeviceSpec,
@@ -349,6 +360,9 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             library,
             split,
             k,
+            rerank,
+            no_rerank,
+            prefilter,
             device,
         } => {
             let m = Matcher::load(&matcher, &device.resolve()?)?;
@@ -366,7 +380,19 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             }
             let books: Vec<(String, Vec<String>)> = books.into_iter().collect();
             let lib = m.library(&books, 32)?;
-            let hits = m.search(&passage, &lib, k)?;
+            let options = SearchOptions {
+                k,
+                prefilter,
+                rerank: if rerank {
+                    Some(true)
+                } else if no_rerank {
+                    Some(false)
+                } else {
+                    None
+                },
+                ..SearchOptions::top(k)
+            };
+            let hits = m.search_with(&passage, &lib, &options)?;
             println!("{}", serde_json::to_string_pretty(&hits)?);
             Ok(())
         }
