@@ -73,6 +73,7 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "eval_every": ("train", "eval_every"),
     "eval_batches": ("train", "eval_batches"),
     "checkpoint_every": ("train", "checkpoint_every"),
+    "log_every": ("train", "log_every"),
     "seed": ("train", "seed"),
 }
 
