@@ -149,6 +149,9 @@ pub struct PairBatch {
     pub teacher: Option<Vec<f32>>,
 }
 
+/// Turns a list of texts into token ids (special tokens added, truncated).
+pub type Tokenize<'a> = dyn Fn(&[&str]) -> Result<Vec<Vec<u32>>> + 'a;
+
 /// Tokenized pairs of one split, batched by index for the training engine.
 #[derive(Debug, Clone)]
 pub struct PairItems {
@@ -169,7 +172,7 @@ impl PairItems {
     /// Errors of `tokenize`; [`MatcherError::InvalidInput`] when there are no pairs.
     pub fn new(
         pairs: &[Pair],
-        tokenize: &dyn Fn(&[&str]) -> Result<Vec<Vec<u32>>>,
+        tokenize: &Tokenize<'_>,
         style: bool,
         book_index: &mut BTreeMap<String, u32>,
     ) -> Result<Self> {

@@ -305,8 +305,8 @@ impl BiEncoder {
         let [n, _] = u.dims();
         let cos = (u.clone() * v.clone()).sum_dim(1);
         let affine = self.score_affine.val();
-        let scale = affine.clone().slice([0..1]).reshape([1, 1]);
-        let bias = affine.slice([1..2]).reshape([1, 1]);
+        let scale = affine.clone().slice(0..1).reshape([1, 1]);
+        let bias = affine.slice(1..2).reshape([1, 1]);
         let base = cos * scale.expand([n, 1]) + bias.expand([n, 1]);
         match &self.pair_head {
             Some(h) => {
