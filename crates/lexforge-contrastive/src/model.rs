@@ -386,6 +386,32 @@ mod tests {
     }
 
     #[test]
+    fn frozen_stages_get_no_gradient_and_checkpointing_changes_nothing() {
+        let batch = TokenBatch::new(vec![vec![1, 5, 7, 2], vec![1, 9, 2]], None);
+        let grads_of = |device: Device, frozen: usize| {
+            lexforge_core::Seed(1).apply_to(&device);
+            let m = tiny(&HeadConfig::default(), &device).with_frozen(frozen);
+            let e = m.embed(&batch, &device).unwrap();
+            let loss = (e.clone() * e.flip([0])).sum();
+            let grads = loss.backward();
+            let word = m.bert.embeddings.word.weight.grad(&grads);
+            let top = m.bert.layers[1].output.weight.grad(&grads);
+            (word.map(rows), top.map(rows))
+        };
+        let (word, top) = grads_of(Device::flex().autodiff(), 0);
+        assert!(word.is_some() && top.is_some());
+        // Embeddings and layer 0 frozen: no gradient there, the top layer still learns.
+        let (word_f, top_f) = grads_of(Device::flex().autodiff(), 2);
+        assert!(word_f.is_none() && top_f.is_some());
+        // Gradient checkpointing recomputes activations; the gradients are the same.
+        let (word_c, top_c) = grads_of(Device::flex().autodiff().gradient_checkpointing(), 0);
+        for (a, b) in [(word, word_c), (top, top_c)] {
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
+        }
+    }
+
+    #[test]
     fn bad_configs_and_inputs_are_typed() {
         let d = Device::flex();
         let bert = BertModel::new(&BertConfig::bert(50, 16, 1, 2), &d).unwrap();
