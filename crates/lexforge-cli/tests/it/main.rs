@@ -3,6 +3,7 @@
 
 mod embed;
 mod lm;
+mod matcher;
 mod prepare;
 mod tokenizer;
 

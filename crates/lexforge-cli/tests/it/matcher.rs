@@ -1,0 +1,159 @@
+//! `lexforge matcher`: pipeline (prepare → train → calibrate → evaluate), then score, search,
+//! evaluate and calibrate on the result; bad input refused with a message.
+
+use std::path::{Path, PathBuf};
+
+use crate::{lexforge, stderr, stdout};
+
+fn base() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/roberta_tiny/roberta")
+}
+
+fn library(dir: &Path) -> PathBuf {
+    let corpus =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg/books");
+    let root = dir.join("books");
+    for book in [
+        "jane_austen/emma.txt",
+        "jane_austen/pride_and_prejudice.txt",
+        "h_g_wells/the_time_machine.txt",
+        "thomas_paine/common_sense.txt",
+        "lewis_carroll/alices_adventures_in_wonderland.txt",
+        "arthur_conan_doyle/a_study_in_scarlet.txt",
+    ] {
+        let to = root.join(book);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(corpus.join(book), to).unwrap();
+    }
+    root
+}
+
+#[test]
+fn pipeline_then_score_search_evaluate_calibrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let books = library(dir.path());
+    let config = dir.path().join("matcher.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[prepare]
+seed = 3
+[prepare.chunk]
+chunk_size = 3
+max_chunks_per_book = 8
+[prepare.pairs]
+pairs_per_book = 12
+[prepare.splits]
+validation_fraction = 0.2
+test_fraction = 0.2
+[prepare.topics]
+k = 3
+
+[matcher]
+base_model = "{}"
+max_seq_length = 32
+[matcher.head]
+projection_dim = 32
+style_features = true
+[matcher.train]
+max_steps = 6
+batch_size = 8
+lr = 1e-3
+warmup_steps = 1
+eval_every = 3
+checkpoint_every = 3
+"#,
+            base().display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let o = lexforge(&[
+        "matcher",
+        "pipeline",
+        books.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["steps"], 6);
+    assert!(report["test"]["roc_auc"].is_number(), "{report}");
+    let m = out.join("matcher");
+    let (ms, ds) = (m.to_str().unwrap(), out.join("dataset"));
+    let ds = ds.to_str().unwrap();
+
+    let o = lexforge(&[
+        "matcher",
+        "score",
+        ms,
+        "The cat sat.",
+        "A dog barked loudly.",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let p = s["probability"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p) && s["truncated"] == false, "{s}");
+
+    let o = lexforge(&[
+        "matcher",
+        "search",
+        ms,
+        "It was a dark night.",
+        "--library",
+        ds,
+        "-k",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(hits.as_array().unwrap().len(), 2);
+
+    let o = lexforge(&[
+        "matcher",
+        "evaluate",
+        ms,
+        "--dataset",
+        ds,
+        "--split",
+        "validation",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ev: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(ev["split"], "validation");
+
+    let o = lexforge(&[
+        "matcher",
+        "calibrate",
+        ms,
+        "--dataset",
+        ds,
+        "--split",
+        "train",
+        "--metric",
+        "f1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = lexforge(&["manifest", "verify", ms]);
+    assert!(
+        o.status.success(),
+        "calibrate keeps the manifest valid: {}",
+        stderr(&o)
+    );
+
+    // Bad input: an empty passage, a directory that is not a matcher, reranking without a
+    // teacher.
+    let o = lexforge(&["matcher", "score", ms, "", "x"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+    let o = lexforge(&["matcher", "score", ds, "a", "b"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("head"), "{}", stderr(&o));
+    let o = lexforge(&["matcher", "search", ms, "x", "--library", ds, "--rerank"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("teacher"), "{}", stderr(&o));
+}
