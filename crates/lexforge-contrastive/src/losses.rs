@@ -86,10 +86,12 @@ pub fn supcon_loss(embeddings: Tensor<2>, labels: &[u32], temperature: f64) -> R
 
 /// InfoNCE with in-batch negatives: row `i` of `anchors` should match row `i` of `candidates`
 /// among all rows of `candidates` (cross-entropy over `anchors @ candidates^T / temperature`);
-/// `symmetric` averages with the same loss in the other direction.
+/// `symmetric` averages with the same loss in the other direction. `groups` (one id per row),
+/// when given, removes in-batch "negatives" of the same group as the anchor (another passage
+/// of the same book is not a negative).
 ///
 /// # Shapes
-/// `anchors`, `candidates`: `[n, d]` → `[1]`.
+/// `anchors`, `candidates`: `[n, d]`, `groups`: `n` → `[1]`.
 ///
 /// # Errors
 /// [`MatcherError::InvalidInput`] for different shapes, fewer than 2 rows, or a non-positive
@@ -99,8 +101,12 @@ pub fn info_nce_loss(
     candidates: Tensor<2>,
     temperature: f64,
     symmetric: bool,
+    groups: Option<&[u32]>,
 ) -> Result<Tensor<1>> {
     let [n, d] = anchors.dims();
+    if groups.is_some_and(|g| g.len() != n) {
+        return Err(invalid(format!("{} group ids for {n} rows", groups.map_or(0, <[u32]>::len))));
+    }
     if candidates.dims() != [n, d] {
         return Err(invalid(format!(
             "anchors {:?} and candidates {:?} differ",
@@ -122,12 +128,28 @@ pub fn info_nce_loss(
         TensorData::new((0..n as i64).collect::<Vec<_>>(), [n, 1]),
         &anchors.device(),
     );
-    let forward = anchors.clone().matmul(candidates.clone().transpose()) / temperature;
+    // −1e9 on off-diagonal pairs of the same group (symmetric, so one mask serves both ways).
+    let mask = groups.map(|g| {
+        let mut m = vec![0.0f32; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                if i != j && g[i] == g[j] {
+                    m[i * n + j] = -1e9;
+                }
+            }
+        }
+        host_matrix(m, n, n, &anchors)
+    });
+    let masked = |x: Tensor<2>| match &mask {
+        Some(m) => x + m.clone(),
+        None => x,
+    };
+    let forward = masked(anchors.clone().matmul(candidates.clone().transpose()) / temperature);
     let loss = lexforge_nn::fused::cross_entropy(forward, targets.clone())?;
     if !symmetric {
         return Ok(loss);
     }
-    let backward = candidates.matmul(anchors.transpose()) / temperature;
+    let backward = masked(candidates.matmul(anchors.transpose()) / temperature);
     let other = lexforge_nn::fused::cross_entropy(backward, targets)?;
     Ok((loss + other) / 2.0)
 }
@@ -293,10 +315,20 @@ mod tests {
     fn info_nce_and_pairwise_behave() {
         let d = Device::flex();
         let a = tensor(&[&[1.0, 0.0], &[0.0, 1.0]], &d);
-        let good = value(info_nce_loss(a.clone(), a.clone(), 0.1, true).unwrap());
+        let good = value(info_nce_loss(a.clone(), a.clone(), 0.1, true, None).unwrap());
         let swapped = tensor(&[&[0.0, 1.0], &[1.0, 0.0]], &d);
-        let bad = value(info_nce_loss(a.clone(), swapped.clone(), 0.1, false).unwrap());
+        let bad = value(info_nce_loss(a.clone(), swapped.clone(), 0.1, false, None).unwrap());
         assert!(good < 1e-3 && bad > 5.0, "{good} {bad}");
+        // Two positives of one group: neither is the other's negative, so each row has only
+        // its own candidate left and the loss is 0 whatever the ranking.
+        let grouped =
+            value(info_nce_loss(a.clone(), swapped.clone(), 0.1, true, Some(&[7, 7])).unwrap());
+        assert!(grouped < 1e-6, "{grouped}");
+        let b = tensor(&[&[1.0, 0.0], &[0.9, 0.1]], &d);
+        let near = value(info_nce_loss(b.clone(), b.clone(), 0.1, true, None).unwrap());
+        let masked = value(info_nce_loss(b.clone(), b.clone(), 0.1, true, Some(&[3, 3])).unwrap());
+        assert!(masked < 1e-6 && near > 0.1, "{near} {masked}");
+        assert!(info_nce_loss(a.clone(), a.clone(), 0.1, true, Some(&[1])).is_err());
         let same = value(pairwise_loss(a.clone(), a.clone(), &[true, true], 10.0, 0.5).unwrap());
         let wrong = value(pairwise_loss(a.clone(), a.clone(), &[false, false], 10.0, 0.5).unwrap());
         assert!(same < 0.01 && wrong > 4.0, "{same} {wrong}");

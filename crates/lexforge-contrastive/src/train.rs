@@ -7,7 +7,8 @@
 //! - **SupCon**: supervised contrastive loss over the `2n` embeddings with books as classes
 //!   (hard negatives from the data-prep neighbour lists are in the batch as pairs of
 //!   neighbouring books);
-//! - **InfoNCE**: multiple-negatives ranking over the positive pairs of the batch;
+//! - **InfoNCE**: multiple-negatives ranking over the positive pairs of the batch (other
+//!   positives of the same book are not counted as negatives);
 //! - **adversary**: topic cross-entropy through gradient reversal (when the head has one);
 //! - **distillation**: against a teacher's pair logits, as a soft-label KL (binary
 //!   cross-entropy to the teacher's probabilities) or margin-MSE on positive/negative pairs.
@@ -197,11 +198,13 @@ impl MatcherModel {
                 TensorData::new(positives.clone(), [positives.len()]),
                 &device,
             );
+            let groups: Vec<u32> = positives.iter().map(|&i| batch.books[i as usize]).collect();
             let l = info_nce_loss(
                 u.clone().select(0, idx.clone()),
                 v.clone().select(0, idx),
                 self.loss.temperature,
                 true,
+                Some(&groups),
             )? * self.loss.info_nce;
             note("info_nce", &l);
             total = total + l;
