@@ -105,7 +105,10 @@ pub fn info_nce_loss(
 ) -> Result<Tensor<1>> {
     let [n, d] = anchors.dims();
     if groups.is_some_and(|g| g.len() != n) {
-        return Err(invalid(format!("{} group ids for {n} rows", groups.map_or(0, <[u32]>::len))));
+        return Err(invalid(format!(
+            "{} group ids for {n} rows",
+            groups.map_or(0, <[u32]>::len)
+        )));
     }
     if candidates.dims() != [n, d] {
         return Err(invalid(format!(
