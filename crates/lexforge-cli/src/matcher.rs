@@ -114,7 +114,7 @@ pub enum MatcherCommand {
         /// The output directory (dataset/ and matcher/ inside).
         #[arg(long)]
         out: PathBuf,
-        /// A TOML file with tables [prepare] (PrepareConfig) and [matcher]
+        /// A TOML file with a prepare table (PrepareConfig) and a matcher table
         /// (MatcherTrainConfig).
         #[arg(long)]
         config: Option<PathBuf>,
