@@ -131,6 +131,11 @@ class TrainReport:
     teacher: dict[str, Any] | None = None
     """The cross-encoder teacher trained for distillation in this run (``steps``,
     ``validation_roc_auc``), if one was."""
+    topic_probe: dict[str, Any] | None = None
+    """Topic recoverable from the trained embeddings (a linear probe fitted on train chunks,
+    scored on test chunks: ``accuracy``, ``majority``); lower means less topic shortcut."""
+    topic_probe_baseline: dict[str, Any] | None = None
+    """The same probe on the untrained base encoder."""
 
     @classmethod
     def _from_json(cls, text: str) -> TrainReport:
@@ -146,6 +151,8 @@ class TrainReport:
             r.get("validation"),
             r.get("calibration_error"),
             r.get("teacher"),
+            r.get("topic_probe"),
+            r.get("topic_probe_baseline"),
         )
 
 

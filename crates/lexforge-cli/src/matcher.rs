@@ -279,6 +279,12 @@ fn print_report(
     if let Some(t) = &report.test {
         line("test, trained", t);
     }
+    if let (Some(p), Some(b)) = (&report.topic_probe, &report.topic_probe_baseline) {
+        println!(
+            "  topic probe accuracy   {:.3} trained, {:.3} base (majority {:.3}; lower = less topic)",
+            p.accuracy, b.accuracy, p.majority
+        );
+    }
     if let Some(e) = &report.calibration_error {
         println!("  not calibrated: {e}");
     }

@@ -704,6 +704,41 @@ impl Matcher {
         Ok(hits)
     }
 
+    /// How well a linear probe recovers the topic cluster of a chunk from its embedding:
+    /// fitted on (at most `max_rows`, evenly spaced) chunks of `fit_split`, scored on the chunks
+    /// of `score_split`. Lower is better when topic is a shortcut to remove.
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidInput`] when a split has no chunks.
+    pub fn topic_probe(
+        &self,
+        dataset: &PreparedDataset,
+        fit_split: Split,
+        score_split: Split,
+        max_rows: usize,
+        batch_size: usize,
+    ) -> Result<crate::probe::ProbeReport> {
+        let pick = |split: Split| -> (Vec<&str>, Vec<u32>) {
+            let chunks: Vec<_> = dataset.chunks(split).collect();
+            let step = chunks.len().div_ceil(max_rows.max(1)).max(1);
+            chunks
+                .iter()
+                .step_by(step)
+                .map(|c| (c.text.as_str(), c.topic))
+                .unzip()
+        };
+        let (fit_texts, fit_topics) = pick(fit_split);
+        let (score_texts, score_topics) = pick(score_split);
+        if fit_texts.is_empty() || score_texts.is_empty() {
+            return Err(MatcherError::InvalidInput {
+                reason: "the topic probe needs chunks in both splits".into(),
+            });
+        }
+        let fit = self.embed(&fit_texts, batch_size)?;
+        let score = self.embed(&score_texts, batch_size)?;
+        crate::probe::linear_probe(&fit, &fit_topics, &score, &score_topics, self.dim())
+    }
+
     /// Fits the calibration (Platt temperature + bias on the raw pair score, threshold for
     /// `metric`) and the isotonic style map on `split` of `dataset`, keeps them in the
     /// matcher, and writes them into its directory when it has one.

@@ -438,6 +438,11 @@ pub struct TrainReport {
     pub calibration_error: Option<String>,
     /// The teacher trained for distillation in this run, if one was.
     pub teacher: Option<TeacherReport>,
+    /// Topic recoverable from the trained embeddings: a linear probe fitted on train chunks,
+    /// scored on test chunks (lower means less topic shortcut).
+    pub topic_probe: Option<crate::probe::ProbeReport>,
+    /// The same probe on the untrained base encoder's embeddings.
+    pub topic_probe_baseline: Option<crate::probe::ProbeReport>,
 }
 
 /// Trains a matcher on the dataset at `dataset_dir` into `out` (created; resumed from its
@@ -600,6 +605,8 @@ pub fn train_matcher(
         validation: None,
         calibration_error: None,
         teacher: teacher_report,
+        topic_probe: None,
+        topic_probe_baseline: None,
     };
     if outcome.stop == StopReason::Cancelled {
         return Ok(report);
@@ -641,6 +648,12 @@ pub fn train_matcher(
         )?;
         report.baseline = Some(untrained.evaluate(&dataset, Split::Test, bs)?);
         report.test = Some(test);
+        if dataset.topics() >= 2 {
+            report.topic_probe =
+                Some(matcher.topic_probe(&dataset, Split::Train, Split::Test, PROBE_ROWS, bs)?);
+            report.topic_probe_baseline =
+                Some(untrained.topic_probe(&dataset, Split::Train, Split::Test, PROBE_ROWS, bs)?);
+        }
     }
     write_json(&out.join("eval").join("metrics.json"), &report)?;
     for rel in matcher_files(out)? {
@@ -668,11 +681,19 @@ pub fn train_matcher(
             }
         }
     }
+    if let (Some(p), Some(b)) = (&report.topic_probe, &report.topic_probe_baseline) {
+        metrics.insert("test.topic_probe_accuracy".to_owned(), p.accuracy);
+        metrics.insert("baseline_test.topic_probe_accuracy".to_owned(), b.accuracy);
+        metrics.insert("test.topic_majority".to_owned(), p.majority);
+    }
     run.manifest_mut().metrics = metrics.clone();
     run.finish(RunStatus::Completed)?;
     fan.send(Event::Completed { metrics })?;
     Ok(report)
 }
+
+/// Train chunks the topic probe is fitted on (evenly spaced).
+const PROBE_ROWS: usize = 400;
 
 /// Manifest `kind` of a matcher directory.
 pub const MATCHER_KIND: &str = "matcher";

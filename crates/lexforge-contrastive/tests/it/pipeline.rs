@@ -171,6 +171,9 @@ fn train_save_reload_calibrate_evaluate_search() {
     assert!(test.roc_auc.is_some_and(|a| (0.0..=1.0).contains(&a)));
     assert!(test.retrieval.is_some());
     assert!(report.baseline.as_ref().unwrap().roc_auc_cosine.is_some());
+    let probe = report.topic_probe.unwrap();
+    assert!((0.0..=1.0).contains(&probe.accuracy) && probe.test_rows > 0);
+    assert!(report.topic_probe_baseline.is_some());
     let manifest = lexforge_core::verify_run_dir(&out).unwrap();
     assert_eq!(manifest.kind, "matcher");
     assert!(manifest.metrics.contains_key("test.roc_auc"));
