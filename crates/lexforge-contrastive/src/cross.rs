@@ -1,5 +1,6 @@
-//! The cross-encoder teacher: both passages in one sequence through a BERT-family body, mean
-//! pooled, then a linear classifier → a same-book logit. Slower than the bi-encoder (one
+//! The cross-encoder teacher: both passages in one sequence through a BERT-family body; the
+//! states of each passage's tokens are mean-pooled separately (they have attended to each
+//! other), and the logit is `scale · cos(a, b) + bias + w · [|a − b|, a ∘ b]`. Slower than the bi-encoder (one
 //! forward pass per pair) and usually more accurate; the bi-encoder distills from it and
 //! search can rerank with it.
 
@@ -13,7 +14,6 @@ use lexforge_data::Split;
 use lexforge_nn::bert::{BertConfig, BertModel};
 use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions};
 use lexforge_nn::hf::{self, HfReader, HfWriter, WeightLayout};
-use lexforge_nn::pooling::{Pooling, pool};
 use lexforge_train::{
     BoxError, CheckpointDir, LossOutput, Resume, StopReason, TrainConfig, TrainContext, TrainModel,
     train,
@@ -26,7 +26,7 @@ use crate::losses::bce_with_logits;
 use crate::matcher::save_encoder_dir;
 
 /// Layout version of a teacher directory.
-pub const TEACHER_FORMAT: u32 = 1;
+pub const TEACHER_FORMAT: u32 = 2;
 
 /// Joins two token sequences (each with its special tokens, as the tokenizer returns them)
 /// into one of at most `max_len` tokens: all of `a`, then `b` without its first (class) token;
@@ -35,6 +35,11 @@ pub const TEACHER_FORMAT: u32 = 1;
 /// # Panics
 /// Never; empty sides give what is left.
 pub fn join_pair(a: &[u32], b: &[u32], max_len: usize) -> Vec<u32> {
+    join_pair_split(a, b, max_len).0
+}
+
+/// [`join_pair`] and the number of leading tokens that come from `a`.
+pub fn join_pair_split(a: &[u32], b: &[u32], max_len: usize) -> (Vec<u32>, usize) {
     let b = if b.len() > 1 { &b[1..] } else { b };
     let cut = |s: &[u32], budget: usize| -> Vec<u32> {
         if s.len() <= budget {
@@ -50,7 +55,7 @@ pub fn join_pair(a: &[u32], b: &[u32], max_len: usize) -> Vec<u32> {
     if a.len() + b.len() <= max_len {
         let mut v = a.to_vec();
         v.extend_from_slice(b);
-        return v;
+        return (v, a.len());
     }
     let half = max_len / 2;
     let a_budget = if b.len() < half {
@@ -59,9 +64,10 @@ pub fn join_pair(a: &[u32], b: &[u32], max_len: usize) -> Vec<u32> {
         half.max(max_len - b.len().min(max_len))
     };
     let mut v = cut(a, a_budget.min(a.len()));
+    let split = v.len();
     let rest = max_len - v.len();
     v.extend(cut(b, rest));
-    v
+    (v, split)
 }
 
 /// The cross-encoder module.
@@ -69,8 +75,10 @@ pub fn join_pair(a: &[u32], b: &[u32], max_len: usize) -> Vec<u32> {
 pub struct CrossEncoder {
     /// The body.
     pub bert: BertModel,
-    /// `hidden → 1`.
+    /// `[2 · hidden] → 1` on `[|a − b|, a ∘ b]`, zero-initialized.
     pub classifier: Linear,
+    /// `[scale, bias]` of the cosine term (the bias is set from data before training).
+    pub score_affine: Param<Tensor<1>>,
     #[module(skip)]
     frozen: usize,
     #[module(skip)]
@@ -78,20 +86,41 @@ pub struct CrossEncoder {
 }
 
 impl CrossEncoder {
-    /// A cross-encoder on `bert` with a zero-initialized classifier (logit 0 = p 0.5 at the
-    /// start) reading at most `max_len` tokens per pair.
+    /// A cross-encoder on `bert` reading at most `max_len` tokens per pair: logit
+    /// `20 · cos(a, b)` (bias 0, classifier zero) until [`CrossEncoder::with_bias`] or training.
     pub fn new(bert: BertModel, max_len: usize, device: &Device) -> Self {
         let hidden = bert.hidden_size();
-        let mut classifier = LinearConfig::new(hidden, 1).init(device);
-        classifier.weight = Param::from_tensor(Tensor::zeros([hidden, 1], device));
+        let mut classifier = LinearConfig::new(2 * hidden, 1).init(device);
+        classifier.weight = Param::from_tensor(Tensor::zeros([2 * hidden, 1], device));
         classifier.bias = Some(Param::from_tensor(Tensor::zeros([1], device)));
         let max_len = max_len.min(bert.max_tokens());
         CrossEncoder {
             bert,
             classifier,
+            score_affine: Param::from_tensor(Tensor::from_data(
+                TensorData::new(vec![20.0f32, 0.0], [2]),
+                device,
+            )),
             frozen: 0,
             max_len,
         }
+    }
+
+    /// Sets the bias of the cosine term (so the untrained logit is centred on the data).
+    pub fn with_bias(mut self, bias: f32) -> Self {
+        let device = self.score_affine.val().device();
+        let scale = self
+            .score_affine
+            .val()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_or(20.0, |v| v[0]);
+        self.score_affine = Param::from_tensor(Tensor::from_data(
+            TensorData::new(vec![scale, bias], [2]),
+            &device,
+        ));
+        self
     }
 
     /// Keeps the bottom `frozen` stages out of the gradient.
@@ -122,11 +151,11 @@ impl CrossEncoder {
                 ),
             });
         }
-        let joined: Vec<Vec<u32>> = a
+        let (joined, splits): (Vec<Vec<u32>>, Vec<usize>) = a
             .iter()
             .zip(b)
-            .map(|(x, y)| join_pair(x, y, self.max_len))
-            .collect();
+            .map(|(x, y)| join_pair_split(x, y, self.max_len))
+            .unzip();
         let lengths: Vec<usize> = joined.iter().map(Vec::len).collect();
         if lengths.contains(&0) {
             return Err(MatcherError::InvalidInput {
@@ -145,9 +174,40 @@ impl CrossEncoder {
             .collect();
         let input = Tensor::<2, Int>::from_data(TensorData::new(flat, [joined.len(), t]), device);
         let hidden = self.bert.forward_frozen(input, &lengths, self.frozen)?;
-        Ok(self
-            .classifier
-            .forward(pool(hidden, &lengths, Pooling::Mean)))
+        let n = joined.len();
+        let d = hidden.dims()[2];
+        // Per-row segment masks [n, t, 1] and inverse counts [n, 1].
+        let mut ma = vec![0.0f32; n * t];
+        let mut mb = vec![0.0f32; n * t];
+        let mut ca = vec![0.0f32; n];
+        let mut cb = vec![0.0f32; n];
+        for i in 0..n {
+            let split = splits[i].clamp(1, lengths[i]);
+            for j in 0..lengths[i] {
+                if j < split {
+                    ma[i * t + j] = 1.0;
+                } else {
+                    mb[i * t + j] = 1.0;
+                }
+            }
+            ca[i] = 1.0 / split as f32;
+            cb[i] = 1.0 / (lengths[i] - split).max(1) as f32;
+        }
+        let mask = |m: Vec<f32>| Tensor::<3>::from_data(TensorData::new(m, [n, t, 1]), device);
+        let count = |c: Vec<f32>| Tensor::<2>::from_data(TensorData::new(c, [n, 1]), device);
+        let seg_a = (hidden.clone() * mask(ma)).sum_dim(1).reshape([n, d]) * count(ca);
+        let seg_b = (hidden * mask(mb)).sum_dim(1).reshape([n, d]) * count(cb);
+        let norm = |x: Tensor<2>| (x.clone() * x).sum_dim(1).sqrt().clamp_min(1e-12);
+        let cos = (seg_a.clone() * seg_b.clone()).sum_dim(1)
+            / (norm(seg_a.clone()) * norm(seg_b.clone()));
+        let affine = self.score_affine.val();
+        let scale = affine.clone().slice(0..1).reshape([1, 1]).expand([n, 1]);
+        let bias = affine.slice(1..2).reshape([1, 1]).expand([n, 1]);
+        let features = Tensor::cat(
+            vec![(seg_a.clone() - seg_b.clone()).abs(), seg_a * seg_b],
+            1,
+        );
+        Ok(cos * scale + bias + self.classifier.forward(features))
     }
 }
 
@@ -279,13 +339,15 @@ impl Teacher {
             .map_err(|e| lexforge_core::Error::io("read teacher head", &weights, e))?;
         let st = hf::parse(&weights, &bytes)?;
         let hidden = model.bert.hidden_size();
-        HfReader::new(&weights, &st, "", device).linear(
+        let r = HfReader::new(&weights, &st, "", device);
+        r.linear(
             &mut model.classifier,
             "classifier",
             WeightLayout::InOut,
-            hidden,
+            2 * hidden,
             1,
         )?;
+        model.score_affine = Param::from_tensor(r.get("score_affine", [2])?);
         Ok(Teacher {
             tokenizer,
             model,
@@ -378,11 +440,33 @@ pub fn train_teacher(
         plain.clone().autodiff()
     };
     Seed(config.train.seed).apply_to(&ad);
+    // Centre the untrained logit on the data: bias = −scale · median cosine of (up to 128
+    // evenly spaced) training pairs, computed without gradients.
+    let probe = CrossEncoder::new(tokenizer.model().clone(), config.max_seq_length, &plain);
+    let n = lexforge_train::BatchSource::len(&train_items);
+    let sample: Vec<usize> = (0..n).step_by(n.div_ceil(128).max(1)).collect();
+    let mut cosines = Vec::with_capacity(sample.len());
+    for chunk in sample.chunks(16) {
+        let batch = train_items.make_batch(chunk);
+        let (a, b) = batch.texts.ids.split_at(chunk.len());
+        let logits = probe.logits(a, b, &plain)?;
+        let v = logits
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| MatcherError::InvalidInput {
+                reason: format!("cannot read logits back: {e:?}"),
+            })?;
+        cosines.extend(v.into_iter().map(|l| l / 20.0));
+    }
+    cosines.sort_by(f32::total_cmp);
+    let median = cosines.get(cosines.len() / 2).copied().unwrap_or(0.5);
     let cross = CrossEncoder::new(
         tokenizer.model().clone().fork(&ad),
         config.max_seq_length,
         &ad,
     )
+    .with_bias(-20.0 * median)
     .with_frozen(config.frozen_layers);
     std::fs::create_dir_all(dir)
         .map_err(|e| lexforge_core::Error::io("create directory", dir, e))?;
@@ -416,6 +500,7 @@ pub fn train_teacher(
     save_encoder_dir(&cross.bert, &bert_config, base, &dir.join("encoder"))?;
     let mut w = HfWriter::new();
     w.linear("classifier", &cross.classifier, WeightLayout::InOut)?;
+    w.put("score_affine", cross.score_affine.val())?;
     w.write(
         &dir.join("head"),
         &TeacherFile {
