@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from lexforge import _native
+from lexforge._params import apply_params
 from lexforge.encoder import SentenceEncoder
 
 __all__ = [
@@ -89,18 +90,7 @@ def default_config() -> dict[str, Any]:
 
 
 def _config(params: dict[str, Any], config: dict[str, Any] | None) -> str:
-    out: dict[str, Any] = json.loads(json.dumps(config)) if config else {}
-    for key, value in params.items():
-        if key not in _PARAMS:
-            raise TypeError(
-                f"unknown parameter {key!r}; expected one of {', '.join(sorted(_PARAMS))}"
-            )
-        path = _PARAMS[key]
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-    return json.dumps(out)
+    return json.dumps(apply_params(params, _PARAMS, config or {}))
 
 
 def standardize(

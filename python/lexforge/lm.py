@@ -80,6 +80,8 @@ class _Progress:
     def __call__(self, event: Event) -> None:
         kind = event.get("type")
         if kind == "started":
+            # A job may run several loops (a matcher's teacher, then the matcher).
+            self.close()
             self.bar = self._tqdm(total=event.get("total"), unit="step", dynamic_ncols=True)
         elif kind == "progress" and self.bar is not None:
             self.bar.n = event["step"]

@@ -31,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lexforge import _native
+from lexforge._params import apply_params
+from lexforge.lm import _Progress
 
 __all__ = [
     "Library",
@@ -86,17 +88,9 @@ def default_config() -> dict[str, Any]:
 
 
 def _config(params: dict[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(json.dumps(dict(config))) if config else default_config()
-    for key, value in params.items():
-        if key not in _PARAMS:
-            raise TypeError(
-                f"unknown parameter {key!r}; expected one of {', '.join(sorted(_PARAMS))}"
-            )
-        path = _PARAMS[key]
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = os.fspath(value) if key == "base_model" else value
+    if "base_model" in params:
+        params = {**params, "base_model": os.fspath(params["base_model"])}
+    out = apply_params(params, _PARAMS, config or default_config())
     if not out.get("base_model"):
         from lexforge.encoder import minilm_path
 
@@ -156,33 +150,6 @@ class TrainReport:
         )
 
 
-class _Bar:
-    def __init__(self) -> None:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
-
-        self._tqdm = tqdm
-        self.bar: Any = None
-
-    def __call__(self, event: Event) -> None:
-        kind = event.get("type")
-        if kind == "started":
-            self.close()
-            self.bar = self._tqdm(total=event.get("total"), unit="step", desc="train")
-        elif kind == "progress" and self.bar is not None:
-            self.bar.n = event["step"]
-            loss = event.get("metrics", {}).get("loss")
-            if loss is not None:
-                self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            self.bar.refresh()
-        elif kind in ("completed", "failed", "cancelled"):
-            self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
 def train(
     dataset_dir: PathLike,
     out_dir: PathLike,
@@ -205,7 +172,7 @@ def train(
     ``TypeError``. Ctrl-C stops after the current step with a checkpoint (a warning says so).
     """
     cfg = json.dumps(_config(params, config))
-    bar = _Bar() if progress else None
+    bar = _Progress() if progress else None
 
     def both(event: Event) -> None:
         if bar is not None:

@@ -15,7 +15,7 @@ use lexforge::{DeviceSpec, Seed};
 use pyo3::prelude::*;
 
 use crate::encoder::PySentenceEncoder;
-use crate::errors::to_py;
+use crate::errors::{parse_json, to_json, to_py};
 use crate::lm::drive;
 
 fn parse<T: serde::de::DeserializeOwned>(
@@ -23,20 +23,10 @@ fn parse<T: serde::de::DeserializeOwned>(
     json: &str,
     what: &'static str,
 ) -> PyResult<T> {
-    serde_json::from_str(json).map_err(|e| {
-        to_py(
-            py,
-            DataError::InvalidParameter {
-                parameter: what,
-                reason: e.to_string(),
-            },
-        )
+    parse_json(py, json, |reason| DataError::InvalidParameter {
+        parameter: what,
+        reason,
     })
-}
-
-fn to_json<T: serde::Serialize>(py: Python<'_>, v: &T, what: &'static str) -> PyResult<String> {
-    serde_json::to_string(v)
-        .map_err(|source| to_py(py, lexforge::Error::Serialize { what, source }))
 }
 
 fn decoding(py: Python<'_>, s: &str) -> PyResult<Decoding> {

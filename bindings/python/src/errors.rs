@@ -69,6 +69,27 @@ fn class_name(kind: ErrorKind) -> &'static str {
     }
 }
 
+/// Parses a JSON argument; a value that does not parse becomes the error `invalid` builds from
+/// serde's message (the crate's own "invalid parameter" error, so Python sees
+/// `InvalidInputError`).
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned, E: Classified>(
+    py: Python<'_>,
+    json: &str,
+    invalid: impl FnOnce(String) -> E,
+) -> PyResult<T> {
+    serde_json::from_str(json).map_err(|e| to_py(py, invalid(e.to_string())))
+}
+
+/// Serializes a result for Python (`what` names it in the error).
+pub(crate) fn to_json<T: serde::Serialize>(
+    py: Python<'_>,
+    v: &T,
+    what: &'static str,
+) -> PyResult<String> {
+    serde_json::to_string(v)
+        .map_err(|source| to_py(py, lexforge::Error::Serialize { what, source }))
+}
+
 /// Converts a lexforge error into the Python exception of its family, keeping the message.
 pub(crate) fn to_py(py: Python<'_>, err: impl Classified) -> PyErr {
     let msg = err.to_string();

@@ -13,7 +13,7 @@ use lexforge::data::Split;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 
-use crate::errors::to_py;
+use crate::errors::{parse_json, to_json, to_py};
 use crate::lm::{drive, resolve};
 
 fn parse<T: serde::de::DeserializeOwned>(
@@ -21,20 +21,10 @@ fn parse<T: serde::de::DeserializeOwned>(
     json: &str,
     what: &'static str,
 ) -> PyResult<T> {
-    serde_json::from_str(json).map_err(|e| {
-        to_py(
-            py,
-            MatcherError::InvalidParameter {
-                parameter: what,
-                reason: e.to_string(),
-            },
-        )
+    parse_json(py, json, |reason| MatcherError::InvalidParameter {
+        parameter: what,
+        reason,
     })
-}
-
-fn to_json<T: serde::Serialize>(py: Python<'_>, v: &T, what: &'static str) -> PyResult<String> {
-    serde_json::to_string(v)
-        .map_err(|source| to_py(py, lexforge::Error::Serialize { what, source }))
 }
 
 fn split(py: Python<'_>, s: &str) -> PyResult<Split> {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use lexforge_core::{CancelToken, EventSink, Seed};
 use lexforge_data::Split;
 use lexforge_nn::bert::{BertConfig, BertModel};
@@ -156,24 +156,8 @@ impl CrossEncoder {
             .zip(b)
             .map(|(x, y)| join_pair_split(x, y, self.max_len))
             .unzip();
-        let lengths: Vec<usize> = joined.iter().map(Vec::len).collect();
-        if lengths.contains(&0) {
-            return Err(MatcherError::InvalidInput {
-                reason: "an empty token sequence".into(),
-            });
-        }
-        let t = lengths.iter().copied().max().unwrap_or(1);
-        let pad = self.bert.pad_token_id() as i64;
-        let flat: Vec<i64> = joined
-            .iter()
-            .flat_map(|row| {
-                row.iter()
-                    .map(|&i| i64::from(i))
-                    .chain(std::iter::repeat_n(pad, t - row.len()))
-            })
-            .collect();
-        let input = Tensor::<2, Int>::from_data(TensorData::new(flat, [joined.len(), t]), device);
-        let hidden = self.bert.forward_frozen(input, &lengths, self.frozen)?;
+        let (hidden, lengths) = self.bert.forward_ids(&joined, self.frozen)?;
+        let t = hidden.dims()[1];
         let n = joined.len();
         let d = hidden.dims()[2];
         // Per-row segment masks [n, t, 1] and inverse counts [n, 1].

@@ -480,7 +480,7 @@ impl Matcher {
                 chunk.iter().map(|&i| ids[i].clone()).collect(),
                 self.head.head.style_features.then_some(&batch_texts[..]),
             );
-            let rows = host(self.model.embed(&batch, &self.device)?)?;
+            let rows = host(self.model.embed(&batch)?)?;
             for (k, &i) in chunk.iter().enumerate() {
                 out[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
             }

@@ -10,7 +10,7 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use lexforge_nn::bert::BertModel;
 use lexforge_nn::pooling::{Pooling, pool};
 use serde::{Deserialize, Serialize};
@@ -221,31 +221,13 @@ impl BiEncoder {
     /// # Errors
     /// [`MatcherError::InvalidInput`] for an empty batch or an empty token sequence; errors of
     /// the body (too many tokens, ids outside the vocabulary).
-    pub fn pooled(&self, batch: &TokenBatch, device: &Device) -> Result<Tensor<2>> {
+    pub fn pooled(&self, batch: &TokenBatch) -> Result<Tensor<2>> {
         if batch.is_empty() {
             return Err(MatcherError::InvalidInput {
                 reason: "an empty batch".into(),
             });
         }
-        let lengths: Vec<usize> = batch.ids.iter().map(Vec::len).collect();
-        if lengths.contains(&0) {
-            return Err(MatcherError::InvalidInput {
-                reason: "an empty token sequence".into(),
-            });
-        }
-        let t = lengths.iter().copied().max().unwrap_or(1);
-        let pad = self.bert.pad_token_id() as i64;
-        let flat: Vec<i64> = batch
-            .ids
-            .iter()
-            .flat_map(|row| {
-                row.iter()
-                    .map(|&i| i64::from(i))
-                    .chain(std::iter::repeat_n(pad, t - row.len()))
-            })
-            .collect();
-        let input = Tensor::<2, Int>::from_data(TensorData::new(flat, [lengths.len(), t]), device);
-        let hidden = self.bert.forward_frozen(input, &lengths, self.frozen)?;
+        let (hidden, lengths) = self.bert.forward_ids(&batch.ids, self.frozen)?;
         Ok(pool(hidden, &lengths, self.pooling))
     }
 
@@ -291,8 +273,8 @@ impl BiEncoder {
     ///
     /// # Errors
     /// As those two.
-    pub fn embed(&self, batch: &TokenBatch, device: &Device) -> Result<Tensor<2>> {
-        let pooled = self.pooled(batch, device)?;
+    pub fn embed(&self, batch: &TokenBatch) -> Result<Tensor<2>> {
+        let pooled = self.pooled(batch)?;
         self.project(pooled, batch.style.as_deref())
     }
 
@@ -368,13 +350,13 @@ mod tests {
         let m = tiny(&config, &d);
         let texts = ["A short one.", "Another, longer; text!"];
         let batch = TokenBatch::new(vec![vec![1, 5, 7, 2], vec![1, 9, 2]], Some(&texts));
-        let pooled = m.pooled(&batch, &d).unwrap();
-        let e = rows(m.embed(&batch, &d).unwrap());
+        let pooled = m.pooled(&batch).unwrap();
+        let e = rows(m.embed(&batch).unwrap());
         let p = rows(l2_normalize(pooled));
         for (a, b) in e.iter().zip(&p) {
             assert!((a - b).abs() < 1e-5);
         }
-        let u = m.embed(&batch, &d).unwrap();
+        let u = m.embed(&batch).unwrap();
         let v = u.clone().flip([0]);
         let uv = rows(m.pair_logits(u.clone(), v.clone()));
         let vu = rows(m.pair_logits(v, u.clone()));
@@ -391,7 +373,7 @@ mod tests {
         let grads_of = |device: Device, frozen: usize| {
             lexforge_core::Seed(1).apply_to(&device);
             let m = tiny(&HeadConfig::default(), &device).with_frozen(frozen);
-            let e = m.embed(&batch, &device).unwrap();
+            let e = m.embed(&batch).unwrap();
             let loss = (e.clone() * e.flip([0])).sum();
             let grads = loss.backward();
             let word = m.bert.embeddings.word.weight.grad(&grads);
@@ -428,8 +410,8 @@ mod tests {
             })
         ));
         let m = tiny(&HeadConfig::default(), &d);
-        assert!(m.embed(&TokenBatch::new(vec![], None), &d).is_err());
-        assert!(m.embed(&TokenBatch::new(vec![vec![]], None), &d).is_err());
+        assert!(m.embed(&TokenBatch::new(vec![], None)).is_err());
+        assert!(m.embed(&TokenBatch::new(vec![vec![]], None)).is_err());
         let style = tiny(
             &HeadConfig {
                 style_features: true,
@@ -438,7 +420,7 @@ mod tests {
             &d,
         );
         assert!(matches!(
-            style.embed(&TokenBatch::new(vec![vec![1, 2]], None), &d),
+            style.embed(&TokenBatch::new(vec![vec![1, 2]], None)),
             Err(MatcherError::InvalidInput { .. })
         ));
     }

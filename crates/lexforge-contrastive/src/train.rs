@@ -158,9 +158,19 @@ impl MatcherModel {
     /// # Errors
     /// Errors of the encoder and the loss functions.
     pub fn losses(&self, batch: &PairBatch) -> Result<(Tensor<1>, BTreeMap<&'static str, f64>)> {
+        self.compute(batch, true)
+    }
+
+    /// The total loss, and each term read back to the host when `record` (training does not:
+    /// a read per term per step would synchronize for nothing).
+    fn compute(
+        &self,
+        batch: &PairBatch,
+        record: bool,
+    ) -> Result<(Tensor<1>, BTreeMap<&'static str, f64>)> {
         let device = self.encoder.score_affine.val().device();
         let n = batch.labels.len();
-        let e = self.encoder.embed(&batch.texts, &device)?;
+        let e = self.encoder.embed(&batch.texts)?;
         let dim = e.dims()[1];
         let u = e.clone().slice([0..n, 0..dim]);
         let v = e.clone().slice([n..2 * n, 0..dim]);
@@ -176,6 +186,9 @@ impl MatcherModel {
             Tensor::from_data(TensorData::new(targets, [n, 1]), &device),
         ) * self.loss.pairwise;
         let mut note = |name, t: &Tensor<1>| {
+            if !record {
+                return;
+            }
             if let Ok(v) = t.clone().into_data().convert::<f32>().try_into_vec::<f32>() {
                 parts.insert(name, f64::from(v[0]));
             }
@@ -315,7 +328,7 @@ impl TrainModel for MatcherModel {
     type Batch = PairBatch;
 
     fn loss(&self, batch: &PairBatch) -> std::result::Result<LossOutput, BoxError> {
-        let (loss, _) = self.losses(batch)?;
+        let (loss, _) = self.compute(batch, false)?;
         Ok(LossOutput {
             loss,
             targets: batch.labels.len(),

@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -408,25 +408,7 @@ impl BertSentenceEncoder {
     /// # Errors
     /// [`NnError::InvalidInput`] for an empty sequence or one longer than the model allows.
     pub fn forward_ids(&self, ids: &[Vec<u32>]) -> Result<Tensor<2>> {
-        let t = ids.iter().map(Vec::len).max().unwrap_or(0);
-        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
-        if lengths.contains(&0) {
-            return Err(NnError::InvalidInput {
-                reason: "an empty token sequence".to_owned(),
-            });
-        }
-        let pad = self.model.pad_token_id() as i64;
-        let flat: Vec<i64> = ids
-            .iter()
-            .flat_map(|row| {
-                row.iter()
-                    .map(|&i| i64::from(i))
-                    .chain(std::iter::repeat_n(pad, t - row.len()))
-            })
-            .collect();
-        let input =
-            Tensor::<2, Int>::from_data(TensorData::new(flat, [ids.len(), t]), &self.device);
-        let hidden = self.model.forward(input, &lengths)?;
+        let (hidden, lengths) = self.model.forward_ids(ids, 0)?;
         Ok(pooling::pool(hidden, &lengths, self.pooling))
     }
 

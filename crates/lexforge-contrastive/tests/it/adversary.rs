@@ -155,7 +155,7 @@ fn probe_accuracy(adversary: f64) -> f64 {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let batch = TokenBatch::new(tokenize(&refs).unwrap(), None);
     let e: Vec<f32> = encoder
-        .embed(&batch, &device)
+        .embed(&batch)
         .unwrap()
         .into_data()
         .convert::<f32>()

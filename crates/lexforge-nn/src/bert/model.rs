@@ -222,6 +222,37 @@ impl BertModel {
         self.forward_frozen(input_ids, lengths, 0)
     }
 
+    /// [`BertModel::forward_frozen`] on token sequences of any lengths, right-padded here with
+    /// the model's padding id, on the model's device. Returns the states and the lengths.
+    ///
+    /// # Shapes
+    /// `ids`: `b` sequences → (`[b, t, d]` with `t` the longest length, `b` lengths).
+    ///
+    /// # Errors
+    /// [`NnError::InvalidInput`] for no sequences or an empty one; as [`BertModel::forward`].
+    pub fn forward_ids(&self, ids: &[Vec<u32>], frozen: usize) -> Result<(Tensor<3>, Vec<usize>)> {
+        let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+        if lengths.is_empty() || lengths.contains(&0) {
+            return Err(NnError::InvalidInput {
+                reason: "an empty batch or an empty token sequence".to_owned(),
+            });
+        }
+        let t = lengths.iter().copied().max().unwrap_or(1);
+        let pad = self.pad_token_id as i64;
+        let flat: Vec<i64> = ids
+            .iter()
+            .flat_map(|row| {
+                row.iter()
+                    .map(|&i| i64::from(i))
+                    .chain(std::iter::repeat_n(pad, t - row.len()))
+            })
+            .collect();
+        let device = self.embeddings.word.weight.val().device();
+        let input = Tensor::<2, Int>::from_data(TensorData::new(flat, [ids.len(), t]), &device);
+        let hidden = self.forward_frozen(input, &lengths, frozen)?;
+        Ok((hidden, lengths))
+    }
+
     /// [`BertModel::forward`] with the bottom `frozen` stages outside the gradient: stage 0 is
     /// the embeddings, stage `i` is layer `i − 1`. Their output is detached, so backward
     /// stops there (fine-tuning only the top layers costs less than half the backward of a
