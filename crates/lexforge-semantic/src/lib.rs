@@ -1,4 +1,26 @@
-//! lexforge semantic-ID pipeline (issue #8).
+//! lexforge semantic IDs: labelled word corpora → sentence embeddings → a semantic encoder with
+//! an FSQ or residual-VQ quantizer → 4-tuple IDs `(style, complexity, era, variation)`, decoded
+//! back to the embedding space, compared, and turned into words by an ID-conditioned GPT-2.
 //!
-//! This crate is a placeholder in the layer order of `docs/architecture.md`; it holds no
-//! functionality yet. Its issue fills it.
+//! - [`corpus`]: [`CorpusSet`], the [`CorpusGenerator`] contract, [`BookWords`] (characteristic
+//!   words of book groups by log-odds), [`build_corpora`].
+//! - [`frequency`]: Zipf word frequencies from wordfreq's tables or corpus counts.
+//! - [`quantize`]: the [`Quantizer`] contract; [`Fsq`], [`ResidualFsq`], [`ResidualVq`].
+//! - [`model`]: the encoder/decoder module.
+
+pub mod corpus;
+mod error;
+pub mod frequency;
+pub mod model;
+pub mod quantize;
+
+pub use corpus::{
+    BookWords, BookWordsConfig, COMPONENTS, CorpusGenerator, CorpusLabels, CorpusSet, WordCorpus,
+    build_corpora,
+};
+pub use error::{Result, SemanticError};
+pub use frequency::{WordFrequencies, find_wordfreq};
+pub use model::{HeadSpec, SemanticConfig, SemanticModel};
+pub use quantize::{
+    AnyQuantizer, Fsq, Quantized, Quantizer, QuantizerConfig, ResidualFsq, ResidualVq,
+};

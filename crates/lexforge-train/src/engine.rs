@@ -8,6 +8,7 @@
 //! where they fit: the optimizer and its record format, gradient accumulation, the module
 //! snapshot store for checkpoints.
 
+use std::collections::BTreeMap;
 use std::error::Error as StdError;
 use std::time::Instant;
 
@@ -46,6 +47,35 @@ pub trait TrainModel: Module + Sized {
     /// The mean loss of `batch`. Called on the autodiff device during training and on the
     /// plain device (after [`Module::valid`]) during evaluation.
     fn loss(&self, batch: &Self::Batch) -> std::result::Result<LossOutput, BoxError>;
+
+    /// Updates what gradients do not learn (exponential moving averages of codebooks,
+    /// dead-code replacement, usage counters, ...) after each optimizer step, from that step's
+    /// last micro-batch, on the training device. Returns the updated model and metrics to
+    /// report (sent as a `progress` event when non-empty, e.g. per-epoch codebook usage). The
+    /// default leaves the model unchanged and reports nothing.
+    ///
+    /// # Invariants
+    /// A pure function of (model, batch, info): exact resume relies on it. State it changes
+    /// must live in the module's record so checkpoints carry it.
+    fn after_step(
+        self,
+        batch: &Self::Batch,
+        info: &StepInfo,
+    ) -> std::result::Result<(Self, BTreeMap<String, f64>), BoxError> {
+        let _ = (batch, info);
+        Ok((self, BTreeMap::new()))
+    }
+}
+
+/// Where the loop is when [`TrainModel::after_step`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepInfo {
+    /// The optimizer step just taken (1-based).
+    pub step: u64,
+    /// The epoch (0-based) that step's last micro-batch belongs to.
+    pub epoch: u64,
+    /// Whether that micro-batch was the last full batch of its epoch.
+    pub epoch_end: bool,
 }
 
 /// Items the engine can batch by index.
@@ -357,6 +387,7 @@ impl<B> Loop<'_, '_, B> {
             let lr = schedule.lr(step);
             let mut acc = GradientsAccumulator::<M>::new();
             let mut step_loss = 0.0;
+            let mut last_batch = None;
             for _ in 0..accum {
                 let pos = self.state.micro_batches;
                 let indices = self.indices(pos);
@@ -391,11 +422,37 @@ impl<B> Loop<'_, '_, B> {
                 self.state.micro_batches += 1;
                 self.state.tokens += out.targets as u64;
                 window.tokens += out.targets as u64;
+                last_batch = Some(batch);
             }
             let clip = config.optimizer.grad_clip_norm.map(f64::from);
             let (grads, grad_norm) = clip_global_norm(&model, acc.grads(), clip);
             model = self.optimizer.step(lr, model, grads);
             self.state.step += 1;
+            if let Some(batch) = &last_batch {
+                let per_epoch = (self.ctx.train.len() / config.batch_size) as u64;
+                let done = self.state.micro_batches;
+                let info = StepInfo {
+                    step: self.state.step,
+                    epoch: (done - 1) / per_epoch,
+                    epoch_end: done.is_multiple_of(per_epoch),
+                };
+                let (updated, metrics) =
+                    model
+                        .after_step(batch, &info)
+                        .map_err(|source| TrainError::Step {
+                            op: "after_step",
+                            step: self.state.step,
+                            source,
+                        })?;
+                model = updated;
+                if !metrics.is_empty() {
+                    self.ctx.events.send(Event::Progress {
+                        step: self.state.step,
+                        total: Some(config.max_steps),
+                        metrics,
+                    })?;
+                }
+            }
             window.add(step_loss, grad_norm);
             let step = self.state.step;
             let last = step == config.max_steps;

@@ -19,8 +19,8 @@ mod schedule;
 pub use checkpoint::{BestEval, CheckpointDir, TrainerState, step_name};
 pub use early_stop::{EarlyStopping, EarlyStoppingConfig, Verdict};
 pub use engine::{
-    BatchSource, BoxError, LossOutput, Resume, StopReason, TrainConfig, TrainContext, TrainModel,
-    TrainOutcome, evaluate, train,
+    BatchSource, BoxError, LossOutput, Resume, StepInfo, StopReason, TrainConfig, TrainContext,
+    TrainModel, TrainOutcome, evaluate, train,
 };
 pub use error::{Result, TrainError, check_loss};
 pub use optimizer::OptimizerConfig;
