@@ -63,6 +63,53 @@ pub enum NnError {
         reason: String,
     },
 
+    /// A model's LoRA adapters are not what the operation needs (adapters applied twice, a
+    /// config the adapters were not built with).
+    #[error("LoRA adapter of {param}: {problem}")]
+    Adapter {
+        /// The adapted weight (module path, `h.{i}.attn.c_attn.weight`).
+        param: String,
+        /// What is wrong with it.
+        problem: AdapterProblem,
+    },
+
+    /// An `adapter_config.json` with a value that cannot build adapters.
+    #[error("adapter config {path}: {field} = {value}: {reason}")]
+    InvalidAdapterConfig {
+        /// The file.
+        path: PathBuf,
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+
+    /// Adapters built for a base model of other dimensions.
+    #[error(
+        "adapters {path} were built for a base with {field} = {adapters}; this model has {model}"
+    )]
+    AdapterBaseMismatch {
+        /// The adapter config file.
+        path: PathBuf,
+        /// The base dimension that differs (`n_layer`, `n_embd`, ...).
+        field: &'static str,
+        /// Its value in the adapter config.
+        adapters: usize,
+        /// Its value in the model.
+        model: usize,
+    },
+
+    /// A tensor a file holds that its config does not declare (a foreign or mismatched file).
+    #[error("{path} holds tensor {name}, which its config does not declare")]
+    UnexpectedTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        name: String,
+    },
+
     /// An input the model cannot take (too long, token id outside the vocabulary).
     #[error("invalid model input: {reason}")]
     InvalidInput {
@@ -76,11 +123,60 @@ impl NnError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             NnError::Core(e) => e.kind(),
-            NnError::InvalidConfig { .. } | NnError::InvalidInput { .. } => ErrorKind::InvalidInput,
+            NnError::InvalidConfig { .. }
+            | NnError::InvalidInput { .. }
+            | NnError::Adapter { .. } => ErrorKind::InvalidInput,
             NnError::Weights { .. }
             | NnError::Tokenizer { .. }
             | NnError::MissingTensor { .. }
-            | NnError::ShapeMismatch { .. } => ErrorKind::Artifact,
+            | NnError::ShapeMismatch { .. }
+            | NnError::InvalidAdapterConfig { .. }
+            | NnError::AdapterBaseMismatch { .. }
+            | NnError::UnexpectedTensor { .. } => ErrorKind::Artifact,
+        }
+    }
+}
+
+/// What is wrong with one weight's LoRA adapter (see [`NnError::Adapter`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum AdapterProblem {
+    /// The weight already carries an adapter; adapters do not nest (merge them first).
+    AlreadyAdapted,
+    /// The config targets the weight, but it has no adapter.
+    Missing,
+    /// The weight has an adapter, but the config does not target it.
+    NotTargeted,
+    /// The adapter's rank is not the config's.
+    Rank {
+        /// The config's rank.
+        expected: usize,
+        /// The adapter's rank.
+        got: usize,
+    },
+    /// The adapter's scale is not the config's `alpha / rank`.
+    Scale {
+        /// The config's `alpha / rank`.
+        expected: f64,
+        /// The adapter's scale.
+        got: f64,
+    },
+}
+
+impl std::fmt::Display for AdapterProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdapterProblem::AlreadyAdapted => {
+                f.write_str("the weight already has an adapter (merge it first)")
+            }
+            AdapterProblem::Missing => f.write_str("the config targets the weight, it has none"),
+            AdapterProblem::NotTargeted => f.write_str("the config does not target the weight"),
+            AdapterProblem::Rank { expected, got } => {
+                write!(f, "rank {got}, the config says {expected}")
+            }
+            AdapterProblem::Scale { expected, got } => {
+                write!(f, "scale {got}, the config says alpha / rank = {expected}")
+            }
         }
     }
 }

@@ -89,6 +89,19 @@ impl<'a> HfReader<'a> {
     /// [`NnError::MissingTensor`], [`NnError::ShapeMismatch`], or [`NnError::Weights`] for a
     /// dtype other than F32/F16/BF16.
     pub fn get<const D: usize>(&self, name: &str, expected: [usize; D]) -> Result<Tensor<D>> {
+        Ok(Tensor::from_data(
+            self.get_data(name, expected)?,
+            self.device,
+        ))
+    }
+
+    /// The values of tensor `name` (prefixed), checked to have shape `expected`, as f32 host
+    /// data (for callers that place them on a device themselves).
+    ///
+    /// # Errors
+    /// As [`HfReader::get`].
+    pub fn get_data(&self, name: &str, expected: impl AsRef<[usize]>) -> Result<TensorData> {
+        let expected = expected.as_ref();
         let full = format!("{}{name}", self.prefix);
         let view = self.st.tensor(&full).map_err(|_| NnError::MissingTensor {
             path: self.path.to_path_buf(),
@@ -123,10 +136,7 @@ impl<'a> HfReader<'a> {
                 });
             }
         };
-        Ok(Tensor::from_data(
-            TensorData::new(values, expected),
-            self.device,
-        ))
+        Ok(TensorData::new(values, expected.to_vec()))
     }
 
     /// Fills `lin` from `{name}.weight` / `{name}.bias` stored in `layout`.
@@ -220,6 +230,21 @@ impl HfWriter {
     pub fn write<C: serde::Serialize>(&self, dir: &Path, config: &C) -> Result<()> {
         std::fs::create_dir_all(dir)
             .map_err(|e| lexforge_core::Error::io("create directory", dir, e))?;
+        let metadata = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
+        lexforge_core::atomic_write(&dir.join(WEIGHTS_FILE), &self.to_bytes(metadata)?)?;
+        let json = serde_json::to_vec_pretty(config).map_err(|source| {
+            lexforge_core::Error::Serialize {
+                what: "model config",
+                source,
+            }
+        })?;
+        lexforge_core::atomic_write(&dir.join(CONFIG_FILE), &json)?;
+        Ok(())
+    }
+
+    /// The collected tensors as safetensors bytes (f32, names sorted) with `metadata` in the
+    /// header.
+    pub fn to_bytes(&self, metadata: std::collections::HashMap<String, String>) -> Result<Vec<u8>> {
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = self
             .tensors
             .iter()
@@ -231,21 +256,8 @@ impl HfWriter {
                     })
             })
             .collect::<Result<_>>()?;
-        let metadata = Some(std::collections::HashMap::from([(
-            "format".to_owned(),
-            "pt".to_owned(),
-        )]));
-        let bytes = safetensors::serialize(views, metadata).map_err(|e| NnError::InvalidInput {
+        safetensors::serialize(views, Some(metadata)).map_err(|e| NnError::InvalidInput {
             reason: format!("cannot serialize weights: {e}"),
-        })?;
-        lexforge_core::atomic_write(&dir.join(WEIGHTS_FILE), &bytes)?;
-        let json = serde_json::to_vec_pretty(config).map_err(|source| {
-            lexforge_core::Error::Serialize {
-                what: "model config",
-                source,
-            }
-        })?;
-        lexforge_core::atomic_write(&dir.join(CONFIG_FILE), &json)?;
-        Ok(())
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! lexforge neural networks: GPT-2 with HF-compatible weights and a KV cache, and generation
-//! for any causal LM (issue #4); char-LSTM, BERT-family encoders and scoring follow.
+//! for any causal LM (issue #4); LoRA fine-tuning of GPT-2 with adapters saved apart from the
+//! base ([`gpt2::apply_lora`]); char-LSTM, BERT-family encoders and scoring follow.
 //!
 //! Models carry no backend type parameter: they are built on a burn 0.22 runtime
 //! [`lexforge_core::Device`].
@@ -16,4 +17,4 @@ pub mod hf;
 pub mod pooling;
 pub mod score;
 
-pub use error::{NnError, Result};
+pub use error::{AdapterProblem, NnError, Result};

@@ -1,12 +1,18 @@
 //! GPT-2: `config.rs` (HF field names), `attention.rs` (causal attention + KV cache),
-//! `model.rs` (blocks, LM head), `loader.rs` (HF `model.safetensors` in and out).
+//! `model.rs` (blocks, LM head), `loader.rs` (HF `model.safetensors` in and out), `lora.rs`
+//! (LoRA adapters: attach, save apart from the base, load, merge).
 
 mod attention;
 mod config;
 mod loader;
+mod lora;
 mod model;
 
 pub use attention::{Gpt2Attention, LayerCache};
 pub use config::Gpt2Config;
 pub use loader::{load_hf_dir, save_hf_dir};
+pub use lora::{
+    ADAPTER_CONFIG_FILE, ADAPTER_FORMAT, ADAPTERS_FILE, AdapterConfig, BaseFingerprint, LoraConfig,
+    LoraTarget, adapted_weights, apply_lora, load_adapters, merge_adapters, save_adapters,
+};
 pub use model::{Gpt2, Gpt2Block, Gpt2Cache, Gpt2Mlp};
