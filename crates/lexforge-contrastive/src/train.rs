@@ -547,7 +547,7 @@ pub fn train_matcher(
     }
     run.save_manifest()?;
     let log = JsonlSink::open(&out.join("events.jsonl"))?;
-    let fan = Fan(&log, events);
+    let fan = lexforge_core::Tee(&log, events);
 
     // Distillation: the teacher's logits for every training pair (training it first when the
     // matcher directory has none yet).
@@ -752,19 +752,4 @@ pub(crate) fn matcher_files(dir: &Path) -> Result<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-/// Two borrowed sinks as one.
-struct Fan<'a>(&'a dyn EventSink, &'a dyn EventSink);
-
-impl EventSink for Fan<'_> {
-    fn emit(&self, record: &lexforge_core::EventRecord) -> lexforge_core::Result<()> {
-        self.0.emit(record)?;
-        self.1.emit(record)
-    }
-
-    fn flush(&self) -> lexforge_core::Result<()> {
-        self.0.flush()?;
-        self.1.flush()
-    }
 }

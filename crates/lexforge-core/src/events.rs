@@ -313,6 +313,28 @@ impl EventSink for ProgressBarSink {
     }
 }
 
+/// Forwards every event to two borrowed sinks (a run's `events.jsonl` and the caller's sink),
+/// in order; stops at the first error.
+pub struct Tee<'a>(pub &'a dyn EventSink, pub &'a dyn EventSink);
+
+impl std::fmt::Debug for Tee<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tee")
+    }
+}
+
+impl EventSink for Tee<'_> {
+    fn emit(&self, record: &EventRecord) -> Result<()> {
+        self.0.emit(record)?;
+        self.1.emit(record)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.0.flush()?;
+        self.1.flush()
+    }
+}
+
 /// Forwards every event to several sinks, in order; the first error is returned after all
 /// sinks have been tried.
 #[derive(Default)]

@@ -17,6 +17,7 @@ pub use device::{BackendReport, DeviceSpec, Precision, backend_reports};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{
     ChannelSink, Event, EventRecord, EventSink, JsonlSink, MultiSink, NoopSink, ProgressBarSink,
+    Tee,
 };
 pub use fsutil::{atomic_write, atomic_write_with, fsync_dir, sha256_file};
 pub use manifest::{

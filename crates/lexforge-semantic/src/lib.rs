@@ -7,20 +7,29 @@
 //! - [`frequency`]: Zipf word frequencies from wordfreq's tables or corpus counts.
 //! - [`quantize`]: the [`Quantizer`] contract; [`Fsq`], [`ResidualFsq`], [`ResidualVq`].
 //! - [`model`]: the encoder/decoder module.
+//! - [`train`]: embeddings, views, losses, [`train_semantic`] and its report.
+//! - [`encoder`]: [`SemanticEncoder`], inference over a trained directory.
 
 pub mod corpus;
+pub mod encoder;
 mod error;
 pub mod frequency;
 pub mod model;
 pub mod quantize;
+pub mod train;
 
 pub use corpus::{
     BookWords, BookWordsConfig, COMPONENTS, CorpusGenerator, CorpusLabels, CorpusSet, WordCorpus,
     build_corpora,
 };
+pub use encoder::{SemanticEncoder, SimilarCorpus};
 pub use error::{Result, SemanticError};
 pub use frequency::{WordFrequencies, find_wordfreq};
 pub use model::{HeadSpec, SemanticConfig, SemanticModel};
 pub use quantize::{
     AnyQuantizer, Fsq, Quantized, Quantizer, QuantizerConfig, ResidualFsq, ResidualVq,
+};
+pub use train::{
+    CollisionReport, CorpusEmbeddings, LevelStats, SemanticLossConfig, SemanticReport,
+    SemanticTrainConfig, embed_corpora, train_semantic,
 };
