@@ -24,6 +24,10 @@ pub enum SemanticError {
     #[error(transparent)]
     Train(#[from] lexforge_train::TrainError),
 
+    /// The word generator's tokenizer.
+    #[error(transparent)]
+    Tokenizer(#[from] lexforge_tokenizers::TokenizerError),
+
     /// A parameter that cannot work.
     #[error("invalid semantic-ID parameter {parameter}: {reason}")]
     InvalidParameter {
@@ -137,6 +141,7 @@ impl SemanticError {
             SemanticError::Nn(e) => e.kind(),
             SemanticError::Data(e) => e.kind(),
             SemanticError::Train(e) => e.kind(),
+            SemanticError::Tokenizer(e) => e.kind(),
             SemanticError::Artifact { .. } | SemanticError::Frequencies { .. } => {
                 ErrorKind::Artifact
             }

@@ -8,6 +8,7 @@
 //! - [`quantize`]: the [`Quantizer`] contract; [`Fsq`], [`ResidualFsq`], [`ResidualVq`].
 //! - [`model`]: the encoder/decoder module.
 //! - [`train`]: embeddings, views, losses, [`train_semantic`] and its report.
+//! - [`words`]: ID-conditioned word generation (GPT-2 + LoRA adapters).
 //! - [`encoder`]: [`SemanticEncoder`], inference over a trained directory.
 
 pub mod corpus;
@@ -17,6 +18,7 @@ pub mod frequency;
 pub mod model;
 pub mod quantize;
 pub mod train;
+pub mod words;
 
 pub use corpus::{
     BookWords, BookWordsConfig, COMPONENTS, CorpusGenerator, CorpusLabels, CorpusSet, WordCorpus,
@@ -32,4 +34,8 @@ pub use quantize::{
 pub use train::{
     CollisionReport, CorpusEmbeddings, LevelStats, SemanticLossConfig, SemanticReport,
     SemanticTrainConfig, embed_corpora, train_semantic,
+};
+pub use words::{
+    Sequences, WordGenerator, WordGeneratorConfig, WordGeneratorReport, WordLm,
+    train_word_generator,
 };
