@@ -6,6 +6,7 @@ mod embed;
 mod lm;
 mod matcher;
 mod prepare;
+mod semantic;
 mod tokenizer;
 
 use std::error::Error;
@@ -56,6 +57,12 @@ enum Command {
     Matcher {
         #[command(subcommand)]
         command: Box<matcher::MatcherCommand>,
+    },
+    /// Semantic IDs: labelled word corpora → FSQ / residual-VQ encoder → (style, complexity,
+    /// era, variation); encode, decode, similar and ID-conditioned word generation.
+    Semantic {
+        #[command(subcommand)]
+        command: Box<semantic::SemanticCommand>,
     },
 }
 
@@ -166,6 +173,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
         Command::Embed(args) => embed::run(args),
         Command::Prepare(args) => prepare::run(*args),
         Command::Matcher { command } => matcher::run(*command),
+        Command::Semantic { command } => semantic::run(*command),
     }
 }
 

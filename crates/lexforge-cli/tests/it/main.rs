@@ -5,6 +5,7 @@ mod embed;
 mod lm;
 mod matcher;
 mod prepare;
+mod semantic;
 mod tokenizer;
 
 use std::path::Path;

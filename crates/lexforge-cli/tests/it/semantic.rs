@@ -1,0 +1,116 @@
+//! `lexforge semantic`: corpora from the shared books, pipeline (corpora → encoder), then
+//! encode, similar and bad IDs refused with a message.
+
+use std::path::Path;
+
+use crate::{lexforge, stderr, stdout};
+
+#[test]
+fn corpora_pipeline_encode_similar_and_bad_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg");
+    let books = shared.join("books");
+    let csv = shared.join("books.csv");
+    let corpora = dir.path().join("corpora.json");
+    let o = lexforge(&[
+        "semantic",
+        "corpora",
+        books.to_str().unwrap(),
+        "--metadata",
+        csv.to_str().unwrap(),
+        "--out",
+        corpora.to_str().unwrap(),
+        "--words",
+        "30",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("corpora of 30 words"), "{}", stdout(&o));
+
+    let config = dir.path().join("semantic.toml");
+    std::fs::write(
+        &config,
+        "words_per_corpus = 30\n[semantic.train]\nmax_steps = 60\nseed = 1\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let o = lexforge(&[
+        "semantic",
+        "pipeline",
+        books.to_str().unwrap(),
+        "--metadata",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(report["levels"].as_array().unwrap().len(), 4);
+    let enc = out.join("encoder");
+    assert!(enc.join("semantic_ids.json").is_file());
+
+    let o = lexforge(&[
+        "semantic",
+        "encode",
+        enc.to_str().unwrap(),
+        "anchor",
+        "harbour",
+        "sailor",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let id: Vec<String> = v["id"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    assert_eq!(id.len(), 4);
+    assert!(v["labels"]["style"].is_string());
+
+    let mut args = vec![
+        "semantic",
+        "similar",
+        enc.to_str().unwrap(),
+        "-k",
+        "3",
+        "--id",
+    ];
+    args.extend(id.iter().map(String::as_str));
+    let o = lexforge(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(hits.as_array().unwrap().len(), 3);
+
+    // Out-of-range and short IDs: typed errors, exit status 1.
+    let o = lexforge(&[
+        "semantic",
+        "similar",
+        enc.to_str().unwrap(),
+        "--id",
+        "0",
+        "99",
+        "0",
+        "0",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("outside 0..32"), "{}", stderr(&o));
+    let o = lexforge(&[
+        "semantic",
+        "similar",
+        enc.to_str().unwrap(),
+        "--id",
+        "0",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("4 components"), "{}", stderr(&o));
+    // Empty corpora file.
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, r#"{"format":1,"generator":"x","corpora":[]}"#).unwrap();
+    let o = lexforge(&["semantic", "train", empty.to_str().unwrap(), "--out", "x"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no corpora"), "{}", stderr(&o));
+}
