@@ -1069,7 +1069,7 @@ mod tests {
             CorpusSet::load(&p).unwrap_err(),
             SemanticError::Artifact { .. }
         ));
-        let mut set = CorpusSet::new("t", vec![]);
+        let set = CorpusSet::new("t", vec![]);
         set.save(&p).unwrap();
         assert!(matches!(
             CorpusSet::load(&p).unwrap_err(),

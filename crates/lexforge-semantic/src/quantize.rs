@@ -461,7 +461,7 @@ fn component_name(k: usize) -> &'static str {
 /// Checks that `codes` is whole rows of in-range codes.
 pub(crate) fn check_codes(codes: &[u32], sizes: &[usize]) -> Result<()> {
     let c = sizes.len();
-    if codes.len() % c != 0 {
+    if !codes.len().is_multiple_of(c) {
         return Err(SemanticError::IdLength {
             expected: c,
             found: codes.len() % c,
@@ -743,7 +743,7 @@ impl ResidualVq {
     /// [`SemanticError::InvalidInput`] for no rows or a wrong width.
     pub fn init_kmeans(self, latents: &[f32], seed: Seed) -> Result<Self> {
         let d = self.dim;
-        if latents.is_empty() || latents.len() % d != 0 {
+        if latents.is_empty() || !latents.len().is_multiple_of(d) {
             return Err(SemanticError::input(format!(
                 "k-means needs whole rows of width {d}, got {} values",
                 latents.len()
@@ -810,7 +810,7 @@ impl ResidualVq {
     /// [`SemanticError::InvalidInput`] for a wrong width; read-back failures.
     pub fn ema_update(self, latents: &[f32], seed: Seed) -> Result<(Self, EmaReport)> {
         let (st, k, d) = (self.stages, self.size, self.dim);
-        if latents.is_empty() || latents.len() % d != 0 {
+        if latents.is_empty() || !latents.len().is_multiple_of(d) {
             return Err(SemanticError::input(format!(
                 "EMA update needs whole rows of width {d}, got {} values",
                 latents.len()
@@ -982,6 +982,10 @@ impl Quantizer for ResidualVq {
 
 /// One of the quantizers, as a module field.
 #[derive(Module, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per model, never in a collection"
+)]
 pub enum AnyQuantizer {
     /// [`Fsq`].
     Fsq(Fsq),

@@ -691,6 +691,10 @@ pub struct SemanticReport {
 ///
 /// # Errors
 /// Bad configuration, an invalid corpus set, embedding and training failures, I/O.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the inputs of one run, as train_matcher takes them"
+)]
 pub fn train_semantic(
     config: &SemanticTrainConfig,
     set: &CorpusSet,

@@ -275,7 +275,7 @@ pub struct WordGeneratorReport {
 ///
 /// # Errors
 /// A base without a GPT-2 or tokenizer, bad settings, training failures, I/O.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, reason = "the inputs of one run")]
 pub fn train_word_generator(
     config: &WordGeneratorConfig,
     base: &Path,
