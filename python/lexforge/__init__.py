@@ -10,7 +10,7 @@ import json
 import os
 from typing import Any, TypedDict, Union
 
-from lexforge import _native, data, encoder, lm, matcher
+from lexforge import _native, data, encoder, lm, matcher, semantic
 from lexforge.encoder import SentenceEncoder
 from lexforge.exceptions import (
     ArtifactError,
@@ -23,6 +23,7 @@ from lexforge.exceptions import (
 )
 from lexforge.lm import LanguageModel
 from lexforge.matcher import Matcher
+from lexforge.semantic import SemanticEncoder
 from lexforge.tokenizers import Tokenizer
 
 __version__: str = _native.__version__
@@ -40,6 +41,7 @@ __all__ = [
     "LexforgeIOError",
     "LexforgeNotFoundError",
     "Matcher",
+    "SemanticEncoder",
     "SentenceEncoder",
     "Tokenizer",
     "__version__",
@@ -49,6 +51,7 @@ __all__ = [
     "lm",
     "matcher",
     "resolve_device",
+    "semantic",
     "verify_run_dir",
     "write_run_dir",
 ]

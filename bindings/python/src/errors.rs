@@ -48,6 +48,12 @@ impl Classified for lexforge::contrastive::MatcherError {
     }
 }
 
+impl Classified for lexforge::semantic::SemanticError {
+    fn family(&self) -> ErrorKind {
+        self.kind()
+    }
+}
+
 impl Classified for lexforge::nn::NnError {
     fn family(&self) -> ErrorKind {
         self.kind()

@@ -14,6 +14,7 @@ mod encoder;
 mod errors;
 mod lm;
 mod matcher;
+mod semantic;
 mod tokenizers;
 
 /// Routes the crates' `tracing` logs to stderr, filtered by `LEXFORGE_LOG` (default `warn`).
@@ -38,5 +39,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     encoder::register(m)?;
     data::register(m)?;
     matcher::register(m)?;
+    semantic::register(m)?;
     Ok(())
 }

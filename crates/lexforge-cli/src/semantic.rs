@@ -79,8 +79,9 @@ pub enum SemanticCommand {
         #[arg(long, default_value = "cpu")]
         device: DeviceSpec,
     },
-    /// Books → corpora → semantic encoder (→ word generator when --base-lm is given) in one
-    /// command: OUT/corpora.json, OUT/encoder (and OUT/encoder/generator).
+    /// Books → corpora → semantic encoder → word generator in one command: OUT/corpora.json,
+    /// OUT/encoder, OUT/encoder/generator (LoRA adapters on --base-lm, or on a small GPT-2
+    /// that the language-model pipeline trains on the corpora's words first, OUT/base-lm).
     Pipeline {
         /// A directory of books laid out as {author}/{title}.txt.
         books_dir: PathBuf,
@@ -91,9 +92,12 @@ pub enum SemanticCommand {
         #[arg(long)]
         out: PathBuf,
         /// A GPT-2 directory with a tokenizer (a `lexforge lm train` run) to fine-tune LoRA
-        /// adapters of for word generation.
-        #[arg(long)]
+        /// adapters of for word generation (default: train a small one, OUT/base-lm).
+        #[arg(long, conflicts_with = "no_generator")]
         base_lm: Option<PathBuf>,
+        /// Stop after the encoder (no word generator).
+        #[arg(long)]
+        no_generator: bool,
         /// A TOML file with tables corpora (BookWordsConfig + words_per_corpus), semantic
         /// (SemanticTrainConfig) and generator (WordGeneratorConfig).
         #[arg(long)]
@@ -169,6 +173,30 @@ struct PipelineConfig {
     corpora: BookWordsConfig,
     semantic: SemanticTrainConfig,
     generator: WordGeneratorConfig,
+    base_lm: BaseLmConfig,
+}
+
+/// The small GPT-2 the pipeline trains when no base is given.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct BaseLmConfig {
+    steps: u64,
+    batch_size: usize,
+    n_layer: usize,
+    n_embd: usize,
+    vocab_size: usize,
+}
+
+impl Default for BaseLmConfig {
+    fn default() -> Self {
+        BaseLmConfig {
+            steps: 400,
+            batch_size: 16,
+            n_layer: 2,
+            n_embd: 128,
+            vocab_size: 3000,
+        }
+    }
 }
 
 impl Default for PipelineConfig {
@@ -178,6 +206,7 @@ impl Default for PipelineConfig {
             corpora: BookWordsConfig::default(),
             semantic: SemanticTrainConfig::default(),
             generator: WordGeneratorConfig::default(),
+            base_lm: BaseLmConfig::default(),
         }
     }
 }
@@ -341,6 +370,97 @@ fn print_report(report: &SemanticReport, json: bool) -> Result<(), Box<dyn Error
     Ok(())
 }
 
+/// Trains a small GPT-2 on the corpora's words through the language-model pipeline
+/// (`OUT/base-lm`): lines of seeded shuffles of every corpus's words behind random IDs, so the
+/// base knows the vocabulary and the prompt format but not which ID owns which words (the
+/// adapters learn that). Reused when already complete.
+fn train_base_lm(
+    set: &CorpusSet,
+    out: &Path,
+    device: &DeviceSpec,
+    json: bool,
+    seed: u64,
+    base: &BaseLmConfig,
+) -> Result<PathBuf, Box<dyn Error>> {
+    use rand::Rng;
+    use rand::seq::SliceRandom;
+    let dir = out.join("base-lm");
+    if dir.join("model.safetensors").is_file() {
+        return Ok(dir);
+    }
+    let text_dir = out.join("base-lm-text");
+    std::fs::create_dir_all(&text_dir)?;
+    let mut rng = lexforge::Seed(seed).rng("semantic-base-lm");
+    let words: Vec<&str> = set
+        .corpora
+        .iter()
+        .flat_map(|c| c.words.iter().map(String::as_str))
+        .collect();
+    let sizes = 32u32;
+    for file in 0..10 {
+        let mut text = String::new();
+        for _ in 0..60 {
+            let mut w = words.clone();
+            w.shuffle(&mut rng);
+            for chunk in w.chunks(12) {
+                let id: Vec<String> = (0..4)
+                    .map(|_| rng.random_range(0..sizes).to_string())
+                    .collect();
+                text.push_str(&format!("[{}] {}\n", id.join(" "), chunk.join(" ")));
+            }
+        }
+        lexforge::atomic_write(
+            &text_dir.join(format!("words-{file:02}.txt")),
+            text.as_bytes(),
+        )?;
+    }
+    let toml_text = format!(
+        r#"
+name = "base-lm"
+out_dir = {out:?}
+seed = {seed}
+device = "{device}"
+context = 64
+[corpus]
+paths = [{text:?}]
+validation_fraction = 0.1
+[tokenizer.train]
+method = "bpe"
+vocab_size = {vocab}
+[model]
+type = "gpt2"
+n_layer = {layers}
+n_head = 4
+n_embd = {embd}
+dropout = 0.0
+[train]
+max_steps = {steps}
+batch_size = {batch}
+lr = 3e-3
+min_lr = 3e-4
+warmup_steps = {warmup}
+eval_every = 100
+eval_batches = 8
+checkpoint_every = 100
+log_every = 10
+[samples]
+prompts = []
+"#,
+        out = out.display().to_string(),
+        text = text_dir.display().to_string(),
+        device = device,
+        vocab = base.vocab_size,
+        layers = base.n_layer,
+        embd = base.n_embd,
+        steps = base.steps,
+        batch = base.batch_size,
+        warmup = base.steps / 10,
+    );
+    let config: lexforge::lm::LmRunConfig = toml::from_str(&toml_text)?;
+    lexforge::lm::train_run(&config, sink(json).as_ref(), &cancel_on_signal())?;
+    Ok(dir)
+}
+
 /// Runs `lexforge semantic ...`.
 pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
     match command {
@@ -434,6 +554,7 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             metadata,
             out,
             base_lm,
+            no_generator,
             config,
             device,
             json,
@@ -460,7 +581,19 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             let enc_dir = out.join("encoder");
             let report = train_encoder(&config.semantic, &set, &model, &enc_dir, &device, json)?;
             print_report(&report, json)?;
-            if let Some(base) = base_lm {
+            let base = match base_lm {
+                Some(b) => Some(b),
+                None if no_generator => None,
+                None => Some(train_base_lm(
+                    &set,
+                    &out,
+                    &device,
+                    json,
+                    config.semantic.train.seed,
+                    &config.base_lm,
+                )?),
+            };
+            if let Some(base) = base {
                 let enc = SemanticEncoder::load(&enc_dir, &device.resolve()?)?;
                 let r = train_word_generator(
                     &config.generator,

@@ -328,6 +328,8 @@ pub fn train_word_generator(
     std::fs::create_dir_all(dir)
         .map_err(|e| lexforge_core::Error::io("create directory", dir, e))?;
     let checkpoints = CheckpointDir::new(dir.join("checkpoints"), config.train.keep_checkpoints)?;
+    let log = lexforge_core::JsonlSink::open(&dir.join("events.jsonl"))?;
+    let tee = lexforge_core::Tee(&log, events);
     let ctx = TrainContext {
         run_id: "generator",
         kind: "semantic_generator",
@@ -335,7 +337,7 @@ pub fn train_word_generator(
         train: &seqs,
         valid: &valid,
         checkpoints: &checkpoints,
-        events,
+        events: &tee,
         cancel,
     };
     let outcome = train(&config.train, &ctx, WordLm { net }, Resume::Latest)?;

@@ -1,0 +1,383 @@
+//! `lexforge._native` semantic-ID functions and the `SemanticEncoder` class (wrapped by
+//! `lexforge.semantic`).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use lexforge::data::books::BookDirectory;
+use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions};
+use lexforge::semantic::words::GENERATOR_DIR;
+use lexforge::semantic::{
+    BookWords, BookWordsConfig, CorpusGenerator, CorpusLabels, CorpusSet, SemanticEncoder,
+    SemanticError, SemanticTrainConfig, WordFrequencies, WordGenerator, WordGeneratorConfig,
+    build_corpora, train_semantic, train_word_generator,
+};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use pyo3::prelude::*;
+
+use crate::errors::{parse_json, to_json, to_py};
+use crate::lm::{drive, resolve};
+
+fn parse<T: serde::de::DeserializeOwned>(
+    py: Python<'_>,
+    json: &str,
+    what: &'static str,
+) -> PyResult<T> {
+    parse_json(py, json, |reason| SemanticError::InvalidParameter {
+        parameter: what,
+        reason,
+    })
+}
+
+/// Corpora from books with a catalogue, as the corpora JSON.
+#[pyfunction]
+#[pyo3(signature = (books_dir, metadata, words_per_corpus, config_json, wordfreq=None, corpus_frequencies=false))]
+fn semantic_book_corpora(
+    py: Python<'_>,
+    books_dir: PathBuf,
+    metadata: PathBuf,
+    words_per_corpus: usize,
+    config_json: &str,
+    wordfreq: Option<PathBuf>,
+    corpus_frequencies: bool,
+) -> PyResult<String> {
+    let config: BookWordsConfig = parse(py, config_json, "config")?;
+    let set = py
+        .detach(|| -> Result<CorpusSet, SemanticError> {
+            let freq = if corpus_frequencies {
+                None
+            } else {
+                let path = match wordfreq {
+                    Some(p) => p,
+                    None => lexforge::semantic::find_wordfreq().ok_or_else(|| {
+                        SemanticError::InvalidInput {
+                            reason: "wordfreq is not installed (pip install wordfreq, pass \
+                                     wordfreq=PATH, or frequencies='corpus')"
+                                .into(),
+                        }
+                    })?,
+                };
+                Some(WordFrequencies::load_wordfreq(&path)?)
+            };
+            let provider = BookDirectory::new(books_dir).with_metadata(metadata);
+            BookWords::new(&provider, freq.as_ref(), &config)?.build(words_per_corpus)
+        })
+        .map_err(|e| to_py(py, e))?;
+    to_json(py, &set, "corpora")
+}
+
+/// A Python callable `(labels: dict, n: int) -> list[str]` as a corpus generator.
+struct PyGenerator {
+    name: String,
+    callable: Py<PyAny>,
+}
+
+impl CorpusGenerator for PyGenerator {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn words(&self, labels: &CorpusLabels, n: usize) -> lexforge::semantic::Result<Vec<String>> {
+        Python::attach(|py| -> PyResult<Vec<String>> {
+            let dict = pyo3::types::PyDict::new(py);
+            dict.set_item("style", &labels.style)?;
+            dict.set_item("complexity", &labels.complexity)?;
+            dict.set_item("era", &labels.era)?;
+            dict.set_item("variation", labels.variation)?;
+            self.callable.call1(py, (dict, n))?.extract(py)
+        })
+        .map_err(|e| SemanticError::InvalidInput {
+            reason: format!("the generator raised: {e}"),
+        })
+    }
+}
+
+/// Corpora from a Python callable for each planned label set, as the corpora JSON.
+#[pyfunction]
+fn semantic_generated_corpora(
+    py: Python<'_>,
+    generator: Py<PyAny>,
+    name: String,
+    plan_json: &str,
+    words_per_corpus: usize,
+) -> PyResult<String> {
+    let plan: Vec<CorpusLabels> = parse(py, plan_json, "plan")?;
+    let g = PyGenerator {
+        name,
+        callable: generator,
+    };
+    let set = build_corpora(&g, &plan, words_per_corpus).map_err(|e| to_py(py, e))?;
+    to_json(py, &set, "corpora")
+}
+
+/// Reads and validates a corpora file, as JSON.
+#[pyfunction]
+fn semantic_load_corpora(py: Python<'_>, path: PathBuf) -> PyResult<String> {
+    let set = py
+        .detach(|| CorpusSet::load(&path))
+        .map_err(|e| to_py(py, e))?;
+    to_json(py, &set, "corpora")
+}
+
+/// Validates corpora JSON and writes it atomically.
+#[pyfunction]
+fn semantic_save_corpora(py: Python<'_>, corpora_json: &str, path: PathBuf) -> PyResult<()> {
+    let set: CorpusSet = parse(py, corpora_json, "corpora")?;
+    py.detach(|| {
+        set.validate()?;
+        set.save(&path)
+    })
+    .map_err(|e| to_py(py, e))
+}
+
+/// The default training configuration, as JSON.
+#[pyfunction]
+fn semantic_default_config(py: Python<'_>) -> PyResult<String> {
+    to_json(py, &SemanticTrainConfig::default(), "config")
+}
+
+/// The default word-generator configuration, as JSON.
+#[pyfunction]
+fn semantic_default_generator_config(py: Python<'_>) -> PyResult<String> {
+    to_json(py, &WordGeneratorConfig::default(), "config")
+}
+
+/// Trains a semantic encoder on a worker thread; returns `(report_json, interrupted)`.
+#[pyfunction]
+#[pyo3(signature = (corpora_json, out_dir, config_json, embedding_model, device="cpu", callback=None))]
+fn semantic_train(
+    py: Python<'_>,
+    corpora_json: &str,
+    out_dir: PathBuf,
+    config_json: &str,
+    embedding_model: PathBuf,
+    device: &str,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<(String, bool)> {
+    let set: CorpusSet = parse(py, corpora_json, "corpora")?;
+    let config: SemanticTrainConfig = parse(py, config_json, "config")?;
+    let device = resolve(py, device)?;
+    drive::<_, SemanticError>(
+        py,
+        callback,
+        Box::new(move |sink, cancel| {
+            let encoder =
+                BertSentenceEncoder::load(&embedding_model, &device, &EncoderOptions::default())?;
+            train_semantic(
+                &config,
+                &set,
+                &encoder,
+                Some(&embedding_model),
+                &out_dir,
+                &device,
+                sink,
+                cancel,
+            )
+        }),
+    )
+}
+
+/// Trains the word generator of an encoder directory (`generator/`) on a worker thread;
+/// returns `(report_json, interrupted)`.
+#[pyfunction]
+#[pyo3(signature = (encoder_dir, base_lm, config_json, device="cpu", callback=None))]
+fn semantic_train_generator(
+    py: Python<'_>,
+    encoder_dir: PathBuf,
+    base_lm: PathBuf,
+    config_json: &str,
+    device: &str,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<(String, bool)> {
+    let config: WordGeneratorConfig = parse(py, config_json, "config")?;
+    let device = resolve(py, device)?;
+    drive::<_, SemanticError>(
+        py,
+        callback,
+        Box::new(move |sink, cancel| {
+            let enc = SemanticEncoder::load(&encoder_dir, &device)?;
+            train_word_generator(
+                &config,
+                &base_lm,
+                enc.corpora(),
+                enc.ids(),
+                &encoder_dir.join(GENERATOR_DIR),
+                &device,
+                sink,
+                cancel,
+            )
+        }),
+    )
+}
+
+/// A trained semantic encoder (and its word generator, loaded on first use).
+#[pyclass(name = "SemanticEncoder", module = "lexforge._native", frozen)]
+pub struct PySemanticEncoder {
+    inner: SemanticEncoder,
+    generator: Mutex<Option<WordGenerator>>,
+    device: lexforge::Device,
+    info: String,
+}
+
+impl PySemanticEncoder {
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&SemanticEncoder) -> Result<T, SemanticError> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| f(&self.inner)).map_err(|e| to_py(py, e))
+    }
+}
+
+#[pymethods]
+impl PySemanticEncoder {
+    /// Loads an encoder directory on `device` (with `embedding_model` instead of the recorded
+    /// one, when given).
+    #[staticmethod]
+    #[pyo3(signature = (path, device="cpu", embedding_model=None))]
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        device: &str,
+        embedding_model: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let device = resolve(py, device)?;
+        let inner = py
+            .detach(|| -> Result<SemanticEncoder, SemanticError> {
+                let enc = SemanticEncoder::load(&path, &device)?;
+                match embedding_model {
+                    Some(p) => {
+                        let e = BertSentenceEncoder::load(&p, &device, &EncoderOptions::default())?;
+                        enc.with_embedder(Box::new(e))
+                    }
+                    None => Ok(enc),
+                }
+            })
+            .map_err(|e| to_py(py, e))?;
+        let c = inner.config();
+        let info = serde_json::json!({
+            "path": path.display().to_string(),
+            "quantizer": c.quantizer,
+            "codebook_sizes": inner.codebook_sizes(),
+            "input_dim": c.input_dim,
+            "embedding_model": c.embedding_model,
+            "heads": c.heads,
+            "corpora": inner.ids().len(),
+            "generator": path.join(GENERATOR_DIR).join("generator.json").is_file(),
+            "device": format!("{device:?}"),
+        })
+        .to_string();
+        Ok(PySemanticEncoder {
+            inner,
+            generator: Mutex::new(None),
+            device,
+            info,
+        })
+    }
+
+    /// The ID of a collection of words.
+    fn encode_words(&self, py: Python<'_>, words: Vec<String>) -> PyResult<Vec<u32>> {
+        self.with(py, |e| {
+            let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+            e.encode_words(&refs)
+        })
+    }
+
+    /// The ID of a text (its words).
+    fn encode_text(&self, py: Python<'_>, text: String) -> PyResult<Vec<u32>> {
+        self.with(py, |e| e.encode_text(&text))
+    }
+
+    /// The ID of a corpus vector.
+    fn encode_vector(
+        &self,
+        py: Python<'_>,
+        vector: PyReadonlyArray1<'_, f32>,
+    ) -> PyResult<Vec<u32>> {
+        let v = vector.as_slice()?.to_vec();
+        self.with(py, |e| e.encode_vector(&v))
+    }
+
+    /// The normalized embedding-space vector of an ID.
+    fn decode<'py>(&self, py: Python<'py>, id: Vec<u32>) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let v = self.with(py, |e| e.decode(&id))?;
+        Ok(v.into_pyarray(py))
+    }
+
+    /// The `k` known corpora closest to an ID, as JSON.
+    fn similar(&self, py: Python<'_>, id: Vec<u32>, k: usize) -> PyResult<String> {
+        let hits = self.with(py, |e| e.similar(&id, k))?;
+        to_json(py, &hits, "similar")
+    }
+
+    /// The `k` known corpora closest to words, as JSON.
+    fn similar_words(&self, py: Python<'_>, words: Vec<String>, k: usize) -> PyResult<String> {
+        let hits = self.with(py, |e| {
+            let refs: Vec<&str> = words.iter().map(String::as_str).collect();
+            e.similar_words(&refs, k)
+        })?;
+        to_json(py, &hits, "similar")
+    }
+
+    /// Labels read back from an ID by the supervised heads, as JSON.
+    fn labels(&self, py: Python<'_>, id: Vec<u32>) -> PyResult<String> {
+        let labels = self.with(py, |e| e.labels(&id))?;
+        to_json(py, &labels, "labels")
+    }
+
+    /// Exact collisions and prefix occupancy of the known IDs, as JSON.
+    fn collisions(&self, py: Python<'_>) -> PyResult<String> {
+        to_json(py, &self.inner.collisions(), "collisions")
+    }
+
+    /// Corpus id → ID, as JSON.
+    fn ids_json(&self, py: Python<'_>) -> PyResult<String> {
+        to_json(py, self.inner.ids(), "ids")
+    }
+
+    /// The corpora trained on, as JSON.
+    fn corpora_json(&self, py: Python<'_>) -> PyResult<String> {
+        to_json(py, self.inner.corpora(), "corpora")
+    }
+
+    /// Up to `n` words for an ID from the word generator.
+    #[pyo3(signature = (id, n=10, seed=0))]
+    fn generate_words(
+        &self,
+        py: Python<'_>,
+        id: Vec<u32>,
+        n: usize,
+        seed: u64,
+    ) -> PyResult<Vec<String>> {
+        py.detach(|| -> Result<Vec<String>, SemanticError> {
+            self.inner.decode(&id)?;
+            let mut guard = self.generator.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                let dir = self.inner.dir().join(GENERATOR_DIR);
+                *guard = Some(WordGenerator::load(&dir, None, &self.device)?);
+            }
+            match guard.as_ref() {
+                Some(g) => g.generate_words(&id, n, seed),
+                None => Ok(Vec::new()),
+            }
+        })
+        .map_err(|e| to_py(py, e))
+    }
+
+    /// What the encoder is, as JSON.
+    fn info_json(&self) -> String {
+        self.info.clone()
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(semantic_book_corpora, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_generated_corpora, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_load_corpora, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_save_corpora, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_default_config, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_default_generator_config, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_train, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_train_generator, m)?)?;
+    m.add_class::<PySemanticEncoder>()
+}

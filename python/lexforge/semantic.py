@@ -1,0 +1,466 @@
+"""Semantic IDs: labelled word corpora → a 4-tuple ID ``(style, complexity, era, variation)``.
+
+Build corpora from books with a catalogue (or from any callable, e.g. an LLM client), train a
+semantic encoder (FSQ, residual FSQ or residual VQ on all-MiniLM-L6-v2 corpus vectors), then
+encode words, decode IDs, find similar corpora and generate words for an ID::
+
+    from lexforge import semantic
+    corpora = semantic.build_corpora("books", "books.csv", words_per_corpus=50)
+    report = semantic.train(corpora, "runs/semantic", quantizer="fsq")
+    enc = semantic.SemanticEncoder.load("runs/semantic")
+    sid = enc.encode(["anchor", "harbour", "sailor", "tide"])
+    enc.similar(sid, k=5)
+    semantic.train_generator("runs/semantic", "runs/quickstart-gpt2")
+    enc.generate_words(sid, n=10, seed=1)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from lexforge import _native
+from lexforge._params import apply_params
+from lexforge.lm import _Progress
+
+__all__ = [
+    "Corpora",
+    "SemanticEncoder",
+    "SemanticReport",
+    "SimilarCorpus",
+    "WordCorpus",
+    "build_corpora",
+    "default_config",
+    "train",
+    "train_generator",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+Event = dict[str, Any]
+SemanticId = tuple[int, ...]
+
+_QUANTIZERS = {
+    "fsq": {"type": "fsq", "levels": [[8, 4]] * 4},
+    "residual_fsq": {"type": "residual_fsq", "levels": [8, 4], "stages": 4},
+    "residual_vq": {
+        "type": "residual_vq",
+        "codebook_size": 32,
+        "stages": 4,
+        "dim": 32,
+        "decay": 0.95,
+        "dead_threshold": 1.0,
+        "kmeans_init": True,
+    },
+}
+
+# Flat keyword arguments → their place in SemanticTrainConfig.
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "hidden_dim": ("hidden_dim",),
+    "views": ("views",),
+    "keep_fraction": ("keep_fraction",),
+    "warmup_fraction": ("warmup_fraction",),
+    "reconstruction": ("loss", "reconstruction"),
+    "commitment": ("loss", "commitment"),
+    "entropy": ("loss", "entropy"),
+    "diversity": ("loss", "diversity"),
+    "supervised": ("loss", "supervised"),
+    "info_nce": ("loss", "info_nce"),
+    "temperature": ("loss", "temperature"),
+    "max_steps": ("train", "max_steps"),
+    "batch_size": ("train", "batch_size"),
+    "lr": ("train", "lr"),
+    "min_lr": ("train", "min_lr"),
+    "eval_every": ("train", "eval_every"),
+    "seed": ("train", "seed"),
+}
+
+_GENERATOR_PARAMS: dict[str, tuple[str, ...]] = {
+    "rank": ("lora", "rank"),
+    "alpha": ("lora", "alpha"),
+    "sequences_per_corpus": ("sequences_per_corpus",),
+    "words_per_sequence": ("words_per_sequence",),
+    "max_steps": ("train", "max_steps"),
+    "batch_size": ("train", "batch_size"),
+    "lr": ("train", "lr"),
+    "min_lr": ("train", "min_lr"),
+    "seed": ("train", "seed"),
+}
+
+
+@dataclass(frozen=True)
+class WordCorpus:
+    """One labelled word corpus."""
+
+    id: str
+    """Unique id (``style.era.complexity.variation`` for built ones)."""
+    style: str
+    """Style label (from the books' genre)."""
+    complexity: str
+    """Complexity level (from word frequency and length)."""
+    era: str
+    """Era label."""
+    variation: int
+    """Which distinct sample of its (style, complexity, era) it is."""
+    words: list[str]
+    """The words, best first."""
+    source: dict[str, str] = field(default_factory=dict)
+    """Where the words came from (generator, books)."""
+
+
+class Corpora(Sequence[WordCorpus]):
+    """A validated set of corpora with the settings that built it (the corpora JSON)."""
+
+    def __init__(self, text: str) -> None:
+        self._json = text
+        raw = json.loads(text)
+        self.generator: str = raw["generator"]
+        """The generator's name."""
+        self.skipped: list[tuple[str, str]] = [tuple(s) for s in raw.get("skipped", [])]
+        """Corpora that could not be filled, with why."""
+        self._items = [
+            WordCorpus(
+                c["id"],
+                c["labels"]["style"],
+                c["labels"]["complexity"],
+                c["labels"]["era"],
+                int(c["labels"]["variation"]),
+                list(c["words"]),
+                dict(c.get("source", {})),
+            )
+            for c in raw["corpora"]
+        ]
+
+    @classmethod
+    def load(cls, path: PathLike) -> Corpora:
+        """Reads and validates a corpora file."""
+        return cls(_native.semantic_load_corpora(os.fspath(path)))
+
+    def save(self, path: PathLike) -> None:
+        """Writes the corpora file atomically."""
+        _native.semantic_save_corpora(self._json, os.fspath(path))
+
+    def to_json(self) -> str:
+        """The corpora JSON (what :meth:`save` writes)."""
+        return self._json
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._items[i]
+
+    def __iter__(self) -> Iterator[WordCorpus]:
+        return iter(self._items)
+
+    def __repr__(self) -> str:
+        return f"Corpora({len(self)} corpora from {self.generator!r}, {len(self.skipped)} skipped)"
+
+
+def build_corpora(
+    books_dir: PathLike | None = None,
+    metadata: PathLike | None = None,
+    *,
+    words_per_corpus: int = 50,
+    variations: int | None = None,
+    frequencies: str | PathLike = "wordfreq",
+    generator: Callable[[dict[str, Any], int], list[str]] | None = None,
+    plan: Sequence[Mapping[str, Any]] | None = None,
+    name: str = "python",
+    out: PathLike | None = None,
+    **config: Any,
+) -> Corpora:
+    """Labelled word corpora.
+
+    From books (``books_dir`` laid out as ``{author}/{title}.txt``, ``metadata`` a CSV with
+    ``genre`` and ``era`` columns): characteristic words of each (style, era) group by
+    log-odds, bucketed by complexity (``frequencies``: ``"wordfreq"`` for the installed
+    wordfreq table, ``"corpus"`` for the books' own counts, or a path to a wordfreq table).
+    ``config`` sets other ``BookWordsConfig`` fields (``min_z``, ``cuts``, ``levels``, ...).
+
+    Or from ``generator``, a callable ``(labels, n) -> words`` asked once per entry of
+    ``plan`` (dicts with ``style``, ``complexity``, ``era``, ``variation``): the labels are
+    yours, the callable only supplies words.
+
+    Saved to ``out`` when given.
+    """
+    if generator is not None:
+        if plan is None:
+            raise TypeError("a generator needs a plan: a list of label dicts")
+        text = _native.semantic_generated_corpora(
+            generator, name, json.dumps([dict(p) for p in plan]), words_per_corpus
+        )
+    else:
+        if books_dir is None or metadata is None:
+            raise TypeError("give books_dir and metadata, or a generator and a plan")
+        cfg = dict(config)
+        if variations is not None:
+            cfg["variations"] = variations
+        corpus = frequencies == "corpus"
+        wordfreq = None if frequencies in ("wordfreq", "corpus") else os.fspath(frequencies)
+        text = _native.semantic_book_corpora(
+            os.fspath(books_dir),
+            os.fspath(metadata),
+            words_per_corpus,
+            json.dumps(cfg),
+            wordfreq=wordfreq,
+            corpus_frequencies=corpus,
+        )
+    corpora = Corpora(text)
+    if out is not None:
+        corpora.save(out)
+    return corpora
+
+
+def default_config() -> dict[str, Any]:
+    """The default training configuration (``SemanticTrainConfig``) as a nested dict."""
+    config: dict[str, Any] = json.loads(_native.semantic_default_config())
+    return config
+
+
+@dataclass(frozen=True)
+class SemanticReport:
+    """What :func:`train` measured (also in ``eval/metrics.json``)."""
+
+    path: Path
+    """The encoder directory."""
+    stop: str
+    """``"max_steps"``, ``"early_stopped"`` or ``"cancelled"``."""
+    steps: int
+    """Optimizer steps run."""
+    quantizer: str
+    """``fsq``, ``residual_fsq`` or ``residual_vq``."""
+    corpora: dict[str, int]
+    """Training and held-out corpora."""
+    levels: list[dict[str, Any]]
+    """Per component: ``codebook_size``, ``used``, ``usage``, ``perplexity``, ``dead``."""
+    collisions: dict[str, Any]
+    """``ids``, ``unique``, ``collisions`` (groups of corpus ids), ``prefix_occupancy``."""
+    heads: dict[str, dict[str, Any]]
+    """Per labelled component: held-out and train accuracy from the ID, majority baseline."""
+    reconstruction_cosine: dict[str, float]
+    """Mean cosine of decode(encode(x)) to x, train and held out."""
+    train_seconds: float
+    """Wall time of the training loop."""
+
+    @classmethod
+    def _from_json(cls, text: str) -> SemanticReport:
+        r = json.loads(text)
+        return cls(
+            Path(r["dir"]),
+            r["stop"],
+            int(r["steps"]),
+            r["quantizer"],
+            r["corpora"],
+            r["levels"],
+            r["collisions"],
+            r["heads"],
+            r["reconstruction_cosine"],
+            float(r["train_seconds"]),
+        )
+
+
+def _drive(
+    call: Callable[[Callable[[Event], None] | None], tuple[str, bool]],
+    progress: bool,
+    callback: Callable[[Event], None] | None,
+) -> str:
+    bar = _Progress() if progress else None
+
+    def both(event: Event) -> None:
+        if bar is not None:
+            bar(event)
+        if callback is not None:
+            callback(event)
+
+    try:
+        report, interrupted = call(both if (bar or callback) else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    if interrupted:
+        warnings.warn(
+            "interrupted: the run stopped with a checkpoint; train again to resume", stacklevel=3
+        )
+    return report
+
+
+def train(
+    corpora: Corpora | PathLike,
+    out_dir: PathLike,
+    *,
+    quantizer: str = "fsq",
+    embedding_model: PathLike | None = None,
+    device: str = "cpu",
+    config: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    callback: Callable[[Event], None] | None = None,
+    **params: Any,
+) -> SemanticReport:
+    """Train a semantic encoder on ``corpora`` (a :class:`Corpora` or a corpora file) into
+    ``out_dir`` and evaluate it (``eval/metrics.json``). Resumes from ``out_dir/checkpoints``.
+
+    ``quantizer``: ``"fsq"``, ``"residual_fsq"`` or ``"residual_vq"`` (defaults of each; a
+    ``config["quantizer"]`` dict overrides). ``embedding_model``: a sentence-encoder directory
+    (default: the installed all-MiniLM-L6-v2). Keyword parameters: ``max_steps``,
+    ``batch_size``, ``lr``, ``seed``, ``views``, ``entropy``, ``diversity``, ``supervised``,
+    ``info_nce``, ... Unknown names raise ``TypeError``.
+    """
+    if quantizer not in _QUANTIZERS:
+        raise ValueError(f"unknown quantizer {quantizer!r}; expected one of {sorted(_QUANTIZERS)}")
+    base = dict(config) if config is not None else default_config()
+    if config is None or "quantizer" not in config:
+        base["quantizer"] = _QUANTIZERS[quantizer]
+    cfg = json.dumps(apply_params(params, _PARAMS, base))
+    if not isinstance(corpora, Corpora):
+        corpora = Corpora.load(corpora)
+    if embedding_model is None:
+        from lexforge.encoder import minilm_path
+
+        embedding_model = minilm_path()
+    text = corpora.to_json()
+    model = os.fspath(embedding_model)
+    out = os.fspath(out_dir)
+    report = _drive(
+        lambda cb: _native.semantic_train(text, out, cfg, model, device=device, callback=cb),
+        progress,
+        callback,
+    )
+    return SemanticReport._from_json(report)
+
+
+def train_generator(
+    encoder_dir: PathLike,
+    base_lm: PathLike,
+    *,
+    device: str = "cpu",
+    config: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    callback: Callable[[Event], None] | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """Fine-tune LoRA adapters of the GPT-2 at ``base_lm`` (a ``lexforge lm train`` run or an
+    HF GPT-2 directory with a tokenizer) to generate each known ID's words; saved in
+    ``encoder_dir/generator`` apart from the base. Keyword parameters: ``rank``, ``alpha``,
+    ``max_steps``, ``batch_size``, ``lr``, ``seed``, ``sequences_per_corpus``,
+    ``words_per_sequence``. Returns the report (steps, sequences, val_loss)."""
+    base = (
+        dict(config)
+        if config is not None
+        else json.loads(_native.semantic_default_generator_config())
+    )
+    cfg = json.dumps(apply_params(params, _GENERATOR_PARAMS, base))
+    enc, lm = os.fspath(encoder_dir), os.fspath(base_lm)
+    report = _drive(
+        lambda cb: _native.semantic_train_generator(enc, lm, cfg, device=device, callback=cb),
+        progress,
+        callback,
+    )
+    out: dict[str, Any] = json.loads(report)
+    return out
+
+
+@dataclass(frozen=True)
+class SimilarCorpus:
+    """A known corpus close to a query."""
+
+    corpus: str
+    """Its id."""
+    id: SemanticId
+    """Its ID."""
+    score: float
+    """Cosine between the query's vector and the corpus's decoded vector."""
+    shared_prefix: int
+    """Leading ID components it shares with the query."""
+
+
+class SemanticEncoder:
+    """A trained semantic encoder: words ↔ IDs ↔ vectors, similar corpora, words from IDs."""
+
+    def __init__(self, native: _native.SemanticEncoder) -> None:
+        self._native = native
+        self._info: dict[str, Any] = json.loads(native.info_json())
+
+    @classmethod
+    def load(
+        cls, path: PathLike, device: str = "cpu", embedding_model: PathLike | None = None
+    ) -> SemanticEncoder:
+        """Load an encoder directory (checksums verified). The embedding model recorded at
+        training is opened; ``embedding_model`` gives another directory of the same model (a
+        different model is refused)."""
+        model = None if embedding_model is None else os.fspath(embedding_model)
+        return cls(_native.SemanticEncoder.load(os.fspath(path), device, model))
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        """Codes per ID component."""
+        return list(self._info["codebook_sizes"])
+
+    @property
+    def embedding_model(self) -> str:
+        """The embedding model's id it was trained on."""
+        return str(self._info["embedding_model"])
+
+    @property
+    def ids(self) -> dict[str, SemanticId]:
+        """Corpus id → ID of the corpora it was trained on."""
+        return {k: tuple(v) for k, v in json.loads(self._native.ids_json()).items()}
+
+    @property
+    def corpora(self) -> Corpora:
+        """The corpora it was trained on."""
+        return Corpora(self._native.corpora_json())
+
+    def encode(self, words: str | Sequence[str] | npt.ArrayLike) -> SemanticId:
+        """The ID of words (a list), a text (a string) or a corpus vector (a float array)."""
+        if isinstance(words, str):
+            return tuple(self._native.encode_text(words))
+        if isinstance(words, np.ndarray):
+            return tuple(self._native.encode_vector(np.ascontiguousarray(words, np.float32)))
+        return tuple(self._native.encode_words([str(w) for w in words]))  # type: ignore[union-attr]
+
+    def decode(self, id: Sequence[int]) -> npt.NDArray[np.float32]:
+        """The normalized embedding-space vector of an ID (codebook lookup + decoder)."""
+        return self._native.decode([int(x) for x in id])
+
+    def similar(self, query: Sequence[int] | Sequence[str], k: int = 5) -> list[SimilarCorpus]:
+        """The ``k`` known corpora closest to an ID or to words."""
+        words = [x for x in query if isinstance(x, str)]
+        if words and len(words) == len(query):
+            text = self._native.similar_words(words, k)
+        else:
+            text = self._native.similar([int(x) for x in query if not isinstance(x, str)], k)
+        return [
+            SimilarCorpus(h["corpus"], tuple(h["id"]), h["score"], h["shared_prefix"])
+            for h in json.loads(text)
+        ]
+
+    def labels(self, id: Sequence[int]) -> dict[str, str]:
+        """Style, complexity and era read back from an ID by the supervised heads."""
+        out: dict[str, str] = json.loads(self._native.labels([int(x) for x in id]))
+        return out
+
+    def collisions(self) -> dict[str, Any]:
+        """Exact collisions and per-level prefix occupancy of the known IDs."""
+        out: dict[str, Any] = json.loads(self._native.collisions())
+        return out
+
+    def generate_words(self, id: Sequence[int], n: int = 10, seed: int = 0) -> list[str]:
+        """Up to ``n`` distinct words for an ID from the word generator
+        (:func:`train_generator`); the same seed gives the same words."""
+        return self._native.generate_words([int(x) for x in id], n, seed)
+
+    def __repr__(self) -> str:
+        q = self._info["quantizer"]["type"]
+        return (
+            f"SemanticEncoder({self._info['path']!r}, quantizer={q}, "
+            f"codebooks={self.codebook_sizes}, input_dim={self._info['input_dim']}, "
+            f"corpora={self._info['corpora']}, device={self._info['device']})"
+        )
