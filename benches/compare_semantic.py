@@ -63,13 +63,14 @@ def torch_step_time(vectors: np.ndarray, kind: str, steps: int, threads: int) ->
     def step() -> None:
         idx = torch.from_numpy(rng.choice(len(vectors), 64, replace=False))
         x = x_all[idx]
-        z = enc(x)
+        z = enc(x).unsqueeze(1)  # vector-quantize-pytorch takes [batch, seq, dim]
         if kind == "fsq":
             q, _ = quantizer(z)
             aux = torch.zeros(())
         else:
             q, _, commit = quantizer(z)
             aux = commit.sum()
+        q = q.squeeze(1)
         rec = nn.functional.cosine_similarity(dec(q), x).mean()
         loss = (1 - rec) + aux
         opt.zero_grad()

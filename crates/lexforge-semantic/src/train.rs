@@ -330,9 +330,46 @@ struct Views<'a> {
     pair: bool,
     /// Per head, the class of every corpus of the set.
     labels: &'a [Vec<u32>],
+    /// Every item's view vectors (and second views when `pair`), computed once.
+    cache: Vec<f32>,
+    cache_b: Vec<f32>,
 }
 
-impl Views<'_> {
+impl<'a> Views<'a> {
+    fn new(
+        emb: &'a CorpusEmbeddings,
+        corpora: Vec<usize>,
+        (views, keep): (usize, f64),
+        seed: Seed,
+        pair: bool,
+        labels: &'a [Vec<u32>],
+    ) -> Self {
+        let mut v = Views {
+            emb,
+            corpora,
+            views,
+            keep,
+            seed,
+            pair,
+            labels,
+            cache: Vec::new(),
+            cache_b: Vec::new(),
+        };
+        let n = v.corpora.len() * v.views;
+        let mut cache = Vec::with_capacity(n * emb.dim);
+        let mut cache_b = Vec::new();
+        for i in 0..n {
+            let c = v.corpora[i / v.views];
+            cache.extend(v.view(c, i % v.views, "a"));
+            if pair {
+                cache_b.extend(v.view(c, i % v.views, "b"));
+            }
+        }
+        v.cache = cache;
+        v.cache_b = cache_b;
+        v
+    }
+
     fn view(&self, c: usize, v: usize, tag: &str) -> Vec<f32> {
         let dim = self.emb.dim;
         if v == 0 && tag == "a" {
@@ -374,10 +411,9 @@ impl BatchSource<SemanticBatch> for Views<'_> {
         let mut corpus = Vec::with_capacity(n);
         for &i in indices {
             let c = self.corpora[i / self.views];
-            let v = i % self.views;
-            input.extend(self.view(c, v, "a"));
+            input.extend_from_slice(&self.cache[i * dim..(i + 1) * dim]);
             if self.pair {
-                input_b.extend(self.view(c, v, "b"));
+                input_b.extend_from_slice(&self.cache_b[i * dim..(i + 1) * dim]);
             }
             target.extend_from_slice(&self.emb.vectors[c]);
             corpus.push(c);
@@ -766,15 +802,14 @@ pub fn train_semantic(
         kmeans_init: true, ..
     } = config.quantizer
     {
-        let views = Views {
-            emb: &emb,
-            corpora: train_idx.clone(),
-            views: config.views,
-            keep: config.keep_fraction,
+        let views = Views::new(
+            &emb,
+            train_idx.clone(),
+            (config.views, config.keep_fraction),
             seed,
-            pair: false,
-            labels: &labels,
-        };
+            false,
+            &labels,
+        );
         let all: Vec<usize> = (0..views.len()).collect();
         let b = views
             .batch(&all, &ad)
@@ -790,24 +825,22 @@ pub fn train_semantic(
         seed: engine.seed,
     };
     let pair = config.loss.info_nce > 0.0;
-    let train_views = Views {
-        emb: &emb,
-        corpora: train_idx.clone(),
-        views: config.views,
-        keep: config.keep_fraction,
+    let train_views = Views::new(
+        &emb,
+        train_idx.clone(),
+        (config.views, config.keep_fraction),
         seed,
         pair,
-        labels: &labels,
-    };
-    let valid_views = Views {
-        emb: &emb,
-        corpora: held_idx.clone(),
-        views: 1,
-        keep: config.keep_fraction,
+        &labels,
+    );
+    let valid_views = Views::new(
+        &emb,
+        held_idx.clone(),
+        (1, config.keep_fraction),
         seed,
         pair,
-        labels: &labels,
-    };
+        &labels,
+    );
     if train_views.len() < engine.batch_size {
         return Err(SemanticError::param(
             "batch_size",

@@ -5,3 +5,8 @@
 
 mod pipeline;
 mod words;
+
+/// The flex device (its RNG and its thread pool) is process-wide: tests that train take this
+/// lock, so "same seed, same IDs" is not disturbed by another test's draws or by another
+/// test's matmuls changing how reductions are split.
+pub(crate) static DEVICE: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -112,6 +112,7 @@ fn train(
 
 #[test]
 fn fsq_and_residual_vq_train_reload_and_reproduce() {
+    let _device = crate::DEVICE.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     for (name, q) in [
         ("fsq", QuantizerConfig::fsq_default()),

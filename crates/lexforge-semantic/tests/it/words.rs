@@ -64,6 +64,7 @@ fn corpora() -> CorpusSet {
 
 #[test]
 fn generated_words_are_closer_to_their_ids_corpus() {
+    let _device = crate::DEVICE.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let set = corpora();
     let ids: BTreeMap<String, Vec<u32>> = set
