@@ -371,9 +371,10 @@ fn print_report(report: &SemanticReport, json: bool) -> Result<(), Box<dyn Error
 }
 
 /// Trains a small GPT-2 on the corpora's words through the language-model pipeline
-/// (`OUT/base-lm`): lines of seeded shuffles of every corpus's words behind random IDs, so the
-/// base knows the vocabulary and the prompt format but not which ID owns which words (the
-/// adapters learn that). Reused when already complete.
+/// (`OUT/base-lm`): each line is a seeded shuffle of words of one corpus behind a random ID,
+/// so the base learns the vocabulary, the prompt format and which words go together (a line
+/// keeps to one theme), but not which ID owns which words: the adapters learn that. Reused
+/// when already complete.
 fn train_base_lm(
     set: &CorpusSet,
     out: &Path,
@@ -391,24 +392,25 @@ fn train_base_lm(
     let text_dir = out.join("base-lm-text");
     std::fs::create_dir_all(&text_dir)?;
     let mut rng = lexforge::Seed(seed).rng("semantic-base-lm");
-    let words: Vec<&str> = set
-        .corpora
-        .iter()
-        .flat_map(|c| c.words.iter().map(String::as_str))
-        .collect();
     let sizes = 32u32;
     for file in 0..10 {
         let mut text = String::new();
-        for _ in 0..60 {
-            let mut w = words.clone();
-            w.shuffle(&mut rng);
-            for chunk in w.chunks(12) {
-                let id: Vec<String> = (0..4)
-                    .map(|_| rng.random_range(0..sizes).to_string())
-                    .collect();
-                text.push_str(&format!("[{}] {}\n", id.join(" "), chunk.join(" ")));
+        for _ in 0..6 {
+            for corpus in &set.corpora {
+                let mut w: Vec<&str> = corpus.words.iter().map(String::as_str).collect();
+                w.shuffle(&mut rng);
+                for chunk in w.chunks(12) {
+                    let id: Vec<String> = (0..4)
+                        .map(|_| rng.random_range(0..sizes).to_string())
+                        .collect();
+                    text.push_str(&format!("[{}] {}\n", id.join(" "), chunk.join(" ")));
+                }
             }
         }
+        // Lines of different corpora interleaved, so a training window mixes themes.
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.shuffle(&mut rng);
+        let text = lines.join("\n") + "\n";
         lexforge::atomic_write(
             &text_dir.join(format!("words-{file:02}.txt")),
             text.as_bytes(),

@@ -169,6 +169,54 @@ fn fsq_and_residual_vq_train_reload_and_reproduce() {
         let sim = enc.similar(id, 3).unwrap();
         assert_eq!(sim.len(), 3);
         assert!(sim.iter().any(|s| &s.corpus == first) || sim[0].score > 0.5);
+        // Per-level codebook statistics per epoch, as events.
+        let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+        for key in ["level0.usage", "level3.perplexity", "level1.dead_codes"] {
+            assert!(events.contains(key), "{key} not in events.jsonl");
+        }
+        // Another embedding model (a tiny RoBERTa, 32 dimensions) is refused.
+        let other = BertSentenceEncoder::load(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/roberta_tiny/roberta"),
+            &Device::flex(),
+            &EncoderOptions::default(),
+        )
+        .unwrap();
+        let err = SemanticEncoder::load(&out, &Device::flex())
+            .unwrap()
+            .with_embedder(Box::new(other))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SemanticError::EmbeddingMismatch {
+                    expected_dim: 384,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // A config whose input_dim differs from the weights (and the embedding model).
+        let edited = dir.path().join(format!("{name}-edited"));
+        copy_dir(&out, &edited);
+        let cfg_path = edited.join("config.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+        cfg["input_dim"] = serde_json::json!(100);
+        std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        std::fs::remove_file(edited.join("manifest.json")).unwrap();
+        let err = SemanticEncoder::load(&edited, &Device::flex()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SemanticError::Artifact { .. } | SemanticError::EmbeddingMismatch { .. }
+            ),
+            "{err}"
+        );
+        // With the manifest, the edit is caught by its checksum first.
+        copy_dir(&out, &edited);
+        std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+        assert!(SemanticEncoder::load(&edited, &Device::flex()).is_err());
         // Bad input.
         let mut bad = id.clone();
         bad[1] = 40;
@@ -184,5 +232,20 @@ fn fsq_and_residual_vq_train_reload_and_reproduce() {
             enc.encode_vector(&[0.0; 10]).unwrap_err(),
             SemanticError::InvalidInput { .. }
         ));
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            if e.file_name() != "checkpoints" {
+                copy_dir(&p, &to.join(e.file_name()));
+            }
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
     }
 }
