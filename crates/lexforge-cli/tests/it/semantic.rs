@@ -29,7 +29,10 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     let config = dir.path().join("semantic.toml");
     std::fs::write(
         &config,
-        "words_per_corpus = 30\n[semantic.train]\nmax_steps = 60\nseed = 1\n",
+        "words_per_corpus = 30\n[semantic.train]\nmax_steps = 60\nseed = 1\n\
+         [base_lm]\nsteps = 20\nn_layer = 1\nn_embd = 32\nvocab_size = 600\n\
+         [generator.train]\nmax_steps = 10\nbatch_size = 8\nwarmup_steps = 2\neval_every = 0\n\
+         checkpoint_every = 0\n",
     )
     .unwrap();
     let out = dir.path().join("run");
@@ -83,6 +86,29 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     assert!(o.status.success(), "{}", stderr(&o));
     let hits: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(hits.as_array().unwrap().len(), 3);
+
+    // Words from the (tiny, barely trained) generator: a JSON list of clean words.
+    let mut args = vec![
+        "semantic",
+        "generate",
+        enc.to_str().unwrap(),
+        "-n",
+        "5",
+        "--id",
+    ];
+    args.extend(id.iter().map(String::as_str));
+    let o = lexforge(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let words: Vec<String> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(words.len() <= 5);
+    assert!(
+        words
+            .iter()
+            .all(|w| w.chars().all(|c| c.is_ascii_lowercase())),
+        "{words:?}"
+    );
+    assert!(enc.join("generator/adapters.safetensors").is_file());
+    assert!(out.join("base-lm/model.safetensors").is_file());
 
     // Out-of-range and short IDs: typed errors, exit status 1.
     let o = lexforge(&[
