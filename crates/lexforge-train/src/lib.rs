@@ -5,8 +5,10 @@
 //! ([`CheckpointDir`]) and exact resume ([`Resume`]), reporting through `lexforge-core`'s
 //! `EventSink`.
 //!
-//! A model plugs in by implementing [`TrainModel`] (its loss on a batch); data by implementing
-//! [`BatchSource`] (a batch from item indices).
+//! A model plugs in by implementing [`TrainModel`] (its loss on a batch, and optionally
+//! [`TrainModel::after_step`] for state gradients do not learn, such as EMA codebooks, with
+//! metrics reported as events); data by implementing [`BatchSource`] (a batch from item
+//! indices).
 
 mod checkpoint;
 mod early_stop;
