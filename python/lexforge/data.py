@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
 
 from lexforge import _native
+from lexforge._jobs import run_job
 from lexforge._params import apply_params
 from lexforge.encoder import SentenceEncoder
 
@@ -233,21 +233,7 @@ def _run(
     progress: bool,
     callback: Callable[[Event], None] | None,
 ) -> PrepareSummary:
-    bar = _Bar() if progress else None
-
-    def both(event: Event) -> None:
-        if bar is not None:
-            bar(event)
-        if callback is not None:
-            callback(event)
-
-    try:
-        summary, interrupted = fn(both if (bar or callback) else None)
-    finally:
-        if bar is not None:
-            bar.close()
-    if interrupted:
-        warnings.warn("interrupted", stacklevel=3)
+    summary = run_job(fn, _Bar() if progress else None, callback, "interrupted", stacklevel=3)
     return PrepareSummary._from_json(summary)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lexforge import _native
+from lexforge._jobs import run_job
 from lexforge._params import apply_params
 from lexforge.lm import _Progress
 
@@ -172,29 +172,15 @@ def train(
     ``TypeError``. Ctrl-C stops after the current step with a checkpoint (a warning says so).
     """
     cfg = json.dumps(_config(params, config))
-    bar = _Progress() if progress else None
-
-    def both(event: Event) -> None:
-        if bar is not None:
-            bar(event)
-        if callback is not None:
-            callback(event)
-
-    try:
-        report, interrupted = _native.matcher_train(
-            os.fspath(dataset_dir),
-            os.fspath(out_dir),
-            cfg,
-            device=device,
-            callback=both if (bar or callback) else None,
-        )
-    finally:
-        if bar is not None:
-            bar.close()
-    if interrupted:
-        warnings.warn(
-            "interrupted: the run stopped with a checkpoint; train again to resume", stacklevel=2
-        )
+    report = run_job(
+        lambda cb: _native.matcher_train(
+            os.fspath(dataset_dir), os.fspath(out_dir), cfg, device=device, callback=cb
+        ),
+        _Progress() if progress else None,
+        callback,
+        "interrupted: the run stopped with a checkpoint; train again to resume",
+        stacklevel=2,
+    )
     return TrainReport._from_json(report)
 
 

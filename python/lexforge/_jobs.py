@@ -1,0 +1,40 @@
+"""Running a native job with a progress bar, a user callback and a clean interrupt."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Protocol
+
+Event = dict[str, Any]
+
+
+class _Bar(Protocol):
+    def __call__(self, event: Event) -> None: ...
+    def close(self) -> None: ...
+
+
+def run_job(
+    call: Callable[[Callable[[Event], None] | None], tuple[str, bool]],
+    bar: _Bar | None,
+    callback: Callable[[Event], None] | None,
+    interrupted: str,
+    stacklevel: int = 3,
+) -> str:
+    """Calls ``call`` with one event callback feeding ``bar`` and ``callback`` (``None`` when
+    neither is given), closes the bar, warns ``interrupted`` when the job was stopped by
+    Ctrl-C, and returns the job's JSON result."""
+
+    def both(event: Event) -> None:
+        if bar is not None:
+            bar(event)
+        if callback is not None:
+            callback(event)
+
+    try:
+        result, stopped = call(both if (bar or callback) else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    if stopped:
+        warnings.warn(interrupted, stacklevel=stacklevel + 1)
+    return result
