@@ -114,7 +114,7 @@ impl CrossEncoder {
             .val()
             .into_data()
             .convert::<f32>()
-            .try_into_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .map_or(20.0, |v| v[0]);
         self.score_affine = Param::from_tensor(Tensor::from_data(
             TensorData::new(vec![scale, bias], [2]),
@@ -363,7 +363,7 @@ impl Teacher {
             let v = l
                 .into_data()
                 .convert::<f32>()
-                .try_into_vec::<f32>()
+                .try_into_vec_as::<f32>()
                 .map_err(|e| MatcherError::InvalidInput {
                     reason: format!("cannot read logits back: {e:?}"),
                 })?;
@@ -437,7 +437,7 @@ pub fn train_teacher(
         let v = logits
             .into_data()
             .convert::<f32>()
-            .try_into_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .map_err(|e| MatcherError::InvalidInput {
                 reason: format!("cannot read logits back: {e:?}"),
             })?;
@@ -459,6 +459,7 @@ pub fn train_teacher(
         run_id: "teacher",
         kind: "teacher",
         device: &ad,
+        replicas: &[],
         train: &train_items,
         valid: &valid_items,
         checkpoints: &checkpoints,

@@ -279,7 +279,7 @@ mod tests {
     }
 
     fn value(t: Tensor<1>) -> f64 {
-        f64::from(t.into_data().try_to_vec::<f32>().unwrap()[0])
+        f64::from(t.into_data().try_to_vec_as::<f32>().unwrap()[0])
     }
 
     fn normalize(v: &[f32]) -> Vec<f32> {
@@ -351,7 +351,7 @@ mod tests {
         let x = tensor(&[&[1.0, 2.0]], &d).require_grad();
         let y = grad_reverse(x.clone(), 0.5);
         assert_eq!(
-            y.clone().into_data().try_to_vec::<f32>().unwrap(),
+            y.clone().into_data().try_to_vec_as::<f32>().unwrap(),
             vec![1.0, 2.0]
         );
         let grads = (y * 3.0).sum().backward();
@@ -359,7 +359,7 @@ mod tests {
             .grad(&grads)
             .unwrap()
             .into_data()
-            .try_to_vec::<f32>()
+            .try_to_vec_as::<f32>()
             .unwrap();
         assert_eq!(g, vec![-1.5, -1.5]);
     }

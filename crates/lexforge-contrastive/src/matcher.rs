@@ -208,7 +208,7 @@ fn sigmoid(z: f64) -> f64 {
 fn host(t: Tensor<2>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
-        .try_into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| MatcherError::InvalidInput {
             reason: format!("cannot read a tensor back: {e:?}"),
         })

@@ -333,7 +333,7 @@ mod tests {
     fn rows(t: Tensor<2>) -> Vec<f32> {
         t.into_data()
             .convert::<f32>()
-            .try_into_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .unwrap()
     }
 

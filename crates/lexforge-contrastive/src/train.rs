@@ -189,7 +189,12 @@ impl MatcherModel {
             if !record {
                 return;
             }
-            if let Ok(v) = t.clone().into_data().convert::<f32>().try_into_vec::<f32>() {
+            if let Ok(v) = t
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec_as::<f32>()
+            {
                 parts.insert(name, f64::from(v[0]));
             }
         };
@@ -244,7 +249,7 @@ impl MatcherModel {
                         .detach()
                         .into_data()
                         .convert::<f32>()
-                        .try_into_vec::<f32>()
+                        .try_into_vec_as::<f32>()
                         .map_err(|err| MatcherError::InvalidInput {
                             reason: format!("cannot read embeddings back: {err:?}"),
                         })?;
@@ -589,6 +594,7 @@ pub fn train_matcher(
         run_id: &run_id,
         kind: "matcher",
         device: &ad,
+        replicas: &[],
         train: &train_items,
         valid: &valid_items,
         checkpoints: &checkpoints,

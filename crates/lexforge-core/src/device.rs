@@ -111,7 +111,7 @@ fn smoke_test(device: &Device) -> std::result::Result<(), String> {
     let device = device.clone();
     let sum = guarded(move || {
         let t = Tensor::<1>::from_floats([1.0f32, 2.0, 3.5], &device);
-        t.sum().into_data().try_to_vec::<f32>()
+        t.sum().into_data().try_to_vec_as::<f32>()
     })?
     .map_err(|e| format!("reading the result failed: {e:?}"))?;
     match sum.as_slice() {

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use lexforge_core::{Device, DeviceSpec, Precision};
 use lexforge_tokenizers::{TokenizerConfig, TokenizerMethod, TokenizerOptions};
 use lexforge_train::TrainConfig;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,12 @@ pub struct LmRunConfig {
     /// Device spec (`cpu`, `flex`, `ndarray`, `cuda:0`, `wgpu`, ...).
     #[serde(default = "default_device")]
     pub device: String,
+    /// Float precision to train and evaluate in (`auto` = `f32`, `f32`, `f16`, `bf16`). In
+    /// reduced precision the optimizer keeps f32 master weights (the saved model is f32) and
+    /// f16 uses dynamic loss scaling (`train.loss_scaling`). A precision the device does not
+    /// compute in is an error naming the ones it does.
+    #[serde(default)]
+    pub precision: Precision,
     /// Tokens per training window: the model's context.
     #[serde(default = "default_context")]
     pub context: usize,
@@ -217,6 +224,18 @@ impl Default for SampleConfig {
 }
 
 impl LmRunConfig {
+    /// The device `device` names, configured to compute in `precision`, and the concrete
+    /// precision. Must run before anything else touches that device in this process.
+    ///
+    /// # Errors
+    /// An unknown or unavailable device, or a precision it does not compute in (the error
+    /// lists the ones it does).
+    pub fn device_and_precision(&self) -> Result<(Device, Precision)> {
+        let mut device = self.device.parse::<DeviceSpec>()?.resolve()?;
+        let precision = self.precision.apply(&mut device)?;
+        Ok((device, precision))
+    }
+
     /// Checks everything that can be checked without reading the corpus; names the field.
     pub fn validate(&self) -> Result<()> {
         if self.corpus.paths.is_empty() {

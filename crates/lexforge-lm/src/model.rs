@@ -560,6 +560,7 @@ fn run_engine<M: TrainModel<Batch = LmBatch>>(
         run_id: job.run_id,
         kind: "lm",
         device,
+        replicas: &[],
         train: job.train,
         valid: job.valid,
         checkpoints: job.checkpoints,

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lexforge_core::{
-    CancelToken, CorpusProvider, DeviceSpec, Event, EventSink, JsonlSink, RunDir, RunStatus,
+    CancelToken, CorpusProvider, Event, EventSink, JsonlSink, Precision, RunDir, RunStatus,
     StageMode, TextFiles,
 };
 use lexforge_data::lm::{
@@ -87,11 +87,11 @@ pub fn train_run(
     cancel: &CancelToken,
 ) -> Result<LmRunReport> {
     config.validate()?;
-    let device = config.device.parse::<DeviceSpec>()?.resolve()?;
+    let (device, precision) = config.device_and_precision()?;
     let backend = backend_for(config.model.backend())?;
     let mut run = RunDir::create(&config.out_dir, &config.name, "lm", StageMode::InPlace)?;
     let run_path = run.path().to_path_buf();
-    let prepared = match prepare(config, backend.as_ref(), &mut run, &device) {
+    let prepared = match prepare(config, backend.as_ref(), &mut run, &device, precision) {
         Ok(p) => p,
         Err(e) => {
             drop(run);
@@ -140,7 +140,7 @@ pub fn resume_run(
         config.train.max_steps = steps;
     }
     config.validate()?;
-    let device = config.device.parse::<DeviceSpec>()?.resolve()?;
+    let (device, _) = config.device_and_precision()?;
     let backend = backend_for(config.model.backend())?;
     let tokenizer = Tokenizer::load(dir.join(TOKENIZER_DIR))?;
     let corpus: TokenizedCorpus = read_json(&dir.join(CORPUS_FILE))?;
@@ -173,6 +173,7 @@ fn prepare(
     backend: &dyn ModelBackend,
     run: &mut RunDir,
     device: &lexforge_core::Device,
+    precision: Precision,
 ) -> Result<Prepared> {
     {
         let m = run.manifest_mut();
@@ -183,7 +184,7 @@ fn prepare(
             })?;
         m.seed = Some(config.seed);
         m.device = Some(format!("{device:?}"));
-        m.precision = Some("f32".to_owned());
+        m.precision = Some(precision.to_string());
     }
     run.save_manifest()?;
     let corpus: Arc<dyn CorpusProvider> = Arc::new(TextFiles::new(config.corpus.paths.clone()));
@@ -301,6 +302,13 @@ fn execute(
         model.save(&run_path)?;
         run.record_artifact(WEIGHTS_FILE)?;
         run.record_artifact(CONFIG_FILE)?;
+        // Reduced precision trains f32 master weights, and that is what was saved; evaluate
+        // and sample with the model as it loads and computes on this device.
+        let model = if device.settings().float_dtype == burn::tensor::FloatDType::F32 {
+            model
+        } else {
+            backend.load(&run_path, device)?
+        };
 
         let mut metrics = evaluation_metrics(
             model.as_ref(),

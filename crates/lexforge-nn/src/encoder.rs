@@ -442,7 +442,7 @@ impl BertSentenceEncoder {
             let mut values = pooled
                 .into_data()
                 .convert::<f32>()
-                .try_into_vec::<f32>()
+                .try_into_vec_as::<f32>()
                 .map_err(|e| NnError::InvalidInput {
                     reason: format!("cannot read embeddings back: {e:?}"),
                 })?;

@@ -35,7 +35,7 @@ fn on_host<const D: usize>(x: &Tensor<D>) -> bool {
 
 /// The values of `x` as a host vector (row-major, the tensor's shape).
 fn host_values<const D: usize>(x: &Tensor<D>) -> Option<Vec<f32>> {
-    x.clone().detach().into_data().try_into_vec::<f32>().ok()
+    x.clone().detach().into_data().try_into_vec_as::<f32>().ok()
 }
 
 /// A constant tensor (no gradient) on `x`'s device with `x`'s shape.
@@ -579,8 +579,8 @@ mod tests {
     }
 
     fn max_rel_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        let a = a.into_data().try_into_vec::<f32>().unwrap_or_default();
-        let b = b.into_data().try_into_vec::<f32>().unwrap_or_default();
+        let a = a.into_data().try_into_vec_as::<f32>().unwrap_or_default();
+        let b = b.into_data().try_into_vec_as::<f32>().unwrap_or_default();
         assert_eq!(a.len(), b.len());
         a.iter()
             .zip(&b)
@@ -666,14 +666,14 @@ mod tests {
         let d = Device::flex();
         let s = Tensor::<4>::random([1, 1, 4, 4], Distribution::Default, &d);
         let y = attention_softmax(s, 1.0, AttentionMask::Causal { past: 0 });
-        let y = y.into_data().try_into_vec::<f32>().unwrap_or_default();
+        let y = y.into_data().try_into_vec_as::<f32>().unwrap_or_default();
         assert_eq!(&y[1..4], &[0.0, 0.0, 0.0]);
         assert_eq!(y[0], 1.0);
         let mut v = vec![0.5f32; 8];
         v[5] = f32::NAN;
         let s = Tensor::<4>::from_data(TensorData::new(v, [1, 1, 2, 4]), &d);
         let y = attention_softmax(s, 1.0, AttentionMask::None);
-        let y = y.into_data().try_into_vec::<f32>().unwrap_or_default();
+        let y = y.into_data().try_into_vec_as::<f32>().unwrap_or_default();
         assert!(y[..4].iter().all(|v| (*v - 0.25).abs() < 1e-7));
         assert!(y[4..].iter().all(|v| v.is_nan()));
     }

@@ -42,7 +42,7 @@ fn rows(logits: Tensor<3>) -> Result<Vec<Vec<f32>>> {
     let flat = last
         .into_data()
         .convert::<f32>()
-        .try_into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| NnError::InvalidInput {
             reason: format!("cannot read logits: {e:?}"),
         })?;
@@ -89,7 +89,7 @@ impl CausalLm for Gpt2 {
         let flat = log_softmax(logits, 2)
             .into_data()
             .convert::<f32>()
-            .try_into_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .map_err(|e| NnError::InvalidInput {
                 reason: format!("cannot read logits: {e:?}"),
             })?;

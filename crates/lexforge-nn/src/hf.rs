@@ -193,7 +193,7 @@ impl HfWriter {
         let values = t
             .into_data()
             .convert::<f32>()
-            .try_into_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .map_err(|e| NnError::InvalidInput {
                 reason: format!("cannot read back a parameter: {e:?}"),
             })?;

@@ -186,7 +186,7 @@ mod tests {
             TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, 100.0, 100.0], [1, 3, 2]),
             &d,
         );
-        let vals = |t: Tensor<2>| t.into_data().try_into_vec::<f32>().unwrap_or_default();
+        let vals = |t: Tensor<2>| t.into_data().try_into_vec_as::<f32>().unwrap_or_default();
         assert_eq!(vals(pool(h.clone(), &[2], Pooling::Mean)), vec![2.0, 3.0]);
         assert_eq!(vals(pool(h.clone(), &[2], Pooling::Max)), vec![3.0, 4.0]);
         assert_eq!(vals(pool(h.clone(), &[2], Pooling::Cls)), vec![1.0, 2.0]);

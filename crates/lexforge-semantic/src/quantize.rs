@@ -247,7 +247,7 @@ fn codebook_size(levels: &[u32]) -> usize {
 pub(crate) fn host(t: Tensor<2>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
-        .try_into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| SemanticError::input(format!("cannot read a tensor back: {e:?}")))
 }
 

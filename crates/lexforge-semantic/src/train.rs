@@ -889,6 +889,7 @@ pub fn train_semantic(
         run_id: &run_id,
         kind: "semantic",
         device: &ad,
+        replicas: &[],
         train: &train_views,
         valid: &valid_views,
         checkpoints: &checkpoints,

@@ -346,6 +346,7 @@ pub fn train_word_generator(
         run_id: "generator",
         kind: "semantic_generator",
         device: &ad,
+        replicas: &[],
         train: &seqs,
         valid: &valid,
         checkpoints: &checkpoints,

@@ -20,16 +20,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::optim::ModuleOptimizer;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Device;
 use lexforge_core::{atomic_write, fsync_dir, sha256_file};
 use serde::{Deserialize, Serialize};
 
 use crate::early_stop::EarlyStopping;
 use crate::error::{Result, TrainError};
+use crate::optimizer::AdamW;
 
 const MODEL_FILE: &str = "model.safetensors";
-const OPTIMIZER_FILE: &str = "optimizer.bpk";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
 const LATEST_FILE: &str = "latest.json";
 
@@ -66,6 +67,20 @@ pub struct TrainerState {
     pub elapsed_secs: f64,
     /// The run's seed.
     pub seed: u64,
+    /// The loss scaler's state when loss scaling is on (see [`crate::LossScaling`]).
+    #[serde(default)]
+    pub loss_scale: Option<LossScaleState>,
+}
+
+/// Where dynamic loss scaling is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossScaleState {
+    /// The current scale.
+    pub scale: f64,
+    /// Good steps since the last change of the scale.
+    pub good_steps: u64,
+    /// Steps skipped so far because their gradients overflowed.
+    pub skipped_steps: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -150,7 +165,7 @@ impl CheckpointDir {
         &self,
         name: &str,
         model: &M,
-        optimizer: &ModuleOptimizer,
+        optimizer: &AdamW,
         state: &TrainerState,
         periodic: bool,
     ) -> Result<PathBuf> {
@@ -192,7 +207,7 @@ impl CheckpointDir {
         &self,
         tmp: &Path,
         model: &M,
-        optimizer: &ModuleOptimizer,
+        optimizer: &AdamW,
         state: &TrainerState,
     ) -> Result<()> {
         let model_path = tmp.join(MODEL_FILE);
@@ -200,9 +215,9 @@ impl CheckpointDir {
             .save_into(&mut SafetensorsStore::from_file(&model_path).clear_metadata())
             .map_err(|e| bad(tmp, format!("cannot write the weights: {e}")))?;
         let optim_path = tmp.join(OPTIMIZER_FILE);
-        optimizer
-            .save(&optim_path)
-            .map_err(|e| bad(tmp, format!("cannot write the optimizer state: {e:?}")))?;
+        let bytes = optimizer.to_bytes(&optim_path)?;
+        fs::write(&optim_path, bytes)
+            .map_err(|e| bad(tmp, format!("cannot write the optimizer state: {e}")))?;
         fsync_file(&model_path)?;
         fsync_file(&optim_path)?;
         let file = StateFile {
@@ -218,17 +233,20 @@ impl CheckpointDir {
     /// Loads checkpoint `name` into `model` (same architecture) and `optimizer` (same
     /// configuration). Fails with [`TrainError::Checkpoint`] when a file is missing, altered
     /// (checksum), or does not fit the model.
+    /// The optimizer state goes onto `device`.
     pub fn load<M: Module>(
         &self,
         name: &str,
         model: M,
-        optimizer: ModuleOptimizer,
-    ) -> Result<(M, ModuleOptimizer, TrainerState)> {
+        optimizer: AdamW,
+        device: &Device,
+    ) -> Result<(M, AdamW, TrainerState)> {
         let (dir, file) = self.verified(name)?;
         let model = Self::apply_weights(&dir, model)?;
-        let optimizer = optimizer
-            .load(dir.join(OPTIMIZER_FILE))
-            .map_err(|e| bad(&dir, format!("optimizer state is not readable: {e:?}")))?;
+        let path = dir.join(OPTIMIZER_FILE);
+        let bytes = fs::read(&path)
+            .map_err(|e| bad(&dir, format!("cannot read the optimizer state: {e}")))?;
+        let optimizer = optimizer.load_bytes(&bytes, &path, device)?;
         Ok((model, optimizer, file.state))
     }
 

@@ -14,16 +14,16 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 use lexforge_core::{CancelToken, Event, EventSink, Seed};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{BestEval, CheckpointDir, TrainerState, step_name};
+use crate::checkpoint::{BestEval, CheckpointDir, LossScaleState, TrainerState, step_name};
 use crate::early_stop::{EarlyStopping, EarlyStoppingConfig, Verdict};
 use crate::error::{Result, TrainError, check_loss};
 use crate::optimizer::OptimizerConfig;
-use crate::params::{clip_global_norm, with_stable_param_ids};
+use crate::params::{cast_params, clip_global_norm, scale_grads, with_stable_param_ids};
 use crate::schedule::LrSchedule;
 
 /// A boxed error from the crate that owns the model or the data.
@@ -128,6 +128,60 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Seed of the data order and of the backend RNG (dropout).
     pub seed: u64,
+    /// Loss scaling for reduced-precision gradients (see [`LossScaling`]).
+    pub loss_scaling: LossScaling,
+}
+
+/// Dynamic loss scaling (PyTorch's `GradScaler`): the loss is multiplied by a scale before
+/// `backward` so that small f16 gradients do not flush to zero, the gradients are divided by it
+/// again before clipping and the optimizer step, and a step whose gradients overflowed
+/// (non-finite norm) is skipped and the scale halved. After `growth_interval` good steps in a
+/// row the scale doubles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossScaling {
+    /// `auto`: on when the training device computes in f16, off otherwise (f32 and bf16 have
+    /// f32's exponent range); `on`; `off`.
+    pub mode: LossScalingMode,
+    /// The first scale. f16's largest value is 65504 and the scaled loss is an f16 too, so the
+    /// default (1024) leaves room for losses up to ~64.
+    pub init_scale: f64,
+    /// Good steps in a row before the scale doubles.
+    pub growth_interval: u64,
+}
+
+/// When [`LossScaling`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LossScalingMode {
+    /// On for f16 training devices only.
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+impl Default for LossScaling {
+    fn default() -> Self {
+        LossScaling {
+            mode: LossScalingMode::Auto,
+            init_scale: 1024.0,
+            growth_interval: 1000,
+        }
+    }
+}
+
+impl LossScaling {
+    /// Whether scaling applies on `device`.
+    pub fn active_on(&self, device: &Device) -> bool {
+        match self.mode {
+            LossScalingMode::On => true,
+            LossScalingMode::Off => false,
+            LossScalingMode::Auto => device.settings().float_dtype == FloatDType::F16,
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -147,6 +201,7 @@ impl Default for TrainConfig {
             early_stopping: None,
             log_every: 10,
             seed: 0,
+            loss_scaling: LossScaling::default(),
         }
     }
 }
@@ -180,6 +235,16 @@ impl TrainConfig {
         }
         if self.eval_batches == Some(0) {
             return bad("eval_batches", "must be at least 1 when given".into());
+        }
+        let ls = &self.loss_scaling;
+        if !(ls.init_scale >= 1.0 && ls.init_scale.is_finite()) {
+            return bad(
+                "loss_scaling.init_scale",
+                format!("{} must be a finite number >= 1", ls.init_scale),
+            );
+        }
+        if ls.growth_interval == 0 {
+            return bad("loss_scaling.growth_interval", "must be at least 1".into());
         }
         self.schedule().validate()?;
         self.optimizer.validate()
@@ -215,8 +280,16 @@ pub struct TrainContext<'a, B> {
     pub run_id: &'a str,
     /// Job kind for the `started` event (`"lm"`, ...).
     pub kind: &'a str,
-    /// The training device; must be an autodiff device (`Device::flex().autodiff()`).
+    /// The training device; must be an autodiff device (`Device::flex().autodiff()`). The model
+    /// lives here and the optimizer steps here.
     pub device: &'a Device,
+    /// More autodiff devices for data parallelism (empty: one device). Each optimizer step then
+    /// takes `grad_accum_steps × (1 + replicas.len())` micro-batches: each device computes the
+    /// gradients of its own micro-batches on a copy of the model ([`Module::fork`]), in its own
+    /// thread, and the gradients are moved to `device` and averaged there, so the update is the
+    /// one a single device would make with that many accumulation steps (up to summation
+    /// order). Distinct devices run at the same time; a device listed twice is used in turn.
+    pub replicas: &'a [Device],
     /// Training items; shuffled each epoch with the seed.
     pub train: &'a dyn BatchSource<B>,
     /// Validation items; evaluated in order.
@@ -275,12 +348,19 @@ pub fn train<M: TrainModel>(
             batch_size: 1,
         });
     }
+    // Reduced precision: the model, the optimizer and the checkpoints keep f32 master weights;
+    // each micro-batch computes with a copy cast to the device's precision (see `Micro::one`).
+    let master = master_dtype(ctx.device);
     let model = with_stable_param_ids(model);
+    let model = match master {
+        Some(_) => cast_params(model, FloatDType::F32, true),
+        None => model,
+    };
     let optimizer = config.optimizer.build()?;
     let (model, optimizer, state) = match resume {
         Resume::Latest => match ctx.checkpoints.latest()? {
             Some(name) => {
-                let loaded = ctx.checkpoints.load(&name, model, optimizer)?;
+                let loaded = ctx.checkpoints.load(&name, model, optimizer, ctx.device)?;
                 tracing::info!(checkpoint = %name, step = loaded.2.step, "resuming");
                 loaded
             }
@@ -288,6 +368,20 @@ pub fn train<M: TrainModel>(
         },
         Resume::Fresh => (model, optimizer, fresh_state(config)),
     };
+    let model = match master {
+        Some(_) => cast_params(model, FloatDType::F32, true),
+        None => model,
+    };
+    let mut state = state;
+    if config.loss_scaling.active_on(ctx.device) {
+        state.loss_scale.get_or_insert(LossScaleState {
+            scale: config.loss_scaling.init_scale,
+            good_steps: 0,
+            skipped_steps: 0,
+        });
+    } else {
+        state.loss_scale = None;
+    }
     ctx.events.send(Event::Started {
         run_id: ctx.run_id.to_owned(),
         kind: ctx.kind.to_owned(),
@@ -326,13 +420,14 @@ fn fresh_state(config: &TrainConfig) -> TrainerState {
         last_val_loss: None,
         elapsed_secs: 0.0,
         seed: config.seed,
+        loss_scale: None,
     }
 }
 
 struct Loop<'a, 'c, B> {
     config: &'a TrainConfig,
     ctx: &'a TrainContext<'c, B>,
-    optimizer: burn::optim::ModuleOptimizer,
+    optimizer: crate::optimizer::AdamW,
     state: TrainerState,
     /// The shuffled order of the current epoch.
     order: Option<(u64, Vec<usize>)>,
@@ -388,45 +483,64 @@ impl<B> Loop<'_, '_, B> {
             let mut acc = GradientsAccumulator::<M>::new();
             let mut step_loss = 0.0;
             let mut last_batch = None;
+            let devices = 1 + self.ctx.replicas.len();
+            let micro_per_step = accum as usize * devices;
+            let scale = self.state.loss_scale.map_or(1.0, |s| s.scale);
             for _ in 0..accum {
-                let pos = self.state.micro_batches;
-                let indices = self.indices(pos);
-                let batch = self
-                    .ctx
-                    .train
-                    .batch(&indices, self.ctx.device)
-                    .map_err(|source| TrainError::Step {
-                        op: "batch",
-                        step,
-                        source,
-                    })?;
-                // The backend RNG (dropout) is a function of (seed, data position) only, so a
-                // resumed run draws exactly the masks the uninterrupted run drew.
-                self.ctx
-                    .device
-                    .seed(Seed(config.seed).derive(&format!("backend/{pos}")).0);
-                let out = model.loss(&batch).map_err(|source| TrainError::Step {
-                    op: "loss",
+                let first = self.state.micro_batches;
+                let jobs: Vec<(u64, Vec<usize>)> = (0..devices as u64)
+                    .map(|i| (first + i, self.indices(first + i)))
+                    .collect();
+                let micro = Micro {
+                    train: self.ctx.train,
+                    seed: config.seed,
                     step,
-                    source,
-                })?;
-                let value = f64::from(out.loss.clone().into_scalar::<f32>());
-                check_loss(step, value)?;
-                step_loss += value / f64::from(accum);
-                let loss = if accum > 1 {
-                    out.loss / f64::from(accum)
-                } else {
-                    out.loss
+                    divisor: micro_per_step as f64,
+                    scale,
+                    main: self.ctx.device,
                 };
-                acc.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
-                self.state.micro_batches += 1;
-                self.state.tokens += out.targets as u64;
-                window.tokens += out.targets as u64;
-                last_batch = Some(batch);
+                let outs = micro.run_group(&model, self.ctx.replicas, &jobs)?;
+                for out in outs {
+                    step_loss += out.loss / micro_per_step as f64;
+                    acc.accumulate(&model, out.grads);
+                    self.state.micro_batches += 1;
+                    self.state.tokens += out.targets as u64;
+                    window.tokens += out.targets as u64;
+                    if out.batch.is_some() {
+                        last_batch = out.batch;
+                    }
+                }
             }
             let clip = config.optimizer.grad_clip_norm.map(f64::from);
-            let (grads, grad_norm) = clip_global_norm(&model, acc.grads(), clip);
-            model = self.optimizer.step(lr, model, grads);
+            let grads = acc.grads();
+            let grads = if scale != 1.0 {
+                scale_grads(&model, grads, 1.0 / scale)
+            } else {
+                grads
+            };
+            let (grads, grad_norm) = clip_global_norm(&model, grads, clip);
+            let skip = match self.state.loss_scale.as_mut() {
+                Some(ls) if !grad_norm.is_finite() => {
+                    // Overflow: drop this update, try again with half the scale.
+                    ls.scale = (ls.scale * 0.5).max(1.0);
+                    ls.good_steps = 0;
+                    ls.skipped_steps += 1;
+                    tracing::warn!(step, scale = ls.scale, "gradients overflowed; step skipped");
+                    true
+                }
+                Some(ls) => {
+                    ls.good_steps += 1;
+                    if ls.good_steps >= config.loss_scaling.growth_interval {
+                        ls.scale = (ls.scale * 2.0).min(65536.0);
+                        ls.good_steps = 0;
+                    }
+                    false
+                }
+                None => false,
+            };
+            if !skip {
+                model = self.optimizer.step(lr, model, grads);
+            }
             self.state.step += 1;
             if let Some(batch) = &last_batch {
                 let per_epoch = (self.ctx.train.len() / config.batch_size) as u64;
@@ -500,10 +614,11 @@ impl<B> Loop<'_, '_, B> {
     /// Evaluates, records the best checkpoint, and returns whether early stopping says stop.
     fn eval_and_maybe_stop<M: TrainModel<Batch = B>>(&mut self, model: &M) -> Result<bool> {
         let step = self.state.step;
+        let plain = self.ctx.device.clone().without_autodiff();
         let (val_loss, targets) = evaluate(
-            &model.valid(),
+            &working_copy(model.valid(), &plain),
             self.ctx.valid,
-            &self.ctx.device.clone().without_autodiff(),
+            &plain,
             self.config.batch_size,
             self.config.eval_batches,
         )
@@ -551,6 +666,171 @@ impl<B> Loop<'_, '_, B> {
             path: rel,
         })?;
         Ok(())
+    }
+}
+
+/// The precision `device` computes in when it is not f32 (training then keeps f32 master
+/// weights).
+fn master_dtype(device: &Device) -> Option<FloatDType> {
+    let dtype = device.settings().float_dtype;
+    (dtype != FloatDType::F32).then_some(dtype)
+}
+
+/// `model` as it computes on `device`: cast to the device's precision when that is not f32.
+fn working_copy<M: Module>(model: M, device: &Device) -> M {
+    match master_dtype(device) {
+        Some(dtype) => cast_params(model, dtype, false),
+        None => model,
+    }
+}
+
+/// What one micro-batch gives.
+struct MicroOut<B> {
+    /// Its gradients, on the main device, scaled by `scale / divisor`.
+    grads: GradientsParams,
+    /// Its (unscaled) loss.
+    loss: f64,
+    targets: usize,
+    /// The batch, when it was computed on the main device (for [`TrainModel::after_step`]).
+    batch: Option<B>,
+}
+
+/// The settings every micro-batch of one optimizer step shares.
+struct Micro<'a, B> {
+    train: &'a dyn BatchSource<B>,
+    seed: u64,
+    step: u64,
+    /// Micro-batches per optimizer step (their gradients are averaged).
+    divisor: f64,
+    /// The loss scale.
+    scale: f64,
+    main: &'a Device,
+}
+
+impl<B> Micro<'_, B> {
+    /// Loss and gradients of the micro-batch at data position `pos` on `device`.
+    fn one<M: TrainModel<Batch = B>>(
+        &self,
+        model: &M,
+        device: &Device,
+        pos: u64,
+        indices: &[usize],
+    ) -> Result<MicroOut<B>> {
+        let step = self.step;
+        let batch = self
+            .train
+            .batch(indices, device)
+            .map_err(|source| TrainError::Step {
+                op: "batch",
+                step,
+                source,
+            })?;
+        // The backend RNG (dropout) is a function of (seed, data position) only, so a resumed
+        // run draws exactly the masks the uninterrupted run drew.
+        device.seed(Seed(self.seed).derive(&format!("backend/{pos}")).0);
+        let on_main = device == self.main;
+        let local = if on_main {
+            model.clone()
+        } else {
+            model.clone().fork(device)
+        };
+        // Gradients flow through the cast back to the (f32) parameters of `local`.
+        let out = working_copy(local.clone(), device)
+            .loss(&batch)
+            .map_err(|source| TrainError::Step {
+                op: "loss",
+                step,
+                source,
+            })?;
+        let value = f64::from(out.loss.clone().into_scalar::<f32>());
+        check_loss(step, value)?;
+        let factor = self.scale / self.divisor;
+        let loss = if factor != 1.0 {
+            out.loss * factor
+        } else {
+            out.loss
+        };
+        let mut grads = GradientsParams::from_grads(loss.backward(), &local);
+        if !on_main {
+            grads = grads.to_device(self.main, &local);
+        }
+        Ok(MicroOut {
+            grads,
+            loss: value,
+            targets: out.targets,
+            batch: on_main.then_some(batch),
+        })
+    }
+
+    /// One micro-batch per device: `jobs[0]` on the main device in this thread, `jobs[i]` on
+    /// `replicas[i - 1]`, each distinct replica in its own thread. Results in job order.
+    fn run_group<M: TrainModel<Batch = B>>(
+        &self,
+        model: &M,
+        replicas: &[Device],
+        jobs: &[(u64, Vec<usize>)],
+    ) -> Result<Vec<MicroOut<B>>> {
+        let Some(((pos0, idx0), rest)) = jobs.split_first() else {
+            return Ok(Vec::new());
+        };
+        if rest.is_empty() {
+            return Ok(vec![self.one(model, self.main, *pos0, idx0)?]);
+        }
+        // A device listed more than once (or the main device again) shares one RNG and pool:
+        // run those in turn so the dropout masks stay a function of the data position.
+        let parallel = replicas
+            .iter()
+            .enumerate()
+            .all(|(i, d)| d != self.main && !replicas[..i].contains(d));
+        if !parallel {
+            let mut outs = vec![self.one(model, self.main, *pos0, idx0)?];
+            for ((pos, idx), device) in rest.iter().zip(replicas) {
+                outs.push(self.one(model, device, *pos, idx)?);
+            }
+            return Ok(outs);
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = rest
+                .iter()
+                .zip(replicas)
+                .map(|((pos, idx), device)| {
+                    let model = model.clone();
+                    let this = &*self;
+                    scope.spawn(move || this.one_detached(&model, device, *pos, idx))
+                })
+                .collect();
+            let mut outs = vec![self.one(model, self.main, *pos0, idx0)?];
+            for h in handles {
+                let out = h.join().map_err(|_| TrainError::InvalidParameter {
+                    parameter: "replicas",
+                    reason: "a replica's training thread panicked".into(),
+                })??;
+                outs.push(MicroOut {
+                    grads: out.grads,
+                    loss: out.loss,
+                    targets: out.targets,
+                    batch: None,
+                });
+            }
+            Ok(outs)
+        })
+    }
+
+    /// [`Micro::one`] for a replica thread, which never returns its batch.
+    fn one_detached<M: TrainModel<Batch = B>>(
+        &self,
+        model: &M,
+        device: &Device,
+        pos: u64,
+        indices: &[usize],
+    ) -> Result<MicroOut<()>> {
+        let out = self.one(model, device, pos, indices)?;
+        Ok(MicroOut {
+            grads: out.grads,
+            loss: out.loss,
+            targets: out.targets,
+            batch: None,
+        })
     }
 }
 
@@ -763,7 +1043,12 @@ mod tests {
     fn weights(m: &Mlp) -> Vec<f32> {
         let mut out = Vec::new();
         for t in [m.l1.weight.val(), m.l2.weight.val()] {
-            out.extend(t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap());
+            out.extend(
+                t.into_data()
+                    .convert::<f32>()
+                    .try_to_vec_as::<f32>()
+                    .unwrap(),
+            );
         }
         out
     }
@@ -775,6 +1060,18 @@ mod tests {
         cancel: &CancelToken,
         resume: Resume,
         scale: f32,
+    ) -> Result<TrainOutcome<Mlp>> {
+        run_on(dir, config, sink, cancel, resume, scale, &[])
+    }
+
+    fn run_on(
+        dir: &std::path::Path,
+        config: &TrainConfig,
+        sink: &Recorder,
+        cancel: &CancelToken,
+        resume: Resume,
+        scale: f32,
+        replicas: &[Device],
     ) -> Result<TrainOutcome<Mlp>> {
         let device = Device::flex().autodiff();
         let train_data = Points {
@@ -792,6 +1089,7 @@ mod tests {
             run_id: "t",
             kind: "test",
             device: &device,
+            replicas,
             train: &train_data,
             valid: &valid,
             checkpoints: &ckpt,
@@ -1024,5 +1322,85 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn data_parallel_matches_accumulation_on_one_device() {
+        let _g = serial();
+        let cancel = CancelToken::new();
+        let sink = Recorder::default();
+        let cfg = |accum| TrainConfig {
+            grad_accum_steps: accum,
+            ..config()
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let one = run_on(a.path(), &cfg(2), &sink, &cancel, Resume::Fresh, 1.0, &[]).unwrap();
+        // flex has one device: a replica on it runs in turn, with the same arithmetic.
+        let replica = [Device::flex().autodiff()];
+        let two = run_on(
+            b.path(),
+            &cfg(1),
+            &sink,
+            &cancel,
+            Resume::Fresh,
+            1.0,
+            &replica,
+        )
+        .unwrap();
+        assert_eq!(one.state.micro_batches, two.state.micro_batches);
+        assert_eq!(one.state.tokens, two.state.tokens);
+        assert_eq!(weights(&one.model), weights(&two.model));
+    }
+
+    #[test]
+    fn loss_scaling_is_exact_in_f32_and_skips_overflowing_steps() {
+        let _g = serial();
+        let sink = Recorder::default();
+        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        let plain = run(dirs[0].path(), &config(), &sink, Resume::Fresh).unwrap();
+        assert_eq!(plain.state.loss_scale, None, "auto is off in f32");
+        let scaled_cfg = TrainConfig {
+            loss_scaling: LossScaling {
+                mode: LossScalingMode::On,
+                init_scale: 1024.0,
+                growth_interval: 5,
+            },
+            ..config()
+        };
+        let scaled = run(dirs[1].path(), &scaled_cfg, &sink, Resume::Fresh).unwrap();
+        // Powers of two scale and unscale exactly.
+        assert_eq!(weights(&plain.model), weights(&scaled.model));
+        let ls = scaled.state.loss_scale.unwrap();
+        // It doubled every 5 good steps, up to the 65536 cap.
+        let doublings = i32::try_from(scaled.state.step / 5).unwrap();
+        let want = (1024.0 * 2f64.powi(doublings)).min(65536.0);
+        assert_eq!((ls.scale, ls.skipped_steps), (want, 0), "{ls:?}");
+        // A scale beyond f32's range: steps are skipped until it is small enough.
+        let huge = TrainConfig {
+            loss_scaling: LossScaling {
+                init_scale: 2f64.powi(140),
+                ..scaled_cfg.loss_scaling.clone()
+            },
+            ..config()
+        };
+        let out = run(dirs[2].path(), &huge, &sink, Resume::Fresh).unwrap();
+        let ls = out.state.loss_scale.unwrap();
+        assert!(ls.skipped_steps >= 1, "{ls:?}");
+        assert!(ls.scale < 2f64.powi(140));
+        assert!(weights(&out.model).iter().all(|w| w.is_finite()));
+        let bad = TrainConfig {
+            loss_scaling: LossScaling {
+                init_scale: 0.5,
+                ..LossScaling::default()
+            },
+            ..config()
+        };
+        assert!(matches!(
+            bad.validate(),
+            Err(TrainError::InvalidParameter {
+                parameter: "loss_scaling.init_scale",
+                ..
+            })
+        ));
     }
 }

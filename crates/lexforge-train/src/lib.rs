@@ -18,13 +18,13 @@ mod optimizer;
 mod params;
 mod schedule;
 
-pub use checkpoint::{BestEval, CheckpointDir, TrainerState, step_name};
+pub use checkpoint::{BestEval, CheckpointDir, LossScaleState, TrainerState, step_name};
 pub use early_stop::{EarlyStopping, EarlyStoppingConfig, Verdict};
 pub use engine::{
-    BatchSource, BoxError, LossOutput, Resume, StepInfo, StopReason, TrainConfig, TrainContext,
-    TrainModel, TrainOutcome, evaluate, train,
+    BatchSource, BoxError, LossOutput, LossScaling, LossScalingMode, Resume, StepInfo, StopReason,
+    TrainConfig, TrainContext, TrainModel, TrainOutcome, evaluate, train,
 };
 pub use error::{Result, TrainError, check_loss};
-pub use optimizer::OptimizerConfig;
-pub use params::{clip_global_norm, with_stable_param_ids};
+pub use optimizer::{AdamW, OptimizerConfig};
+pub use params::{cast_params, clip_global_norm, scale_grads, with_stable_param_ids};
 pub use schedule::LrSchedule;

@@ -3,7 +3,7 @@
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::Tensor;
+use burn::tensor::{FloatDType, Tensor};
 
 /// Gives every float parameter of `module` an id derived from its path in the module tree
 /// (`h.0.attn.c_attn.weight` → FNV-1a hash), instead of the random id burn assigns at creation.
@@ -51,6 +51,35 @@ impl ModuleMapper for StableIds {
     }
 }
 
+/// Casts every float parameter of `module` to `dtype` (ids kept).
+///
+/// `leaf`: the cast values become new leaves (gradients are tracked on them, nothing flows
+/// back): how f32 master weights are made from a model built in f16. Otherwise the cast stays
+/// in the autodiff graph, so gradients of the cast copy reach the original parameters in
+/// their own dtype: the working copy that mixed-precision training computes with.
+pub fn cast_params<M: Module>(module: M, dtype: FloatDType, leaf: bool) -> M {
+    module.map(&mut Cast { dtype, leaf })
+}
+
+struct Cast {
+    dtype: FloatDType,
+    leaf: bool,
+}
+
+impl ModuleMapper for Cast {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (dtype, leaf) = (self.dtype, self.leaf);
+        param.map(|t| {
+            if leaf {
+                let grad = t.is_require_grad();
+                t.cast(dtype).detach().set_require_grad(grad)
+            } else {
+                t.cast(dtype)
+            }
+        })
+    }
+}
+
 /// Scales all gradients together so that their global L2 norm is at most `max_norm` (PyTorch's
 /// `torch.nn.utils.clip_grad_norm_`); returns the norm before clipping. burn's own
 /// `GradientClipping::Norm` clips each parameter separately, which is a different update.
@@ -81,6 +110,17 @@ pub fn clip_global_norm<M: Module>(
     (scale.grads, norm)
 }
 
+/// Multiplies every gradient of `module`'s parameters by `factor` (loss scaling undoes its
+/// scale with `1 / scale`).
+pub fn scale_grads<M: Module>(module: &M, grads: GradientsParams, factor: f64) -> GradientsParams {
+    let mut scale = Scale {
+        grads,
+        coef: factor,
+    };
+    module.visit(&mut scale);
+    scale.grads
+}
+
 struct SquaredNorm<'a> {
     grads: &'a GradientsParams,
     total: Option<Tensor<1>>,
@@ -89,7 +129,9 @@ struct SquaredNorm<'a> {
 impl ModuleVisitor for SquaredNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.get::<D>(param.id) {
-            let sq = g.powf_scalar(2.0).sum();
+            // In f32 whatever the training precision: a sum of squares overflows f16 long
+            // before the norm does.
+            let sq = g.cast(FloatDType::F32).powf_scalar(2.0).sum();
             self.total = Some(match self.total.take() {
                 Some(t) => t + sq,
                 None => sq,

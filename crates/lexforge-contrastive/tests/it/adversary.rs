@@ -117,6 +117,7 @@ fn probe_accuracy(adversary: f64) -> f64 {
         run_id: "adversary",
         kind: "matcher",
         device: &ad,
+        replicas: &[],
         train: &train_items,
         valid: &valid_items,
         checkpoints: &checkpoints,

@@ -152,7 +152,7 @@ fn host_rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     let flat = t
         .into_data()
         .convert::<f32>()
-        .try_into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| NnError::InvalidInput {
             reason: format!("cannot read logits: {e:?}"),
         })?;

@@ -631,14 +631,14 @@ mod tests {
             .unwrap()
             .into_data()
             .convert::<f32>()
-            .try_into_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .unwrap()
     }
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data()
             .convert::<f32>()
-            .try_into_vec::<f32>()
+            .try_into_vec_as::<f32>()
             .unwrap()
     }
 

@@ -124,6 +124,7 @@ fn generated_words_are_closer_to_their_ids_corpus() {
         run_id: "base",
         kind: "test",
         device: &ad,
+        replicas: &[],
         train: &data,
         valid: &valid,
         checkpoints: &ckpt,
