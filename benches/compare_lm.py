@@ -15,6 +15,11 @@ Each measurement is the median step time after one warm-up step; the two sides a
 machine noise hits both. Needs torch and transformers (a developer venv, not CI):
 
     python benches/compare_lm.py [--steps 5] [--threads 2]
+    python benches/compare_lm.py --precisions f32,bf16,f16   # GPT-2 training per precision
+
+``--precisions`` times only GPT-2 training, in each precision: lexforge trains mixed precision
+(f32 master weights and AdamW state, forward/backward in the reduced type, as its engine does);
+PyTorch uses ``torch.autocast("cpu", dtype)`` with f32 weights, its standard AMP recipe.
 
 with the lexforge binary built first (``cargo build -p lexforge-benches --bin lm-bench``).
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -37,9 +43,12 @@ ROOT = Path(__file__).resolve().parents[1]
 LM_BENCH = ROOT / "target" / "debug" / "lm-bench"
 
 
-def ours(*args: object) -> dict[str, Any]:
+def ours(*args: object, precision: str | None = None) -> dict[str, Any]:
+    env = dict(os.environ)
+    if precision is not None:
+        env["LEXFORGE_PRECISION"] = precision
     out = subprocess.run(
-        [str(LM_BENCH), *map(str, args)], check=True, capture_output=True, text=True
+        [str(LM_BENCH), *map(str, args)], check=True, capture_output=True, text=True, env=env
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
@@ -52,14 +61,25 @@ def batch(b: int, t: int, vocab: int, step: int) -> tuple[torch.Tensor, torch.Te
     return ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
 
 
-def torch_train(model: nn.Module, b: int, t: int, vocab: int, steps: int, logits_of: Any) -> float:
+def torch_train(
+    model: nn.Module,
+    b: int,
+    t: int,
+    vocab: int,
+    steps: int,
+    logits_of: Any,
+    dtype: torch.dtype | None = None,
+) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, eps=1e-8, weight_decay=0.01)
     times = []
     for step in range(steps + 1):
         x, y = batch(b, t, vocab, step)
         t0 = time.perf_counter()
-        logits = logits_of(model, x)
-        loss = nn.functional.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = logits_of(model, x)
+            loss = nn.functional.cross_entropy(
+                logits.float().reshape(-1, vocab), y.reshape(-1)
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -96,14 +116,32 @@ def gpt2(layers: int, heads: int, embd: int, ctx: int, vocab: int) -> Any:
     return transformers.GPT2LMHeadModel(config)
 
 
+def precision_matrix(precisions: list[str], steps: int) -> None:
+    """GPT-2 training tokens/s per precision, both sides (see the module docstring)."""
+    dtypes = {"f32": None, "bf16": torch.bfloat16, "f16": torch.float16}
+    L, H, E, T, B, V = 6, 6, 384, 256, 8, 8000
+    print(f"torch {torch.__version__}, GPT-2 {L}x{E}, context {T}, batch {B}, vocab {V}")
+    print(f"{'precision':<10}{'PyTorch tok/s':>15}{'lexforge tok/s':>16}{'ratio':>8}")
+    for p in precisions:
+        model = gpt2(L, H, E, T, V).train()
+        pt = torch_train(model, B, T, V, steps, lambda m, x: m(x).logits, dtypes[p])
+        lf = ours("gpt2-train", L, H, E, T, B, V, steps, precision=p)
+        pt_tps, lf_tps = B * T / pt, lf["tokens_per_s"]
+        print(f"{p:<10}{pt_tps:>15.0f}{lf_tps:>16.0f}{lf_tps / pt_tps:>8.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--precisions", help="comma-separated: time GPT-2 training in each")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.precisions:
+        precision_matrix(args.precisions.split(","), args.steps)
+        return
     results: dict[str, Any] = {
         "torch": torch.__version__,
         "transformers": transformers.__version__,

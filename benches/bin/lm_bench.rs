@@ -18,13 +18,14 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use burn::tensor::FloatDType;
 use lexforge::Device;
 use lexforge::data::lm::LmBatch;
 use lexforge::lm::model::{CharLstmLm, Gpt2Lm};
 use lexforge::nn::char_lstm::{CharLstm, CharLstmConfig};
 use lexforge::nn::generate::{GenerateConfig, generate};
 use lexforge::nn::gpt2::{Gpt2, Gpt2Config};
-use lexforge::train::{OptimizerConfig, TrainModel, clip_global_norm};
+use lexforge::train::{OptimizerConfig, TrainModel, cast_params, clip_global_norm};
 
 #[path = "../../crates/lexforge-cli/src/alloc.rs"]
 mod alloc;
@@ -63,12 +64,24 @@ fn train_bench<M: TrainModel<Batch = LmBatch>>(
     steps: usize,
 ) -> Result<serde_json::Value, BoxError> {
     let mut optim = OptimizerConfig::default().build()?;
+    // Reduced precision as the engine does it: f32 master weights, each step computes with a
+    // copy cast to the device's precision; gradients flow back to the f32 weights.
+    let compute = device.settings().float_dtype;
+    let mixed = compute != FloatDType::F32;
+    if mixed {
+        model = cast_params(model, FloatDType::F32, true);
+    }
     let mut times = Vec::new();
     let mut parts = (0.0, 0.0, 0.0);
     for step in 0..=steps + 1 {
         let x = batch(b, t, vocab, step, device);
         let t0 = Instant::now();
-        let out = model.loss(&x).map_err(|e| e.to_string())?;
+        let out = if mixed {
+            cast_params(model.clone(), compute, false).loss(&x)
+        } else {
+            model.loss(&x)
+        }
+        .map_err(|e| e.to_string())?;
         let loss = out.loss;
         let _ = loss.clone().into_scalar::<f32>();
         let t1 = Instant::now();
@@ -98,12 +111,22 @@ fn train_bench<M: TrainModel<Batch = LmBatch>>(
         "backward_clip_s": parts.1,
         "optimizer_s": parts.2,
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "precision": format!("{compute:?}"),
     }))
 }
 
 fn run(args: &[String]) -> Result<serde_json::Value, BoxError> {
     let n = |i: usize| -> Result<usize, BoxError> { Ok(args[i].parse()?) };
-    let device = Device::flex().autodiff();
+    // `LEXFORGE_DEVICE=cuda` (any device spec; default flex) runs there, and
+    // `LEXFORGE_PRECISION=bf16` (or f16) trains in that precision (mixed, f32 master weights).
+    let mut plain = match std::env::var("LEXFORGE_DEVICE") {
+        Ok(spec) => spec.parse::<lexforge::DeviceSpec>()?.resolve()?,
+        Err(_) => Device::flex(),
+    };
+    if let Ok(p) = std::env::var("LEXFORGE_PRECISION") {
+        p.parse::<lexforge::Precision>()?.apply(&mut plain)?;
+    }
+    let device = plain.autodiff();
     device.seed(0);
     match args.first().map(String::as_str) {
         Some("gpt2-train") if args.len() == 8 => {

@@ -45,6 +45,7 @@ __all__ = [
     "SentenceEncoder",
     "Tokenizer",
     "__version__",
+    "configure_device",
     "data",
     "devices",
     "encoder",
@@ -74,6 +75,8 @@ class BackendInfo(TypedDict):
     """The device found, or why not."""
     auto: bool
     """Whether ``device="auto"`` picks it here."""
+    auto_reason: str
+    """Why ``auto`` picks it or not (CUDA, else a hardware GPU adapter, else the CPU)."""
     precisions: list[str]
     """The precisions (``f32``, ``f16``, ``bf16``) the device computes in; empty if unusable."""
 
@@ -97,6 +100,19 @@ def resolve_device(spec: str = "auto") -> str:
     'cpu'
     """
     return _native.resolve_device(spec)
+
+
+def configure_device(device: str = "auto", precision: str = "auto") -> str:
+    """Make ``device`` compute in ``precision`` (``auto`` = ``f32``, ``f32``, ``f16``,
+    ``bf16``) for the rest of this process, and return the concrete precision.
+
+    Call it first: a device's float type is fixed when it is first used, so everything that
+    later runs on that device (loading an encoder, training a matcher) computes in this
+    precision; training then keeps f32 master weights. Raises :class:`InvalidInputError` for
+    an unknown precision and :class:`DeviceError` when the device does not compute in it (the
+    message lists the precisions it does) or was already used in another precision.
+    """
+    return _native.configure_device(device, precision)
 
 
 def verify_run_dir(run_dir: PathLike) -> dict[str, Any]:

@@ -13,6 +13,7 @@ __all__ = [
     "BURN_VERSION",
     "devices",
     "resolve_device",
+    "configure_device",
     "verify_run_dir",
     "write_run_dir",
     "Tokenizer",
@@ -48,6 +49,7 @@ BURN_VERSION: str
 
 def devices() -> list[dict[str, Any]]: ...
 def resolve_device(spec: str) -> str: ...
+def configure_device(spec: str, precision: str) -> str: ...
 def verify_run_dir(run_dir: str | os.PathLike[str]) -> str: ...
 def write_run_dir(
     root: str | os.PathLike[str],

@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import lexforge
@@ -120,3 +121,62 @@ def test_no_warnings_in_normal_use(tmp_path: Path) -> None:
         warnings.simplefilter("error")
         lexforge.devices()
         lexforge.write_run_dir(tmp_path, "r", "t", {"a": b"1"})
+
+
+_PRECISION_CHILD = """
+import json, sys
+import numpy as np
+import lexforge
+from lexforge import SentenceEncoder
+texts = ["It was the best of times.", "Call me Ishmael.", "The rain in Spain."]
+precision = sys.argv[1]
+if precision != "late":
+    print(json.dumps({"precision": lexforge.configure_device("cpu", precision)}))
+enc = SentenceEncoder.load(lexforge.encoder.minilm_path())
+vectors = np.asarray(enc.encode(texts), dtype=np.float32)
+if precision == "late":
+    try:
+        lexforge.configure_device("cpu", "bf16")
+        print(json.dumps({"late": "accepted"}))
+    except lexforge.DeviceError as e:
+        print(json.dumps({"late": "DeviceError", "message": str(e)}))
+np.save(sys.argv[2], vectors)
+"""
+
+
+@pytest.mark.parametrize("precision", ["f32", "bf16", "f16"])
+def test_configure_device_precision_changes_what_the_encoder_computes_in(
+    tmp_path: Path, precision: str
+) -> None:
+    # A device's precision is fixed per process: each precision runs in a fresh interpreter.
+    out = tmp_path / f"{precision}.npy"
+    ref = tmp_path / "ref.npy"
+    for p, path in ((precision, out), ("f32", ref)):
+        run = subprocess.run(
+            [sys.executable, "-c", _PRECISION_CHILD, p, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert json.loads(run.stdout.splitlines()[0]) == {"precision": p}
+    got, want = np.load(out), np.load(ref)
+    cosine = (got * want).sum(axis=1)
+    if precision == "f32":
+        np.testing.assert_array_equal(got, want)
+    else:
+        # Reduced precision changes the numbers a little, not the meaning.
+        assert got.tolist() != want.tolist()
+        assert cosine.min() > 0.999, cosine
+
+
+def test_configure_device_rejects_unknown_and_late_precisions(tmp_path: Path) -> None:
+    with pytest.raises(lexforge.InvalidInputError, match="f8"):
+        lexforge.configure_device("cpu", "f8")
+    run = subprocess.run(
+        [sys.executable, "-c", _PRECISION_CHILD, "late", str(tmp_path / "v.npy")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    late = json.loads(run.stdout.splitlines()[0])
+    assert late["late"] == "DeviceError", late

@@ -8,7 +8,7 @@ use pyo3::types::PyDict;
 use crate::errors::to_py;
 
 /// Every backend lexforge knows, as a list of dicts with keys `name`, `feature`, `compiled`,
-/// `usable`, `detail`, `auto`, `precisions`.
+/// `usable`, `detail`, `auto`, `auto_reason` (why `auto` picks it or not), `precisions`.
 #[pyfunction]
 fn devices(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
     let reports = py.detach(lexforge::backend_reports);
@@ -22,6 +22,7 @@ fn devices(py: Python<'_>) -> PyResult<Vec<Bound<'_, PyDict>>> {
             d.set_item("usable", r.usable)?;
             d.set_item("detail", r.detail)?;
             d.set_item("auto", r.auto)?;
+            d.set_item("auto_reason", r.auto_reason)?;
             let precisions: Vec<String> = r.precisions.iter().map(|p| p.to_string()).collect();
             d.set_item("precisions", precisions)?;
             Ok(d)
@@ -37,6 +38,21 @@ fn resolve_device(py: Python<'_>, spec: &str) -> PyResult<String> {
     let parsed: lexforge::DeviceSpec = spec.parse().map_err(|e| to_py(py, e))?;
     py.detach(|| parsed.resolve().map(|_| parsed.to_string()))
         .map_err(|e| to_py(py, e))
+}
+
+/// Makes `spec`'s device compute in `precision` (`auto`, `f32`, `f16`, `bf16`) for the rest of
+/// this process and returns the concrete precision. Must come before anything runs on that
+/// device (burn fixes a device's float type at first use).
+#[pyfunction]
+fn configure_device(py: Python<'_>, spec: &str, precision: &str) -> PyResult<String> {
+    let parsed: lexforge::DeviceSpec = spec.parse().map_err(|e| to_py(py, e))?;
+    let precision: lexforge::Precision = precision.parse().map_err(|e| to_py(py, e))?;
+    py.detach(|| {
+        let mut device = parsed.resolve()?;
+        precision.apply(&mut device)
+    })
+    .map(|p| p.to_string())
+    .map_err(|e| to_py(py, e))
 }
 
 /// Verifies a run directory (every listed file present with its size and sha256) and returns
@@ -95,6 +111,7 @@ fn write_run_dir(
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_device, m)?)?;
+    m.add_function(wrap_pyfunction!(configure_device, m)?)?;
     m.add_function(wrap_pyfunction!(verify_run_dir, m)?)?;
     m.add_function(wrap_pyfunction!(write_run_dir, m)?)?;
     Ok(())

@@ -87,7 +87,7 @@ pub fn run(args: EmbedArgs) -> Result<(), Box<dyn Error>> {
         )
         .into());
     }
-    let device = args.device.resolve()?;
+    let device = crate::resolve_device(&args.device)?;
     let options = EncoderOptions {
         pooling: args.pooling,
         truncate_dim: args.truncate_dim,

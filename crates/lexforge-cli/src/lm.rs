@@ -118,7 +118,7 @@ pub struct GenerateArgs {
 }
 
 fn device(spec: &str) -> Result<lexforge::Device, lexforge::Error> {
-    spec.parse::<DeviceSpec>()?.resolve()
+    crate::resolve_device(&spec.parse::<DeviceSpec>()?)
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), Box<dyn Error>> {

@@ -20,8 +20,27 @@ use lexforge::{BackendReport, Manifest, RunStatus};
 #[derive(Debug, Parser)]
 #[command(name = "lexforge", version, about, propagate_version = true)]
 struct Cli {
+    /// Float precision to compute in on the command's device: f32, f16 or bf16 (default auto =
+    /// f32). Reduced precision trains with f32 master weights. `lm train` takes it from the
+    /// config's `precision` instead.
+    #[arg(long, global = true, value_name = "PRECISION")]
+    precision: Option<lexforge::Precision>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The `--precision` flag, set once at start.
+static PRECISION: std::sync::OnceLock<lexforge::Precision> = std::sync::OnceLock::new();
+
+/// The device `spec` names, computing in the `--precision` given (if any).
+pub(crate) fn resolve_device(
+    spec: &lexforge::DeviceSpec,
+) -> Result<lexforge::Device, lexforge::Error> {
+    let mut device = spec.resolve()?;
+    if let Some(p) = PRECISION.get() {
+        p.apply(&mut device)?;
+    }
+    Ok(device)
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +142,7 @@ fn print_devices(reports: &[BackendReport], json: bool) -> Result<(), lexforge::
             },
             r.detail
         );
+        println!("{:<8} {}", "", r.auto_reason);
     }
     Ok(())
 }
@@ -180,6 +200,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
+    if let Some(p) = cli.precision {
+        let _ = PRECISION.set(p);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

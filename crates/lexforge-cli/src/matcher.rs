@@ -301,7 +301,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             train,
         } => {
             let config = train.config()?;
-            let device = train.device.resolve()?;
+            let device = crate::resolve_device(&train.device)?;
             let report = train_matcher(
                 &config,
                 &dataset,
@@ -319,7 +319,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             metric,
             device,
         } => {
-            let mut m = Matcher::load(&matcher, &device.resolve()?)?;
+            let mut m = Matcher::load(&matcher, &crate::resolve_device(&device)?)?;
             let data = PreparedDataset::open(&dataset)?;
             let (c, _) = m.calibrate(&data, split, metric, 32)?;
             println!("{}", serde_json::to_string_pretty(&c)?);
@@ -331,7 +331,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             split,
             device,
         } => {
-            let m = Matcher::load(&matcher, &device.resolve()?)?;
+            let m = Matcher::load(&matcher, &crate::resolve_device(&device)?)?;
             let data = PreparedDataset::open(&dataset)?;
             let r = m.evaluate(&data, split, 32)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
@@ -343,7 +343,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             text2,
             device,
         } => {
-            let m = Matcher::load(&matcher, &device.resolve()?)?;
+            let m = Matcher::load(&matcher, &crate::resolve_device(&device)?)?;
             let s = m.score(&text1, &text2)?;
             let style = m.style_similarity(&text1, &text2)?;
             let truncated = m.truncated(&text1)? || m.truncated(&text2)?;
@@ -371,7 +371,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             prefilter,
             device,
         } => {
-            let m = Matcher::load(&matcher, &device.resolve()?)?;
+            let m = Matcher::load(&matcher, &crate::resolve_device(&device)?)?;
             let data = PreparedDataset::open(&library)?;
             let mut books: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for c in data
@@ -417,7 +417,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             default_base(&mut cfg.matcher.base_model)?;
             cfg.prepare.validate()?;
             cfg.matcher.validate()?;
-            let device = device.resolve()?;
+            let device = crate::resolve_device(&device)?;
             let dataset = out.join("dataset");
             if !dataset.join("manifest.json").is_file() {
                 let encoder = BertSentenceEncoder::load(

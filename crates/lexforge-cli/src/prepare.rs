@@ -240,7 +240,7 @@ fn sink(json: bool) -> Box<dyn EventSink> {
 fn encoder(
     args: &EncodeArgs,
 ) -> Result<(Box<dyn SentenceEncoder>, lexforge::Device), Box<dyn Error>> {
-    let device = args.device.resolve()?;
+    let device = crate::resolve_device(&args.device)?;
     let dir = match &args.encoder {
         Some(d) => d.clone(),
         None => find_minilm().ok_or(

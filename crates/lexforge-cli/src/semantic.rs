@@ -307,7 +307,7 @@ fn train_encoder(
     device: &DeviceSpec,
     json: bool,
 ) -> Result<SemanticReport, Box<dyn Error>> {
-    let device = device.resolve()?;
+    let device = crate::resolve_device(&device)?;
     let encoder = BertSentenceEncoder::load(model_dir, &device, &EncoderOptions::default())?;
     Ok(train_semantic(
         config,
@@ -501,7 +501,7 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             words,
             device,
         } => {
-            let enc = SemanticEncoder::load(&encoder, &device.resolve()?)?;
+            let enc = SemanticEncoder::load(&encoder, &crate::resolve_device(&device)?)?;
             let id = if let [one] = words.as_slice()
                 && let Some(known) = enc.ids().get(one)
             {
@@ -523,7 +523,7 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             k,
             device,
         } => {
-            let enc = SemanticEncoder::load(&encoder, &device.resolve()?)?;
+            let enc = SemanticEncoder::load(&encoder, &crate::resolve_device(&device)?)?;
             let hits = match (id, words) {
                 (Some(id), _) => enc.similar(&id, k)?,
                 (None, Some(words)) => {
@@ -542,7 +542,7 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             seed,
             device,
         } => {
-            let device = device.resolve()?;
+            let device = crate::resolve_device(&device)?;
             let enc = SemanticEncoder::load(&encoder, &device)?;
             // A typed error for an ID that does not fit the codebooks.
             enc.decode(&id)?;
@@ -596,14 +596,14 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
                 )?),
             };
             if let Some(base) = base {
-                let enc = SemanticEncoder::load(&enc_dir, &device.resolve()?)?;
+                let enc = SemanticEncoder::load(&enc_dir, &crate::resolve_device(&device)?)?;
                 let r = train_word_generator(
                     &config.generator,
                     &base,
                     &set,
                     enc.ids(),
                     &enc_dir.join(GENERATOR_DIR),
-                    &device.resolve()?,
+                    &crate::resolve_device(&device)?,
                     sink(json).as_ref(),
                     &cancel_on_signal(),
                 )?;

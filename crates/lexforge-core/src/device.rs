@@ -142,6 +142,12 @@ fn wgpu_device() -> std::result::Result<Device, String> {
         .ok_or_else(|| "no wgpu adapter found (install a Vulkan driver)".to_owned())
 }
 
+/// Whether a wgpu device is a CPU (software) adapter such as Mesa's lavapipe/llvmpipe: it
+/// works, but slower than the native CPU backends, so `auto` never picks it.
+pub fn is_software_adapter(device: &Device) -> bool {
+    format!("{device:?}").to_ascii_lowercase().contains("cpu")
+}
+
 impl DeviceSpec {
     /// The backend this spec names (`None` for `auto` and `cpu`, which choose one).
     pub fn backend(&self) -> Option<&'static str> {
@@ -170,7 +176,7 @@ impl DeviceSpec {
                 if let Ok(d) = wgpu_device() {
                     // Only a real GPU beats the CPU backend; a software adapter must be asked
                     // for explicitly.
-                    if !format!("{d:?}").to_ascii_lowercase().contains("cpu") {
+                    if !is_software_adapter(&d) {
                         return Ok(d);
                     }
                 }
@@ -260,6 +266,9 @@ pub struct BackendReport {
     pub detail: String,
     /// Whether `auto` picks this backend here.
     pub auto: bool,
+    /// Why `auto` picks this backend or not (its rule: a CUDA device, else a hardware wgpu
+    /// adapter, else the CPU backend).
+    pub auto_reason: String,
     /// The precisions the device computes in (empty when not usable).
     pub precisions: Vec<Precision>,
 }
@@ -274,7 +283,7 @@ pub fn backend_reports() -> Vec<BackendReport> {
         (DeviceSpec::Wgpu, "wgpu"),
         (DeviceSpec::Cuda(0), "cuda"),
     ];
-    specs
+    let reports: Vec<BackendReport> = specs
         .into_iter()
         .map(|(spec, name)| match spec.resolve() {
             Err(e @ Error::BackendNotCompiled { .. }) => BackendReport {
@@ -284,6 +293,7 @@ pub fn backend_reports() -> Vec<BackendReport> {
                 usable: false,
                 detail: e.to_string(),
                 auto: false,
+                auto_reason: format!("not picked: not compiled in (cargo feature `{name}`)"),
                 precisions: Vec::new(),
             },
             Err(e) => BackendReport {
@@ -293,6 +303,7 @@ pub fn backend_reports() -> Vec<BackendReport> {
                 usable: false,
                 detail: e.to_string(),
                 auto: false,
+                auto_reason: "not picked: no usable device".to_owned(),
                 precisions: Vec::new(),
             },
             Ok(device) => {
@@ -305,18 +316,36 @@ pub fn backend_reports() -> Vec<BackendReport> {
                 } else {
                     Vec::new()
                 };
+                let picked = auto.as_ref() == Some(&device);
+                let auto_reason = match (name, picked, usable) {
+                    (_, _, false) => "not picked: the device failed the smoke test".to_owned(),
+                    ("cuda", true, _) => "picked: a CUDA device comes first".to_owned(),
+                    ("wgpu", true, _) => "picked: a hardware GPU adapter, no CUDA device".into(),
+                    ("wgpu", false, _) if is_software_adapter(&device) => {
+                        "not picked: a software (CPU) adapter, slower than the CPU backends; \
+                         ask for it with `--device wgpu`"
+                            .to_owned()
+                    }
+                    (_, true, _) => "picked: no CUDA device or hardware GPU adapter".to_owned(),
+                    ("ndarray", false, _) if cfg!(feature = "flex") => {
+                        "not picked: the CPU fallback is flex when it is compiled in".to_owned()
+                    }
+                    (_, false, _) => "not picked: a GPU backend comes first".to_owned(),
+                };
                 BackendReport {
                     name,
                     feature: name,
                     compiled: true,
                     usable,
                     detail,
-                    auto: auto.as_ref() == Some(&device),
+                    auto: picked,
+                    auto_reason,
                     precisions,
                 }
             }
         })
-        .collect()
+        .collect();
+    reports
 }
 
 /// The float element type to compute in.

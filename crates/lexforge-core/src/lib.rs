@@ -14,7 +14,7 @@ mod seed;
 
 pub use cancel::CancelToken;
 pub use corpus::{CorpusProvider, Document, InMemoryCorpus, TextFiles, read_text_file};
-pub use device::{BackendReport, DeviceSpec, Precision, backend_reports};
+pub use device::{BackendReport, DeviceSpec, Precision, backend_reports, is_software_adapter};
 pub use error::{Error, ErrorKind, Result};
 pub use events::{
     ChannelSink, Event, EventRecord, EventSink, JsonlSink, MultiSink, NoopSink, ProgressBarSink,

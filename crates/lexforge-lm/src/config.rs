@@ -47,6 +47,12 @@ pub struct LmRunConfig {
     /// compute in is an error naming the ones it does.
     #[serde(default)]
     pub precision: Precision,
+    /// More devices for data-parallel training (`["ndarray"]`, `["cuda:1", "cuda:2"]`): each
+    /// computes the gradients of its own micro-batches on a copy of the model, and each
+    /// optimizer step takes `train.grad_accum_steps × (1 + replicas)` micro-batches. The same
+    /// update as one device accumulating them (see `docs/scaling.md`).
+    #[serde(default)]
+    pub replicas: Vec<String>,
     /// Tokens per training window: the model's context.
     #[serde(default = "default_context")]
     pub context: usize,
@@ -236,8 +242,26 @@ impl LmRunConfig {
         Ok((device, precision))
     }
 
+    /// The [`LmRunConfig::replicas`] devices, in the run's precision.
+    ///
+    /// # Errors
+    /// As [`LmRunConfig::device_and_precision`], for each.
+    pub fn replica_devices(&self) -> Result<Vec<Device>> {
+        self.replicas
+            .iter()
+            .map(|spec| {
+                let mut device = spec.parse::<DeviceSpec>()?.resolve()?;
+                self.precision.apply(&mut device)?;
+                Ok(device)
+            })
+            .collect()
+    }
+
     /// Checks everything that can be checked without reading the corpus; names the field.
     pub fn validate(&self) -> Result<()> {
+        for spec in std::iter::once(&self.device).chain(&self.replicas) {
+            spec.parse::<DeviceSpec>()?;
+        }
         if self.corpus.paths.is_empty() {
             return Err(LmError::config(
                 "corpus.paths",

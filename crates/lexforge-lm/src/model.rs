@@ -68,6 +68,8 @@ pub struct LmTrainJob<'a> {
     pub run_id: &'a str,
     /// The plain device; the backend trains on its autodiff form.
     pub device: &'a Device,
+    /// More plain devices for data parallelism (see [`TrainContext::replicas`]); empty: one.
+    pub replicas: &'a [Device],
     /// Training windows.
     pub train: &'a LmWindows,
     /// Validation windows.
@@ -556,11 +558,12 @@ fn run_engine<M: TrainModel<Batch = LmBatch>>(
     device: &Device,
     model: M,
 ) -> Result<TrainOutcome<M>> {
+    let replicas: Vec<Device> = job.replicas.iter().map(|d| d.clone().autodiff()).collect();
     let ctx = TrainContext {
         run_id: job.run_id,
         kind: "lm",
         device,
-        replicas: &[],
+        replicas: &replicas,
         train: job.train,
         valid: job.valid,
         checkpoints: job.checkpoints,

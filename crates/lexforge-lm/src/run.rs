@@ -277,9 +277,11 @@ fn execute(
         let valid = windows(&run_path, VALIDATION_TOKENS, config.context, config.context)?;
         let checkpoints =
             CheckpointDir::new(run_path.join("checkpoints"), train_cfg.keep_checkpoints)?;
+        let replicas = config.replica_devices()?;
         let job = LmTrainJob {
             run_id: run.manifest().run_id.as_str(),
             device,
+            replicas: &replicas,
             train: &train_windows,
             valid: &valid,
             config: &train_cfg,

@@ -743,6 +743,16 @@ pub fn train_semantic(
 ) -> Result<SemanticReport> {
     config.validate()?;
     set.validate()?;
+    let dtype = device.settings().float_dtype;
+    if dtype != burn::tensor::FloatDType::F32 {
+        // EMA codebook updates and k-means run on the host in f32 against the master weights.
+        return Err(lexforge_core::Error::UnsupportedPrecision {
+            precision: format!("{dtype:?}").to_ascii_lowercase(),
+            device: format!("{device:?} (semantic training)"),
+            supported: "f32 (encoding with a trained semantic encoder takes any)".into(),
+        }
+        .into());
+    }
     let engine = config.engine_config();
     let seed = Seed(engine.seed);
     let emb = embed_corpora(set, encoder, config.embed_batch_size)?;

@@ -61,6 +61,15 @@ fn devices_names_every_backend_and_flex_works() {
     assert_eq!(flex["compiled"], true);
     assert_eq!(flex["usable"], true);
     assert_eq!(flex["auto"], true);
+    // Every candidate says why auto picks it or not.
+    for b in v.as_array().unwrap() {
+        let reason = b["auto_reason"].as_str().unwrap();
+        let picked = b["auto"].as_bool().unwrap();
+        assert!(
+            reason.starts_with(if picked { "picked" } else { "not picked" }),
+            "{b}"
+        );
+    }
     let precisions = flex["precisions"].as_array().unwrap();
     assert!(precisions.iter().any(|p| p == "f32"), "{precisions:?}");
 }
