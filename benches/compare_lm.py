@@ -77,9 +77,7 @@ def torch_train(
         t0 = time.perf_counter()
         with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
             logits = logits_of(model, x)
-            loss = nn.functional.cross_entropy(
-                logits.float().reshape(-1, vocab), y.reshape(-1)
-            )
+            loss = nn.functional.cross_entropy(logits.float().reshape(-1, vocab), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -195,8 +195,8 @@ def train(
 
     ``config`` is a dict with the schema of ``lexforge lm train``'s TOML (``name``,
     ``out_dir``, ``seed``, ``device``, ``precision``, ``replicas``, ``context``, ``corpus``,
-    ``tokenizer``, ``model``, ``train``, ``samples``; see ``docs/lm.md``) or the path of such a TOML file. Unknown keys
-    raise :class:`~lexforge.InvalidInputError`, naming the key.
+    ``tokenizer``, ``model``, ``train``, ``samples``; see ``docs/lm.md``) or the path of such a
+    TOML file. Unknown keys raise :class:`~lexforge.InvalidInputError`, naming the key.
 
     ``progress`` shows a tqdm bar; ``callback`` receives every event as a dict
     (``{"type": "progress", "step": 10, "metrics": {"loss": ...}}``). Ctrl-C (or a notebook

@@ -307,7 +307,7 @@ fn train_encoder(
     device: &DeviceSpec,
     json: bool,
 ) -> Result<SemanticReport, Box<dyn Error>> {
-    let device = crate::resolve_device(&device)?;
+    let device = crate::resolve_device(device)?;
     let encoder = BertSentenceEncoder::load(model_dir, &device, &EncoderOptions::default())?;
     Ok(train_semantic(
         config,

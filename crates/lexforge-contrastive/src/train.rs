@@ -549,6 +549,7 @@ pub fn train_matcher(
         });
         m.seed = Some(config.train.seed);
         m.device = Some(format!("{device:?}"));
+        m.precision = Some(lexforge_core::Precision::of(device).to_string());
     }
     run.save_manifest()?;
     let log = JsonlSink::open(&out.join("events.jsonl"))?;

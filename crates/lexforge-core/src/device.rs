@@ -401,6 +401,15 @@ impl Precision {
         }
     }
 
+    /// The precision `device` is configured to compute in (f32 unless configured otherwise).
+    pub fn of(device: &Device) -> Precision {
+        match device.settings().float_dtype {
+            FloatDType::F16 => Precision::F16,
+            FloatDType::BF16 => Precision::Bf16,
+            _ => Precision::F32,
+        }
+    }
+
     /// The concrete precisions `device` computes in.
     pub fn supported_on(device: &Device) -> Vec<Precision> {
         [Precision::F32, Precision::F16, Precision::Bf16]

@@ -705,6 +705,7 @@ pub fn build_dataset(
     });
     m.seed = Some(config.seed);
     m.device = Some(format!("{device:?}"));
+    m.precision = Some(lexforge_core::Precision::of(device).to_string());
     m.metrics = metrics.clone();
     let path = run.finish(RunStatus::Completed)?;
     events.send(Event::Completed { metrics })?;

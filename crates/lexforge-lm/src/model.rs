@@ -481,6 +481,8 @@ impl ModelBackend for CharLstmBackend {
             }
             .into());
         }
+        // burn's store keeps the file's f32; compute in the device's precision.
+        let lm = lexforge_train::cast_params(lm, device.settings().float_dtype, true);
         Ok(Box::new(CharLstmModel { file, lm }))
     }
 }

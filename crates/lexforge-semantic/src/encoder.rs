@@ -165,6 +165,8 @@ impl SemanticEncoder {
                 ),
             });
         }
+        // burn's store keeps the file's f32; compute in the device's precision.
+        let model = lexforge_train::cast_params(model, device.settings().float_dtype, true);
         let ids: BTreeMap<String, Vec<u32>> = read_json(&dir.join(IDS_FILE))?;
         let sizes = model.quantizer.codebook_sizes();
         for (name, id) in &ids {

@@ -886,6 +886,7 @@ pub fn train_semantic(
         m.config = serde_json::json!({ "train": config, "model": semantic_config });
         m.seed = Some(engine.seed);
         m.device = Some(format!("{device:?}"));
+        m.precision = Some(lexforge_core::Precision::of(device).to_string());
     }
     run.save_manifest()?;
     let log = JsonlSink::open(&out.join("events.jsonl"))?;

@@ -8,6 +8,7 @@
 //! numbers as JSON. The parent compares each child with the `cpu/f32` child and prints a table.
 //! Which backends take part depends on the cargo features (`--features ndarray,wgpu`, see
 //! `scripts/check-backends.sh`); the default build compares flex in f16 and bf16 with flex f32.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -67,6 +68,9 @@ struct ChildReport {
 }
 
 type CaseResult = Result<Vec<(&'static str, Output)>, String>;
+
+/// A named case: computes its outputs on a device.
+type Case = (&'static str, fn(&Device) -> CaseResult);
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
@@ -345,7 +349,7 @@ fn top_k(device: &Device) -> CaseResult {
     ])
 }
 
-const CASES: [(&str, fn(&Device) -> CaseResult); 6] = [
+const CASES: [Case; 6] = [
     ("gpt2", gpt2),
     ("char_lstm", char_lstm),
     ("bert", bert),
@@ -452,7 +456,7 @@ fn error(reference: &Output, got: &Output) -> Result<f64, String> {
             let off = r
                 .iter()
                 .zip(g)
-                .filter(|(a, b)| !((*a - *b).abs() <= 0.01 * scale))
+                .filter(|(a, b)| (*a - *b).abs().is_nan() || (*a - *b).abs() > 0.01 * scale)
                 .count();
             Ok(off as f64 / r.len().max(1) as f64)
         }
@@ -654,4 +658,30 @@ fn data_parallel_on_two_cpu_devices_matches_one_device() {
     let err = error(&diff, &Output::Floats(two)).unwrap();
     println!("data parallel (flex + ndarray) vs accumulation on flex: relative error {err:.2e}");
     assert!(err <= 1e-4, "{err}");
+}
+
+/// A precision a device does not compute in is a typed error that names the ones it does
+/// (with `--features ndarray`: ndarray computes in f32 only).
+#[test]
+fn unsupported_precisions_are_typed_errors_naming_the_alternatives() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    for report in backend_reports().into_iter().filter(|r| r.usable) {
+        let spec: DeviceSpec = report.name.parse().unwrap();
+        let device = spec.resolve().unwrap();
+        for p in [Precision::F32, Precision::F16, Precision::Bf16] {
+            match p.resolve(&device) {
+                Ok(got) => assert!(report.precisions.contains(&got), "{}: {p}", report.name),
+                Err(lexforge::Error::UnsupportedPrecision { supported, .. }) => {
+                    assert!(!report.precisions.contains(&p), "{}: {p}", report.name);
+                    let listed: Vec<String> =
+                        report.precisions.iter().map(|p| p.to_string()).collect();
+                    assert_eq!(supported, listed.join(", "), "{}", report.name);
+                    println!("{} {p}: refused, supported: {supported}", report.name);
+                }
+                Err(other) => panic!("{}: {p}: {other}", report.name),
+            }
+        }
+    }
 }

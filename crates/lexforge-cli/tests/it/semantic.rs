@@ -110,6 +110,36 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     assert!(enc.join("generator/adapters.safetensors").is_file());
     assert!(out.join("base-lm/model.safetensors").is_file());
 
+    // --precision: encoding computes in bf16 (mostly the same ID for the same words);
+    // training refuses it with a typed message naming what it supports.
+    let o = lexforge(&[
+        "--precision",
+        "bf16",
+        "semantic",
+        "encode",
+        enc.to_str().unwrap(),
+        "anchor",
+        "harbour",
+        "sailor",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["id"].as_array().unwrap().len(), 4);
+    let o = lexforge(&[
+        "--precision",
+        "bf16",
+        "semantic",
+        "train",
+        corpora.to_str().unwrap(),
+        "--out",
+        dir.path().join("bf16").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("supported: f32"), "{}", stderr(&o));
+    let o = lexforge(&["--precision", "f8", "devices"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("f8"), "{}", stderr(&o));
+
     // Out-of-range and short IDs: typed errors, exit status 1.
     let o = lexforge(&[
         "semantic",
