@@ -28,6 +28,13 @@ step "pytest (tests/python + doctests of the installed package)"
 .venv/bin/python -m pytest -q tests/python
 .venv/bin/python -m pytest -q -p no:cacheprovider --doctest-modules --pyargs lexforge
 
+step "notebooks (fresh venv: the wheel + its [notebook] extra; executed headless)"
+rm -rf target/nbvenv
+.venv/bin/python -m venv target/nbvenv
+target/nbvenv/bin/python -m pip install -q --disable-pip-version-check \
+  "$(ls target/wheels/lexforge-*.whl)[notebook]"
+target/nbvenv/bin/python scripts/run-notebooks.py
+
 # After cargo test: cold, clippy then reuses most of what the test build compiled.
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
@@ -38,7 +45,7 @@ step "ruff"
 
 step "mypy stubtest + mypy --strict"
 .venv/bin/python -m mypy.stubtest lexforge._native --concise
-.venv/bin/python -m mypy --strict python/lexforge tests/python
+.venv/bin/python -m mypy --strict python/lexforge tests/python target/notebook-code
 
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --quiet --workspace --no-deps
