@@ -8,6 +8,16 @@ from typing import Any, Callable, Protocol
 Event = dict[str, Any]
 
 
+def tqdm_class() -> Any | None:
+    """``tqdm.auto.tqdm`` (a widget in Jupyter, text in a terminal), or ``None`` when tqdm is
+    not installed (it is the ``progress`` extra): progress bars are then simply not shown."""
+    try:
+        from tqdm.auto import tqdm  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    return tqdm
+
+
 class _Bar(Protocol):
     def __call__(self, event: Event) -> None: ...
     def close(self) -> None: ...

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from lexforge import _native
-from lexforge._jobs import run_job
+from lexforge._jobs import run_job, tqdm_class
 from lexforge._params import apply_params
 from lexforge.encoder import SentenceEncoder
 
@@ -203,12 +203,12 @@ class PrepareSummary:
 
 class _Bar:
     def __init__(self) -> None:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
-
-        self._tqdm = tqdm
+        self._tqdm = tqdm_class()
         self.bar: Any = None
 
     def __call__(self, event: Event) -> None:
+        if self._tqdm is None:
+            return
         kind = event.get("type")
         if kind == "started":
             if self.bar is not None:

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lexforge import _native
+from lexforge._jobs import tqdm_class
 
 __all__ = ["SentenceEncoder", "minilm_path"]
 
@@ -157,9 +158,9 @@ class SentenceEncoder:
         bar: Any = None
         if callable(progress):
             callback = progress
-        elif progress or (progress is None and len(texts) >= AUTO_PROGRESS_MIN):
-            from tqdm.auto import tqdm  # type: ignore[import-untyped]
-
+        elif (progress or (progress is None and len(texts) >= AUTO_PROGRESS_MIN)) and (
+            tqdm := tqdm_class()
+        ) is not None:
             bar = tqdm(total=len(texts), unit="text", dynamic_ncols=True)
 
             def callback(done: int, total: int) -> None:

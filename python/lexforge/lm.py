@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from lexforge import _native
+from lexforge._jobs import tqdm_class
 
 __all__ = [
     "EvalReport",
@@ -72,12 +73,12 @@ class _Progress:
     """A tqdm bar fed by run events (``tqdm.auto``: a widget in notebooks)."""
 
     def __init__(self) -> None:
-        from tqdm.auto import tqdm  # type: ignore[import-untyped]
-
-        self._tqdm = tqdm
+        self._tqdm = tqdm_class()
         self.bar: Any = None
 
     def __call__(self, event: Event) -> None:
+        if self._tqdm is None:
+            return
         kind = event.get("type")
         if kind == "started":
             # A job may run several loops (a matcher's teacher, then the matcher).

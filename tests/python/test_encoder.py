@@ -4,6 +4,8 @@ vectors, numpy output, typed errors, threads, progress, cache."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -115,3 +117,17 @@ def test_progress_callback_and_cache(tmp_path: Path) -> None:
     assert cached.cache_stats() == (40, 40)
     np.testing.assert_array_equal(first, second)
     np.testing.assert_allclose(first, enc.encode(texts), atol=1e-6)
+
+
+def test_progress_bars_are_optional_without_tqdm(tmp_path: Path) -> None:
+    # tqdm is the `progress` extra: without it, asking for a bar runs the job without one.
+    code = (
+        "import sys; sys.modules['tqdm'] = None\n"
+        "import lexforge\n"
+        "enc = lexforge.SentenceEncoder.load(lexforge.encoder.minilm_path())\n"
+        "v = enc.encode(['a b c', 'd e f'], progress=True)\n"
+        "print(v.shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "(2, 384)"
+    assert "Traceback" not in out.stderr
