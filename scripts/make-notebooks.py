@@ -45,8 +45,9 @@ print(ids, "->", tok.decode(ids))""",
         (
             "md",
             "## Train GPT-2\n\nThe config is the same dict the `lexforge lm train` TOML "
-            "holds. `progress=True` shows a bar (a widget in Jupyter); the stop button cancels "
-            "cleanly and `run.resume()` continues from the last checkpoint.",
+            "holds. `progress=True` shows a bar (a widget in Jupyter). The stop button ends the "
+            "current step, writes a checkpoint and raises `lexforge.Interrupted`; "
+            "`lm.resume(WORK / 'quickstart')` continues from there.",
         ),
         (
             "code",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
+import json
+from pathlib import Path
 from typing import Any, Callable, Protocol
+
+from lexforge.exceptions import Interrupted
 
 Event = dict[str, Any]
 
@@ -28,11 +31,12 @@ def run_job(
     bar: _Bar | None,
     callback: Callable[[Event], None] | None,
     interrupted: str,
-    stacklevel: int = 3,
+    run_dir: Path | None = None,
 ) -> str:
     """Calls ``call`` with one event callback feeding ``bar`` and ``callback`` (``None`` when
-    neither is given), closes the bar, warns ``interrupted`` when the job was stopped by
-    Ctrl-C, and returns the job's JSON result."""
+    neither is given), closes the bar, and returns the job's JSON result; when Ctrl-C stopped
+    the job (after a checkpoint), raises :class:`~lexforge.Interrupted` with the message
+    ``interrupted``, ``run_dir`` and the parsed result instead."""
 
     def both(event: Event) -> None:
         if bar is not None:
@@ -46,5 +50,5 @@ def run_job(
         if bar is not None:
             bar.close()
     if stopped:
-        warnings.warn(interrupted, stacklevel=stacklevel + 1)
+        raise Interrupted(interrupted, run_dir, json.loads(result))
     return result

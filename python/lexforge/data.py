@@ -233,7 +233,7 @@ def _run(
     progress: bool,
     callback: Callable[[Event], None] | None,
 ) -> PrepareSummary:
-    summary = run_job(fn, _Bar() if progress else None, callback, "interrupted", stacklevel=3)
+    summary = run_job(fn, _Bar() if progress else None, callback, "interrupted")
     return PrepareSummary._from_json(summary)
 
 
@@ -272,7 +272,8 @@ def prepare(
     ``num_chunks_for_embed``, ``top_k``, ``exclude_same_author``, ``num_topics``,
     ``pairs_per_book``, ``positive_fraction``, ``hard_negative_fraction``,
     ``validation_fraction``, ``test_fraction``, ``jaccard_threshold``. Unknown names raise
-    ``TypeError``. Ctrl-C stops the run cleanly (nothing is left behind).
+    ``TypeError``. Ctrl-C stops the run cleanly (nothing is left behind) and raises
+    :class:`~lexforge.Interrupted`.
     """
     cfg = _config(params, config)
     enc = _encoder_arg(encoder)

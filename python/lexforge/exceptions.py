@@ -7,10 +7,14 @@ Where a builtin exception means the same thing, the class derives from it too, s
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 __all__ = [
     "ArtifactError",
     "CancelledError",
     "DeviceError",
+    "Interrupted",
     "InvalidInputError",
     "LexforgeError",
     "LexforgeIOError",
@@ -47,3 +51,19 @@ class LexforgeNotFoundError(LexforgeIOError, FileNotFoundError):
 
 class CancelledError(LexforgeError):
     """Work stopped because it was cancelled."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or Jupyter's stop button) stopped a job cleanly: it finished its current step,
+    wrote a checkpoint, and then raised this. A :class:`KeyboardInterrupt`, so scripts stop as
+    they would on any Ctrl-C; catch it to keep going.
+
+    ``run_dir`` is the run to continue (``lexforge.lm.resume(run_dir)``, or train the matcher
+    or semantic encoder again into the same directory); ``result`` is what the job returned
+    when it stopped (for a language model, the cancelled :class:`~lexforge.lm.LmRun`).
+    """
+
+    def __init__(self, message: str, run_dir: Path | None = None, result: Any = None) -> None:
+        super().__init__(message)
+        self.run_dir = run_dir
+        self.result = result

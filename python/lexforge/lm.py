@@ -2,8 +2,9 @@
 
 Training runs in Rust on a worker thread; this thread shows progress (a tqdm bar, the notebook
 widget in Jupyter) and turns Ctrl-C or a notebook interrupt into a clean stop: the run finishes
-its current step, writes a checkpoint and returns with ``status == "cancelled"``;
-:meth:`LmRun.resume` continues it exactly.
+its current step, writes a checkpoint and raises :class:`~lexforge.Interrupted` (a
+``KeyboardInterrupt``) carrying the run with ``status == "cancelled"``; :meth:`LmRun.resume`
+continues it exactly.
 
 >>> run = train({"name": "demo", "out_dir": tmp, "corpus": {"paths": books},
 ...              "tokenizer": {"train": {"method": "bpe", "vocab_size": 2000}},
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any, Literal, Union
 
 from lexforge import _native
 from lexforge._jobs import tqdm_class
+from lexforge.exceptions import Interrupted
 
 __all__ = [
     "EvalReport",
@@ -178,10 +179,11 @@ def _finish(report_json: str, interrupted: bool, bar: _Progress | None) -> LmRun
         bar.close()
     run = LmRun._from_json(report_json)
     if interrupted:
-        warnings.warn(
+        raise Interrupted(
             f"interrupted: the run stopped after step {run.steps} and kept a checkpoint; "
             f"continue with lexforge.lm.resume({str(run.run_dir)!r})",
-            stacklevel=3,
+            run.run_dir,
+            run,
         )
     return run
 
@@ -201,8 +203,9 @@ def train(
 
     ``progress`` shows a tqdm bar; ``callback`` receives every event as a dict
     (``{"type": "progress", "step": 10, "metrics": {"loss": ...}}``). Ctrl-C (or a notebook
-    interrupt) stops the run after the current step with a checkpoint and returns it with
-    ``status == "cancelled"``.
+    interrupt) stops the run after the current step with a checkpoint and raises
+    :class:`~lexforge.Interrupted` (a ``KeyboardInterrupt``) whose ``result`` is the run with
+    ``status == "cancelled"``; :func:`resume` continues it.
     """
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config)

@@ -169,7 +169,8 @@ def train(
     ``batch_size``, ``lr``, ``frozen_layers``, ``max_seq_length``, ``style_features``,
     ``pair_features``, ``projection_dim``, ``supcon``, ``info_nce``, ``pairwise``,
     ``temperature``, ``topics`` + ``adversary``, ``seed``, ... Unknown names raise
-    ``TypeError``. Ctrl-C stops after the current step with a checkpoint (a warning says so).
+    ``TypeError``. Ctrl-C stops after the current step with a checkpoint and raises
+    :class:`~lexforge.Interrupted` (a ``KeyboardInterrupt``); training again resumes.
     """
     cfg = json.dumps(_config(params, config))
     report = run_job(
@@ -179,7 +180,7 @@ def train(
         _Progress() if progress else None,
         callback,
         "interrupted: the run stopped with a checkpoint; train again to resume",
-        stacklevel=2,
+        Path(out_dir),
     )
     return TrainReport._from_json(report)
 

@@ -277,7 +277,6 @@ def _drive(
         _Progress() if progress else None,
         callback,
         "interrupted: the run stopped with a checkpoint; train again to resume",
-        stacklevel=3,
     )
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +133,13 @@ def test_interrupt_cancels_cleanly_and_resume_finishes(
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cfg = config(tmp_path, small_books, "interrupted", max_steps=30)
-        with pytest.warns(UserWarning, match="interrupted"):
-            first = lm.train(cfg, progress=False, callback=ctrl_c_at_step_5)
+        with pytest.raises(lexforge.Interrupted, match="interrupted") as info:
+            lm.train(cfg, progress=False, callback=ctrl_c_at_step_5)
     finally:
         signal.signal(signal.SIGINT, previous)
+    assert isinstance(info.value, KeyboardInterrupt)
+    first = info.value.result
+    assert isinstance(first, lm.LmRun) and info.value.run_dir == first.run_dir
     assert first.status == "cancelled" and 5 <= first.steps < 30
     assert (first.run_dir / "checkpoints" / "latest.json").exists()
     done = first.resume(progress=False)
@@ -157,3 +164,44 @@ def test_a_model_we_save_loads_in_transformers(run: lm.LmRun) -> None:
     assert max(abs(a - b) for a, b in zip(our_bits, hf_bits)) < 1e-3
     tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(run.run_dir / "tokenizer.json"))
     assert tok.encode(text) == ids
+
+
+_SIGINT_CHILD = """
+import json, signal, sys
+from lexforge import lm
+signal.signal(signal.SIGINT, signal.default_int_handler)
+def show(e):
+    if e["type"] == "progress":
+        print("step", e["step"], flush=True)
+lm.train(json.loads(sys.argv[1]), progress=False, callback=show)
+"""
+
+
+def test_sigint_stops_a_training_process_within_2_s_and_resume_continues(
+    tmp_path: Path, small_books: list[Path]
+) -> None:
+    cfg = config(tmp_path, small_books, "sigint", max_steps=5000, warmup_steps=2)
+    cfg["out_dir"] = str(tmp_path)
+    cfg["corpus"]["paths"] = [str(p) for p in cfg["corpus"]["paths"]]
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SIGINT_CHILD, json.dumps(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith("step") and int(line.split()[1]) >= 3:
+            break
+    sent = time.monotonic()
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=30)
+    elapsed = time.monotonic() - sent
+    assert child.returncode != 0
+    assert "lexforge.exceptions.Interrupted" in err, err[-2000:]
+    print(f"SIGINT to exit: {elapsed:.2f} s")
+    assert elapsed < 2.0, elapsed
+    run_dir = tmp_path / "sigint"
+    stopped_at = json.loads((run_dir / "checkpoints" / "latest.json").read_text())
+    done = lm.resume(run_dir, max_steps=stopped_at["step"] + 5, progress=False)
+    assert (done.status, done.steps) == ("completed", stopped_at["step"] + 5)

@@ -59,10 +59,14 @@ where
         match next {
             Ok(record) => {
                 if let Some(cb) = &callback {
-                    let event = loads.call1((json(py, &record, "event")?,))?;
-                    match cb.call1(py, (event,)) {
+                    let text = json(py, &record, "event")?;
+                    // Ctrl-C lands in whatever Python code runs: decoding the event or the
+                    // callback itself. Either way it is the same clean stop.
+                    match loads
+                        .call1((text,))
+                        .and_then(|event| cb.call1(py, (event,)))
+                    {
                         Ok(_) => {}
-                        // Ctrl-C while the callback ran: the same clean stop.
                         Err(e) if e.is_instance_of::<PyKeyboardInterrupt>(py) => {
                             if !interrupted {
                                 interrupted = true;
