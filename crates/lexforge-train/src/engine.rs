@@ -350,12 +350,7 @@ pub fn train<M: TrainModel>(
     }
     // Reduced precision: the model, the optimizer and the checkpoints keep f32 master weights;
     // each micro-batch computes with a copy cast to the device's precision (see `Micro::one`).
-    let master = master_dtype(ctx.device);
     let model = with_stable_param_ids(model);
-    let model = match master {
-        Some(_) => cast_params(model, FloatDType::F32, true),
-        None => model,
-    };
     let optimizer = config.optimizer.build()?;
     let (model, optimizer, state) = match resume {
         Resume::Latest => match ctx.checkpoints.latest()? {
@@ -368,7 +363,9 @@ pub fn train<M: TrainModel>(
         },
         Resume::Fresh => (model, optimizer, fresh_state(config)),
     };
-    let model = match master {
+    // After loading too: burn's store keeps a checkpoint's f32 as it is, a fresh model is in
+    // the device's precision.
+    let model = match master_dtype(ctx.device) {
         Some(_) => cast_params(model, FloatDType::F32, true),
         None => model,
     };
@@ -499,17 +496,15 @@ impl<B> Loop<'_, '_, B> {
                     scale,
                     main: self.ctx.device,
                 };
-                let outs = micro.run_group(&model, self.ctx.replicas, &jobs)?;
+                let (outs, batch) = micro.run_group(&model, self.ctx.replicas, &jobs)?;
                 for out in outs {
                     step_loss += out.loss / micro_per_step as f64;
                     acc.accumulate(&model, out.grads);
                     self.state.micro_batches += 1;
                     self.state.tokens += out.targets as u64;
                     window.tokens += out.targets as u64;
-                    if out.batch.is_some() {
-                        last_batch = out.batch;
-                    }
                 }
+                last_batch = batch;
             }
             let clip = config.optimizer.grad_clip_norm.map(f64::from);
             let grads = acc.grads();
@@ -685,14 +680,12 @@ fn working_copy<M: Module>(model: M, device: &Device) -> M {
 }
 
 /// What one micro-batch gives.
-struct MicroOut<B> {
+struct MicroOut {
     /// Its gradients, on the main device, scaled by `scale / divisor`.
     grads: GradientsParams,
     /// Its (unscaled) loss.
     loss: f64,
     targets: usize,
-    /// The batch, when it was computed on the main device (for [`TrainModel::after_step`]).
-    batch: Option<B>,
 }
 
 /// The settings every micro-batch of one optimizer step shares.
@@ -708,14 +701,15 @@ struct Micro<'a, B> {
 }
 
 impl<B> Micro<'_, B> {
-    /// Loss and gradients of the micro-batch at data position `pos` on `device`.
+    /// Loss and gradients of the micro-batch at data position `pos` on `device`, and the
+    /// batch.
     fn one<M: TrainModel<Batch = B>>(
         &self,
         model: &M,
         device: &Device,
         pos: u64,
         indices: &[usize],
-    ) -> Result<MicroOut<B>> {
+    ) -> Result<(MicroOut, B)> {
         let step = self.step;
         let batch = self
             .train
@@ -754,27 +748,29 @@ impl<B> Micro<'_, B> {
         if !on_main {
             grads = grads.to_device(self.main, &local);
         }
-        Ok(MicroOut {
+        let out = MicroOut {
             grads,
             loss: value,
             targets: out.targets,
-            batch: on_main.then_some(batch),
-        })
+        };
+        Ok((out, batch))
     }
 
     /// One micro-batch per device: `jobs[0]` on the main device in this thread, `jobs[i]` on
-    /// `replicas[i - 1]`, each distinct replica in its own thread. Results in job order.
+    /// `replicas[i - 1]`, each distinct replica in its own thread. Results in job order, and
+    /// the last batch computed on the main device (for [`TrainModel::after_step`]).
     fn run_group<M: TrainModel<Batch = B>>(
         &self,
         model: &M,
         replicas: &[Device],
         jobs: &[(u64, Vec<usize>)],
-    ) -> Result<Vec<MicroOut<B>>> {
+    ) -> Result<(Vec<MicroOut>, Option<B>)> {
         let Some(((pos0, idx0), rest)) = jobs.split_first() else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         };
         if rest.is_empty() {
-            return Ok(vec![self.one(model, self.main, *pos0, idx0)?]);
+            let (out, batch) = self.one(model, self.main, *pos0, idx0)?;
+            return Ok((vec![out], Some(batch)));
         }
         // A device listed more than once (or the main device again) shares one RNG and pool:
         // run those in turn so the dropout masks stay a function of the data position.
@@ -783,11 +779,16 @@ impl<B> Micro<'_, B> {
             .enumerate()
             .all(|(i, d)| d != self.main && !replicas[..i].contains(d));
         if !parallel {
-            let mut outs = vec![self.one(model, self.main, *pos0, idx0)?];
+            let (first, mut batch) = self.one(model, self.main, *pos0, idx0)?;
+            let mut outs = vec![first];
             for ((pos, idx), device) in rest.iter().zip(replicas) {
-                outs.push(self.one(model, device, *pos, idx)?);
+                let (out, b) = self.one(model, device, *pos, idx)?;
+                if device == self.main {
+                    batch = b;
+                }
+                outs.push(out);
             }
-            return Ok(outs);
+            return Ok((outs, Some(batch)));
         }
         std::thread::scope(|scope| {
             let handles: Vec<_> = rest
@@ -796,40 +797,18 @@ impl<B> Micro<'_, B> {
                 .map(|((pos, idx), device)| {
                     let model = model.clone();
                     let this = &*self;
-                    scope.spawn(move || this.one_detached(&model, device, *pos, idx))
+                    scope.spawn(move || this.one(&model, device, *pos, idx).map(|(out, _)| out))
                 })
                 .collect();
-            let mut outs = vec![self.one(model, self.main, *pos0, idx0)?];
+            let (first, batch) = self.one(model, self.main, *pos0, idx0)?;
+            let mut outs = vec![first];
             for h in handles {
-                let out = h.join().map_err(|_| TrainError::InvalidParameter {
+                outs.push(h.join().map_err(|_| TrainError::InvalidParameter {
                     parameter: "replicas",
                     reason: "a replica's training thread panicked".into(),
-                })??;
-                outs.push(MicroOut {
-                    grads: out.grads,
-                    loss: out.loss,
-                    targets: out.targets,
-                    batch: None,
-                });
+                })??);
             }
-            Ok(outs)
-        })
-    }
-
-    /// [`Micro::one`] for a replica thread, which never returns its batch.
-    fn one_detached<M: TrainModel<Batch = B>>(
-        &self,
-        model: &M,
-        device: &Device,
-        pos: u64,
-        indices: &[usize],
-    ) -> Result<MicroOut<()>> {
-        let out = self.one(model, device, pos, indices)?;
-        Ok(MicroOut {
-            grads: out.grads,
-            loss: out.loss,
-            targets: out.targets,
-            batch: None,
+            Ok((outs, Some(batch)))
         })
     }
 }
