@@ -44,8 +44,9 @@ print(ids, "->", tok.decode(ids))""",
         ),
         (
             "md",
-            "## Train GPT-2\n\nThe config is the same dict the `lexforge lm train` TOML "
-            "holds. `progress=True` shows a bar (a widget in Jupyter). The stop button ends the "
+            "## Train GPT-2\n\nThe config is an `LmConfig`: the fields of the `lexforge lm "
+            "train` TOML as checked attributes; `config.save('run.toml')` writes the file the "
+            "CLI reads. `progress=True` shows a bar (a widget in Jupyter). The stop button ends the "
             "current step, writes a checkpoint and raises `lexforge.Interrupted`; "
             "`lm.resume(WORK / 'quickstart')` continues from there.",
         ),
@@ -55,9 +56,10 @@ print(ids, "->", tok.decode(ids))""",
 import shutil
 
 from lexforge import lm
+from lexforge.config import LmConfig
 
 shutil.rmtree(WORK / "quickstart", ignore_errors=True)
-config = {
+config = LmConfig({
     "name": "quickstart", "out_dir": str(WORK), "seed": 1, "context": 64,
     "corpus": {"paths": [str(b) for b in books], "validation_fraction": 0.34},
     "tokenizer": {"train": {"method": "bpe", "vocab_size": 800}},
@@ -66,7 +68,9 @@ config = {
               "warmup_steps": 10, "eval_every": 40, "eval_batches": 8,
               "checkpoint_every": 40, "log_every": 5},
     "samples": {"prompts": ["It was"], "max_new_tokens": 16},
-}
+})
+config.train.max_steps = 120  # attributes are checked: a typo or a wrong type raises
+config.save(WORK / "quickstart.toml")
 run = lm.train(config)
 print(run)
 {k: round(v, 3) for k, v in run.metrics.items()}""",

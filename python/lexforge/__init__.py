@@ -6,6 +6,7 @@ typed API.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 from typing import Any, TypedDict, Union
@@ -51,10 +52,13 @@ __all__ = [
     "data",
     "devices",
     "encoder",
+    "flush_logs",
+    "get_num_threads",
     "lm",
     "matcher",
     "resolve_device",
     "semantic",
+    "set_num_threads",
     "verify_run_dir",
     "write_run_dir",
 ]
@@ -115,6 +119,46 @@ def configure_device(device: str = "auto", precision: str = "auto") -> str:
     message lists the precisions it does) or was already used in another precision.
     """
     return _native.configure_device(device, precision)
+
+
+def set_num_threads(n: int) -> None:
+    """Limit every later native call (encoding, training, tokenizing, search) to ``n``
+    compute threads, like :func:`torch.set_num_threads`; ``0`` restores the default, one per
+    core.
+
+    Each Python thread gets its own pool of ``n`` threads, so with ``set_num_threads(1)`` two
+    Python threads encoding at once run on two cores side by side. Raises ``ValueError`` for
+    a negative ``n``.
+    """
+    _native.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads a native call computes on (see :func:`set_num_threads`).
+
+    >>> get_num_threads() >= 1
+    True
+    """
+    return _native.get_num_threads()
+
+
+def flush_logs(timeout: float = 1.0) -> bool:
+    """Wait until every log record lexforge emitted so far has reached :mod:`logging`, or
+    ``timeout`` seconds passed; returns whether everything was delivered.
+
+    lexforge's Rust code logs through ``tracing``; each event becomes a record on the
+    ``lexforge.<crate>.<module>`` logger (``lexforge.train.engine``, ``lexforge.tokenizers``…)
+    with its structured fields appended to the message and in ``record.lexforge_fields``.
+    Records are handed over by a background thread, so they arrive shortly after the event;
+    jobs (training, preparing data) flush before they return. Levels are Python's: configure
+    them with ``logging.getLogger("lexforge").setLevel(...)``. The environment variable
+    ``LEXFORGE_LOG`` (``tracing`` filter syntax, default ``warn,lexforge=debug``) selects what
+    is emitted at all.
+    """
+    return _native.flush_logs(timeout)
+
+
+atexit.register(_native.close_logs)
 
 
 def verify_run_dir(run_dir: PathLike) -> dict[str, Any]:

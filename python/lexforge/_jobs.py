@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from lexforge import _native
 from lexforge.exceptions import Interrupted
 
 Event = dict[str, Any]
@@ -49,6 +50,7 @@ def run_job(
     finally:
         if bar is not None:
             bar.close()
+        _native.flush_logs(1.0)
     if stopped:
         raise Interrupted(interrupted, run_dir, json.loads(result))
     return result

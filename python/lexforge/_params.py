@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
+
+from lexforge.config import as_dict
 
 
 def apply_params(
@@ -12,10 +13,10 @@ def apply_params(
     places: Mapping[str, tuple[str, ...]],
     base: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """A deep copy of ``base`` with each keyword of ``params`` written at its place
-    (``places[key]`` is the path of nested keys). An unknown keyword raises ``TypeError``
-    naming the known ones."""
-    out: dict[str, Any] = json.loads(json.dumps(dict(base)))
+    """A deep copy of ``base`` (a dict or :class:`~lexforge.config.Config`) with each keyword
+    of ``params`` written at its place (``places[key]`` is the path of nested keys). An
+    unknown keyword raises ``TypeError`` naming the known ones."""
+    out = as_dict(base)
     for key, value in params.items():
         if key not in places:
             raise TypeError(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -89,7 +89,7 @@ def default_config() -> dict[str, Any]:
     return config
 
 
-def _config(params: dict[str, Any], config: dict[str, Any] | None) -> str:
+def _config(params: dict[str, Any], config: Mapping[str, Any] | None) -> str:
     return json.dumps(apply_params(params, _PARAMS, config or {}))
 
 
@@ -256,7 +256,7 @@ def prepare(
     metadata: PathLike | None = None,
     decoding: str = "strict",
     max_seq_length: int | None = None,
-    config: dict[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
     **params: Any,
@@ -302,7 +302,7 @@ def prepare_shard(
     count: int,
     metadata: PathLike | None = None,
     decoding: str = "strict",
-    config: dict[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
     **params: Any,
 ) -> str:
     """Stage A on shard ``index`` of ``count`` (the files at positions ``index``,
@@ -327,7 +327,7 @@ def merge_shards(
     encoder: SentenceEncoder | PathLike | None = None,
     device: str = "cpu",
     max_seq_length: int | None = None,
-    config: dict[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
     **params: Any,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any, Literal, Union
 
 from lexforge import _native
 from lexforge._jobs import tqdm_class
+from lexforge.config import LmConfig
 from lexforge.exceptions import Interrupted
 
 __all__ = [
@@ -47,17 +47,11 @@ FinishReason = Literal["eos", "stop_sequence", "max_tokens", "context_full"]
 
 
 def load_config(path: PathLike) -> dict[str, Any]:
-    """Read a run config from a TOML file (the format of ``lexforge lm train CONFIG.toml``)."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.9/3.10
-        try:
-            import tomli as tomllib
-        except ImportError as e:
-            raise ImportError("reading TOML on Python < 3.11 needs `pip install tomli`") from e
-    with open(path, "rb") as f:
-        config: dict[str, Any] = tomllib.load(f)
-    return config
+    """Read a run config file as ``lexforge lm train`` does (TOML, or JSON for ``.json``) and
+    return it as a dict with every default filled in; :class:`~lexforge.config.LmConfig` is the
+    same as an object. Raises :class:`~lexforge.InvalidInputError` naming the file and field
+    when it does not parse."""
+    return LmConfig.load(path).to_dict()
 
 
 def _jsonable(value: Any) -> Any:
@@ -196,10 +190,11 @@ def train(
 ) -> LmRun:
     """Train a language model as ``config`` describes and return the finished run.
 
-    ``config`` is a dict with the schema of ``lexforge lm train``'s TOML (``name``,
-    ``out_dir``, ``seed``, ``device``, ``precision``, ``replicas``, ``context``, ``corpus``,
-    ``tokenizer``, ``model``, ``train``, ``samples``; see ``docs/lm.md``) or the path of such a
-    TOML file. Unknown keys raise :class:`~lexforge.InvalidInputError`, naming the key.
+    ``config`` is a :class:`~lexforge.config.LmConfig`, a dict with the schema of ``lexforge lm
+    train``'s TOML (``name``, ``out_dir``, ``seed``, ``device``, ``precision``, ``replicas``,
+    ``context``, ``corpus``, ``tokenizer``, ``model``, ``train``, ``samples``; see
+    ``docs/lm.md``) or the path of such a TOML (or ``.json``) file. Unknown keys raise
+    :class:`~lexforge.InvalidInputError`, naming the key.
 
     ``progress`` shows a tqdm bar; ``callback`` receives every event as a dict
     (``{"type": "progress", "step": 10, "metrics": {"loss": ...}}``). Ctrl-C (or a notebook

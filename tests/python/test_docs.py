@@ -4,26 +4,29 @@ each with a docstring."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "python.md"
-MODULES = [
-    "lexforge",
-    "lexforge.lm",
-    "lexforge.tokenizers",
-    "lexforge.encoder",
-    "lexforge.data",
-    "lexforge.matcher",
-    "lexforge.semantic",
-    "lexforge.plot",
-    "lexforge.exceptions",
-]
+
+
+def _reference_script() -> Any:
+    spec = importlib.util.spec_from_file_location("python_reference", REFERENCE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+REFERENCE = ROOT / "scripts" / "python-reference.py"
+MODULES: list[str] = _reference_script().MODULES
 
 
 def test_the_examples_run(
@@ -67,3 +70,9 @@ def test_every_public_name_is_documented_and_listed() -> None:
                         missing_doc.append(f"{name}.{attr}.{m_name}")
     assert not missing_doc, f"no docstring: {missing_doc}"
     assert not missing_ref, f"not in docs/python.md: {missing_ref}"
+
+
+def test_the_reference_section_is_up_to_date() -> None:
+    """scripts/python-reference.py regenerates it; rerun it after an API change."""
+    expected = _reference_script().section()
+    assert DOC.read_text(encoding="utf-8").endswith(expected)

@@ -38,7 +38,7 @@ fn decoding(py: Python<'_>, s: &str) -> PyResult<Decoding> {
 #[pyo3(signature = (text, config_json="{}"))]
 fn data_standardize(py: Python<'_>, text: &str, config_json: &str) -> PyResult<(String, String)> {
     let config: StandardizeConfig = parse(py, config_json, "standardize")?;
-    let out = py.detach(|| standardize(text, &config));
+    let out = crate::threads::compute(py, || standardize(text, &config));
     Ok((
         out.text,
         to_json(py, &out.boilerplate, "boilerplate report")?,
@@ -48,7 +48,7 @@ fn data_standardize(py: Python<'_>, text: &str, config_json: &str) -> PyResult<(
 /// Sentence spans of `text` in characters (Python string indices).
 #[pyfunction]
 fn data_sentence_spans(py: Python<'_>, text: &str) -> Vec<(usize, usize)> {
-    py.detach(|| {
+    crate::threads::compute(py, || {
         let spans = sentence_spans(text);
         let mut out = Vec::with_capacity(spans.len());
         let (mut byte, mut chars) = (0usize, 0usize);
@@ -74,8 +74,7 @@ fn data_chunk(
     seed: u64,
 ) -> PyResult<String> {
     let config: ChunkConfig = parse(py, config_json, "chunk")?;
-    let (chunks, _) = py
-        .detach(|| chunk_book(book, text, &config, Seed(seed)))
+    let (chunks, _) = crate::threads::compute(py, || chunk_book(book, text, &config, Seed(seed)))
         .map_err(|e| to_py(py, e))?;
     to_json(py, &chunks, "chunks")
 }
@@ -181,7 +180,7 @@ fn data_prepare_shard(
 ) -> PyResult<PathBuf> {
     let config: PrepareConfig = parse(py, config_json, "config")?;
     let decoding = self::decoding(py, decoding)?;
-    py.detach(|| -> Result<PathBuf, DataError> {
+    crate::threads::compute(py, || -> Result<PathBuf, DataError> {
         let provider = books(books_dir, metadata, decoding).with_shard(index, count)?;
         let corpus = chunk_corpus(
             &provider,

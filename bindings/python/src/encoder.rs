@@ -2,7 +2,7 @@
 //! (see `lexforge.SentenceEncoder` for the documented Python API).
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use lexforge::nn::NnError;
 use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
@@ -33,7 +33,7 @@ impl Inner {
 /// A sentence encoder.
 #[pyclass(name = "SentenceEncoder", module = "lexforge._native", frozen)]
 pub struct PySentenceEncoder {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Inner>,
     info: String,
     model_id: String,
     dim: usize,
@@ -50,17 +50,16 @@ impl PySentenceEncoder {
     }
 }
 
-/// A [`PySentenceEncoder`]'s model behind its lock, as a [`SentenceEncoder`].
+/// A [`PySentenceEncoder`]'s model, shared, as a [`SentenceEncoder`].
 pub(crate) struct SharedEncoder {
-    inner: Arc<Mutex<Inner>>,
+    inner: Arc<Inner>,
     model_id: String,
     dim: usize,
 }
 
 impl SentenceEncoder for SharedEncoder {
     fn encode(&self, texts: &[&str], batch_size: usize) -> Result<Embeddings, NnError> {
-        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        match &*guard {
+        match &*self.inner {
             Inner::Plain(e) => e.encode(texts, batch_size),
             Inner::Cached(c) => c.encode(texts, batch_size),
         }
@@ -105,15 +104,14 @@ impl PySentenceEncoder {
             normalize,
             max_seq_length,
         };
-        let inner = py
-            .detach(|| -> Result<Inner, NnError> {
-                let enc = BertSentenceEncoder::load(&path, &device, &options)?;
-                Ok(match cache_dir {
-                    Some(dir) => Inner::Cached(CachedEncoder::new(enc, EmbeddingCache::open(dir)?)),
-                    None => Inner::Plain(enc),
-                })
+        let inner = crate::threads::compute(py, || -> Result<Inner, NnError> {
+            let enc = BertSentenceEncoder::load(&path, &device, &options)?;
+            Ok(match cache_dir {
+                Some(dir) => Inner::Cached(CachedEncoder::new(enc, EmbeddingCache::open(dir)?)),
+                None => Inner::Plain(enc),
             })
-            .map_err(|e| to_py(py, e))?;
+        })
+        .map_err(|e| to_py(py, e))?;
         let base = inner.base();
         let (model_id, dim) = (base.model_id().to_owned(), base.dim());
         let info = serde_json::json!({
@@ -133,7 +131,7 @@ impl PySentenceEncoder {
         })
         .to_string();
         Ok(PySentenceEncoder {
-            inner: Arc::new(Mutex::new(inner)),
+            inner: Arc::new(inner),
             info,
             model_id,
             dim,
@@ -150,29 +148,27 @@ impl PySentenceEncoder {
         batch_size: usize,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let embeddings = py
-            .detach(|| -> Result<Embeddings, NnError> {
-                let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let mut report = |done: usize, total: usize| {
-                    if let Some(cb) = &progress {
-                        Python::attach(|py| {
-                            if let Err(e) = cb.call1(py, (done, total)) {
-                                tracing::warn!(error = %e, "the progress callback raised; ignoring it");
-                            }
-                        });
-                    }
-                };
-                match &*guard {
-                    Inner::Plain(e) => e.encode_with_progress(&refs, batch_size, &mut report),
-                    Inner::Cached(c) => {
-                        let out = c.encode(&refs, batch_size)?;
-                        report(refs.len(), refs.len());
-                        Ok(out)
-                    }
+        let embeddings = crate::threads::compute(py, || -> Result<Embeddings, NnError> {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let mut report = |done: usize, total: usize| {
+                if let Some(cb) = &progress {
+                    Python::attach(|py| {
+                        if let Err(e) = cb.call1(py, (done, total)) {
+                            tracing::warn!(error = %e, "the progress callback raised; ignoring it");
+                        }
+                    });
                 }
-            })
-            .map_err(|e| to_py(py, e))?;
+            };
+            match &*self.inner {
+                Inner::Plain(e) => e.encode_with_progress(&refs, batch_size, &mut report),
+                Inner::Cached(c) => {
+                    let out = c.encode(&refs, batch_size)?;
+                    report(refs.len(), refs.len());
+                    Ok(out)
+                }
+            }
+        })
+        .map_err(|e| to_py(py, e))?;
         let (rows, dim) = (embeddings.rows(), embeddings.dim());
         let flat: Bound<'py, PyArray1<f32>> = embeddings.into_vec().into_pyarray(py);
         flat.reshape([rows, dim])
@@ -180,8 +176,7 @@ impl PySentenceEncoder {
 
     /// `(hits, misses)` of the embedding cache (`None` without one).
     fn cache_stats(&self) -> Option<(u64, u64)> {
-        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        match &*guard {
+        match &*self.inner {
             Inner::Cached(c) => {
                 let s = c.cache().stats();
                 Some((s.hits, s.misses))
@@ -192,10 +187,9 @@ impl PySentenceEncoder {
 
     /// Token ids of each text as the model sees them (special tokens, truncation).
     fn tokenize(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Vec<Vec<u32>>> {
-        py.detach(|| {
-            let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        crate::threads::compute(py, || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            guard.base().tokenize(&refs)
+            self.inner.base().tokenize(&refs)
         })
         .map_err(|e| to_py(py, e))
     }

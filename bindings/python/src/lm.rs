@@ -39,11 +39,13 @@ where
     let (tx, rx) = mpsc::channel::<EventRecord>();
     let cancel = CancelToken::new();
     let worker_cancel = cancel.clone();
+    // The job computes on the calling thread's pool (`lexforge.set_num_threads`).
+    let pool = crate::threads::current_pool()?;
     let handle = std::thread::Builder::new()
         .name("lexforge-job".into())
         .spawn(move || {
             let sink = ChannelSink::new(tx);
-            job(&sink, &worker_cancel)
+            crate::threads::within(pool.as_deref(), || job(&sink, &worker_cancel))
         })
         .map_err(|e| PyRuntimeError::new_err(format!("cannot start the training thread: {e}")))?;
     // `Receiver` is not `Sync`; the mutex lets the GIL-free wait borrow it.
@@ -140,8 +142,7 @@ fn lm_resume(
 #[pyo3(signature = (run_dir, device="cpu"))]
 fn lm_evaluate_run(py: Python<'_>, run_dir: PathBuf, device: &str) -> PyResult<String> {
     let device = resolve(py, device)?;
-    let metrics = py
-        .detach(|| lexforge::lm::evaluate_run(&run_dir, &device))
+    let metrics = crate::threads::compute(py, || lexforge::lm::evaluate_run(&run_dir, &device))
         .map_err(|e| to_py(py, e))?;
     json(py, &metrics, "metrics")
 }
@@ -164,7 +165,7 @@ impl PyLanguageModel {
         py: Python<'_>,
         f: impl FnOnce(&LanguageModel) -> Result<T, LmError> + Send,
     ) -> PyResult<T> {
-        py.detach(|| {
+        crate::threads::compute(py, || {
             let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             f(&guard)
         })
@@ -179,8 +180,7 @@ impl PyLanguageModel {
     #[pyo3(signature = (path, device="cpu"))]
     fn load(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Self> {
         let device = resolve(py, device)?;
-        let lm = py
-            .detach(|| LanguageModel::load(&path, &device))
+        let lm = crate::threads::compute(py, || LanguageModel::load(&path, &device))
             .map_err(|e| to_py(py, e))?;
         Ok(PyLanguageModel {
             inner: Mutex::new(lm),

@@ -94,7 +94,7 @@ impl PyMatcher {
     where
         T: Send,
     {
-        py.detach(|| {
+        crate::threads::compute(py, || {
             let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut guard)
         })
@@ -109,8 +109,7 @@ impl PyMatcher {
     #[pyo3(signature = (path, device="cpu"))]
     fn load(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Self> {
         let device = resolve(py, device)?;
-        let m = py
-            .detach(|| Matcher::load(&path, &device))
+        let m = crate::threads::compute(py, || Matcher::load(&path, &device))
             .map_err(|e| to_py(py, e))?;
         let info = serde_json::json!({
             "path": path.display().to_string(),

@@ -42,27 +42,26 @@ fn semantic_book_corpora(
     corpus_frequencies: bool,
 ) -> PyResult<String> {
     let config: BookWordsConfig = parse(py, config_json, "config")?;
-    let set = py
-        .detach(|| -> Result<CorpusSet, SemanticError> {
-            let freq = if corpus_frequencies {
-                None
-            } else {
-                let path = match wordfreq {
-                    Some(p) => p,
-                    None => lexforge::semantic::find_wordfreq().ok_or_else(|| {
-                        SemanticError::InvalidInput {
-                            reason: "wordfreq is not installed (pip install wordfreq, pass \
+    let set = crate::threads::compute(py, || -> Result<CorpusSet, SemanticError> {
+        let freq = if corpus_frequencies {
+            None
+        } else {
+            let path = match wordfreq {
+                Some(p) => p,
+                None => lexforge::semantic::find_wordfreq().ok_or_else(|| {
+                    SemanticError::InvalidInput {
+                        reason: "wordfreq is not installed (pip install wordfreq, pass \
                                      wordfreq=PATH, or frequencies='corpus')"
-                                .into(),
-                        }
-                    })?,
-                };
-                Some(WordFrequencies::load_wordfreq(&path)?)
+                            .into(),
+                    }
+                })?,
             };
-            let provider = BookDirectory::new(books_dir).with_metadata(metadata);
-            BookWords::new(&provider, freq.as_ref(), &config)?.build(words_per_corpus)
-        })
-        .map_err(|e| to_py(py, e))?;
+            Some(WordFrequencies::load_wordfreq(&path)?)
+        };
+        let provider = BookDirectory::new(books_dir).with_metadata(metadata);
+        BookWords::new(&provider, freq.as_ref(), &config)?.build(words_per_corpus)
+    })
+    .map_err(|e| to_py(py, e))?;
     to_json(py, &set, "corpora")
 }
 
@@ -113,9 +112,7 @@ fn semantic_generated_corpora(
 /// Reads and validates a corpora file, as JSON.
 #[pyfunction]
 fn semantic_load_corpora(py: Python<'_>, path: PathBuf) -> PyResult<String> {
-    let set = py
-        .detach(|| CorpusSet::load(&path))
-        .map_err(|e| to_py(py, e))?;
+    let set = crate::threads::compute(py, || CorpusSet::load(&path)).map_err(|e| to_py(py, e))?;
     to_json(py, &set, "corpora")
 }
 
@@ -123,7 +120,7 @@ fn semantic_load_corpora(py: Python<'_>, path: PathBuf) -> PyResult<String> {
 #[pyfunction]
 fn semantic_save_corpora(py: Python<'_>, corpora_json: &str, path: PathBuf) -> PyResult<()> {
     let set: CorpusSet = parse(py, corpora_json, "corpora")?;
-    py.detach(|| {
+    crate::threads::compute(py, || {
         set.validate()?;
         set.save(&path)
     })
@@ -225,7 +222,7 @@ impl PySemanticEncoder {
         py: Python<'_>,
         f: impl FnOnce(&SemanticEncoder) -> Result<T, SemanticError> + Send,
     ) -> PyResult<T> {
-        py.detach(|| f(&self.inner)).map_err(|e| to_py(py, e))
+        crate::threads::compute(py, || f(&self.inner)).map_err(|e| to_py(py, e))
     }
 }
 
@@ -242,18 +239,17 @@ impl PySemanticEncoder {
         embedding_model: Option<PathBuf>,
     ) -> PyResult<Self> {
         let device = resolve(py, device)?;
-        let inner = py
-            .detach(|| -> Result<SemanticEncoder, SemanticError> {
-                let enc = SemanticEncoder::load(&path, &device)?;
-                match embedding_model {
-                    Some(p) => {
-                        let e = BertSentenceEncoder::load(&p, &device, &EncoderOptions::default())?;
-                        enc.with_embedder(Box::new(e))
-                    }
-                    None => Ok(enc),
+        let inner = crate::threads::compute(py, || -> Result<SemanticEncoder, SemanticError> {
+            let enc = SemanticEncoder::load(&path, &device)?;
+            match embedding_model {
+                Some(p) => {
+                    let e = BertSentenceEncoder::load(&p, &device, &EncoderOptions::default())?;
+                    enc.with_embedder(Box::new(e))
                 }
-            })
-            .map_err(|e| to_py(py, e))?;
+                None => Ok(enc),
+            }
+        })
+        .map_err(|e| to_py(py, e))?;
         let c = inner.config();
         let info = serde_json::json!({
             "path": path.display().to_string(),
@@ -349,7 +345,7 @@ impl PySemanticEncoder {
         n: usize,
         seed: u64,
     ) -> PyResult<Vec<String>> {
-        py.detach(|| -> Result<Vec<String>, SemanticError> {
+        crate::threads::compute(py, || -> Result<Vec<String>, SemanticError> {
             self.inner.decode(&id)?;
             let mut guard = self.generator.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {

@@ -117,8 +117,7 @@ impl PyTokenizer {
         if let Some(callback) = callback {
             sink.push(Box::new(PyCallbackSink { callback }));
         }
-        let inner = py
-            .detach(|| Tokenizer::train(&config, &request, &sink))
+        let inner = crate::threads::compute(py, || Tokenizer::train(&config, &request, &sink))
             .map_err(|e| to_py(py, e))?;
         Ok(PyTokenizer { inner })
     }
@@ -126,21 +125,19 @@ impl PyTokenizer {
     /// Loads an artifact directory, an HF model folder or a `tokenizer.json`.
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let inner = py
-            .detach(|| Tokenizer::load(&path))
-            .map_err(|e| to_py(py, e))?;
+        let inner =
+            crate::threads::compute(py, || Tokenizer::load(&path)).map_err(|e| to_py(py, e))?;
         Ok(PyTokenizer { inner })
     }
 
     /// Writes the artifact directory; returns its path.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<PathBuf> {
-        py.detach(|| self.inner.save(&path))
-            .map_err(|e| to_py(py, e))
+        crate::threads::compute(py, || self.inner.save(&path)).map_err(|e| to_py(py, e))
     }
 
     /// Ids of `text`.
     fn encode(&self, py: Python<'_>, text: String, add_special_tokens: bool) -> PyResult<Vec<u32>> {
-        py.detach(|| {
+        crate::threads::compute(py, || {
             if add_special_tokens {
                 self.inner.encode_with_offsets(&text, true).map(|e| e.ids)
             } else {
@@ -157,9 +154,11 @@ impl PyTokenizer {
         text: String,
         add_special_tokens: bool,
     ) -> PyResult<IdsAndOffsets> {
-        py.detach(|| self.inner.encode_with_offsets(&text, add_special_tokens))
-            .map(|e| (e.ids, e.offsets))
-            .map_err(|e| to_py(py, e))
+        crate::threads::compute(py, || {
+            self.inner.encode_with_offsets(&text, add_special_tokens)
+        })
+        .map(|e| (e.ids, e.offsets))
+        .map_err(|e| to_py(py, e))
     }
 
     /// Ids of each text (in parallel, GIL released), as lists or as uint32 numpy arrays.
@@ -170,12 +169,11 @@ impl PyTokenizer {
         add_special_tokens: bool,
         as_numpy: bool,
     ) -> PyResult<Bound<'py, PyList>> {
-        let ids = py
-            .detach(|| {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                self.inner.encode_batch(&refs, add_special_tokens)
-            })
-            .map_err(|e| to_py(py, e))?;
+        let ids = crate::threads::compute(py, || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            self.inner.encode_batch(&refs, add_special_tokens)
+        })
+        .map_err(|e| to_py(py, e))?;
         if as_numpy {
             let arrays: Vec<Bound<'py, PyArray1<u32>>> =
                 ids.into_iter().map(|v| v.into_pyarray(py)).collect();
@@ -194,26 +192,25 @@ impl PyTokenizer {
         texts: Vec<String>,
         add_special_tokens: bool,
     ) -> PyResult<FlatIds<'py>> {
-        let (ids, starts) = py
-            .detach(|| {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let batch = self.inner.encode_batch(&refs, add_special_tokens)?;
-                let mut ids = Vec::with_capacity(batch.iter().map(Vec::len).sum());
-                let mut starts = Vec::with_capacity(batch.len() + 1);
-                starts.push(0i64);
-                for row in batch {
-                    ids.extend_from_slice(&row);
-                    starts.push(ids.len() as i64);
-                }
-                Ok::<_, TokenizerError>((ids, starts))
-            })
-            .map_err(|e| to_py(py, e))?;
+        let (ids, starts) = crate::threads::compute(py, || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let batch = self.inner.encode_batch(&refs, add_special_tokens)?;
+            let mut ids = Vec::with_capacity(batch.iter().map(Vec::len).sum());
+            let mut starts = Vec::with_capacity(batch.len() + 1);
+            starts.push(0i64);
+            for row in batch {
+                ids.extend_from_slice(&row);
+                starts.push(ids.len() as i64);
+            }
+            Ok::<_, TokenizerError>((ids, starts))
+        })
+        .map_err(|e| to_py(py, e))?;
         Ok((ids.into_pyarray(py), starts.into_pyarray(py)))
     }
 
     /// Text of `ids`.
     fn decode(&self, py: Python<'_>, ids: Vec<u32>, skip_special_tokens: bool) -> PyResult<String> {
-        py.detach(|| self.inner.decode(&ids, skip_special_tokens))
+        crate::threads::compute(py, || self.inner.decode(&ids, skip_special_tokens))
             .map_err(|e| to_py(py, e))
     }
 
@@ -224,7 +221,7 @@ impl PyTokenizer {
         ids: Vec<Vec<u32>>,
         skip_special_tokens: bool,
     ) -> PyResult<Vec<String>> {
-        py.detach(|| {
+        crate::threads::compute(py, || {
             let refs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
             self.inner.decode_batch(&refs, skip_special_tokens)
         })
@@ -233,12 +230,11 @@ impl PyTokenizer {
 
     /// Coverage of `texts` as JSON.
     fn evaluate_json(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<String> {
-        let coverage = py
-            .detach(|| {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                self.inner.evaluate(&refs)
-            })
-            .map_err(|e| to_py(py, e))?;
+        let coverage = crate::threads::compute(py, || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            self.inner.evaluate(&refs)
+        })
+        .map_err(|e| to_py(py, e))?;
         serialize(py, &coverage, "coverage")
     }
 

@@ -15,7 +15,7 @@ pub enum LmCommand {
     /// Train a tokenizer (or use one) and a GPT-2 or char-LSTM model as CONFIG.toml says, in
     /// OUT_DIR/NAME. Ctrl-C stops after the current step and keeps a checkpoint.
     Train {
-        /// The run config (TOML; see docs/lm.md).
+        /// The run config (TOML, or JSON when it ends in .json; see docs/lm.md).
         config: PathBuf,
         /// Override the config's `name`.
         #[arg(long)]
@@ -219,10 +219,7 @@ pub fn run(command: LmCommand) -> Result<(), Box<dyn Error>> {
             max_steps,
             json,
         } => {
-            let text = std::fs::read_to_string(&config)
-                .map_err(|e| lexforge::Error::io("read config", &config, e))?;
-            let mut cfg: LmRunConfig =
-                toml::from_str(&text).map_err(|e| format!("{}: {e}", config.display()))?;
+            let mut cfg: LmRunConfig = crate::read_config(&config)?;
             if let Some(n) = name {
                 cfg.name = n;
             }

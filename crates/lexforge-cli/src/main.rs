@@ -98,6 +98,23 @@ enum ManifestCommand {
     },
 }
 
+/// Reads a config file as the matching serde type: JSON when the name ends in `.json` (what
+/// Python's `Config.save("x.json")` writes, and the only form that keeps a `null`), TOML
+/// otherwise. Errors name the file.
+pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<T, Box<dyn Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+    } else {
+        Ok(toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
+    }
+}
+
 fn init_logging() {
     // Libraries only emit; the binary decides where logs go. LEXFORGE_LOG=debug for more.
     let filter = tracing_subscriber::EnvFilter::try_from_env("LEXFORGE_LOG")

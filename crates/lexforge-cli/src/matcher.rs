@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Subcommand;
 use lexforge::contrastive::calibration::ThresholdMetric;
@@ -133,7 +133,7 @@ pub enum MatcherCommand {
 /// Training flags; a TOML file first, then each flag given overrides it.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// A TOML file with MatcherTrainConfig fields (base_model, tables head, loss, train, ...).
+    /// A TOML (or .json) file with MatcherTrainConfig fields (base_model, tables head, loss, train, ...).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Base encoder directory (default: the installed all-MiniLM-L6-v2).
@@ -177,11 +177,6 @@ fn parse_metric(s: &str) -> Result<ThresholdMetric, String> {
         .map_err(|_| format!("unknown metric {s:?}: accuracy or f1"))
 }
 
-fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Box<dyn Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
-}
-
 fn default_base(base: &mut PathBuf) -> Result<(), Box<dyn Error>> {
     if base.as_os_str().is_empty() {
         *base = find_minilm().ok_or(
@@ -203,7 +198,7 @@ fn sink(json: bool) -> Box<dyn EventSink> {
 impl TrainArgs {
     fn config(&self) -> Result<MatcherTrainConfig, Box<dyn Error>> {
         let mut c: MatcherTrainConfig = match &self.config {
-            Some(p) => read_toml(p)?,
+            Some(p) => crate::read_config(p)?,
             None => MatcherTrainConfig::default(),
         };
         if let Some(b) = &self.base {
@@ -411,7 +406,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             json,
         } => {
             let mut cfg: PipelineConfig = match &config {
-                Some(p) => read_toml(p)?,
+                Some(p) => crate::read_config(p)?,
                 None => PipelineConfig::default(),
             };
             default_base(&mut cfg.matcher.base_model)?;

@@ -106,7 +106,7 @@ struct EncodeArgs {
 /// The parameters; a TOML file first, then each flag given overrides it.
 #[derive(Debug, Args)]
 struct ParamArgs {
-    /// A TOML file with the parameters (the fields of PrepareConfig: `seed`, tables `chunk`,
+    /// A TOML (or .json) file with the parameters (the fields of PrepareConfig: `seed`, tables `chunk`,
     /// `dedup`, `mining`, `topics`, `splits`, `pairs`, ...).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -171,11 +171,7 @@ fn parse_decoding(s: &str) -> Result<Decoding, String> {
 impl ParamArgs {
     fn config(&self) -> Result<PrepareConfig, Box<dyn Error>> {
         let mut c: PrepareConfig = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-            }
+            Some(path) => crate::read_config(path)?,
             None => PrepareConfig::default(),
         };
         let set = |dst: &mut usize, v: Option<usize>| {

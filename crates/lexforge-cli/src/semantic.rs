@@ -139,7 +139,7 @@ pub struct CorporaArgs {
 /// Training flags; a TOML file first, then each flag given overrides it.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// A TOML file with SemanticTrainConfig fields.
+    /// A TOML (or .json) file with SemanticTrainConfig fields.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Quantizer: fsq, residual-fsq or residual-vq.
@@ -211,11 +211,6 @@ impl Default for PipelineConfig {
     }
 }
 
-fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Box<dyn Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
-}
-
 fn sink(json: bool) -> Box<dyn EventSink> {
     if !json && std::io::stderr().is_terminal() {
         Box::new(ProgressBarSink::new())
@@ -279,7 +274,7 @@ fn build_corpora(
 impl TrainArgs {
     fn config(&self) -> Result<SemanticTrainConfig, Box<dyn Error>> {
         let mut c: SemanticTrainConfig = match &self.config {
-            Some(p) => read_toml(p)?,
+            Some(p) => crate::read_config(p)?,
             None => SemanticTrainConfig::default(),
         };
         if let Some(q) = &self.quantizer {
@@ -562,7 +557,7 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             json,
         } => {
             let config: PipelineConfig = match &config {
-                Some(p) => read_toml(p)?,
+                Some(p) => crate::read_config(p)?,
                 None => PipelineConfig::default(),
             };
             config.semantic.validate()?;

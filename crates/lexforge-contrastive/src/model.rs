@@ -20,8 +20,12 @@ use crate::losses::grad_reverse;
 use crate::style::{STYLE_DIM, style_features};
 
 /// The parts of the bi-encoder beyond its body, saved as `head/config.json`.
+///
+/// Fields missing from a config file take [`HeadConfig::unset`] values, where every optional
+/// part is off: TOML has no null, so a projection written nowhere must mean "no projection",
+/// or a config with none would not survive a round trip through TOML.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default = "HeadConfig::unset", deny_unknown_fields)]
 pub struct HeadConfig {
     /// Output dimension of the projection head; `None`: no head (the pooled vector is the
     /// embedding, and style features are refused).
@@ -52,6 +56,15 @@ impl Default for HeadConfig {
 }
 
 impl HeadConfig {
+    /// The values of fields a config file leaves out: no projection, no adversary, otherwise
+    /// the defaults.
+    pub fn unset() -> Self {
+        HeadConfig {
+            projection_dim: None,
+            ..HeadConfig::default()
+        }
+    }
+
     /// Checks the values against the body's hidden size.
     ///
     /// # Errors
