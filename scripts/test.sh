@@ -39,6 +39,9 @@ target/nbvenv/bin/python scripts/run-notebooks.py
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 
+step "sdist (built, unpacked, and the module checked from it alone; --full builds a wheel)"
+scripts/check-sdist.sh
+
 step "ruff"
 .venv/bin/ruff check python tests/python benches scripts
 .venv/bin/ruff format --check python tests/python benches scripts

@@ -6,7 +6,6 @@
 
 use pyo3::prelude::*;
 
-#[path = "../../../crates/lexforge-cli/src/alloc.rs"]
 mod alloc;
 mod config;
 mod core;

@@ -6,7 +6,8 @@
 //! `[2048, 64] x [64, 2048]` matmul spent about half its time in page faults (24 GFLOP/s with
 //! glibc, 45-60 with mimalloc, which keeps freed pages for a while before purging them;
 //! `lm-bench matmul`, docs/benchmarks.md). Libraries never set a global allocator; only these
-//! executables do, by including this file (`#[path]` from the binding and the benches).
+//! executables do: the benches include this file (`#[path]`); the Python module has its own
+//! copy (`bindings/python/src/alloc.rs`), since its sdist does not ship the CLI.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
