@@ -46,8 +46,8 @@ print(ids, "->", tok.decode(ids))""",
             "md",
             "## Train GPT-2\n\nThe config is an `LmConfig`: the fields of the `lexforge lm "
             "train` TOML as checked attributes; `config.save('run.toml')` writes the file the "
-            "CLI reads. `progress=True` shows a bar (a widget in Jupyter). The stop button ends the "
-            "current step, writes a checkpoint and raises `lexforge.Interrupted`; "
+            "CLI reads. `progress=True` shows a bar (a widget in Jupyter). The stop button "
+            "ends the current step, writes a checkpoint and raises `lexforge.Interrupted`; "
             "`lm.resume(WORK / 'quickstart')` continues from there.",
         ),
         (

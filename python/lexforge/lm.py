@@ -318,9 +318,19 @@ class LanguageModel:
         return cls(_native.LanguageModel.load(os.fspath(path), device))
 
     @property
-    def backend(self) -> str:
+    def model_type(self) -> str:
         """``gpt2`` or ``char_lstm``."""
         return str(self._info["backend"])
+
+    @property
+    def device(self) -> str:
+        """The device it computes on (``Cpu``, ``Cuda(0)``, ...)."""
+        return str(self._info["device"])
+
+    @property
+    def path(self) -> Path:
+        """The directory it was loaded from."""
+        return Path(self._info["dir"])
 
     @property
     def vocab_size(self) -> int:
@@ -343,9 +353,15 @@ class LanguageModel:
         return config
 
     def __repr__(self) -> str:
+        c = self.config
+        if self.model_type == "gpt2":
+            dims = f"n_layer={c.get('n_layer')}, n_head={c.get('n_head')}, n_embd={c.get('n_embd')}"
+        else:
+            dims = f"n_layers={c.get('n_layers')}, d_hidden={c.get('d_hidden')}"
         return (
-            f"LanguageModel(backend={self.backend!r}, vocab_size={self.vocab_size}, "
-            f"context={self.context}, num_params={self.num_params})"
+            f"LanguageModel(model_type={self.model_type!r}, {dims}, "
+            f"vocab_size={self.vocab_size}, context={self.context}, "
+            f"num_params={self.num_params}, device={self.device!r}, path={str(self.path)!r})"
         )
 
     def encode(self, text: str) -> list[int]:

@@ -71,7 +71,10 @@ def test_a_run_completes_with_metrics_events_and_samples(run: lm.LmRun) -> None:
 
 def test_generation_is_seeded_batched_and_stops_where_asked(run: lm.LmRun) -> None:
     model = run.load_model()
-    assert model.backend == "gpt2" and model.context == 32 and model.vocab_size == 600
+    assert model.model_type == "gpt2" and model.context == 32 and model.vocab_size == 600
+    shown = repr(model)
+    assert shown.startswith("LanguageModel(model_type='gpt2', n_layer=2, n_head=2, n_embd=64")
+    assert f"device={model.device!r}" in shown and str(run.run_dir) in shown
     a = model.generate("The", 12, temperature=0.9, top_k=50, seed=3, num_return_sequences=3)
     b = model.generate("The", 12, temperature=0.9, top_k=50, seed=3, num_return_sequences=3)
     assert a == b and len(a) == 3
@@ -144,7 +147,7 @@ def test_interrupt_cancels_cleanly_and_resume_finishes(
     assert (first.run_dir / "checkpoints" / "latest.json").exists()
     done = first.resume(progress=False)
     assert (done.status, done.steps) == ("completed", 30)
-    assert LanguageModel.load(done.run_dir).backend == "gpt2"
+    assert LanguageModel.load(done.run_dir).model_type == "gpt2"
 
 
 def test_a_model_we_save_loads_in_transformers(run: lm.LmRun) -> None:

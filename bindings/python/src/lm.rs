@@ -156,7 +156,11 @@ pub(crate) fn resolve(py: Python<'_>, spec: &str) -> PyResult<lexforge::Device> 
 /// A trained language model with its tokenizer.
 #[pyclass(name = "LanguageModel", module = "lexforge._native", frozen)]
 pub struct PyLanguageModel {
+    /// Behind a lock: the model is `Send` but not `Sync` (calls on one model take turns;
+    /// separate models run in parallel).
     inner: Mutex<LanguageModel>,
+    /// The device it computes on, as loaded (`Cpu`, `Cuda(0)`, ...).
+    device: String,
 }
 
 impl PyLanguageModel {
@@ -184,6 +188,7 @@ impl PyLanguageModel {
             .map_err(|e| to_py(py, e))?;
         Ok(PyLanguageModel {
             inner: Mutex::new(lm),
+            device: format!("{device:?}"),
         })
     }
 
@@ -251,6 +256,7 @@ impl PyLanguageModel {
             "dir": lm.dir(),
             "eos_token_id": lm.eos_token_id(),
             "config": m.config_json(),
+            "device": self.device,
         });
         json(py, &info, "model info")
     }
