@@ -140,15 +140,23 @@ pub fn resume_run(
         config.train.max_steps = steps;
     }
     config.validate()?;
-    let (device, _) = config.device_and_precision()?;
+    let (device, precision) = config.device_and_precision()?;
     let backend = backend_for(config.model.backend())?;
-    let tokenizer = Tokenizer::load(dir.join(TOKENIZER_DIR))?;
-    let corpus: TokenizedCorpus = read_json(&dir.join(CORPUS_FILE))?;
-    let resolved: serde_json::Value = read_json(&dir.join(CONFIG_FILE))?;
-    let prepared = Prepared {
-        tokenizer,
-        resolved,
-        corpus,
+    let mut run = run;
+    // The corpus summary is the last file preparation writes: without it the run was stopped
+    // while preparing (tokenizer, token files), and preparing again gives the same files.
+    let prepared = if dir.join(CORPUS_FILE).is_file() {
+        let tokenizer = Tokenizer::load(dir.join(TOKENIZER_DIR))?;
+        let corpus: TokenizedCorpus = read_json(&dir.join(CORPUS_FILE))?;
+        let resolved: serde_json::Value = read_json(&dir.join(CONFIG_FILE))?;
+        Prepared {
+            tokenizer,
+            resolved,
+            corpus,
+        }
+    } else {
+        tracing::info!(path = %dir.display(), "the run stopped while preparing; preparing again");
+        prepare(&config, backend.as_ref(), &mut run, &device, precision)?
     };
     execute(
         &config,

@@ -129,8 +129,9 @@ impl AdamW {
         self.states.is_empty()
     }
 
-    /// The state as safetensors bytes: `"{id}.m"`, `"{id}.v"` (f32) and each step count in the
-    /// header's metadata.
+    /// The state as safetensors bytes: `"{id}.m"`, `"{id}.v"` (f32) and the step counts in the
+    /// header's metadata, as one JSON object under `"steps"` (`{"{id}": step}`, sorted), so the
+    /// same state always gives the same bytes.
     ///
     /// # Errors
     /// [`TrainError::Checkpoint`] when a state tensor cannot be read back or serialized.
@@ -140,10 +141,10 @@ impl AdamW {
             reason,
         };
         let mut tensors: BTreeMap<String, (usize, Vec<u8>)> = BTreeMap::new();
-        let mut metadata = HashMap::new();
+        let mut steps: BTreeMap<String, u64> = BTreeMap::new();
         for (id, state) in &self.states {
             let key = id.val().to_string();
-            metadata.insert(format!("{key}.step"), state.step.to_string());
+            steps.insert(key.clone(), state.step);
             for (leaf, t) in [("m", &state.m), ("v", &state.v)] {
                 let values = t
                     .clone()
@@ -162,6 +163,9 @@ impl AdamW {
                     .map_err(|e| bad(format!("optimizer tensor {name}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
+        let steps = serde_json::to_string(&steps)
+            .map_err(|e| bad(format!("cannot serialize the step counts: {e}")))?;
+        let metadata = HashMap::from([(STEPS_KEY.to_owned(), steps)]);
         safetensors::serialize(views, Some(metadata))
             .map_err(|e| bad(format!("cannot serialize the optimizer state: {e}")))
     }
@@ -178,16 +182,23 @@ impl AdamW {
         };
         let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
         let st = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
-        let steps = header.metadata().clone().unwrap_or_default();
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let mut steps: BTreeMap<String, u64> = BTreeMap::new();
+        if let Some(json) = metadata.get(STEPS_KEY) {
+            steps = serde_json::from_str(json).map_err(|e| bad(format!("step counts: {e}")))?;
+        }
+        // Files written before the `steps` key: one `"{id}.step"` entry per parameter.
+        for (key, step) in &metadata {
+            if let Some(id) = key.strip_suffix(".step") {
+                let step = step
+                    .parse()
+                    .map_err(|_| bad(format!("step count {step:?} of {id}")))?;
+                steps.insert(id.to_owned(), step);
+            }
+        }
         let device = device.clone().without_autodiff();
         let mut states = HashMap::new();
-        for (key, step) in &steps {
-            let Some(id) = key.strip_suffix(".step") else {
-                continue;
-            };
-            let step: u64 = step
-                .parse()
-                .map_err(|_| bad(format!("step count {step:?} of {id}")))?;
+        for (id, &step) in &steps {
             let id_num: u64 = id
                 .parse()
                 .map_err(|_| bad(format!("parameter id {id:?}")))?;
@@ -218,6 +229,9 @@ impl AdamW {
         Ok(self)
     }
 }
+
+/// The metadata key of the step counts in `optimizer.safetensors`.
+const STEPS_KEY: &str = "steps";
 
 struct Stepper<'a> {
     optimizer: &'a mut AdamW,

@@ -1,7 +1,9 @@
 //! End-to-end tests of the `lexforge` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
 
+mod corrupt;
 mod embed;
+mod kill_resume;
 mod lm;
 mod matcher;
 mod prepare;
