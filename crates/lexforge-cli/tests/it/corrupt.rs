@@ -12,14 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{lexforge, stderr};
+use crate::{books, lexforge, library, stderr};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn books() -> PathBuf {
-    repo().join("../shared/corpora/gutenberg/books")
 }
 
 /// An artifact directory and the command that loads it (`{dir}` is replaced).
@@ -30,6 +26,10 @@ struct Artifact {
     /// Whether the directory carries a manifest with checksums (an HF directory does not, so
     /// a flipped byte inside its tensor data cannot be told from a real weight).
     manifest: bool,
+    /// Config files whose schema lexforge owns (strict: a field from a future version is an
+    /// error). HF files (`config.json` of a model, pooling configs) are left out: HF adds fields
+    /// all the time, and tolerating them is what makes foreign models load.
+    own_configs: &'static [&'static str],
 }
 
 /// One damaged copy: how to make it and which file the error must name.
@@ -51,7 +51,16 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Files a load reads: those the manifest lists, or every file of an HF directory.
+/// What an HF sentence-transformers directory holds: the files a load needs, then those it
+/// reads when present (a missing one means the defaults).
+const HF_REQUIRED: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
+const HF_OPTIONAL: [&str; 3] = [
+    "modules.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+];
+
+/// Files a load reads: those the manifest lists, or those of an HF directory.
 fn loaded_files(a: &Artifact) -> Vec<String> {
     if a.manifest {
         let m: serde_json::Value =
@@ -60,15 +69,15 @@ fn loaded_files(a: &Artifact) -> Vec<String> {
             .as_object()
             .unwrap()
             .keys()
-            .filter(|k| !k.starts_with("checkpoints/") && !k.ends_with(".jsonl"))
+            .filter(|k| !k.starts_with("checkpoints/") && k.as_str() != "events.jsonl")
             .cloned()
             .collect()
     } else {
-        std::fs::read_dir(&a.dir)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.path().is_file())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+        HF_REQUIRED
+            .iter()
+            .chain(&HF_OPTIONAL)
+            .filter(|f| a.dir.join(f).is_file())
+            .map(|f| (*f).to_owned())
             .collect()
     }
 }
@@ -125,8 +134,9 @@ fn variants(a: &Artifact) -> Vec<Variant> {
             .unwrap()
             .to_string_lossy()
             .into_owned();
+        let empty = std::fs::metadata(a.dir.join(&file)).is_ok_and(|m| m.len() == 0);
         let f = file.clone();
-        out.push(Variant {
+        out.extend((!empty).then(|| Variant {
             label: format!("truncated {file}"),
             names: base.clone(),
             apply: Box::new(move |d| {
@@ -135,13 +145,15 @@ fn variants(a: &Artifact) -> Vec<Variant> {
                 let file = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
                 file.set_len(len / 2).unwrap();
             }),
-        });
-        let f = file.clone();
-        out.push(Variant {
-            label: format!("missing {file}"),
-            names: base.clone(),
-            apply: Box::new(move |d| std::fs::remove_file(d.join(&f)).unwrap()),
-        });
+        }));
+        if a.manifest || HF_REQUIRED.contains(&file.as_str()) {
+            let f = file.clone();
+            out.push(Variant {
+                label: format!("missing {file}"),
+                names: base.clone(),
+                apply: Box::new(move |d| std::fs::remove_file(d.join(&f)).unwrap()),
+            });
+        }
         let f = file.clone();
         let manifest = a.manifest;
         out.push(Variant {
@@ -150,6 +162,11 @@ fn variants(a: &Artifact) -> Vec<Variant> {
             apply: Box::new(move |d| {
                 let p = d.join(&f);
                 let mut bytes = std::fs::read(&p).unwrap();
+                if bytes.is_empty() {
+                    // Nothing to flip in an empty file: a stray byte instead.
+                    std::fs::write(&p, b"x").unwrap();
+                    return;
+                }
                 // Without a manifest only the structure can be checked: flip a header byte.
                 let at = if !manifest && f.ends_with(".safetensors") {
                     12
@@ -200,7 +217,7 @@ fn variants(a: &Artifact) -> Vec<Variant> {
                 std::os::unix::fs::symlink(&outside, &p).unwrap();
             }),
         });
-        if base == "config.json" || base.ends_with("calibration.json") {
+        if a.own_configs.contains(&file.as_str()) {
             let f = file.clone();
             out.push(Variant {
                 label: format!("{file} from a future version (extra field, manifest resealed)"),
@@ -331,16 +348,7 @@ fn every_damaged_artifact_is_refused_naming_the_file() {
     .unwrap();
     run_ok(&["lm", "train", lm_config.to_str().unwrap()]);
     let dataset = t.join("dataset");
-    let library = t.join("books");
-    for book in [
-        "jane_austen/emma.txt",
-        "h_g_wells/the_time_machine.txt",
-        "thomas_paine/common_sense.txt",
-        "lewis_carroll/alices_adventures_in_wonderland.txt",
-    ] {
-        std::fs::create_dir_all(library.join(book).parent().unwrap()).unwrap();
-        std::fs::copy(b.join(book), library.join(book)).unwrap();
-    }
+    let library = library(t);
     run_ok(&[
         "prepare",
         library.to_str().unwrap(),
@@ -355,9 +363,9 @@ fn every_damaged_artifact_is_refused_naming_the_file() {
         "--pairs-per-book",
         "8",
         "--validation-fraction",
-        "0.25",
+        "0.2",
         "--test-fraction",
-        "0.25",
+        "0.2",
     ]);
     let matcher = t.join("matcher");
     let matcher_config = t.join("matcher.toml");
@@ -416,18 +424,21 @@ fn every_damaged_artifact_is_refused_naming_the_file() {
     let artifacts = [
         Artifact {
             name: "tokenizer",
+            own_configs: &[],
             dir: tok,
             load: strings(&["tokenizer", "encode", "{dir}", "some text"]),
             manifest: true,
         },
         Artifact {
             name: "lm-run",
+            own_configs: &[],
             dir: t.join("lm"),
             load: strings(&["lm", "score", "{dir}", "--text", "Alice was"]),
             manifest: true,
         },
         Artifact {
             name: "hf-encoder",
+            own_configs: &[],
             dir: roberta,
             load: vec![
                 "embed".into(),
@@ -441,6 +452,11 @@ fn every_damaged_artifact_is_refused_naming_the_file() {
         },
         Artifact {
             name: "matcher",
+            own_configs: &[
+                "head/config.json",
+                "calibration.json",
+                "style_calibration.json",
+            ],
             dir: matcher.clone(),
             load: strings(&[
                 "matcher",
@@ -453,12 +469,14 @@ fn every_damaged_artifact_is_refused_naming_the_file() {
         },
         Artifact {
             name: "semantic-encoder",
+            own_configs: &["config.json"],
             dir: semantic,
             load: strings(&["semantic", "encode", "{dir}", "sea", "ship", "storm"]),
             manifest: true,
         },
         Artifact {
             name: "dataset",
+            own_configs: &[],
             dir: dataset,
             load: vec![
                 "matcher".into(),

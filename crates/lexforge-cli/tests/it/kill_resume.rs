@@ -17,16 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{lexforge, stderr};
+use crate::{books, lexforge, library, stderr};
 
 const KILLS_PER_TRIAL: usize = 3;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn books() -> PathBuf {
-    repo().join("../shared/corpora/gutenberg/books")
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -349,24 +345,6 @@ max_new_tokens = 8
         eval_every: 10,
         metrics: "eval/metrics.json",
     }
-}
-
-/// Copies a few shared books into `dir/books/{author}/{title}.txt`.
-fn library(dir: &Path) -> PathBuf {
-    let root = dir.join("books");
-    for book in [
-        "jane_austen/emma.txt",
-        "jane_austen/pride_and_prejudice.txt",
-        "h_g_wells/the_time_machine.txt",
-        "thomas_paine/common_sense.txt",
-        "lewis_carroll/alices_adventures_in_wonderland.txt",
-        "arthur_conan_doyle/a_study_in_scarlet.txt",
-    ] {
-        let to = root.join(book);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(books().join(book), to).unwrap();
-    }
-    root
 }
 
 /// A prepared dataset (the tiny RoBERTa fixture mines the negatives) and a tiny matcher.

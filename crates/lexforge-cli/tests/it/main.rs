@@ -10,8 +10,31 @@ mod prepare;
 mod semantic;
 mod tokenizer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// The shared book corpus (`books/{author}/{title}.txt`).
+pub(crate) fn books() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg/books")
+}
+
+/// Copies a few shared books into `dir/books/{author}/{title}.txt`.
+pub(crate) fn library(dir: &Path) -> PathBuf {
+    let root = dir.join("books");
+    for book in [
+        "jane_austen/emma.txt",
+        "jane_austen/pride_and_prejudice.txt",
+        "h_g_wells/the_time_machine.txt",
+        "thomas_paine/common_sense.txt",
+        "lewis_carroll/alices_adventures_in_wonderland.txt",
+        "arthur_conan_doyle/a_study_in_scarlet.txt",
+    ] {
+        let to = root.join(book);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(books().join(book), to).unwrap();
+    }
+    root
+}
 
 pub(crate) fn lexforge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lexforge"))
