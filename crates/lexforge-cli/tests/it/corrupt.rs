@@ -264,7 +264,7 @@ fn campaign(a: &Artifact, work: &Path, sample: usize, seed: usize) -> usize {
     let mut rejected = 0;
     let mut failures = Vec::new();
     for (i, v) in variants(a).iter().enumerate() {
-        if (i + seed) % sample != 0 {
+        if !(i + seed).is_multiple_of(sample) {
             continue;
         }
         let dir = work.join(format!("{}-{i}", a.name));

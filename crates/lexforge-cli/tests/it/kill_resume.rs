@@ -139,7 +139,7 @@ fn run_and_kill(
             Trigger::Checkpoint => checkpoint_in_flight(run),
             Trigger::Eval => {
                 let s = last_progress_step(&events);
-                s > first_step && eval_every > 0 && s % eval_every == 0
+                s > first_step && eval_every > 0 && s.is_multiple_of(eval_every)
             }
         };
         if fire {
