@@ -67,12 +67,10 @@ fn npy_bytes(e: &Embeddings) -> Vec<u8> {
     out
 }
 
+/// The lines of a text file, read as every corpus is (a binary file, NUL bytes, or a
+/// non-UTF-8 one is refused with the offset; a BOM is dropped).
 fn read_lines(path: &Path) -> Result<Vec<String>, CoreError> {
-    let bytes = std::fs::read(path).map_err(|e| CoreError::io("read input", path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| CoreError::NotUtf8 {
-        path: path.to_path_buf(),
-        offset: e.utf8_error().valid_up_to(),
-    })?;
+    let text = lexforge::read_text_file(path)?;
     Ok(text.lines().map(str::to_owned).collect())
 }
 

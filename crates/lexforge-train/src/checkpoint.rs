@@ -175,7 +175,7 @@ impl CheckpointDir {
             .join(format!(".tmp-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir(&tmp).map_err(|e| lexforge_core::Error::io("create directory", &tmp, e))?;
-        let result = self.fill(&tmp, model, optimizer, state);
+        let result = self.fill(&tmp, &self.dir(name), model, optimizer, state);
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
@@ -203,21 +203,27 @@ impl CheckpointDir {
         Ok(dest)
     }
 
+    /// Writes the checkpoint's files into `tmp`; errors name each file at its final place
+    /// under `dest`.
     fn fill<M: Module>(
         &self,
         tmp: &Path,
+        dest: &Path,
         model: &M,
         optimizer: &AdamW,
         state: &TrainerState,
     ) -> Result<()> {
+        let failed = |file: &str, reason: String| TrainError::CheckpointWrite {
+            path: dest.join(file),
+            reason,
+        };
         let model_path = tmp.join(MODEL_FILE);
         model
             .save_into(&mut SafetensorsStore::from_file(&model_path).clear_metadata())
-            .map_err(|e| bad(tmp, format!("cannot write the weights: {e}")))?;
+            .map_err(|e| failed(MODEL_FILE, e.to_string()))?;
         let optim_path = tmp.join(OPTIMIZER_FILE);
         let bytes = optimizer.to_bytes(&optim_path)?;
-        fs::write(&optim_path, bytes)
-            .map_err(|e| bad(tmp, format!("cannot write the optimizer state: {e}")))?;
+        fs::write(&optim_path, bytes).map_err(|e| failed(OPTIMIZER_FILE, e.to_string()))?;
         fsync_file(&model_path)?;
         fsync_file(&optim_path)?;
         let file = StateFile {

@@ -31,6 +31,16 @@ pub enum TrainError {
         reason: String,
     },
 
+    /// A checkpoint file could not be written (a full disk, a read-only directory). The
+    /// checkpoints written before are intact: a checkpoint appears only once complete.
+    #[error("cannot write checkpoint file {path}: {reason}")]
+    CheckpointWrite {
+        /// The file, at its final place in the checkpoint directory.
+        path: std::path::PathBuf,
+        /// The cause, as the operating system gave it.
+        reason: String,
+    },
+
     /// The model or the data failed during a step (an error of the crate that owns them).
     #[error("{op} failed at step {step}: {source}")]
     Step {
@@ -76,6 +86,7 @@ impl TrainError {
                 }
             }
             TrainError::Checkpoint { .. } => ErrorKind::Artifact,
+            TrainError::CheckpointWrite { .. } => ErrorKind::Io,
             TrainError::NonFiniteLoss { .. }
             | TrainError::InvalidParameter { .. }
             | TrainError::NotEnoughData { .. } => ErrorKind::InvalidInput,

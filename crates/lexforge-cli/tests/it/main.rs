@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
 
 mod corrupt;
+mod disk;
 mod embed;
 mod kill_resume;
 mod lm;

@@ -1,0 +1,240 @@
+//! Output that cannot be written: a disk that fills up mid-write leaves the previous artifact
+//! intact (and training resumes once there is room), and a read-only output directory is a
+//! clear error that leaves nothing behind.
+//!
+//! A full disk is a file-size limit (`ulimit -f`, with SIGXFSZ ignored so the write fails with
+//! EFBIG the way it fails with ENOSPC): no mount needed. Read-only directories are `chmod 555`;
+//! as root, which ignores permissions, the command runs as `nobody` (`setpriv`).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::{books, lexforge, library, stderr};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs the CLI with files limited to `kib` KiB.
+fn with_file_limit(kib: u64, args: &[&str]) -> Output {
+    let mut script = format!(
+        "trap '' XFSZ; ulimit -f {kib}; exec '{}'",
+        env!("CARGO_BIN_EXE_lexforge")
+    );
+    for a in args {
+        script.push_str(&format!(" '{a}'"));
+    }
+    Command::new("bash").args(["-c", &script]).output().unwrap()
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+/// Runs the CLI as a user the directory permissions apply to.
+fn unprivileged(args: &[String]) -> Output {
+    let bin = env!("CARGO_BIN_EXE_lexforge");
+    let mut cmd = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin]);
+        c
+    } else {
+        Command::new(bin)
+    };
+    cmd.args(args).env("HOME", "/tmp").output().unwrap()
+}
+
+fn read_all(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push((
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn lm_config(dir: &Path, max_steps: u64) -> PathBuf {
+    let text = books().join("lewis_carroll/alices_adventures_in_wonderland.txt");
+    let path = dir.join("lm.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"run\"\nout_dir = \"{}\"\ncontext = 32\n[corpus]\npaths = [\"{}\"]\n\
+             [tokenizer.train]\nmethod = \"bpe\"\nvocab_size = 400\n[model]\ntype = \"gpt2\"\n\
+             n_layer = 1\nn_head = 2\nn_embd = 64\n[train]\nmax_steps = {max_steps}\n\
+             batch_size = 2\nwarmup_steps = 1\neval_every = 2\ncheckpoint_every = 2\n\
+             log_every = 1\n[samples]\nprompts = []\n",
+            dir.display(),
+            text.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_disk_that_fills_up_during_a_checkpoint_keeps_the_last_one_and_resume_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = lm_config(tmp.path(), 4);
+    let o = lexforge(&["lm", "train", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = tmp.path().join("run");
+    let checkpoints = run.join("checkpoints");
+    let before = read_all(&checkpoints);
+    let model = std::fs::read(run.join("model.safetensors")).unwrap();
+
+    // Room for the event log and small files, not for another checkpoint's weights.
+    let largest_small = ["events.jsonl", "manifest.json"]
+        .iter()
+        .map(|f| std::fs::metadata(run.join(f)).unwrap().len())
+        .max()
+        .unwrap();
+    assert!(
+        (model.len() as u64) > largest_small + 64 * 1024,
+        "the weights must not fit"
+    );
+    let limit_kib = largest_small / 1024 + 32;
+    let o = with_file_limit(
+        limit_kib,
+        &["lm", "resume", run.to_str().unwrap(), "--max-steps", "8"],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "must fail cleanly: {err}");
+    assert!(
+        err.contains("File too large") && err.contains(".safetensors"),
+        "the error names the file and the cause: {err}"
+    );
+    // The checkpoints on disk are exactly those before (no half-written one is left), and the
+    // finished model is untouched.
+    assert_eq!(read_all(&checkpoints), before);
+    assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), model);
+
+    // With room again, the run resumes from the last checkpoint and finishes.
+    let o = lexforge(&[
+        "lm",
+        "resume",
+        run.to_str().unwrap(),
+        "--max-steps",
+        "8",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["steps"], 8);
+    lexforge::verify_run_dir(&run).unwrap();
+}
+
+#[test]
+fn a_disk_that_fills_up_while_embedding_keeps_the_previous_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = repo().join("tests/fixtures/roberta_tiny/roberta");
+    let (small, big) = (tmp.path().join("small.txt"), tmp.path().join("big.txt"));
+    std::fs::write(&small, "one line\n").unwrap();
+    std::fs::write(&big, "a line of text\n".repeat(2000)).unwrap();
+    let out = tmp.path().join("out.npy");
+    let args = |input: &Path| {
+        vec![
+            "embed".to_owned(),
+            model.display().to_string(),
+            "--input".to_owned(),
+            input.display().to_string(),
+            "--out".to_owned(),
+            out.display().to_string(),
+        ]
+    };
+    let a = args(&small);
+    let o = lexforge(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = std::fs::read(&out).unwrap();
+    let b = args(&big);
+    let o = with_file_limit(16, &b.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("File too large"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), first, "the old output is intact");
+    let strays: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(strays.is_empty(), "temporary files left: {strays:?}");
+}
+
+#[test]
+fn read_only_output_directories_are_refused_and_stay_empty() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::set_permissions(t, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ro = t.join("read-only");
+    std::fs::create_dir(&ro).unwrap();
+    let books_dir = library(t);
+    let alice = books_dir.join("lewis_carroll/alices_adventures_in_wonderland.txt");
+    let roberta = repo().join("tests/fixtures/roberta_tiny/roberta");
+    let lm = lm_config(&ro, 2);
+    let input = t.join("texts.txt");
+    std::fs::write(&input, "a line\n").unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let s = |p: &Path| p.display().to_string();
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "tokenizer train",
+            vec![
+                "tokenizer".into(),
+                "train".into(),
+                s(&alice),
+                "--out".into(),
+                s(&ro.join("tok")),
+                "--vocab-size".into(),
+                "400".into(),
+            ],
+        ),
+        ("lm train", vec!["lm".into(), "train".into(), s(&lm)]),
+        (
+            "prepare",
+            vec![
+                "prepare".into(),
+                s(&books_dir),
+                "--out".into(),
+                s(&ro.join("ds")),
+                "--encoder".into(),
+                s(&roberta),
+            ],
+        ),
+        (
+            "embed",
+            vec![
+                "embed".into(),
+                s(&roberta),
+                "--input".into(),
+                s(&input),
+                "--out".into(),
+                s(&ro.join("x.npy")),
+            ],
+        ),
+    ];
+    let before = read_all(&ro);
+    for (what, args) in cases {
+        let o = unprivileged(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains("Permission denied") && err.contains(&s(&ro)),
+            "{what}: the error names the directory and the cause: {err}"
+        );
+        assert_eq!(read_all(&ro), before, "{what} left files behind");
+    }
+}
