@@ -3,7 +3,8 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]    default: 20 s per target, every target
 #
-# CI runs `scripts/fuzz.sh 20`; by hand, `scripts/fuzz.sh 3600` fuzzes for an hour per target.
+# CI runs `scripts/fuzz.sh 15` (a cold build of the targets takes ~7.5 min, fuzz/Cargo.toml);
+# by hand, `scripts/fuzz.sh 3600` fuzzes for an hour per target.
 # The checked-in seeds (fuzz/corpus/<target>, made by fuzz/make-seeds.py) are copied to
 # target/fuzz-corpus/<target>, which keeps what libFuzzer finds between runs without touching
 # the repository. A crash (a panic inside lexforge or a broken invariant, see fuzz/src/lib.rs)

@@ -164,7 +164,11 @@ fn a_disk_that_fills_up_while_embedding_keeps_the_previous_output() {
     let o = with_file_limit(16, &b.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("File too large"), "{}", stderr(&o));
-    assert_eq!(std::fs::read(&out).unwrap(), first, "the old output is intact");
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        first,
+        "the old output is intact"
+    );
     let strays: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .flatten()

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `lexforge` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers")]
 
+mod bad_input;
 mod corrupt;
 mod disk;
 mod embed;
