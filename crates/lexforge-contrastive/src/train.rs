@@ -541,6 +541,12 @@ pub fn train_matcher(
     };
     {
         let m = run.manifest_mut();
+        // The outputs are rewritten in place at the end: until all of them are written again,
+        // the manifest must not vouch for the old ones (a failure half-way, such as a full
+        // disk, would leave files that disagree with it, and the directory could neither load
+        // nor resume), and the run is not finished.
+        m.artifacts.clear();
+        m.status = RunStatus::Running;
         m.config = serde_json::json!({
             "format": MATCHER_FORMAT,
             "train": config,
@@ -643,7 +649,7 @@ pub fn train_matcher(
         .unwrap_or_else(|| base.bert_config().clone());
     let matcher = base.with_model(trained, bert_config);
     matcher.save(out)?;
-    let mut matcher = Matcher::load(out, &plain)?;
+    let mut matcher = Matcher::load_unfinished(out, &plain)?;
     let bs = config.eval_batch_size;
     if let Err(e) = matcher.calibrate(&dataset, Split::Validation, config.threshold_metric, bs) {
         // An unusable model (scores ranking pairs backwards) is still saved and evaluated; the

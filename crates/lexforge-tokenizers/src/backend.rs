@@ -97,14 +97,41 @@ pub trait TextTokenizer: Send + Sync + fmt::Debug {
     }
 }
 
+/// One pass over training lines, each with its line ending.
+pub type LinePass<'a> = Box<dyn Iterator<Item = String> + Send + 'a>;
+
 /// Training lines handed to a backend: the training side of the holdout split, each line with
-/// its line ending.
-#[derive(Debug, Clone, Copy)]
+/// its line ending. The lines are streamed from the corpus, one document at a time, so memory
+/// does not grow with the corpus; [`TrainingText::lines`] starts a pass (a backend that needs
+/// the text twice asks twice).
+#[derive(Clone, Copy)]
 pub struct TrainingText<'a> {
-    /// The lines.
-    pub lines: &'a [&'a str],
+    source: &'a (dyn Fn() -> LinePass<'a> + Sync),
     /// Let the engine draw progress bars.
     pub show_progress: bool,
+}
+
+impl<'a> TrainingText<'a> {
+    /// Training text whose passes `source` starts.
+    pub fn new(source: &'a (dyn Fn() -> LinePass<'a> + Sync), show_progress: bool) -> Self {
+        TrainingText {
+            source,
+            show_progress,
+        }
+    }
+
+    /// A pass over the lines, in a stable order.
+    pub fn lines(&self) -> LinePass<'a> {
+        (self.source)()
+    }
+}
+
+impl std::fmt::Debug for TrainingText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainingText")
+            .field("show_progress", &self.show_progress)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A family of tokenizer implementations.

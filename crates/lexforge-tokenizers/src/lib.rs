@@ -7,10 +7,12 @@ mod error;
 mod hf;
 mod split;
 mod stats;
+mod stream;
 mod tokenizer;
 
 pub use backend::{
-    Encoding, TextTokenizer, TokenClass, TokenizerBackend, TrainingText, backend_for, backends,
+    Encoding, LinePass, TextTokenizer, TokenClass, TokenizerBackend, TrainingText, backend_for,
+    backends,
 };
 pub use char::{CharBackend, CharTokenizer};
 pub use config::{

@@ -93,6 +93,39 @@ fn choose(units: &[&str], fraction: f64, seed: u64) -> Vec<bool> {
     held
 }
 
+/// [`choose`] for units known only by their keys `(ordering key, text key)`: units with equal
+/// keys count as identical texts. The choice is the same as [`choose`] makes on the texts
+/// (barring a 128-bit key collision), so a corpus streamed in passes splits the same way.
+pub(crate) fn choose_keyed(keys: &[(u64, u64)], fraction: f64) -> Vec<bool> {
+    let n = keys.len();
+    let mut held = vec![false; n];
+    if fraction <= 0.0 || n < 2 {
+        return held;
+    }
+    let mut keyed: Vec<(u64, u64, usize)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, &(a, b))| (a, b, i))
+        .collect();
+    keyed.sort_unstable();
+    let target = ((fraction * n as f64).round() as usize).clamp(1, n - 1);
+    let same = |a: usize, b: usize| keyed[a].0 == keyed[b].0 && keyed[a].1 == keyed[b].1;
+    let mut k = target;
+    while k < n && same(k - 1, k) {
+        k += 1;
+    }
+    if k == n {
+        k = target;
+        while k > 0 && same(k - 1, k) {
+            k -= 1;
+        }
+    }
+    for &(_, _, i) in &keyed[..k] {
+        held[i] = true;
+    }
+    held
+}
+
 /// Splits `docs` into training and holdout text.
 ///
 /// With two or more documents whole documents are held out; with one, its non-blank lines are

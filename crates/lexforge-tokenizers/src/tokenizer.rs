@@ -16,8 +16,8 @@ use serde_json::json;
 use crate::backend::{Encoding, TextTokenizer, TokenClass, TrainingText, backend_for, backends};
 use crate::config::{TokenizerConfig, TokenizerMethod, TokenizerTrainRequest};
 use crate::error::{Result, TokenizerError};
-use crate::split::holdout_split;
-use crate::stats::{CorpusSizes, Coverage, TokenizerStats, measure};
+use crate::stats::{Coverage, TokenizerStats, measure};
+use crate::stream::StreamedSplit;
 
 /// The file name of the tokenizer in an artifact directory.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -166,14 +166,10 @@ impl Tokenizer {
         let corpus = request.corpus.describe();
         let _span =
             tracing::info_span!("train_tokenizer", method = %config.method, %corpus).entered();
-        let docs = request.corpus.read_all()?;
-        let split = holdout_split(&docs, request.holdout, request.seed);
-        let holdout_documents: Vec<String> = split
-            .holdout_document_indices
-            .iter()
-            .map(|&i| docs[i].id.clone())
-            .collect();
-        if split.train.iter().all(|l| l.trim().is_empty()) {
+        // Streamed in passes (see `stream`): memory holds one document per reader and the
+        // held-out text, not the corpus.
+        let split = StreamedSplit::new(request.corpus.as_ref(), request.holdout, request.seed)?;
+        if split.training_is_blank() {
             return Err(TokenizerError::NoTrainingText {
                 reason: format!(
                     "after holding out {} of {}, the training side is blank",
@@ -181,39 +177,42 @@ impl Tokenizer {
                 ),
             });
         }
-        let sizes = CorpusSizes::of(&split);
-        tracing::info!(
-            train_docs = sizes.train_documents,
-            holdout_docs = sizes.holdout_documents,
-            train_bytes = sizes.train_bytes,
-            holdout_bytes = sizes.holdout_bytes,
-            unit = ?sizes.split_unit,
-            "corpus read and split"
-        );
+        let (train_bytes, holdout_bytes) = split.bytes();
+        tracing::info!(train_bytes, holdout_bytes, "corpus split");
         events.send(Event::Progress {
             step: 1,
             total: Some(3),
             metrics: BTreeMap::from([
-                ("train_bytes".to_owned(), sizes.train_bytes as f64),
-                ("holdout_bytes".to_owned(), sizes.holdout_bytes as f64),
+                ("train_bytes".to_owned(), train_bytes as f64),
+                ("holdout_bytes".to_owned(), holdout_bytes as f64),
             ]),
         })?;
         let backend = backend_for(config.method);
-        let text = TrainingText {
-            lines: &split.train,
-            show_progress: request.show_progress,
-        };
+        let source = || split.pass();
+        let text = TrainingText::new(&source, request.show_progress);
+        let holdout_lines: Vec<&str> = split.holdout.iter().map(String::as_str).collect();
         let (model, train_seconds, holdout) = with_pool(request.threads, || {
             let start = Instant::now();
-            let model = backend.train(config, text)?;
+            let model = backend.train(config, text);
+            // A read error in a pass ends it early: report that rather than what it caused.
+            split.finish()?;
+            let model = model?;
             let train_seconds = start.elapsed().as_secs_f64();
-            let holdout = if split.holdout.is_empty() {
+            let holdout = if holdout_lines.is_empty() {
                 None
             } else {
-                Some(measure(model.as_ref(), &split.holdout)?)
+                Some(measure(model.as_ref(), &holdout_lines)?)
             };
             Ok::<_, TokenizerError>((model, train_seconds, holdout))
         })??;
+        let sizes = split.finish()?;
+        let holdout_documents = split.holdout_ids.clone();
+        tracing::info!(
+            train_docs = sizes.train_documents,
+            holdout_docs = sizes.holdout_documents,
+            unit = ?sizes.split_unit,
+            "corpus read and split"
+        );
         events.send(Event::Progress {
             step: 2,
             total: Some(3),

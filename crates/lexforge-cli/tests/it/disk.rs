@@ -138,6 +138,88 @@ fn a_disk_that_fills_up_during_a_checkpoint_keeps_the_last_one_and_resume_finish
     lexforge::verify_run_dir(&run).unwrap();
 }
 
+/// A prepared dataset and a matcher config training `steps` steps from the tiny RoBERTa.
+fn matcher_inputs(dir: &Path, steps: u64) -> (PathBuf, PathBuf) {
+    let roberta = repo().join("tests/fixtures/roberta_tiny/roberta");
+    let dataset = dir.join("dataset");
+    if !dataset.exists() {
+        let books_dir = library(dir);
+        let o = lexforge(&[
+            "prepare",
+            books_dir.to_str().unwrap(),
+            "--out",
+            dataset.to_str().unwrap(),
+            "--encoder",
+            roberta.to_str().unwrap(),
+            "--max-chunks-per-book",
+            "8",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let config = dir.join(format!("matcher-{steps}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "base_model = \"{}\"\nmax_seq_length = 32\n[head]\nprojection_dim = 32\n\
+             [train]\nmax_steps = {steps}\nbatch_size = 4\nwarmup_steps = 1\neval_every = 2\n\
+             checkpoint_every = 2\n",
+            roberta.display()
+        ),
+    )
+    .unwrap();
+    (dataset, config)
+}
+
+#[test]
+fn a_disk_that_fills_up_while_a_matcher_trains_keeps_its_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("matcher");
+    let (dataset, config4) = matcher_inputs(tmp.path(), 4);
+    let train = |config: &Path| {
+        vec![
+            "matcher".to_owned(),
+            "train".to_owned(),
+            dataset.display().to_string(),
+            "--out".to_owned(),
+            out.display().to_string(),
+            "--config".to_owned(),
+            config.display().to_string(),
+        ]
+    };
+    let args = train(&config4);
+    let o = lexforge(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let checkpoints = out.join("checkpoints");
+    let before = read_all(&checkpoints);
+    let (_, config8) = matcher_inputs(tmp.path(), 8);
+    let args = train(&config8);
+    let o = with_file_limit(64, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "must fail cleanly: {err}");
+    assert!(err.contains("File too large"), "{err}");
+    assert_eq!(
+        read_all(&checkpoints),
+        before,
+        "the checkpoints are untouched"
+    );
+    // Half rewritten, the directory is not a model anyone can load by mistake.
+    let o = lexforge(&[
+        "matcher",
+        "score",
+        out.to_str().unwrap(),
+        "a passage",
+        "another",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("has not finished"), "{}", stderr(&o));
+    let o = lexforge(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        o.status.success(),
+        "with room, training resumes: {}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn a_disk_that_fills_up_while_embedding_keeps_the_previous_output() {
     let tmp = tempfile::tempdir().unwrap();
@@ -230,6 +312,20 @@ fn read_only_output_directories_are_refused_and_stay_empty() {
             ],
         ),
     ];
+    let (dataset, matcher_config) = matcher_inputs(t, 2);
+    let mut cases = cases;
+    cases.push((
+        "matcher train",
+        vec![
+            "matcher".into(),
+            "train".into(),
+            s(&dataset),
+            "--out".into(),
+            s(&ro.join("m")),
+            "--config".into(),
+            s(&matcher_config),
+        ],
+    ));
     let before = read_all(&ro);
     for (what, args) in cases {
         let o = unprivileged(&args);

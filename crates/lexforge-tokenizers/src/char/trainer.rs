@@ -20,10 +20,10 @@ pub(crate) fn train(config: &TokenizerConfig, text: TrainingText<'_>) -> Result<
     // A tokenizer with no characters: used only to cut special tokens out of the text.
     let cutter = CharTokenizer::new(specials.clone(), unk, Vec::new(), None)?;
     let counts = text
-        .lines
-        .par_iter()
+        .lines()
+        .par_bridge()
         .try_fold(HashMap::<char, u64>::new, |mut acc, line| {
-            cutter.for_each_text_piece(line, |piece| {
+            cutter.for_each_text_piece(&line, |piece| {
                 match &normalizer {
                     None => piece.chars().for_each(|c| *acc.entry(c).or_default() += 1),
                     Some(n) => {

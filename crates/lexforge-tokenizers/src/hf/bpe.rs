@@ -45,7 +45,7 @@ pub(super) fn train(
         .build();
     let mut trainer = TrainerWrapper::BpeTrainer(trainer);
     tokenizer
-        .train(&mut trainer, text.lines.iter())
+        .train(&mut trainer, text.lines())
         .map_err(TokenizerError::engine("train BPE"))?;
     Ok(tokenizer)
 }

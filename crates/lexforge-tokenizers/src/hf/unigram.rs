@@ -55,27 +55,25 @@ pub(super) fn train(
             source: Box::new(e),
         })?;
     let mut trainer = TrainerWrapper::UnigramTrainer(trainer);
-    tokenizer
-        .train(&mut trainer, text.lines.iter())
-        .map_err(|e| {
-            if e.downcast_ref::<UnigramTrainerError>().is_some() {
-                let chars = alphabet_size(config, text.lines);
-                TokenizerError::VocabTooSmall {
-                    method: config.method,
-                    vocab_size: config.vocab_size,
-                    required: (chars + required).max(config.vocab_size + 1),
-                    detail: format!(
-                        "about {chars} distinct characters after normalization, {bytes} \
+    tokenizer.train(&mut trainer, text.lines()).map_err(|e| {
+        if e.downcast_ref::<UnigramTrainerError>().is_some() {
+            let chars = alphabet_size(config, text.lines());
+            TokenizerError::VocabTooSmall {
+                method: config.method,
+                vocab_size: config.vocab_size,
+                required: (chars + required).max(config.vocab_size + 1),
+                detail: format!(
+                    "about {chars} distinct characters after normalization, {bytes} \
                          byte-fallback pieces and the special tokens; the trainer reports: {e}"
-                    ),
-                }
-            } else {
-                TokenizerError::Engine {
-                    op: "train Unigram",
-                    source: e,
-                }
+                ),
             }
-        })?;
+        } else {
+            TokenizerError::Engine {
+                op: "train Unigram",
+                source: e,
+            }
+        }
+    })?;
     if config.byte_fallback {
         let tokenizers::models::ModelWrapper::Unigram(model) = tokenizer.get_model() else {
             return Err(TokenizerError::invalid(
@@ -108,11 +106,11 @@ pub(super) fn train(
 
 /// Distinct characters of `lines` after the config's normalization, spaces counted as `▁`
 /// (only computed to explain a refused vocabulary size).
-fn alphabet_size(config: &TokenizerConfig, lines: &[&str]) -> usize {
+fn alphabet_size(config: &TokenizerConfig, lines: impl Iterator<Item = String>) -> usize {
     let normalizer = super::normalizer(config);
     let mut seen = std::collections::HashSet::new();
     for line in lines {
-        let mut ns = NormalizedString::from(*line);
+        let mut ns = NormalizedString::from(line.as_str());
         if let Some(n) = &normalizer
             && n.normalize(&mut ns).is_err()
         {

@@ -38,7 +38,7 @@ pub(super) fn train(
         .build();
     let mut trainer = TrainerWrapper::WordPieceTrainer(trainer);
     tokenizer
-        .train(&mut trainer, text.lines.iter())
+        .train(&mut trainer, text.lines())
         .map_err(TokenizerError::engine("train WordPiece"))?;
     if let (Some(cls), Some(sep)) = (
         tokenizer.token_to_id("[CLS]"),
