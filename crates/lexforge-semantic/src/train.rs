@@ -883,6 +883,11 @@ pub fn train_semantic(
     };
     {
         let m = run.manifest_mut();
+        // The outputs are rewritten in place at the end: until all of them are written again,
+        // the manifest must not vouch for the old ones (a failure half-way, such as a full
+        // disk, would leave files that disagree with it), and the run is not finished.
+        m.artifacts.clear();
+        m.status = RunStatus::Running;
         m.config = serde_json::json!({ "train": config, "model": semantic_config });
         m.seed = Some(engine.seed);
         m.device = Some(format!("{device:?}"));

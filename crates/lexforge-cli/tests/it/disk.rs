@@ -44,6 +44,10 @@ fn unprivileged(args: &[String]) -> Output {
     } else {
         Command::new(bin)
     };
+    // The unprivileged user finds MiniLM where this process does (not through its own HOME).
+    if let Some(minilm) = lexforge::nn::encoder::find_minilm() {
+        cmd.env(lexforge::nn::encoder::MINILM_ENV, minilm);
+    }
     cmd.args(args).env("HOME", "/tmp").output().unwrap()
 }
 
@@ -220,6 +224,80 @@ fn a_disk_that_fills_up_while_a_matcher_trains_keeps_its_checkpoints() {
     );
 }
 
+/// Word corpora from the shared books and a semantic config training `steps` steps.
+fn semantic_inputs(dir: &Path, steps: u64) -> (PathBuf, PathBuf) {
+    let corpora = dir.join("corpora.json");
+    if !corpora.exists() {
+        let o = lexforge(&[
+            "semantic",
+            "corpora",
+            books().to_str().unwrap(),
+            "--metadata",
+            books().join("../books.csv").to_str().unwrap(),
+            "--out",
+            corpora.to_str().unwrap(),
+            "--words",
+            "20",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let config = dir.join(format!("semantic-{steps}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "hidden_dim = 32\n[train]\nmax_steps = {steps}\nbatch_size = 8\nwarmup_steps = 1\n\
+             eval_every = 2\ncheckpoint_every = 2\n"
+        ),
+    )
+    .unwrap();
+    (corpora, config)
+}
+
+#[test]
+fn a_disk_that_fills_up_while_a_semantic_encoder_trains_keeps_its_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("semantic");
+    let (corpora, config4) = semantic_inputs(tmp.path(), 4);
+    let train = |config: &Path| {
+        vec![
+            "semantic".to_owned(),
+            "train".to_owned(),
+            corpora.display().to_string(),
+            "--out".to_owned(),
+            out.display().to_string(),
+            "--config".to_owned(),
+            config.display().to_string(),
+        ]
+    };
+    let args = train(&config4);
+    let o = lexforge(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let checkpoints = out.join("checkpoints");
+    let before = read_all(&checkpoints);
+    let (_, config8) = semantic_inputs(tmp.path(), 8);
+    let args = train(&config8);
+    let o = with_file_limit(24, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "must fail cleanly: {err}");
+    assert!(err.contains("File too large"), "{err}");
+    assert_eq!(
+        read_all(&checkpoints),
+        before,
+        "the checkpoints are untouched"
+    );
+    let o = lexforge(&["semantic", "encode", out.to_str().unwrap(), "sea", "ship"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("has not finished"), "{}", stderr(&o));
+    let o = lexforge(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        o.status.success(),
+        "with room, training resumes: {}",
+        stderr(&o)
+    );
+    let o = lexforge(&["semantic", "encode", out.to_str().unwrap(), "sea", "ship"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn a_disk_that_fills_up_while_embedding_keeps_the_previous_output() {
     let tmp = tempfile::tempdir().unwrap();
@@ -313,7 +391,20 @@ fn read_only_output_directories_are_refused_and_stay_empty() {
         ),
     ];
     let (dataset, matcher_config) = matcher_inputs(t, 2);
+    let (corpora, semantic_config) = semantic_inputs(t, 2);
     let mut cases = cases;
+    cases.push((
+        "semantic train",
+        vec![
+            "semantic".into(),
+            "train".into(),
+            s(&corpora),
+            "--out".into(),
+            s(&ro.join("s")),
+            "--config".into(),
+            s(&semantic_config),
+        ],
+    ));
     cases.push((
         "matcher train",
         vec![
