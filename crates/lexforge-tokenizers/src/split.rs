@@ -59,43 +59,25 @@ pub fn holdout_key(seed: u64, text: &str) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Keys a unit's text for the split: the ordering key and a second, independent one that
+/// stands in for the text when grouping identical texts.
+pub(crate) fn split_keys(seed: u64, text: &str) -> (u64, u64) {
+    (
+        holdout_key(seed, text),
+        holdout_key(seed ^ 0x5bd1_e995_1234_5678, text),
+    )
+}
+
 /// Indices of `units` chosen for the holdout: `round(fraction * n)` of them (at least one when
 /// `fraction > 0`, never all), widened or narrowed so that identical texts stay together.
 fn choose(units: &[&str], fraction: f64, seed: u64) -> Vec<bool> {
-    let n = units.len();
-    let mut held = vec![false; n];
-    if fraction <= 0.0 || n < 2 {
-        return held;
-    }
-    let mut keyed: Vec<(u64, &str, usize)> = units
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (holdout_key(seed, u), *u, i))
-        .collect();
-    keyed.sort_unstable();
-    let target = ((fraction * n as f64).round() as usize).clamp(1, n - 1);
-    // Do not cut inside a group of identical texts: extend to its end, or if that would take
-    // everything, stop before it.
-    let same = |a: usize, b: usize| keyed[a].0 == keyed[b].0 && keyed[a].1 == keyed[b].1;
-    let mut k = target;
-    while k < n && same(k - 1, k) {
-        k += 1;
-    }
-    if k == n {
-        k = target;
-        while k > 0 && same(k - 1, k) {
-            k -= 1;
-        }
-    }
-    for &(_, _, i) in &keyed[..k] {
-        held[i] = true;
-    }
-    held
+    let keys: Vec<(u64, u64)> = units.iter().map(|u| split_keys(seed, u)).collect();
+    choose_keyed(&keys, fraction)
 }
 
-/// [`choose`] for units known only by their keys `(ordering key, text key)`: units with equal
-/// keys count as identical texts. The choice is the same as [`choose`] makes on the texts
-/// (barring a 128-bit key collision), so a corpus streamed in passes splits the same way.
+/// The holdout choice for units known by their [`split_keys`]: units with equal keys count as
+/// identical texts (barring a 128-bit collision). [`choose`] keys texts in memory; a corpus
+/// streamed in passes keys its documents once, so both split the same way.
 pub(crate) fn choose_keyed(keys: &[(u64, u64)], fraction: f64) -> Vec<bool> {
     let n = keys.len();
     let mut held = vec![false; n];

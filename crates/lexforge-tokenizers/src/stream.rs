@@ -18,19 +18,8 @@ use lexforge_core::{CorpusProvider, Document, Error as CoreError};
 
 use crate::backend::LinePass;
 use crate::error::Result;
-use crate::split::{
-    Split, SplitUnit, choose_keyed, holdout_key, holdout_split, lines_with_endings,
-};
+use crate::split::{Split, SplitUnit, choose_keyed, holdout_split, lines_with_endings, split_keys};
 use crate::stats::{CorpusSizes, ratio};
-
-/// Keys a document (or line) text for the split: the ordering key and a second, independent
-/// one standing in for the text when grouping identical texts.
-fn keys(seed: u64, text: &str) -> (u64, u64) {
-    (
-        holdout_key(seed, text),
-        holdout_key(seed ^ 0x5bd1_e995_1234_5678, text),
-    )
-}
 
 /// Sizes of one document.
 #[derive(Default, Clone, Copy)]
@@ -101,7 +90,7 @@ impl<'a> StreamedSplit<'a> {
         let mut first: Option<Document> = None;
         for doc in documents(corpus)? {
             let doc = doc?;
-            doc_keys.push(keys(seed, &doc.text));
+            doc_keys.push(split_keys(seed, &doc.text));
             doc_sizes.push(sizes(&doc.text));
             if doc_keys.len() == 1 {
                 first = Some(doc);
@@ -168,7 +157,7 @@ impl<'a> StreamedSplit<'a> {
                 for (i, doc) in documents(corpus)?.enumerate() {
                     let doc = doc?;
                     count += 1;
-                    if doc_keys.get(i) != Some(&keys(seed, &doc.text)) {
+                    if doc_keys.get(i) != Some(&split_keys(seed, &doc.text)) {
                         return Err(changed(corpus));
                     }
                     if split.held[i] {

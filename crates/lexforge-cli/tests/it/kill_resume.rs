@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{books, lexforge, library, stderr};
+use crate::{books, last_progress_step, lexforge, library, stderr};
 
 const KILLS_PER_TRIAL: usize = 3;
 
@@ -78,18 +78,6 @@ fn fill(args: &[String], out: &Path) -> Vec<String> {
     args.iter()
         .map(|a| a.replace("{out}", &out.display().to_string()))
         .collect()
-}
-
-fn last_progress_step(events: &Path) -> u64 {
-    let Ok(text) = std::fs::read_to_string(events) else {
-        return 0;
-    };
-    text.lines()
-        .filter(|l| l.contains("\"type\":\"progress\""))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["step"].as_u64())
-        .max()
-        .unwrap_or(0)
 }
 
 fn checkpoint_in_flight(run: &Path) -> bool {

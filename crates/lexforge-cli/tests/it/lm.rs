@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{lexforge, stderr, stdout};
+use crate::{last_progress_step, lexforge, stderr, stdout};
 
 fn books() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg/books")
@@ -60,18 +60,6 @@ max_new_tokens = 8
     let path = dir.join("config.toml");
     std::fs::write(&path, toml).unwrap();
     path
-}
-
-fn last_progress_step(events: &Path) -> u64 {
-    let Ok(text) = std::fs::read_to_string(events) else {
-        return 0;
-    };
-    text.lines()
-        .filter(|l| l.contains("\"type\":\"progress\""))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v["step"].as_u64())
-        .max()
-        .unwrap_or(0)
 }
 
 #[test]

@@ -38,6 +38,19 @@ pub(crate) fn library(dir: &Path) -> PathBuf {
     root
 }
 
+/// The highest step of the `progress` events in a run's `events.jsonl` (0 when none yet).
+pub(crate) fn last_progress_step(events: &Path) -> u64 {
+    let Ok(text) = std::fs::read_to_string(events) else {
+        return 0;
+    };
+    text.lines()
+        .filter(|l| l.contains("\"type\":\"progress\""))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["step"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
 pub(crate) fn lexforge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lexforge"))
         .args(args)

@@ -3,29 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{lexforge, stderr, stdout};
+use crate::{lexforge, library, stderr, stdout};
 
 fn base() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/roberta_tiny/roberta")
-}
-
-fn library(dir: &Path) -> PathBuf {
-    let corpus =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg/books");
-    let root = dir.join("books");
-    for book in [
-        "jane_austen/emma.txt",
-        "jane_austen/pride_and_prejudice.txt",
-        "h_g_wells/the_time_machine.txt",
-        "thomas_paine/common_sense.txt",
-        "lewis_carroll/alices_adventures_in_wonderland.txt",
-        "arthur_conan_doyle/a_study_in_scarlet.txt",
-    ] {
-        let to = root.join(book);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(corpus.join(book), to).unwrap();
-    }
-    root
 }
 
 #[test]
