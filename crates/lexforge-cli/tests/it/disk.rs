@@ -174,30 +174,39 @@ fn matcher_inputs(dir: &Path, steps: u64) -> (PathBuf, PathBuf) {
     (dataset, config)
 }
 
-#[test]
-fn a_disk_that_fills_up_while_a_matcher_trains_keeps_its_checkpoints() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("matcher");
-    let (dataset, config4) = matcher_inputs(tmp.path(), 4);
+/// Trains `command INPUT --out OUT --config SMALL`, continues with `BIG` into a disk with
+/// `limit_kib` KiB per file, and checks: exit 1 "File too large", checkpoints untouched, the
+/// half-rewritten directory refuses `load` ("has not finished"), and with room the run finishes
+/// and loads.
+fn continued_training_into_a_full_disk(
+    command: &str,
+    input: &Path,
+    out: &Path,
+    (small, big): (&Path, &Path),
+    limit_kib: u64,
+    load: &[&str],
+) {
     let train = |config: &Path| {
         vec![
-            "matcher".to_owned(),
+            command.to_owned(),
             "train".to_owned(),
-            dataset.display().to_string(),
+            input.display().to_string(),
             "--out".to_owned(),
             out.display().to_string(),
             "--config".to_owned(),
             config.display().to_string(),
         ]
     };
-    let args = train(&config4);
-    let o = lexforge(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let run = |args: &[String]| lexforge(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(&train(small));
     assert!(o.status.success(), "{}", stderr(&o));
     let checkpoints = out.join("checkpoints");
     let before = read_all(&checkpoints);
-    let (_, config8) = matcher_inputs(tmp.path(), 8);
-    let args = train(&config8);
-    let o = with_file_limit(64, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let args = train(big);
+    let o = with_file_limit(
+        limit_kib,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "must fail cleanly: {err}");
     assert!(err.contains("File too large"), "{err}");
@@ -207,20 +216,33 @@ fn a_disk_that_fills_up_while_a_matcher_trains_keeps_its_checkpoints() {
         "the checkpoints are untouched"
     );
     // Half rewritten, the directory is not a model anyone can load by mistake.
-    let o = lexforge(&[
-        "matcher",
-        "score",
-        out.to_str().unwrap(),
-        "a passage",
-        "another",
-    ]);
+    let o = lexforge(load);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("has not finished"), "{}", stderr(&o));
-    let o = lexforge(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(&args);
     assert!(
         o.status.success(),
         "with room, training resumes: {}",
         stderr(&o)
+    );
+    let o = lexforge(load);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_disk_that_fills_up_while_a_matcher_trains_keeps_its_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("matcher");
+    let (dataset, small) = matcher_inputs(tmp.path(), 4);
+    let (_, big) = matcher_inputs(tmp.path(), 8);
+    let o = out.display().to_string();
+    continued_training_into_a_full_disk(
+        "matcher",
+        &dataset,
+        &out,
+        (&small, &big),
+        64,
+        &["matcher", "score", &o, "a passage", "another"],
     );
 }
 
@@ -257,45 +279,17 @@ fn semantic_inputs(dir: &Path, steps: u64) -> (PathBuf, PathBuf) {
 fn a_disk_that_fills_up_while_a_semantic_encoder_trains_keeps_its_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("semantic");
-    let (corpora, config4) = semantic_inputs(tmp.path(), 4);
-    let train = |config: &Path| {
-        vec![
-            "semantic".to_owned(),
-            "train".to_owned(),
-            corpora.display().to_string(),
-            "--out".to_owned(),
-            out.display().to_string(),
-            "--config".to_owned(),
-            config.display().to_string(),
-        ]
-    };
-    let args = train(&config4);
-    let o = lexforge(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(o.status.success(), "{}", stderr(&o));
-    let checkpoints = out.join("checkpoints");
-    let before = read_all(&checkpoints);
-    let (_, config8) = semantic_inputs(tmp.path(), 8);
-    let args = train(&config8);
-    let o = with_file_limit(24, &args.iter().map(String::as_str).collect::<Vec<_>>());
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "must fail cleanly: {err}");
-    assert!(err.contains("File too large"), "{err}");
-    assert_eq!(
-        read_all(&checkpoints),
-        before,
-        "the checkpoints are untouched"
+    let (corpora, small) = semantic_inputs(tmp.path(), 4);
+    let (_, big) = semantic_inputs(tmp.path(), 8);
+    let o = out.display().to_string();
+    continued_training_into_a_full_disk(
+        "semantic",
+        &corpora,
+        &out,
+        (&small, &big),
+        24,
+        &["semantic", "encode", &o, "sea", "ship"],
     );
-    let o = lexforge(&["semantic", "encode", out.to_str().unwrap(), "sea", "ship"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("has not finished"), "{}", stderr(&o));
-    let o = lexforge(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(
-        o.status.success(),
-        "with room, training resumes: {}",
-        stderr(&o)
-    );
-    let o = lexforge(&["semantic", "encode", out.to_str().unwrap(), "sea", "ship"]);
-    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]
