@@ -10,7 +10,7 @@
 # - peak memory of data prep and tokenizer training on 1x and 4x the shared corpus.
 #
 # CI runs the reduced form: the same tests inside `cargo test` (3 kills per pipeline, one
-# corrupt variant in 4) and `scripts/fuzz.sh 15`. The summary goes to target/reliability.txt.
+# corrupt variant in 4) and `scripts/fuzz.sh --quick 15`. The summary goes to target/reliability.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fuzz_seconds=${1:-600}

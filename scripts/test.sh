@@ -54,7 +54,7 @@ step "mypy stubtest + mypy --strict"
 .venv/bin/python -m mypy --strict python/lexforge tests/python target/notebook-code
 
 step "fuzz (cargo-fuzz, 15 s per target; scripts/reliability.sh runs the full form)"
-scripts/fuzz.sh 15
+scripts/fuzz.sh --quick 15
 
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --quiet --workspace --no-deps
