@@ -216,10 +216,9 @@ fn read_catalogue(
         line,
         reason,
     };
-    let mut reader = csv::Reader::from_path(csv_path).map_err(|e| match e.into_kind() {
-        csv::ErrorKind::Io(io) => CoreError::io("read metadata CSV", csv_path, io),
-        other => record_error(1, format!("{other:?}")),
-    })?;
+    // Read like any text input: a binary or non-UTF-8 catalogue is refused with its offset.
+    let text = lexforge_core::read_text_file(csv_path)?;
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader
         .headers()
         .map_err(|e| record_error(1, e.to_string()))?

@@ -436,7 +436,27 @@ mod tests {
             data: &data,
             dim: 4,
         };
-        assert!(top_k_inner_product(v, w, 2, 3, &Device::flex(), &|_, _| false).is_err());
+        let e = top_k_inner_product(v, w, 2, 3, &Device::flex(), &|_, _| false).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DataError::InvalidParameter {
+                    parameter: "vectors",
+                    ..
+                }
+            ) && e.to_string().contains("query width 2 vs key width 4"),
+            "{e}"
+        );
+        // A NaN vector (a damaged encoder) is never anyone's neighbour and has none itself.
+        let nan = [1.0f32, 0.0, f32::NAN, 0.0, 0.0, 1.0];
+        let x = Vectors { data: &nan, dim: 2 };
+        let got = top_k_inner_product(x, x, 3, 3, &Device::flex(), &|q, k| q == k).unwrap();
+        assert_eq!(
+            got.iter()
+                .map(|r| r.iter().map(|n| n.index).collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            vec![vec![2], vec![], vec![0]]
+        );
         let c = centroid(v, &[0, 3]);
         assert!((c[0] - c[1]).abs() < 1e-6 && (c[0] - 0.70710677).abs() < 1e-6);
     }

@@ -418,7 +418,8 @@ impl BertSentenceEncoder {
     /// order.
     ///
     /// # Errors
-    /// As [`SentenceEncoder::encode`].
+    /// As [`SentenceEncoder::encode`]; [`NnError::NonFiniteOutput`] naming the first text
+    /// whose vector holds NaN or inf (damaged weights), instead of returning it.
     pub fn encode_with_progress(
         &self,
         texts: &[&str],
@@ -448,6 +449,12 @@ impl BertSentenceEncoder {
                 })?;
             let width =
                 pooling::finish_rows(&mut values, hidden, self.truncate_dim, self.normalize);
+            if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+                return Err(NnError::NonFiniteOutput {
+                    model: self.dir.clone(),
+                    index: chunk[bad / width],
+                });
+            }
             for (k, &i) in chunk.iter().enumerate() {
                 out[i * width..(i + 1) * width]
                     .copy_from_slice(&values[k * width..(k + 1) * width]);

@@ -110,6 +110,18 @@ pub enum NnError {
         name: String,
     },
 
+    /// A model computed a value that is not finite (NaN or ±inf) for an input: its weights
+    /// hold non-finite values, or overflow on this input. Nothing built on the output is kept.
+    #[error(
+        "{model}: the output for input {index} is not finite (NaN or inf); the weights may be damaged"
+    )]
+    NonFiniteOutput {
+        /// The model directory.
+        model: PathBuf,
+        /// The input (text index) whose output is not finite.
+        index: usize,
+    },
+
     /// An input the model cannot take (too long, token id outside the vocabulary).
     #[error("invalid model input: {reason}")]
     InvalidInput {
@@ -132,7 +144,8 @@ impl NnError {
             | NnError::ShapeMismatch { .. }
             | NnError::InvalidAdapterConfig { .. }
             | NnError::AdapterBaseMismatch { .. }
-            | NnError::UnexpectedTensor { .. } => ErrorKind::Artifact,
+            | NnError::UnexpectedTensor { .. }
+            | NnError::NonFiniteOutput { .. } => ErrorKind::Artifact,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{books, lexforge, stderr, stdout};
+use crate::{books, copy_dir, lexforge, repo, stderr, stdout};
 
 /// Input files of each class.
 struct Inputs {
@@ -311,4 +311,368 @@ fn prepare_refuses_bad_numbers_and_counts_unreadable_books() {
         text.contains("latin1.txt") && text.contains("binary.txt"),
         "the skipped books are reported: {text}"
     );
+}
+
+/// Copies the tiny RoBERTa fixture into `dir` with every value of one LayerNorm weight set to
+/// NaN: a well-formed file (header, size and shapes all right) holding damaged numbers.
+fn nan_weights_encoder(dir: &Path) -> PathBuf {
+    copy_dir(&repo().join("tests/fixtures/roberta_tiny/roberta"), dir);
+    let path = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let (begin, end) = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(name, t)| name.contains("LayerNorm.weight") && t["dtype"] == "F32")
+        .map(|(_, t)| {
+            let o = &t["data_offsets"];
+            (
+                o[0].as_u64().unwrap() as usize,
+                o[1].as_u64().unwrap() as usize,
+            )
+        })
+        .expect("an f32 LayerNorm weight");
+    for v in bytes[8 + n + begin..8 + n + end].chunks_exact_mut(4) {
+        v.copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(&path, bytes).unwrap();
+    dir.to_path_buf()
+}
+
+/// The entries directly in `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn non_finite_numbers_are_refused_where_they_arise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    // Weights holding NaN: the encoder refuses to hand out NaN vectors, so neither `embed` nor
+    // `prepare` (which mines hard negatives with them) writes anything.
+    let model = nan_weights_encoder(&t.join("nan-model"));
+    let lines = t.join("lines.txt");
+    std::fs::write(&lines, "a line\nanother line\n").unwrap();
+    let out = t.join("x.npy");
+    refused(
+        "embed, NaN weights",
+        &["embed", s(&model), "--input", s(&lines), "--out", s(&out)],
+        "is not finite",
+    );
+    assert!(!out.exists(), "embed wrote NaN vectors");
+    let library = crate::library(t);
+    let ds = t.join("ds");
+    refused(
+        "prepare, NaN weights",
+        &[
+            "prepare",
+            s(&library),
+            "--out",
+            s(&ds),
+            "--encoder",
+            s(&model),
+            "--max-chunks-per-book",
+            "4",
+        ],
+        "is not finite",
+    );
+    assert!(!ds.exists(), "prepare left a dataset");
+
+    // A learning rate that makes the loss overflow: training stops naming the step.
+    let alice = books().join("lewis_carroll/alices_adventures_in_wonderland.txt");
+    let config = lm_config(t, "diverge", &alice, "", "lr = 1e30");
+    refused(
+        "lm train, diverging loss",
+        &["lm", "train", s(&config)],
+        "the training loss became",
+    );
+    let (corpora, _) = crate::disk::semantic_inputs(t, 2);
+    let config = t.join("semantic-diverge.toml");
+    std::fs::write(
+        &config,
+        "hidden_dim = 32\n[train]\nmax_steps = 6\nbatch_size = 8\nwarmup_steps = 1\n\
+         lr = 1e30\neval_every = 0\ncheckpoint_every = 2\n",
+    )
+    .unwrap();
+    refused(
+        "semantic train, diverging loss",
+        &[
+            "semantic",
+            "train",
+            s(&corpora),
+            "--out",
+            s(&t.join("sem")),
+            "--config",
+            s(&config),
+        ],
+        "the training loss became",
+    );
+}
+
+/// Copies `dir` to `to` with `edit` applied to the bytes of `file`, the manifest resealed: the
+/// dataset another tool might have written, well-formed on the outside.
+fn edited_copy(dir: &Path, to: &Path, file: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+    copy_dir(dir, to);
+    let mut bytes = std::fs::read(to.join(file)).unwrap();
+    edit(&mut bytes);
+    std::fs::write(to.join(file), bytes).unwrap();
+    crate::corrupt::reseal(to, file);
+    to.to_path_buf()
+}
+
+/// Replaces the first `e` of `bytes` with the Latin-1 byte of `é` (not UTF-8).
+fn latin1_e(bytes: &mut Vec<u8>) {
+    let at = bytes.iter().position(|&b| b == b'e').unwrap();
+    bytes[at] = 0xe9;
+}
+
+/// Puts NUL bytes in the middle of `bytes`.
+fn nul_bytes(bytes: &mut Vec<u8>) {
+    let at = bytes.len() / 2;
+    bytes.splice(at..at, [0u8, 0, 1, 2]);
+}
+
+#[test]
+fn matcher_and_semantic_inputs_that_are_not_text_are_refused_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (dataset, config) = crate::disk::matcher_inputs(t, 2);
+    let matcher = t.join("m");
+    let o = lexforge(&[
+        "matcher",
+        "train",
+        s(&dataset),
+        "--out",
+        s(&matcher),
+        "--config",
+        s(&config),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (what, edit) in [
+        ("non-UTF-8", latin1_e as fn(&mut Vec<u8>)),
+        ("binary", nul_bytes),
+    ] {
+        let ds = edited_copy(&dataset, &t.join(format!("ds-{what}")), "train.jsonl", edit);
+        refused(
+            &format!("matcher train, {what} train.jsonl"),
+            &[
+                "matcher",
+                "train",
+                s(&ds),
+                "--out",
+                s(&t.join(format!("m-{what}"))),
+                "--config",
+                s(&config),
+            ],
+            "train.jsonl",
+        );
+        let ds = edited_copy(
+            &dataset,
+            &t.join(format!("lib-{what}")),
+            "chunks.jsonl",
+            edit,
+        );
+        refused(
+            &format!("matcher search, {what} chunks.jsonl"),
+            &[
+                "matcher",
+                "search",
+                s(&matcher),
+                "a passage",
+                "--library",
+                s(&ds),
+            ],
+            "chunks.jsonl",
+        );
+    }
+
+    let (corpora, config) = crate::disk::semantic_inputs(t, 2);
+    let csv = books().join("../books.csv");
+    for (what, edit) in [
+        ("non-UTF-8", latin1_e as fn(&mut Vec<u8>)),
+        ("binary", nul_bytes),
+    ] {
+        let bad = t.join(format!("corpora-{what}.json"));
+        let mut bytes = std::fs::read(&corpora).unwrap();
+        edit(&mut bytes);
+        std::fs::write(&bad, bytes).unwrap();
+        refused(
+            &format!("semantic train, {what} corpora"),
+            &[
+                "semantic",
+                "train",
+                s(&bad),
+                "--out",
+                s(&t.join(format!("s-{what}"))),
+                "--config",
+                s(&config),
+            ],
+            &format!("corpora-{what}.json"),
+        );
+        assert!(!t.join(format!("s-{what}")).exists());
+        let bad_csv = t.join(format!("books-{what}.csv"));
+        let mut bytes = std::fs::read(&csv).unwrap();
+        edit(&mut bytes);
+        std::fs::write(&bad_csv, bytes).unwrap();
+        let out = t.join(format!("c-{what}.json"));
+        refused(
+            &format!("semantic corpora, {what} catalogue"),
+            &[
+                "semantic",
+                "corpora",
+                s(&books()),
+                "--metadata",
+                s(&bad_csv),
+                "--out",
+                s(&out),
+            ],
+            &format!("books-{what}.csv"),
+        );
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn semantic_commands_take_huge_counts_and_texts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (corpora, config) = crate::disk::semantic_inputs(t, 2);
+    let enc = t.join("enc");
+    let o = lexforge(&[
+        "semantic",
+        "train",
+        s(&corpora),
+        "--out",
+        s(&enc),
+        "--config",
+        s(&config),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let set: serde_json::Value = serde_json::from_slice(&std::fs::read(&corpora).unwrap()).unwrap();
+    let known = set["corpora"].as_array().unwrap().len();
+    // More neighbours than corpora: all of them, each once.
+    let o = lexforge(&[
+        "semantic",
+        "similar",
+        s(&enc),
+        "--words",
+        "sea",
+        "ship",
+        "-k",
+        "4000000000",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hits: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let mut names: Vec<&str> = hits.iter().map(|h| h["corpus"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!((hits.len(), names.len()), (known, known), "{}", stdout(&o));
+    // A text of 100 KB (about the most one argument can carry) is encoded like a short one.
+    let text = "the sea and the ship ".repeat(5000);
+    let o = lexforge(&["semantic", "encode", s(&enc), &text]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Asking for more words per corpus than a book group has is not an error: each corpus
+    // holds what there is.
+    let out = t.join("big.json");
+    let o = lexforge(&[
+        "semantic",
+        "corpora",
+        s(&books()),
+        "--metadata",
+        s(&books().join("../books.csv")),
+        "--out",
+        s(&out),
+        "--words",
+        "100000000",
+    ]);
+    assert!(
+        o.status.success() || stderr(&o).contains("words"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn names_in_inputs_stay_data_and_never_become_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("a/b");
+    std::fs::create_dir_all(&root).unwrap();
+    let t = root.as_path();
+    let library = crate::library(t);
+    // A catalogue whose labels look like paths out of the output directory.
+    let csv = t.join("books.csv");
+    let mut rows = String::from("path,author,title,year,era,genre\n");
+    for (i, book) in [
+        "jane_austen/emma.txt",
+        "jane_austen/pride_and_prejudice.txt",
+        "h_g_wells/the_time_machine.txt",
+        "thomas_paine/common_sense.txt",
+        "lewis_carroll/alices_adventures_in_wonderland.txt",
+        "arthur_conan_doyle/a_study_in_scarlet.txt",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let evil = ["../../../escape", "/tmp/lexforge-escape", "..", "a/../../b"][i % 4];
+        rows.push_str(&format!(
+            "books/{book},{evil},{evil},{},{evil},{evil}\n",
+            1800 + i * 20
+        ));
+    }
+    std::fs::write(&csv, rows).unwrap();
+    let roberta = repo().join("tests/fixtures/roberta_tiny/roberta");
+    let ds = t.join("ds");
+    let o = lexforge(&[
+        "prepare",
+        s(&library),
+        "--metadata",
+        s(&csv),
+        "--out",
+        s(&ds),
+        "--encoder",
+        s(&roberta),
+        "--max-chunks-per-book",
+        "6",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let books_jsonl = std::fs::read_to_string(ds.join("books.jsonl")).unwrap();
+    assert!(
+        books_jsonl.contains("../../../escape"),
+        "labels kept as data"
+    );
+    let corpora = t.join("corpora.json");
+    let o = lexforge(&[
+        "semantic",
+        "corpora",
+        s(&library),
+        "--metadata",
+        s(&csv),
+        "--out",
+        s(&corpora),
+        "--words",
+        "20",
+        "--corpus-frequencies",
+    ]);
+    // Labels that are not known genres or eras may leave nothing to group; either way nothing
+    // may be written outside.
+    eprintln!("semantic corpora: {}", stderr(&o));
+    assert!(
+        !Path::new("/tmp/lexforge-escape").exists(),
+        "a label became a path"
+    );
+    assert_eq!(entries(tmp.path()), vec!["a"]);
+    assert_eq!(entries(&tmp.path().join("a")), vec!["b"]);
+    let mut expected = vec!["books", "books.csv", "ds"];
+    if o.status.success() {
+        expected.insert(2, "corpora.json");
+    }
+    assert_eq!(entries(t), expected);
 }

@@ -12,11 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{books, lexforge, library, stderr};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::{books, copy_dir, lexforge, library, repo, stderr};
 
 /// An artifact directory and the command that loads it (`{dir}` is replaced).
 struct Artifact {
@@ -37,18 +33,6 @@ struct Variant {
     label: String,
     names: String,
     apply: Box<dyn Fn(&Path)>,
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if src.is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
 }
 
 /// What an HF sentence-transformers directory holds: the files a load needs, then those it
@@ -90,7 +74,7 @@ fn edit_manifest(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 }
 
 /// Makes the manifest agree with `file` as it is now (so only deeper checks can catch it).
-fn reseal(dir: &Path, file: &str) {
+pub(crate) fn reseal(dir: &Path, file: &str) {
     let (sha, bytes) = lexforge::sha256_file(&dir.join(file)).unwrap();
     edit_manifest(dir, |m| {
         m["artifacts"][file] = serde_json::json!({ "sha256": sha, "bytes": bytes });

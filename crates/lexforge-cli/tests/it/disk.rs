@@ -10,11 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::{books, lexforge, library, stderr};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::{books, lexforge, library, repo, stderr};
 
 /// Runs the CLI with files limited to `kib` KiB.
 fn with_file_limit(kib: u64, args: &[&str]) -> Output {
@@ -143,7 +139,7 @@ fn a_disk_that_fills_up_during_a_checkpoint_keeps_the_last_one_and_resume_finish
 }
 
 /// A prepared dataset and a matcher config training `steps` steps from the tiny RoBERTa.
-fn matcher_inputs(dir: &Path, steps: u64) -> (PathBuf, PathBuf) {
+pub(crate) fn matcher_inputs(dir: &Path, steps: u64) -> (PathBuf, PathBuf) {
     let roberta = repo().join("tests/fixtures/roberta_tiny/roberta");
     let dataset = dir.join("dataset");
     if !dataset.exists() {
@@ -247,7 +243,7 @@ fn a_disk_that_fills_up_while_a_matcher_trains_keeps_its_checkpoints() {
 }
 
 /// Word corpora from the shared books and a semantic config training `steps` steps.
-fn semantic_inputs(dir: &Path, steps: u64) -> (PathBuf, PathBuf) {
+pub(crate) fn semantic_inputs(dir: &Path, steps: u64) -> (PathBuf, PathBuf) {
     let corpora = dir.join("corpora.json");
     if !corpora.exists() {
         let o = lexforge(&[
@@ -422,4 +418,116 @@ fn read_only_output_directories_are_refused_and_stay_empty() {
         );
         assert_eq!(read_all(&ro), before, "{what} left files behind");
     }
+}
+
+#[test]
+fn a_disk_that_fills_up_while_saving_a_tokenizer_or_a_dataset_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let books_dir = library(t);
+    let alice = books_dir.join("lewis_carroll/alices_adventures_in_wonderland.txt");
+    let roberta = repo().join("tests/fixtures/roberta_tiny/roberta");
+    let s = |p: &Path| p.display().to_string();
+    // A finished tokenizer beside the new one must survive, whatever happens to the new one.
+    let old = t.join("old-tok");
+    let tok_args = |out: &Path| {
+        vec![
+            "tokenizer".to_owned(),
+            "train".to_owned(),
+            s(&alice),
+            "--out".to_owned(),
+            s(out),
+            "--vocab-size".to_owned(),
+            "600".to_owned(),
+        ]
+    };
+    let o = lexforge(
+        &tok_args(&old)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let old_files = read_all(&old);
+    let tokenizer_bytes = std::fs::metadata(old.join("tokenizer.json")).unwrap().len();
+    assert!(tokenizer_bytes > 16 * 1024, "tokenizer.json must not fit");
+    let listing = || {
+        let mut v: Vec<_> = std::fs::read_dir(t)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    let cases: Vec<(&str, Vec<String>, PathBuf)> = vec![
+        ("tokenizer train", tok_args(&t.join("tok")), t.join("tok")),
+        (
+            "prepare",
+            vec![
+                "prepare".into(),
+                s(&books_dir),
+                "--out".into(),
+                s(&t.join("ds")),
+                "--encoder".into(),
+                s(&roberta),
+                "--max-chunks-per-book".into(),
+                "8".into(),
+            ],
+            t.join("ds"),
+        ),
+    ];
+    for (what, args, out) in cases {
+        let o = with_file_limit(8, &args.iter().map(String::as_str).collect::<Vec<_>>());
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{what} must fail cleanly: {err}");
+        assert!(err.contains("File too large"), "{what}: {err}");
+        assert!(!out.exists(), "{what} left a partial {}", out.display());
+        assert_eq!(listing(), before, "{what} left temporary files");
+        assert_eq!(
+            read_all(&old),
+            old_files,
+            "{what} touched the finished tokenizer"
+        );
+    }
+}
+
+#[test]
+fn calibrating_a_read_only_matcher_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::set_permissions(t, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (dataset, config) = matcher_inputs(t, 2);
+    let matcher = t.join("m");
+    let s = |p: &Path| p.display().to_string();
+    let o = lexforge(&[
+        "matcher",
+        "train",
+        &s(&dataset),
+        "--out",
+        &s(&matcher),
+        "--config",
+        &s(&config),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::set_permissions(&matcher, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let before = read_all(&matcher);
+    let o = unprivileged(&[
+        "matcher".into(),
+        "calibrate".into(),
+        s(&matcher),
+        "--dataset".into(),
+        s(&dataset),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Permission denied") && err.contains(&s(&matcher)),
+        "the error names the directory and the cause: {err}"
+    );
+    assert_eq!(read_all(&matcher), before, "calibrate changed the matcher");
+    // The matcher still loads and scores.
+    let o = lexforge(&["matcher", "score", &s(&matcher), "a passage", "another"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
