@@ -429,6 +429,7 @@ fn edited_copy(dir: &Path, to: &Path, file: &str, edit: impl FnOnce(&mut Vec<u8>
 }
 
 /// Replaces the first `e` of `bytes` with the Latin-1 byte of `é` (not UTF-8).
+#[allow(clippy::ptr_arg, reason = "one signature with nul_bytes, which grows the buffer")]
 fn latin1_e(bytes: &mut Vec<u8>) {
     let at = bytes.iter().position(|&b| b == b'e').unwrap();
     bytes[at] = 0xe9;
