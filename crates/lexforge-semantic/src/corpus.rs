@@ -690,6 +690,8 @@ impl BookWords {
                 unlabelled.push(doc.id);
                 continue;
             };
+            // A label without a letter or digit ("", "..", "—") names no group.
+            let (style, era) = (slug(style), slug(era));
             if style.is_empty() || era.is_empty() {
                 unlabelled.push(doc.id);
                 continue;
@@ -697,7 +699,7 @@ impl BookWords {
             let text = standardize(&doc.text, &std_config).text;
             let counts = count_words(&text);
             groups
-                .entry((slug(style), slug(era)))
+                .entry((style, era))
                 .or_default()
                 .push((doc.id, counts));
         }
@@ -924,12 +926,13 @@ impl CorpusGenerator for BookWords {
     }
 }
 
-/// Lowercase, `-` for runs of anything but ASCII letters and digits.
+/// Lowercase, `-` for runs of anything but letters and digits (any script: `Роман` →
+/// `роман`). Empty when `s` has no letter or digit.
 pub fn slug(s: &str) -> String {
     let mut out = String::new();
     for ch in s.trim().chars() {
-        if ch.is_ascii_alphanumeric() {
-            out.push(ch.to_ascii_lowercase());
+        if ch.is_alphanumeric() {
+            out.extend(ch.to_lowercase());
         } else if !out.ends_with('-') && !out.is_empty() {
             out.push('-');
         }
@@ -944,6 +947,16 @@ pub fn slug(s: &str) -> String {
 mod tests {
     use super::*;
     use lexforge_core::{Document, InMemoryCorpus};
+
+    #[test]
+    fn labels_slug_in_any_script_and_punctuation_alone_is_no_label() {
+        assert_eq!(slug(" Gothic  Novel "), "gothic-novel");
+        assert_eq!(slug("Роман"), "роман");
+        assert_eq!(slug("Roman à clef"), "roman-à-clef");
+        assert_eq!(slug("../../../escape"), "escape");
+        assert_eq!(slug(".."), "");
+        assert_eq!(slug("—"), "");
+    }
 
     fn doc(id: &str, text: &str, genre: &str, era: &str) -> Document {
         Document {
