@@ -675,5 +675,60 @@ fn names_in_inputs_stay_data_and_never_become_paths() {
     );
     assert_eq!(entries(tmp.path()), vec!["a"]);
     assert_eq!(entries(&tmp.path().join("a")), vec!["b"]);
-    assert_eq!(entries(t), vec!["books", "books.csv", "corpora.json", "ds"]);
+    // The matcher and the semantic encoder trained on them write only their own files.
+    let config = t.join("train.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "base_model = \"{}\"\nmax_seq_length = 32\n[head]\nprojection_dim = 32\n\
+             [train]\nmax_steps = 2\nbatch_size = 4\nwarmup_steps = 1\neval_every = 2\n\
+             checkpoint_every = 2\n",
+            roberta.display()
+        ),
+    )
+    .unwrap();
+    let o = lexforge(&[
+        "matcher",
+        "train",
+        s(&ds),
+        "--out",
+        s(&t.join("m")),
+        "--config",
+        s(&config),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(
+        &config,
+        "hidden_dim = 32\n[train]\nmax_steps = 2\nbatch_size = 8\nwarmup_steps = 1\n\
+         eval_every = 2\ncheckpoint_every = 2\n",
+    )
+    .unwrap();
+    let o = lexforge(&[
+        "semantic",
+        "train",
+        s(&corpora),
+        "--out",
+        s(&t.join("s")),
+        "--config",
+        s(&config),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !Path::new("/tmp/lexforge-escape").exists(),
+        "a label became a path"
+    );
+    assert_eq!(entries(tmp.path()), vec!["a"]);
+    assert_eq!(entries(&tmp.path().join("a")), vec!["b"]);
+    assert_eq!(
+        entries(t),
+        vec![
+            "books",
+            "books.csv",
+            "corpora.json",
+            "ds",
+            "m",
+            "s",
+            "train.toml"
+        ]
+    );
 }
