@@ -156,6 +156,7 @@ pub fn resume_run(
         }
     } else {
         tracing::info!(path = %dir.display(), "the run stopped while preparing; preparing again");
+        clear_preparation(dir)?;
         prepare(&config, backend.as_ref(), &mut run, &device, precision)?
     };
     execute(
@@ -168,6 +169,26 @@ pub fn resume_run(
         events,
         cancel,
     )
+}
+
+/// Removes what an interrupted preparation may have left in the run directory `dir`: the
+/// tokenizer directory (saving refuses an existing one) and its staging directories. The
+/// other files it writes are replaced atomically when preparing again.
+fn clear_preparation(dir: &Path) -> Result<()> {
+    let staging = format!(".{TOKENIZER_DIR}.partial-");
+    for entry in std::fs::read_dir(dir)
+        .map_err(|e| lexforge_core::Error::io("read directory", dir, e))?
+        .flatten()
+    {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name == TOKENIZER_DIR || name.starts_with(&staging) {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| lexforge_core::Error::io("remove", &path, e))?;
+        }
+    }
+    Ok(())
 }
 
 struct Prepared {

@@ -306,12 +306,26 @@ impl CheckpointDir {
         Ok(model)
     }
 
-    fn remove_temporaries(&self) {
+    /// Removes what an interrupted save left: `.tmp-*` directories, and `.old-NAME-PID`
+    /// copies of replaced checkpoints. An `.old-` copy whose checkpoint is missing (a kill
+    /// between the two renames of a replacement) is complete, so it is put back instead.
+    pub(crate) fn remove_temporaries(&self) {
         if let Ok(entries) = fs::read_dir(&self.root) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                if name.starts_with(".tmp-") || name.starts_with(".old-") {
+                if let Some(old) = name.strip_prefix(".old-") {
+                    let replaced = old.rsplit_once('-').map(|(n, _pid)| self.dir(n));
+                    match replaced {
+                        Some(dest) if !dest.exists() => {
+                            tracing::warn!(path = %dest.display(), "restoring a checkpoint an interrupted save had moved aside");
+                            let _ = fs::rename(entry.path(), dest);
+                        }
+                        _ => {
+                            let _ = fs::remove_dir_all(entry.path());
+                        }
+                    }
+                } else if name.starts_with(".tmp-") {
                     let _ = fs::remove_dir_all(entry.path());
                 }
             }

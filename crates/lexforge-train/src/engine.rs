@@ -1254,6 +1254,34 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_moved_aside_by_an_interrupted_replacement_is_restored() {
+        let _g = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            max_steps: 3,
+            eval_every: 1,
+            ..config()
+        };
+        run(dir.path(), &cfg, &Recorder::default(), Resume::Fresh).unwrap();
+        let ckpts = dir.path().join("checkpoints");
+        let best = std::fs::read(ckpts.join("best/model.safetensors")).unwrap();
+        // A kill between `best` → `.old-best-PID` and the new `best` taking its place.
+        std::fs::rename(ckpts.join("best"), ckpts.join(".old-best-4242")).unwrap();
+        let store = CheckpointDir::new(&ckpts, 2).unwrap();
+        store.remove_temporaries();
+        assert_eq!(
+            std::fs::read(ckpts.join("best/model.safetensors")).unwrap(),
+            best
+        );
+        assert!(!ckpts.join(".old-best-4242").exists());
+        // Beside a checkpoint of that name, a moved-aside copy is stale and removed.
+        std::fs::create_dir(ckpts.join(".old-step-000003-4242")).unwrap();
+        store.remove_temporaries();
+        assert!(!ckpts.join(".old-step-000003-4242").exists());
+        assert!(ckpts.join("step-000003/state.json").is_file());
+    }
+
+    #[test]
     fn early_stopping_ends_the_run_and_bad_configs_are_refused() {
         let _g = serial();
         let dir = tempfile::tempdir().unwrap();

@@ -109,17 +109,25 @@ fn run_and_kill(
     reference: Duration,
     eval_every: u64,
 ) -> Option<String> {
+    // stderr goes to a file (a pipe nobody reads could fill up and stall the run).
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_lexforge"))
         .args(args)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
     let start = Instant::now();
     let events = run.join("events.jsonl");
     let first_step = last_progress_step(&events);
     loop {
-        if child.try_wait().unwrap().is_some() {
+        if let Some(status) = child.try_wait().unwrap() {
+            // Finished before the trigger: it must have finished well.
+            assert!(
+                status.success(),
+                "{args:?} failed: {}",
+                std::fs::read_to_string(log.path()).unwrap_or_default()
+            );
             return None;
         }
         let fire = match trigger {
@@ -256,8 +264,17 @@ fn campaign(p: &Pipeline, kills: usize, seed: u64) -> (usize, Vec<String>) {
         for f in &weights {
             let (a, b) = (
                 std::fs::read(reference_run.join(f)).unwrap(),
-                std::fs::read(run.join(f))
-                    .unwrap_or_else(|e| panic!("{} trial {trial}: {}: {e}", p.name, f.display())),
+                std::fs::read(run.join(f)).unwrap_or_else(|e| {
+                    let listing: Vec<_> = std::fs::read_dir(run.join("checkpoints"))
+                        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+                        .unwrap_or_default();
+                    panic!(
+                        "{} trial {trial}: {}: {e} (kills: {phases:?}; checkpoints: \
+                             {listing:?})",
+                        p.name,
+                        f.display()
+                    )
+                }),
             );
             assert!(
                 a == b,

@@ -208,3 +208,47 @@ fn char_lstm_cancels_then_resumes_to_the_end() {
         .unwrap();
     assert_eq!(out[0].tokens_generated, 15);
 }
+
+#[test]
+fn a_run_killed_while_preparing_resumes_to_the_same_model() {
+    let out = tempfile::tempdir().unwrap();
+    let mut config = gpt2_config(out.path(), "prep");
+    config.train.max_steps = 4;
+    config.train.warmup_steps = 1;
+    config.train.eval_every = 2;
+    config.train.checkpoint_every = 2;
+    let sink = Collect::default();
+    train_run(&config, &sink, &CancelToken::new()).unwrap();
+    let dir = out.path().join("prep");
+    let reference = std::fs::read(dir.join("model.safetensors")).unwrap();
+    // What a kill after the tokenizer was saved (and before the corpus summary) leaves: the
+    // manifest, the tokenizer directory, a staging directory of an earlier attempt.
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !["manifest.json", "tokenizer", "tokenizer.json"].contains(&name.as_str()) {
+            let p = entry.path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+    }
+    std::fs::create_dir(dir.join(".tokenizer.partial-1-0")).unwrap();
+    // The manifest as preparation starts it: running, nothing recorded yet.
+    let path = dir.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    m["status"] = serde_json::json!("running");
+    m["artifacts"] = serde_json::json!({});
+    m["metrics"] = serde_json::json!({});
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let resumed = resume_run(&dir, None, &Collect::default(), &CancelToken::new()).unwrap();
+    assert_eq!((resumed.status, resumed.steps), (RunStatus::Completed, 4));
+    assert_eq!(
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        reference,
+        "the same weights as the run that was never stopped"
+    );
+    assert!(!dir.join(".tokenizer.partial-1-0").exists());
+    verify_run_dir(&dir).unwrap();
+}
