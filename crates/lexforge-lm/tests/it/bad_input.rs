@@ -47,6 +47,7 @@ fn an_empty_validation_split_is_a_typed_error_and_leaves_no_run() {
 
 #[test]
 fn model_level_misuse_is_typed() {
+    let _g = crate::serial();
     let out = tempfile::tempdir().unwrap();
     let mut config = gpt2_config(out.path(), "r");
     config.train.max_steps = 4;

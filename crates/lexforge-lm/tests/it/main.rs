@@ -6,8 +6,18 @@ mod bad_input;
 mod pipeline;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use lexforge_lm::LmRunConfig;
+
+/// Serializes the tests that train: weight init and dropout draw from the backend's
+/// process-wide RNG, so two trainings at once in this process would perturb each other's
+/// numbers (separate processes, as in the CLI campaigns, do not).
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The shared book corpus.
 pub fn books() -> PathBuf {

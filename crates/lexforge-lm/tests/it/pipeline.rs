@@ -31,6 +31,7 @@ impl EventSink for Collect {
 
 #[test]
 fn gpt2_trains_evaluates_generates_and_scores() {
+    let _g = crate::serial();
     let out = tempfile::tempdir().unwrap();
     let config = gpt2_config(out.path(), "gpt2");
     let sink = Collect::default();
@@ -158,6 +159,7 @@ fn gpt2_trains_evaluates_generates_and_scores() {
 
 #[test]
 fn char_lstm_cancels_then_resumes_to_the_end() {
+    let _g = crate::serial();
     let out = tempfile::tempdir().unwrap();
     let mut config = gpt2_config(out.path(), "lstm");
     config.tokenizer.train = Some(
@@ -211,6 +213,7 @@ fn char_lstm_cancels_then_resumes_to_the_end() {
 
 #[test]
 fn a_run_killed_while_preparing_resumes_to_the_same_model() {
+    let _g = crate::serial();
     let out = tempfile::tempdir().unwrap();
     let mut config = gpt2_config(out.path(), "prep");
     config.train.max_steps = 4;
@@ -244,9 +247,8 @@ fn a_run_killed_while_preparing_resumes_to_the_same_model() {
     std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
     let resumed = resume_run(&dir, None, &Collect::default(), &CancelToken::new()).unwrap();
     assert_eq!((resumed.status, resumed.steps), (RunStatus::Completed, 4));
-    assert_eq!(
-        std::fs::read(dir.join("model.safetensors")).unwrap(),
-        reference,
+    assert!(
+        std::fs::read(dir.join("model.safetensors")).unwrap() == reference,
         "the same weights as the run that was never stopped"
     );
     assert!(!dir.join(".tokenizer.partial-1-0").exists());
