@@ -275,25 +275,14 @@ impl Matcher {
     /// the encoder directory (naming the file), [`MatcherError::Calibration`] for a damaged
     /// calibration file.
     /// A directory whose training run has not finished (its manifest says `running`,
-    /// `failed` or `cancelled`) is [`MatcherError::Artifact`] naming `manifest.json`: its
+    /// `failed` or `cancelled`) is `lexforge_core::Error::RunNotFinished` naming `manifest.json`: its
     /// files may be half rewritten. Rerunning `lexforge matcher train` resumes it.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
-        let manifest = dir.join(lexforge_core::MANIFEST_FILE);
-        if manifest.is_file() {
-            // Every file the manifest lists: present, same size, same sha256.
-            let m = lexforge_core::verify_run_dir(dir)?;
-            if m.status != lexforge_core::RunStatus::Completed {
-                return Err(MatcherError::Artifact {
-                    path: manifest,
-                    reason: format!(
-                        "its training run has not finished (status {:?}); rerun `lexforge \
-                         matcher train` with the same --out to resume it",
-                        m.status
-                    ),
-                });
-            }
-        }
+        lexforge_core::verify_completed_run(
+            dir,
+            "rerun `lexforge matcher train` with the same --out to resume it",
+        )?;
         Self::load_unfinished(dir, device)
     }
 

@@ -158,6 +158,17 @@ pub enum Error {
         /// Digest of the file on disk.
         got: String,
     },
+    /// A run directory whose run has not finished (status `running`, `failed` or
+    /// `cancelled`): its files may be half rewritten, so it is not loaded as a model.
+    #[error("{path}: its training run has not finished (status {status:?}); {rerun}")]
+    RunNotFinished {
+        /// The manifest.
+        path: PathBuf,
+        /// The status it records.
+        status: crate::RunStatus,
+        /// How to finish it (e.g. the command to rerun).
+        rerun: String,
+    },
     /// A listed artifact that is a symbolic link or otherwise resolves outside its run directory.
     #[error("artifact {path} is not a regular file inside its run directory")]
     ArtifactOutsideRun {
@@ -254,6 +265,7 @@ impl Error {
             Error::Json { .. }
             | Error::SchemaVersion { .. }
             | Error::ArtifactMissing { .. }
+            | Error::RunNotFinished { .. }
             | Error::ArtifactSize { .. }
             | Error::Checksum { .. }
             | Error::ArtifactOutsideRun { .. } => ErrorKind::Artifact,

@@ -218,6 +218,26 @@ pub fn verify_run_dir(dir: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
+/// [`verify_run_dir`] for a directory a loader is about to use as a finished model: when
+/// `dir` has a manifest, it is verified and must say `completed`, else
+/// [`Error::RunNotFinished`] naming it, with `rerun` telling how to finish the run. A
+/// directory without a manifest (an outside model) passes; `None` then.
+pub fn verify_completed_run(dir: &Path, rerun: &str) -> Result<Option<Manifest>> {
+    let path = dir.join(crate::manifest::MANIFEST_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let m = verify_run_dir(dir)?;
+    if m.status != RunStatus::Completed {
+        return Err(Error::RunNotFinished {
+            path,
+            status: m.status,
+            rerun: rerun.to_owned(),
+        });
+    }
+    Ok(Some(m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +251,24 @@ mod tests {
         run.write_artifact("eval/metrics.json", br#"{"loss":1.0}"#)
             .unwrap();
         run.finish(RunStatus::Completed).unwrap()
+    }
+
+    #[test]
+    fn only_a_completed_run_passes_as_finished() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = completed_run(tmp.path());
+        assert!(verify_completed_run(&dir, "rerun").unwrap().is_some());
+        assert!(verify_completed_run(tmp.path(), "rerun").unwrap().is_none());
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("\"completed\"", "\"running\"")).unwrap();
+        let e = verify_completed_run(&dir, "rerun it").unwrap_err();
+        assert!(
+            matches!(e, Error::RunNotFinished { ref path, status: RunStatus::Running, .. } if path.ends_with(MANIFEST_FILE))
+                && e.to_string().contains("has not finished")
+                && e.to_string().contains("rerun it"),
+            "{e}"
+        );
     }
 
     #[test]

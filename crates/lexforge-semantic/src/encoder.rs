@@ -124,24 +124,14 @@ impl SemanticEncoder {
     /// different model.
     ///
     /// A directory whose training run has not finished (its manifest says `running`,
-    /// `failed` or `cancelled`) is [`SemanticError::Artifact`] naming `manifest.json`: its
+    /// `failed` or `cancelled`) is `lexforge_core::Error::RunNotFinished` naming `manifest.json`: its
     /// files may be half rewritten. Rerunning `lexforge semantic train` resumes it.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
-        let manifest = dir.join(lexforge_core::MANIFEST_FILE);
-        if manifest.is_file() {
-            let m = lexforge_core::verify_run_dir(dir)?;
-            if m.status != lexforge_core::RunStatus::Completed {
-                return Err(SemanticError::Artifact {
-                    path: manifest,
-                    reason: format!(
-                        "its training run has not finished (status {:?}); rerun `lexforge \
-                         semantic train` with the same --out to resume it",
-                        m.status
-                    ),
-                });
-            }
-        }
+        lexforge_core::verify_completed_run(
+            dir,
+            "rerun `lexforge semantic train` with the same --out to resume it",
+        )?;
         let config_path = dir.join(CONFIG_FILE);
         if !config_path.is_file() {
             return Err(SemanticError::Artifact {

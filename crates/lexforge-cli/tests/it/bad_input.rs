@@ -613,17 +613,7 @@ fn names_in_inputs_stay_data_and_never_become_paths() {
     // A catalogue whose labels look like paths out of the output directory.
     let csv = t.join("books.csv");
     let mut rows = String::from("path,author,title,year,era,genre\n");
-    for (i, book) in [
-        "jane_austen/emma.txt",
-        "jane_austen/pride_and_prejudice.txt",
-        "h_g_wells/the_time_machine.txt",
-        "thomas_paine/common_sense.txt",
-        "lewis_carroll/alices_adventures_in_wonderland.txt",
-        "arthur_conan_doyle/a_study_in_scarlet.txt",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, book) in crate::LIBRARY_BOOKS.iter().enumerate() {
         let evil = ["../../../escape", "/tmp/lexforge-escape", "..", "a/../../b"][i % 4];
         rows.push_str(&format!(
             "books/{book},{evil},{evil},{},{evil},{evil}\n",

@@ -246,18 +246,7 @@ fn a_disk_that_fills_up_while_a_matcher_trains_keeps_its_checkpoints() {
 pub(crate) fn semantic_inputs(dir: &Path, steps: u64) -> (PathBuf, PathBuf) {
     let corpora = dir.join("corpora.json");
     if !corpora.exists() {
-        let o = lexforge(&[
-            "semantic",
-            "corpora",
-            books().to_str().unwrap(),
-            "--metadata",
-            books().join("../books.csv").to_str().unwrap(),
-            "--out",
-            corpora.to_str().unwrap(),
-            "--words",
-            "20",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        crate::word_corpora(&corpora, 20);
     }
     let config = dir.join(format!("semantic-{steps}.toml"));
     std::fs::write(

@@ -413,18 +413,7 @@ fn matcher_pipeline(dir: &Path) -> Pipeline {
 /// Word corpora from the shared books and a semantic encoder over MiniLM embeddings.
 fn semantic_pipeline(dir: &Path) -> Pipeline {
     let corpora = dir.join("corpora.json");
-    let o = lexforge(&[
-        "semantic",
-        "corpora",
-        books().to_str().unwrap(),
-        "--metadata",
-        books().join("../books.csv").to_str().unwrap(),
-        "--out",
-        corpora.to_str().unwrap(),
-        "--words",
-        "30",
-    ]);
-    assert!(o.status.success(), "corpora: {}", stderr(&o));
+    crate::word_corpora(&corpora, 30);
     let config = dir.join("semantic.toml");
     std::fs::write(
         &config,

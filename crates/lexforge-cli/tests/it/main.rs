@@ -38,22 +38,42 @@ pub(crate) fn books() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg/books")
 }
 
-/// Copies a few shared books into `dir/books/{author}/{title}.txt`.
+/// The shared books [`library`] copies, as `{author}/{title}.txt`.
+pub(crate) const LIBRARY_BOOKS: [&str; 6] = [
+    "jane_austen/emma.txt",
+    "jane_austen/pride_and_prejudice.txt",
+    "h_g_wells/the_time_machine.txt",
+    "thomas_paine/common_sense.txt",
+    "lewis_carroll/alices_adventures_in_wonderland.txt",
+    "arthur_conan_doyle/a_study_in_scarlet.txt",
+];
+
+/// Copies a few shared books ([`LIBRARY_BOOKS`]) into `dir/books/{author}/{title}.txt`.
 pub(crate) fn library(dir: &Path) -> PathBuf {
     let root = dir.join("books");
-    for book in [
-        "jane_austen/emma.txt",
-        "jane_austen/pride_and_prejudice.txt",
-        "h_g_wells/the_time_machine.txt",
-        "thomas_paine/common_sense.txt",
-        "lewis_carroll/alices_adventures_in_wonderland.txt",
-        "arthur_conan_doyle/a_study_in_scarlet.txt",
-    ] {
+    for book in LIBRARY_BOOKS {
         let to = root.join(book);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::copy(books().join(book), to).unwrap();
     }
     root
+}
+
+/// `lexforge semantic corpora` over the shared books and their catalogue, `words` per corpus,
+/// into `out`.
+pub(crate) fn word_corpora(out: &Path, words: u32) {
+    let o = lexforge(&[
+        "semantic",
+        "corpora",
+        books().to_str().unwrap(),
+        "--metadata",
+        books().join("../books.csv").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--words",
+        &words.to_string(),
+    ]);
+    assert!(o.status.success(), "corpora: {}", stderr(&o));
 }
 
 /// The highest step of the `progress` events in a run's `events.jsonl` (0 when none yet).
