@@ -411,13 +411,9 @@ pub fn train_teacher(
     )?;
     let tokenize = |texts: &[&str]| Ok(tokenizer.tokenize(texts)?);
     let mut index = std::collections::BTreeMap::new();
-    let train_items = PairItems::new(dataset.pairs(Split::Train), &tokenize, false, &mut index)?;
-    let valid_items = PairItems::new(
-        dataset.pairs(Split::Validation),
-        &tokenize,
-        false,
-        &mut index,
-    )?;
+    let train_items = PairItems::tokenized(dataset.pairs(Split::Train), &tokenize, &mut index)?;
+    let valid_items =
+        PairItems::tokenized(dataset.pairs(Split::Validation), &tokenize, &mut index)?;
     let ad = if config.gradient_checkpointing {
         plain.clone().autodiff().gradient_checkpointing()
     } else {

@@ -8,7 +8,8 @@ use burn::tensor::Device;
 use lexforge_core::verify_run_dir;
 use lexforge_data::{DATASET_FORMAT, DATASET_KIND, Pair, Split, read_jsonl};
 use lexforge_train::{BatchSource, BoxError};
-use serde::Deserialize;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{MatcherError, Result};
 use crate::model::TokenBatch;
@@ -137,13 +138,16 @@ impl PreparedDataset {
 /// A batch of labelled pairs, all on the host (tensors are made by the model).
 #[derive(Debug, Clone)]
 pub struct PairBatch {
-    /// First texts then second texts: `2n` rows.
+    /// The batch's texts. Pair batches ([`PairItems`]) hold first texts then second texts
+    /// (`2n` rows); view batches ([`ViewItems`]) hold several chunks of each of their books.
     pub texts: TokenBatch,
+    /// The labelled pairs, as row indices into `texts`.
+    pub pairs: Vec<(usize, usize)>,
     /// Same book, per pair.
     pub labels: Vec<bool>,
-    /// Book index of each of the `2n` rows.
+    /// Book index of each row.
     pub books: Vec<u32>,
-    /// Topic of each of the `2n` rows.
+    /// Topic of each row.
     pub topics: Vec<u32>,
     /// The teacher's logit per pair, when distilling.
     pub teacher: Option<Vec<f32>>,
@@ -152,11 +156,35 @@ pub struct PairBatch {
 /// Turns a list of texts into token ids (special tokens added, truncated).
 pub type Tokenize<'a> = dyn Fn(&[&str]) -> Result<Vec<Vec<u32>>> + 'a;
 
-/// Tokenized pairs of one split, batched by index for the training engine.
+/// Turns a list of texts into every input the model reads (token ids, and the style
+/// features, n-grams and precomputed body output it needs).
+pub type Featurize<'a> = dyn Fn(&[&str]) -> Result<TokenBatch> + 'a;
+
+/// Featurizes `texts` `chunk` at a time (bounded memory for large splits).
+fn featurize_all(texts: &[&str], featurize: &Featurize<'_>) -> Result<TokenBatch> {
+    let mut out = TokenBatch::default();
+    for (k, chunk) in texts.chunks(512).enumerate() {
+        let b = featurize(chunk)?;
+        if k == 0 {
+            out = b;
+        } else {
+            out.append(b);
+        }
+    }
+    Ok(out)
+}
+
+/// Numbers book ids through `book_index` (new books get the next number).
+fn number(book_index: &mut BTreeMap<String, u32>, book: &str) -> u32 {
+    let next = book_index.len() as u32;
+    *book_index.entry(book.to_owned()).or_insert(next)
+}
+
+/// Featurized pairs of one split, batched by index for the training engine.
 #[derive(Debug, Clone)]
 pub struct PairItems {
-    ids: Vec<(Vec<u32>, Vec<u32>)>,
-    style: Option<Vec<(Vec<f32>, Vec<f32>)>>,
+    first: TokenBatch,
+    second: TokenBatch,
     labels: Vec<bool>,
     books: Vec<(u32, u32)>,
     topics: Vec<(u32, u32)>,
@@ -164,16 +192,14 @@ pub struct PairItems {
 }
 
 impl PairItems {
-    /// Items of `pairs`, tokenized by `tokenize` (a whole list of texts at a time), with style
-    /// features when `style` is set; book ids are numbered through `book_index` (new books get
-    /// the next number).
+    /// Items of `pairs`, featurized by `featurize` (a list of texts at a time); book ids are
+    /// numbered through `book_index` (new books get the next number).
     ///
     /// # Errors
-    /// Errors of `tokenize`; [`MatcherError::InvalidInput`] when there are no pairs.
+    /// Errors of `featurize`; [`MatcherError::InvalidInput`] when there are no pairs.
     pub fn new(
         pairs: &[Pair],
-        tokenize: &Tokenize<'_>,
-        style: bool,
+        featurize: &Featurize<'_>,
         book_index: &mut BTreeMap<String, u32>,
     ) -> Result<Self> {
         if pairs.is_empty() {
@@ -183,30 +209,15 @@ impl PairItems {
         }
         let first: Vec<&str> = pairs.iter().map(|p| p.text1.as_str()).collect();
         let second: Vec<&str> = pairs.iter().map(|p| p.text2.as_str()).collect();
-        let a = tokenize(&first)?;
-        let b = tokenize(&second)?;
-        let style = style.then(|| {
-            pairs
-                .iter()
-                .map(|p| {
-                    (
-                        crate::style::style_features(&p.text1).to_vec(),
-                        crate::style::style_features(&p.text2).to_vec(),
-                    )
-                })
-                .collect()
-        });
-        let mut number = |book: &str| {
-            let next = book_index.len() as u32;
-            *book_index.entry(book.to_owned()).or_insert(next)
-        };
+        let first = featurize_all(&first, featurize)?;
+        let second = featurize_all(&second, featurize)?;
         let books = pairs
             .iter()
-            .map(|p| (number(&p.book1), number(&p.book2)))
+            .map(|p| (number(book_index, &p.book1), number(book_index, &p.book2)))
             .collect();
         Ok(PairItems {
-            ids: a.into_iter().zip(b).collect(),
-            style,
+            first,
+            second,
             labels: pairs.iter().map(|p| p.label == 1).collect(),
             books,
             topics: pairs.iter().map(|p| (p.topic1, p.topic2)).collect(),
@@ -214,17 +225,33 @@ impl PairItems {
         })
     }
 
+    /// [`PairItems::new`] with token ids only (no style inputs, no precomputed body output).
+    ///
+    /// # Errors
+    /// As [`PairItems::new`].
+    pub fn tokenized(
+        pairs: &[Pair],
+        tokenize: &Tokenize<'_>,
+        book_index: &mut BTreeMap<String, u32>,
+    ) -> Result<Self> {
+        Self::new(
+            pairs,
+            &|texts: &[&str]| Ok(TokenBatch::new(tokenize(texts)?, None)),
+            book_index,
+        )
+    }
+
     /// Attaches the teacher's logit for every pair (distillation).
     ///
     /// # Errors
     /// [`MatcherError::InvalidInput`] when the count differs from the number of pairs.
     pub fn with_teacher(mut self, logits: Vec<f32>) -> Result<Self> {
-        if logits.len() != self.ids.len() {
+        if logits.len() != self.labels.len() {
             return Err(MatcherError::InvalidInput {
                 reason: format!(
                     "{} teacher scores for {} pairs",
                     logits.len(),
-                    self.ids.len()
+                    self.labels.len()
                 ),
             });
         }
@@ -237,15 +264,16 @@ impl PairItems {
         &self.labels
     }
 
-    /// The batch of pairs `indices` (host data only).
+    /// The batch of pairs `indices` (host data only): rows `0..n` are the first texts, rows
+    /// `n..2n` the second ones.
     pub fn make_batch(&self, indices: &[usize]) -> PairBatch {
-        let mut ids = Vec::with_capacity(2 * indices.len());
-        let mut books = Vec::with_capacity(2 * indices.len());
-        let mut topics = Vec::with_capacity(2 * indices.len());
+        let n = indices.len();
+        let mut texts = self.first.select(indices);
+        texts.append(self.second.select(indices));
+        let mut books = Vec::with_capacity(2 * n);
+        let mut topics = Vec::with_capacity(2 * n);
         for side in 0..2 {
             for &i in indices {
-                let (a, b) = &self.ids[i];
-                ids.push(if side == 0 { a.clone() } else { b.clone() });
                 books.push(if side == 0 {
                     self.books[i].0
                 } else {
@@ -258,17 +286,9 @@ impl PairItems {
                 });
             }
         }
-        let style = self.style.as_ref().map(|s| {
-            let mut out = Vec::new();
-            for side in 0..2 {
-                for &i in indices {
-                    out.extend_from_slice(if side == 0 { &s[i].0 } else { &s[i].1 });
-                }
-            }
-            out
-        });
         PairBatch {
-            texts: TokenBatch { ids, style },
+            texts,
+            pairs: (0..n).map(|k| (k, n + k)).collect(),
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             books,
             topics,
@@ -280,9 +300,179 @@ impl PairItems {
     }
 }
 
-impl BatchSource<PairBatch> for PairItems {
+/// How training draws from every chunk of the training books instead of the prepared pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ViewsConfig {
+    /// Chunks ("views") of each book in a batch.
+    pub views: usize,
+    /// Put one of each book's nearest neighbour books (`books.jsonl` `neighbours`, the hard
+    /// negatives of data preparation) in its batch, with as many views.
+    pub neighbours: bool,
+}
+
+impl Default for ViewsConfig {
+    fn default() -> Self {
+        ViewsConfig {
+            views: 4,
+            neighbours: true,
+        }
+    }
+}
+
+/// Book-balanced batches over every chunk of a split's books: item `i` is book `i mod B` with
+/// `views` of its chunks (a seeded permutation of them, taken `views` at a time as `i / B`
+/// grows, so an epoch sees every chunk), and the same number of chunks of one of its
+/// neighbour books when [`ViewsConfig::neighbours`] is set. A batch's labelled pairs are all
+/// pairs of its distinct rows (same book or not).
+#[derive(Debug, Clone)]
+pub struct ViewItems {
+    table: TokenBatch,
+    books: Vec<u32>,
+    topics: Vec<u32>,
+    by_book: Vec<Vec<usize>>,
+    neighbours: Vec<Vec<usize>>,
+    config: ViewsConfig,
+    reps: usize,
+}
+
+impl ViewItems {
+    /// Items over the chunks of `split` in `dataset`, featurized by `featurize`; book ids are
+    /// numbered through `book_index`.
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidParameter`] for `views < 2`; [`MatcherError::InvalidInput`]
+    /// when fewer than two books have two chunks; errors of `featurize`.
+    pub fn new(
+        dataset: &PreparedDataset,
+        split: Split,
+        config: &ViewsConfig,
+        seed: u64,
+        featurize: &Featurize<'_>,
+        book_index: &mut BTreeMap<String, u32>,
+    ) -> Result<Self> {
+        if config.views < 2 {
+            return Err(MatcherError::InvalidParameter {
+                parameter: "views.views",
+                reason: format!(
+                    "{} must be at least 2 (a positive needs two views)",
+                    config.views
+                ),
+            });
+        }
+        let mut rows_of: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        let chunks: Vec<&ChunkEntry> = dataset.chunks(split).collect();
+        for (r, c) in chunks.iter().enumerate() {
+            rows_of.entry(c.book.as_str()).or_default().push(r);
+        }
+        rows_of.retain(|_, rows| rows.len() >= 2);
+        if rows_of.len() < 2 {
+            return Err(MatcherError::InvalidInput {
+                reason: format!(
+                    "{} books of the {} split have two chunks or more; training on views needs two",
+                    rows_of.len(),
+                    split.name()
+                ),
+            });
+        }
+        let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+        let table = featurize_all(&texts, featurize)?;
+        let books = chunks.iter().map(|c| number(book_index, &c.book)).collect();
+        let topics = chunks.iter().map(|c| c.topic).collect();
+        let names: Vec<&str> = rows_of.keys().copied().collect();
+        let position: BTreeMap<&str, usize> =
+            names.iter().enumerate().map(|(i, b)| (*b, i)).collect();
+        let mut by_book: Vec<Vec<usize>> = rows_of.into_values().collect();
+        let seed = lexforge_core::Seed(seed);
+        for (b, rows) in by_book.iter_mut().enumerate() {
+            rows.shuffle(&mut seed.rng(&format!("views/{}", names[b])));
+        }
+        let neighbours = names
+            .iter()
+            .map(|name| {
+                dataset
+                    .books
+                    .iter()
+                    .find(|b| b.id == *name)
+                    .map(|b| {
+                        b.neighbours
+                            .iter()
+                            .filter_map(|n| position.get(n.book.as_str()).copied())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        let longest = by_book.iter().map(Vec::len).max().unwrap_or(0);
+        Ok(ViewItems {
+            table,
+            books,
+            topics,
+            by_book,
+            neighbours,
+            reps: longest.div_ceil(config.views).max(1),
+            config: config.clone(),
+        })
+    }
+
+    /// Books with at least two chunks.
+    pub fn num_books(&self) -> usize {
+        self.by_book.len()
+    }
+
+    /// Chunks in all.
+    pub fn num_chunks(&self) -> usize {
+        self.table.len()
+    }
+
+    /// `views` rows of book `b` for repetition `rep`.
+    fn views_of(&self, b: usize, rep: usize, out: &mut Vec<usize>) {
+        let rows = &self.by_book[b];
+        let take = self.config.views.min(rows.len());
+        for k in 0..take {
+            out.push(rows[(rep * self.config.views + k) % rows.len()]);
+        }
+    }
+
+    /// The batch of items `indices` (host data only).
+    pub fn make_batch(&self, indices: &[usize]) -> PairBatch {
+        let nb = self.by_book.len();
+        let mut rows = Vec::new();
+        for &i in indices {
+            let (b, rep) = (i % nb, i / nb);
+            self.views_of(b, rep, &mut rows);
+            if self.config.neighbours {
+                let list = &self.neighbours[b];
+                if !list.is_empty() {
+                    self.views_of(list[rep % list.len()], rep, &mut rows);
+                }
+            }
+        }
+        rows.sort_unstable();
+        rows.dedup();
+        let books: Vec<u32> = rows.iter().map(|&r| self.books[r]).collect();
+        let mut pairs = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..rows.len() {
+            for j in i + 1..rows.len() {
+                pairs.push((i, j));
+                labels.push(books[i] == books[j]);
+            }
+        }
+        PairBatch {
+            texts: self.table.select(&rows),
+            pairs,
+            labels,
+            topics: rows.iter().map(|&r| self.topics[r]).collect(),
+            books,
+            teacher: None,
+        }
+    }
+}
+
+impl BatchSource<PairBatch> for ViewItems {
     fn len(&self) -> usize {
-        self.ids.len()
+        self.by_book.len() * self.reps
     }
 
     fn batch(
@@ -290,9 +480,29 @@ impl BatchSource<PairBatch> for PairItems {
         indices: &[usize],
         _device: &Device,
     ) -> std::result::Result<PairBatch, BoxError> {
-        if let Some(&bad) = indices.iter().find(|&&i| i >= self.ids.len()) {
+        let n = BatchSource::len(self);
+        if let Some(&bad) = indices.iter().find(|&&i| i >= n) {
             return Err(Box::new(MatcherError::InvalidInput {
-                reason: format!("pair index {bad} out of {}", self.ids.len()),
+                reason: format!("view item {bad} out of {n}"),
+            }));
+        }
+        Ok(self.make_batch(indices))
+    }
+}
+
+impl BatchSource<PairBatch> for PairItems {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn batch(
+        &self,
+        indices: &[usize],
+        _device: &Device,
+    ) -> std::result::Result<PairBatch, BoxError> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.labels.len()) {
+            return Err(Box::new(MatcherError::InvalidInput {
+                reason: format!("pair index {bad} out of {}", self.labels.len()),
             }));
         }
         Ok(self.make_batch(indices))

@@ -18,16 +18,18 @@ pub mod losses;
 pub mod matcher;
 pub mod metrics;
 pub mod model;
+pub mod ngrams;
 pub mod probe;
 pub mod style;
 pub mod train;
 
 pub use calibration::{Calibration, StyleCalibration, ThresholdMetric};
 pub use cross::{CrossEncoder, Teacher, TeacherConfig, train_teacher};
-pub use dataset::{PairBatch, PairItems, PreparedDataset};
+pub use dataset::{PairBatch, PairItems, PreparedDataset, ViewItems, ViewsConfig};
 pub use error::{MatcherError, Result};
 pub use matcher::{EvalReport, Library, Matcher, PairScore, SearchHit, SearchOptions};
-pub use model::{BiEncoder, HeadConfig, TokenBatch};
+pub use model::{BiEncoder, HeadConfig, StyleChannel, TokenBatch};
+pub use ngrams::{NgramHasher, SparseFeatures, StyleChannelConfig};
 pub use train::{
     DistillMode, LossConfig, MatcherModel, MatcherTrainConfig, TrainReport, train_matcher,
 };

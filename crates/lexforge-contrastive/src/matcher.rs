@@ -350,6 +350,29 @@ impl Matcher {
             r.linear(lin, "topic_head", WeightLayout::InOut, dim, k)?;
         }
         model.score_affine = Param::from_tensor(r.get("score_affine", [2])?);
+        if let (Some(channel), Some(c)) = (model.style_channel.as_mut(), &head.head.style_channel) {
+            channel.table = Param::from_tensor(r.get("style_channel.table", [c.buckets, c.dim])?);
+            r.linear(
+                &mut channel.style_head,
+                "style_channel.style_head",
+                WeightLayout::InOut,
+                c.dim,
+                c.dim,
+            )?;
+            channel.mix = Param::from_tensor(r.get("style_channel.mix", [2])?);
+            let idf = r
+                .get_data("style_channel.idf", [c.buckets])?
+                .convert::<f32>()
+                .try_into_vec_as::<f32>()
+                .map_err(|e| MatcherError::Artifact {
+                    path: weights_path.clone(),
+                    reason: format!("style_channel.idf: {e:?}"),
+                })?;
+            channel.set_idf(idf).map_err(|e| MatcherError::Artifact {
+                path: weights_path.clone(),
+                reason: e.to_string(),
+            })?;
+        }
         let calibration = dir.join(CALIBRATION_FILE);
         let calibration = calibration
             .is_file()
@@ -404,6 +427,21 @@ impl Matcher {
             w.linear("topic_head", lin, WeightLayout::InOut)?;
         }
         w.put("score_affine", self.model.score_affine.val())?;
+        if let Some(channel) = &self.model.style_channel {
+            w.put("style_channel.table", channel.table.val())?;
+            w.linear(
+                "style_channel.style_head",
+                &channel.style_head,
+                WeightLayout::InOut,
+            )?;
+            w.put("style_channel.mix", channel.mix.val())?;
+            let idf = channel.hasher().idf().to_vec();
+            let n = idf.len();
+            w.put(
+                "style_channel.idf",
+                Tensor::<1>::from_data(TensorData::new(idf, [n]), &self.device),
+            )?;
+        }
         w.write(&dir.join(HEAD_DIR), &self.head)?;
         if let Some(c) = &self.calibration {
             write_json(&dir.join(CALIBRATION_FILE), c)?;
@@ -417,6 +455,48 @@ impl Matcher {
     /// The bi-encoder.
     pub fn model(&self) -> &BiEncoder {
         &self.model
+    }
+
+    /// The bi-encoder, mutably (e.g. to set the style channel's IDF before training).
+    pub fn model_mut(&mut self) -> &mut BiEncoder {
+        &mut self.model
+    }
+
+    /// Every input the model reads for `texts`: token ids, style features and n-grams as the
+    /// head needs them, and, when `pooled`, the body's pooled output (computed here,
+    /// `batch_size` texts at a time, longest first), so that a frozen body runs once per text.
+    ///
+    /// # Errors
+    /// As [`Matcher::embed`].
+    pub fn featurize(&self, texts: &[&str], pooled: bool, batch_size: usize) -> Result<TokenBatch> {
+        if batch_size == 0 {
+            return Err(MatcherError::InvalidParameter {
+                parameter: "batch_size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let ids = self.tokenize(texts)?;
+        let mut batch = TokenBatch::new(ids, self.head.head.style_features.then_some(texts))
+            .with_ngrams(self.model.ngram_features(texts));
+        if pooled && !batch.is_empty() {
+            let hidden = self.model.bert.hidden_size();
+            let mut order: Vec<usize> = (0..batch.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(batch.ids[i].len()));
+            let mut out = vec![0.0f32; batch.len() * hidden];
+            for chunk in order.chunks(batch_size) {
+                let part = TokenBatch {
+                    ids: chunk.iter().map(|&i| batch.ids[i].clone()).collect(),
+                    ..TokenBatch::default()
+                };
+                let rows = host(self.model.pooled(&part)?)?;
+                for (k, &i) in chunk.iter().enumerate() {
+                    out[i * hidden..(i + 1) * hidden]
+                        .copy_from_slice(&rows[k * hidden..(k + 1) * hidden]);
+                }
+            }
+            batch.pooled = Some(out);
+        }
+        Ok(batch)
     }
 
     /// The head file (configuration of the matcher).
@@ -492,7 +572,8 @@ impl Matcher {
             let batch = TokenBatch::new(
                 chunk.iter().map(|&i| ids[i].clone()).collect(),
                 self.head.head.style_features.then_some(&batch_texts[..]),
-            );
+            )
+            .with_ngrams(self.model.ngram_features(&batch_texts));
             let rows = host(self.model.embed(&batch)?)?;
             for (k, &i) in chunk.iter().enumerate() {
                 out[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);

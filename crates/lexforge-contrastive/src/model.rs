@@ -1,22 +1,30 @@
 //! The bi-encoder: a BERT-family body, pooling, optional style features, a projection head,
-//! an optional symmetric pair head and an optional topic adversary.
+//! an optional learned style channel, an optional symmetric pair head and an optional topic
+//! adversary.
 //!
 //! ```text
-//! text ─ tokens ─ BertModel ─ pool ─┬─ [style features] ─ head ─ L2 ─ u
-//!                                   │
+//! text ─ tokens ─ BertModel ─ pool ─┬─ [style features] ─ head ─ L2 ─ a ─┐
+//!                                                                       ├─ [w_a·a ; w_s·s] ─ L2 ─ u
+//! text ─ hashed n-grams (TF-IDF) ─ table ─ style_head ─ L2 ─ s ─────────┘   (style channel)
+//!
 //! pair score(u, v) = scale · cos(u, v) + bias  [+ pair_head(|u − v|, u ∘ v)]
 //! topic adversary:   topic_head(grad_reverse(u))
 //! ```
+//!
+//! With the style channel, `cos(u, v) = (w_a² cos(a, a') + w_s² cos(s, s')) / (w_a² + w_s²)`:
+//! a learned mix of a topic-heavy sentence-embedding similarity and a character / word n-gram
+//! similarity, each channel learned too (`w = exp(mix)`).
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use lexforge_nn::bert::BertModel;
 use lexforge_nn::pooling::{Pooling, pool};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MatcherError, Result};
 use crate::losses::grad_reverse;
+use crate::ngrams::{NgramHasher, SparseFeatures, StyleChannelConfig};
 use crate::style::{STYLE_DIM, style_features};
 
 /// The parts of the bi-encoder beyond its body, saved as `head/config.json`.
@@ -36,6 +44,8 @@ pub struct HeadConfig {
     pub pair_features: bool,
     /// Topic classes of the adversary (`None`: no adversary).
     pub topics: Option<usize>,
+    /// The learned style channel over hashed character and word n-grams (`None`: off).
+    pub style_channel: Option<StyleChannelConfig>,
     /// Initial multiplier of the cosine in the pair score (learned).
     pub init_scale: f64,
     /// Initial cosine at which the pair score is 0 (learned through the bias).
@@ -49,6 +59,7 @@ impl Default for HeadConfig {
             style_features: false,
             pair_features: false,
             topics: None,
+            style_channel: None,
             init_scale: 20.0,
             init_shift: 0.5,
         }
@@ -88,6 +99,9 @@ impl HeadConfig {
         if matches!(self.topics, Some(k) if k < 2) {
             return bad("topics", "an adversary needs at least 2 topic classes");
         }
+        if let Some(c) = &self.style_channel {
+            c.validate()?;
+        }
         if !(self.init_scale.is_finite() && self.init_scale > 0.0) {
             return bad("init_scale", "must be positive and finite");
         }
@@ -98,25 +112,77 @@ impl HeadConfig {
     }
 }
 
-/// Token ids of a batch of texts, right-padded on the host.
-#[derive(Debug, Clone)]
+/// The model's inputs for a batch of texts, all on the host.
+#[derive(Debug, Clone, Default)]
 pub struct TokenBatch {
     /// Token ids of each text (special tokens included, truncated).
     pub ids: Vec<Vec<u32>>,
     /// Style features of each text (row-major `[n, STYLE_DIM]`), when the head uses them.
     pub style: Option<Vec<f32>>,
+    /// Hashed n-gram features of each text, when the model has a style channel.
+    pub ngrams: Option<Vec<SparseFeatures>>,
+    /// The body's pooled output of each text (row-major `[n, hidden]`), computed ahead when
+    /// the body is entirely frozen: the body then does not run again for these texts.
+    pub pooled: Option<Vec<f32>>,
 }
 
 impl TokenBatch {
     /// Texts' token ids with their style features computed when `style` is set.
     pub fn new(ids: Vec<Vec<u32>>, texts: Option<&[&str]>) -> Self {
         let style = texts.map(|t| t.iter().flat_map(|s| style_features(s)).collect());
-        TokenBatch { ids, style }
+        TokenBatch {
+            ids,
+            style,
+            ..TokenBatch::default()
+        }
+    }
+
+    /// Attaches the n-gram features of the texts (see [`BiEncoder::ngram_features`]).
+    pub fn with_ngrams(mut self, ngrams: Option<Vec<SparseFeatures>>) -> Self {
+        self.ngrams = ngrams;
+        self
     }
 
     /// Number of texts.
     pub fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// The rows `rows` of this batch, in that order.
+    pub fn select(&self, rows: &[usize]) -> TokenBatch {
+        let per_row = |v: &Option<Vec<f32>>| {
+            v.as_ref().map(|v| {
+                let w = v.len() / self.len().max(1);
+                rows.iter()
+                    .flat_map(|&r| v[r * w..(r + 1) * w].iter().copied())
+                    .collect()
+            })
+        };
+        TokenBatch {
+            ids: rows.iter().map(|&r| self.ids[r].clone()).collect(),
+            style: per_row(&self.style),
+            ngrams: self
+                .ngrams
+                .as_ref()
+                .map(|g| rows.iter().map(|&r| g[r].clone()).collect()),
+            pooled: per_row(&self.pooled),
+        }
+    }
+
+    /// Appends the rows of `other` (which must carry the same kinds of inputs).
+    pub fn append(&mut self, other: TokenBatch) {
+        self.ids.extend(other.ids);
+        for (mine, theirs) in [
+            (&mut self.style, other.style),
+            (&mut self.pooled, other.pooled),
+        ] {
+            if let (Some(a), Some(b)) = (mine.as_mut(), theirs) {
+                a.extend(b);
+            }
+        }
+        if let (Some(a), Some(b)) = (self.ngrams.as_mut(), other.ngrams) {
+            a.extend(b);
+        }
     }
 
     /// Whether there are no texts.
@@ -139,6 +205,8 @@ pub struct BiEncoder {
     pub topic_head: Option<Linear>,
     /// `[scale, bias]` of the pair score `scale · cos + bias`.
     pub score_affine: Param<Tensor<1>>,
+    /// The style channel, when configured.
+    pub style_channel: Option<StyleChannel>,
     #[module(skip)]
     pooling: Pooling,
     #[module(skip)]
@@ -174,7 +242,8 @@ impl BiEncoder {
             lin.bias = Some(Param::from_tensor(Tensor::zeros([out], device)));
             lin
         });
-        let dim = config.projection_dim.unwrap_or(hidden);
+        let dim = config.projection_dim.unwrap_or(hidden)
+            + config.style_channel.as_ref().map_or(0, |c| c.dim);
         let zero_linear = |i: usize, o: usize| {
             let mut lin = LinearConfig::new(i, o).init(device);
             lin.weight = Param::from_tensor(Tensor::zeros([i, o], device));
@@ -187,7 +256,13 @@ impl BiEncoder {
             .map(|k| LinearConfig::new(dim, k).init(device));
         let scale = config.init_scale as f32;
         let bias = -(config.init_scale * config.init_shift) as f32;
+        let style_channel = config
+            .style_channel
+            .as_ref()
+            .map(|c| StyleChannel::new(c, device))
+            .transpose()?;
         Ok(BiEncoder {
+            style_channel,
             bert,
             head,
             pair_head,
@@ -221,9 +296,22 @@ impl BiEncoder {
 
     /// Embedding dimension.
     pub fn dim(&self) -> usize {
+        self.content_dim() + self.config.style_channel.as_ref().map_or(0, |c| c.dim)
+    }
+
+    /// Width of the sentence-embedding part of the embedding (the head's output, or the
+    /// pooled vector without a head).
+    pub fn content_dim(&self) -> usize {
         self.config
             .projection_dim
             .unwrap_or_else(|| self.bert.hidden_size())
+    }
+
+    /// The n-gram features of `texts` for the style channel (`None` without one).
+    pub fn ngram_features(&self, texts: &[&str]) -> Option<Vec<SparseFeatures>> {
+        self.style_channel
+            .as_ref()
+            .map(|c| texts.iter().map(|t| c.hasher.features(t)).collect())
     }
 
     /// Pooled body vectors of `batch`, before the head.
@@ -240,20 +328,49 @@ impl BiEncoder {
                 reason: "an empty batch".into(),
             });
         }
+        if let Some(pooled) = &batch.pooled {
+            let hidden = self.bert.hidden_size();
+            if pooled.len() != batch.len() * hidden {
+                return Err(MatcherError::InvalidInput {
+                    reason: format!(
+                        "{} pooled values for {} rows of {hidden}",
+                        pooled.len(),
+                        batch.len()
+                    ),
+                });
+            }
+            let device = self.score_affine.val().device();
+            return Ok(Tensor::from_data(
+                TensorData::new(pooled.clone(), [batch.len(), hidden]),
+                &device,
+            ));
+        }
         let (hidden, lengths) = self.bert.forward_ids(&batch.ids, self.frozen)?;
         Ok(pool(hidden, &lengths, self.pooling))
     }
 
-    /// The head applied to pooled vectors, L2-normalized.
+    /// Whether every stage of the body is frozen: its output is then a fixed function of the
+    /// text and can be computed once ([`TokenBatch::pooled`]).
+    pub fn body_frozen(&self) -> bool {
+        self.frozen > self.bert.layers.len()
+    }
+
+    /// The head applied to pooled vectors, L2-normalized, fused with the style channel when
+    /// there is one (see the module documentation).
     ///
     /// # Shapes
     /// `pooled`: `[n, hidden]`, `style`: `n · STYLE_DIM` values when the head uses style
-    /// features → `[n, dim]`.
+    /// features, `ngrams`: `n` rows when the model has a style channel → `[n, dim]`.
     ///
     /// # Errors
-    /// [`MatcherError::InvalidInput`] when style features are needed but missing or of the
-    /// wrong size.
-    pub fn project(&self, pooled: Tensor<2>, style: Option<&[f32]>) -> Result<Tensor<2>> {
+    /// [`MatcherError::InvalidInput`] when style features or n-grams are needed but missing or
+    /// of the wrong size.
+    pub fn project(
+        &self,
+        pooled: Tensor<2>,
+        style: Option<&[f32]>,
+        ngrams: Option<&[SparseFeatures]>,
+    ) -> Result<Tensor<2>> {
         let [n, _] = pooled.dims();
         let x = if self.config.style_features {
             let style = style.ok_or_else(|| MatcherError::InvalidInput {
@@ -276,7 +393,28 @@ impl BiEncoder {
             Some(h) => h.forward(x),
             None => x,
         };
-        Ok(l2_normalize(y))
+        let a = l2_normalize(y);
+        let Some(channel) = &self.style_channel else {
+            return Ok(a);
+        };
+        let ngrams = ngrams.ok_or_else(|| MatcherError::InvalidInput {
+            reason: "the model has a style channel but no n-gram features were given".into(),
+        })?;
+        if ngrams.len() != n {
+            return Err(MatcherError::InvalidInput {
+                reason: format!("{} n-gram rows for {n} texts", ngrams.len()),
+            });
+        }
+        let s = channel.forward(ngrams)?;
+        let w = channel.mix.val().exp();
+        let wa = w.clone().slice(0..1).reshape([1, 1]);
+        let ws = w.slice(1..2).reshape([1, 1]);
+        let [_, da] = a.dims();
+        let [_, ds] = s.dims();
+        Ok(l2_normalize(Tensor::cat(
+            vec![a * wa.expand([n, da]), s * ws.expand([n, ds])],
+            1,
+        )))
     }
 
     /// Embeddings of `batch`: [`BiEncoder::pooled`] then [`BiEncoder::project`].
@@ -288,7 +426,7 @@ impl BiEncoder {
     /// As those two.
     pub fn embed(&self, batch: &TokenBatch) -> Result<Tensor<2>> {
         let pooled = self.pooled(batch)?;
-        self.project(pooled, batch.style.as_deref())
+        self.project(pooled, batch.style.as_deref(), batch.ngrams.as_deref())
     }
 
     /// The raw pair score (a logit before calibration): `scale · cos(u, v) + bias`, plus the
@@ -321,6 +459,123 @@ impl BiEncoder {
         self.topic_head
             .as_ref()
             .map(|h| h.forward(grad_reverse(embeddings, lambda)))
+    }
+}
+
+/// The learned style channel: an embedding bag over hashed n-grams (fastText-style), a
+/// linear layer, and the channel's weight in the fused embedding.
+///
+/// ```text
+/// s = L2(style_head(scale · Σ_k weight_k · table[id_k]))
+/// ```
+///
+/// `table` starts as `N(0, 1 / scale²)`, so the bag starts as a random projection of the
+/// passage's unit TF-IDF vector (its cosines approximate the TF-IDF cosines), `style_head`
+/// as the identity, and `mix` as `[0, 0]` (equal weights).
+#[derive(Module, Debug)]
+pub struct StyleChannel {
+    /// `[buckets, dim]` rows of the hashed n-grams (values scaled by `scale` in use).
+    pub table: Param<Tensor<2>>,
+    /// `[dim] → [dim]`, initialized to the identity.
+    pub style_head: Linear,
+    /// `[ln w_content, ln w_style]`: the channels' weights in the fused embedding.
+    pub mix: Param<Tensor<1>>,
+    #[module(skip)]
+    hasher: NgramHasher,
+    #[module(skip)]
+    scale: f64,
+}
+
+impl StyleChannel {
+    /// A fresh channel (random table from the device's seeded RNG, IDF weights 1).
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidParameter`] from [`StyleChannelConfig::validate`].
+    pub fn new(config: &StyleChannelConfig, device: &Device) -> Result<Self> {
+        let hasher = NgramHasher::new(config)?;
+        let scale = config.table_lr_scale;
+        let table = Tensor::<2>::random(
+            [config.buckets, config.dim],
+            burn::tensor::Distribution::Normal(0.0, 1.0 / scale),
+            device,
+        );
+        let mut head = LinearConfig::new(config.dim, config.dim).init(device);
+        let mut eye = vec![0.0f32; config.dim * config.dim];
+        for i in 0..config.dim {
+            eye[i * config.dim + i] = 1.0;
+        }
+        head.weight = Param::from_tensor(Tensor::from_data(
+            TensorData::new(eye, [config.dim, config.dim]),
+            device,
+        ));
+        head.bias = Some(Param::from_tensor(Tensor::zeros([config.dim], device)));
+        Ok(StyleChannel {
+            table: Param::from_tensor(table),
+            style_head: head,
+            mix: Param::from_tensor(Tensor::zeros([2], device)),
+            hasher,
+            scale,
+        })
+    }
+
+    /// The hasher (its configuration and fitted IDF).
+    pub fn hasher(&self) -> &NgramHasher {
+        &self.hasher
+    }
+
+    /// Replaces the hasher's IDF weights (fitted on training texts, or as saved).
+    ///
+    /// # Errors
+    /// As [`NgramHasher::with_idf`].
+    pub fn set_idf(&mut self, idf: Vec<f32>) -> Result<()> {
+        self.hasher = self.hasher.clone().with_idf(idf)?;
+        Ok(())
+    }
+
+    /// Unit channel vectors of passages' n-gram features.
+    ///
+    /// # Shapes
+    /// `features`: `n` rows → `[n, dim]`.
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidInput`] for no rows or a slot outside the table.
+    pub fn forward(&self, features: &[SparseFeatures]) -> Result<Tensor<2>> {
+        let n = features.len();
+        let table = self.table.val();
+        let [buckets, dim] = table.dims();
+        if n == 0 {
+            return Err(MatcherError::InvalidInput {
+                reason: "an empty batch".into(),
+            });
+        }
+        let width = features
+            .iter()
+            .map(|f| f.ids.len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut ids = vec![0i64; n * width];
+        let mut weights = vec![0.0f32; n * width];
+        for (r, f) in features.iter().enumerate() {
+            if let Some(&bad) = f.ids.iter().find(|&&i| i as usize >= buckets) {
+                return Err(MatcherError::InvalidInput {
+                    reason: format!("n-gram slot {bad} outside the table's {buckets} rows"),
+                });
+            }
+            for (k, (&i, &w)) in f.ids.iter().zip(&f.weights).enumerate() {
+                ids[r * width + k] = i64::from(i);
+                weights[r * width + k] = w;
+            }
+        }
+        let device = table.device();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [n * width]), &device);
+        let weights = Tensor::<3>::from_data(TensorData::new(weights, [n, width, 1]), &device);
+        let rows = table.select(0, ids).reshape([n, width, dim]);
+        let bag = (rows * weights.expand([n, width, dim]))
+            .sum_dim(1)
+            .reshape([n, dim])
+            * self.scale;
+        Ok(l2_normalize(self.style_head.forward(bag)))
     }
 }
 

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibration::ThresholdMetric;
 use crate::cross::{Teacher, TeacherConfig, TeacherReport, train_teacher};
-use crate::dataset::{PairBatch, PairItems, PreparedDataset};
+use crate::dataset::{PairBatch, PairItems, PreparedDataset, ViewItems, ViewsConfig};
 use crate::error::{MatcherError, Result};
 use crate::losses::{bce_with_logits, grad_reverse, info_nce_loss, supcon_loss};
 use crate::matcher::{EvalReport, MATCHER_FORMAT, Matcher, TEACHER_DIR, write_json};
@@ -170,10 +170,18 @@ impl MatcherModel {
     ) -> Result<(Tensor<1>, BTreeMap<&'static str, f64>)> {
         let device = self.encoder.score_affine.val().device();
         let n = batch.labels.len();
+        let rows = batch.texts.len();
         let e = self.encoder.embed(&batch.texts)?;
         let dim = e.dims()[1];
-        let u = e.clone().slice([0..n, 0..dim]);
-        let v = e.clone().slice([n..2 * n, 0..dim]);
+        let side = |pick: fn(&(usize, usize)) -> usize| {
+            let idx: Vec<i64> = batch.pairs.iter().map(|p| pick(p) as i64).collect();
+            e.clone().select(
+                0,
+                Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device),
+            )
+        };
+        let u = side(|p| p.0);
+        let v = side(|p| p.1);
         let logits = self.encoder.pair_logits(u.clone(), v.clone());
         let mut parts = BTreeMap::new();
         let targets: Vec<f32> = batch
@@ -216,7 +224,10 @@ impl MatcherModel {
                 TensorData::new(positives.clone(), [positives.len()]),
                 &device,
             );
-            let groups: Vec<u32> = positives.iter().map(|&i| batch.books[i as usize]).collect();
+            let groups: Vec<u32> = positives
+                .iter()
+                .map(|&i| batch.books[batch.pairs[i as usize].0])
+                .collect();
             let l = info_nce_loss(
                 u.clone().select(0, idx.clone()),
                 v.clone().select(0, idx),
@@ -237,7 +248,7 @@ impl MatcherModel {
                         .iter()
                         .map(|&t| i64::from(t))
                         .collect::<Vec<_>>(),
-                    [2 * n, 1],
+                    [rows, 1],
                 ),
                 &device,
             );
@@ -274,7 +285,7 @@ impl MatcherModel {
                         ),
                         &device,
                     );
-                    Some(grad_reverse(e.clone(), 1.0).matmul(w) + b.expand([2 * n, k]))
+                    Some(grad_reverse(e.clone(), 1.0).matmul(w) + b.expand([rows, k]))
                 }
             };
             if let Some(logits) = logits {
@@ -369,6 +380,11 @@ pub struct MatcherTrainConfig {
     pub teacher: TeacherConfig,
     /// Texts per forward pass during calibration and evaluation.
     pub eval_batch_size: usize,
+    /// Train on book-balanced batches drawn from every chunk of the training books
+    /// (`batch_size` books per batch) instead of the prepared training pairs; `None`: the
+    /// pairs. Validation always uses the prepared validation pairs. Not with distillation
+    /// (the teacher scores the prepared pairs).
+    pub views: Option<ViewsConfig>,
 }
 
 impl Default for MatcherTrainConfig {
@@ -398,6 +414,7 @@ impl Default for MatcherTrainConfig {
             threshold_metric: ThresholdMetric::Accuracy,
             teacher: TeacherConfig::default(),
             eval_batch_size: 32,
+            views: None,
         }
     }
 }
@@ -422,6 +439,25 @@ impl MatcherTrainConfig {
                 parameter: "eval_batch_size",
                 reason: "must be at least 1".into(),
             });
+        }
+        if let Some(v) = &self.views {
+            if v.views < 2 {
+                return Err(MatcherError::InvalidParameter {
+                    parameter: "views.views",
+                    reason: format!(
+                        "{} must be at least 2 (a positive needs two views)",
+                        v.views
+                    ),
+                });
+            }
+            if self.loss.distill > 0.0 {
+                return Err(MatcherError::InvalidParameter {
+                    parameter: "views",
+                    reason: "distillation scores the prepared pairs; train on pairs (no \
+                             `views`) to distill"
+                        .into(),
+                });
+            }
         }
         if self.loss.adversary > 0.0 && self.head.topics.is_none() {
             return Err(MatcherError::InvalidParameter {
@@ -493,18 +529,40 @@ pub fn train_matcher(
         Some(config.max_seq_length),
         &plain,
     )?;
-    let tokenize = |texts: &[&str]| base.tokenize(texts);
+    let mut base = base;
+    // The style channel's IDF comes from the training books' chunks.
+    if let Some(channel) = base.model_mut().style_channel.as_mut() {
+        let texts: Vec<&str> = dataset
+            .chunks(Split::Train)
+            .map(|c| c.text.as_str())
+            .collect();
+        let mut hasher = channel.hasher().clone();
+        hasher.fit_idf(&texts);
+        channel.set_idf(hasher.idf().to_vec())?;
+    }
+    let body_frozen =
+        config.random_init.is_none() && config.frozen_layers > base.model().bert.layers.len();
+    let bs = config.eval_batch_size;
+    let featurize = |texts: &[&str]| base.featurize(texts, body_frozen, bs);
     let mut book_index = BTreeMap::new();
-    let train_items = PairItems::new(
-        dataset.pairs(Split::Train),
-        &tokenize,
-        head.style_features,
-        &mut book_index,
-    )?;
+    let train_items: Box<dyn TrainItems> = match &config.views {
+        Some(v) => Box::new(ViewItems::new(
+            &dataset,
+            Split::Train,
+            v,
+            config.train.seed,
+            &featurize,
+            &mut book_index,
+        )?),
+        None => Box::new(PairItems::new(
+            dataset.pairs(Split::Train),
+            &featurize,
+            &mut book_index,
+        )?),
+    };
     let valid_items = PairItems::new(
         dataset.pairs(Split::Validation),
-        &tokenize,
-        head.style_features,
+        &featurize,
         &mut book_index,
     )?;
     let ad = if config.gradient_checkpointing {
@@ -588,7 +646,8 @@ pub fn train_matcher(
             .map(|p| (p.text1.as_str(), p.text2.as_str()))
             .collect();
         let logits = teacher.logits(&pairs, config.eval_batch_size)?;
-        train_items.with_teacher(logits.into_iter().map(|l| l as f32).collect())?
+        let pairs = PairItems::new(dataset.pairs(Split::Train), &featurize, &mut book_index)?;
+        Box::new(pairs.with_teacher(logits.into_iter().map(|l| l as f32).collect())?)
     } else {
         train_items
     };
@@ -602,7 +661,7 @@ pub fn train_matcher(
         kind: "matcher",
         device: &ad,
         replicas: &[],
-        train: &train_items,
+        train: train_items.as_source(),
         valid: &valid_items,
         checkpoints: &checkpoints,
         events: &fan,
@@ -716,6 +775,17 @@ pub fn train_matcher(
     run.finish(RunStatus::Completed)?;
     fan.send(Event::Completed { metrics })?;
     Ok(report)
+}
+
+/// A source of training batches: prepared pairs or book-balanced views.
+trait TrainItems {
+    fn as_source(&self) -> &dyn lexforge_train::BatchSource<PairBatch>;
+}
+
+impl<T: lexforge_train::BatchSource<PairBatch>> TrainItems for T {
+    fn as_source(&self) -> &dyn lexforge_train::BatchSource<PairBatch> {
+        self
+    }
 }
 
 /// Train chunks the topic probe is fitted on (evenly spaced).

@@ -109,8 +109,8 @@ fn probe_accuracy(adversary: f64) -> f64 {
     };
     let mut rng = StdRng::seed_from_u64(seed * 3);
     let mut index = Default::default();
-    let train_items = PairItems::new(&pairs(512, &mut rng), &tokenize, false, &mut index).unwrap();
-    let valid_items = PairItems::new(&pairs(64, &mut rng), &tokenize, false, &mut index).unwrap();
+    let train_items = PairItems::tokenized(&pairs(512, &mut rng), &tokenize, &mut index).unwrap();
+    let valid_items = PairItems::tokenized(&pairs(64, &mut rng), &tokenize, &mut index).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let checkpoints = CheckpointDir::new(dir.path(), 1).unwrap();
     let ctx = TrainContext {
