@@ -410,6 +410,13 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
                 None => PipelineConfig::default(),
             };
             default_base(&mut cfg.matcher.base_model)?;
+            // Training on views reads more of each training book than the pairs use, from
+            // the books being prepared.
+            if let Some(v) = cfg.matcher.views.as_mut()
+                && v.books.is_none()
+            {
+                v.books = Some(books_dir.clone());
+            }
             cfg.prepare.validate()?;
             cfg.matcher.validate()?;
             let device = crate::resolve_device(&device)?;

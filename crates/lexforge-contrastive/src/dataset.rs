@@ -65,6 +65,8 @@ pub struct PreparedDataset {
     pub pairs: BTreeMap<Split, Vec<Pair>>,
     /// Model id of the encoder that mined its neighbours and topics.
     pub encoder_id: Option<String>,
+    /// The preparation parameters the manifest records (`config.prepare`).
+    pub prepare: Option<serde_json::Value>,
 }
 
 impl PreparedDataset {
@@ -112,6 +114,7 @@ impl PreparedDataset {
             chunks: read_jsonl(&dir.join("chunks.jsonl"))?,
             pairs,
             encoder_id,
+            prepare: manifest.config.get("prepare").cloned(),
         })
     }
 
@@ -309,6 +312,14 @@ pub struct ViewsConfig {
     /// Put one of each book's nearest neighbour books (`books.jsonl` `neighbours`, the hard
     /// negatives of data preparation) in its batch, with as many views.
     pub neighbours: bool,
+    /// The books directory the dataset was prepared from. When given, the training books are
+    /// chunked again from it, with the dataset's own standardization and chunking parameters
+    /// but up to `chunks_per_book` chunks each, so training sees more of each book than the
+    /// pairs use (the dataset's chunks, pairs, validation and test stay as they are). `None`:
+    /// the dataset's chunks (`lexforge matcher pipeline` fills it in with its books).
+    pub books: Option<PathBuf>,
+    /// Most chunks per training book when `books` is given (`None`: all of them).
+    pub chunks_per_book: Option<usize>,
 }
 
 impl Default for ViewsConfig {
@@ -316,8 +327,92 @@ impl Default for ViewsConfig {
         ViewsConfig {
             views: 4,
             neighbours: true,
+            books: None,
+            chunks_per_book: Some(200),
         }
     }
+}
+
+/// The chunks of the `split` books of `dataset`, chunked again from `books` (the directory it
+/// was prepared from) with the dataset's standardization and chunking parameters and at most
+/// `chunks_per_book` chunks per book. Every chunk the dataset has for those books is kept
+/// (with its topic); new chunks take their book's most common topic.
+///
+/// # Errors
+/// [`MatcherError::Dataset`] when the dataset records no preparation parameters or none of
+/// its `split` books is found in `books`; errors of reading and chunking the books.
+pub fn rechunk_split(
+    dataset: &PreparedDataset,
+    split: Split,
+    books: &Path,
+    chunks_per_book: Option<usize>,
+    cancel: &lexforge_core::CancelToken,
+) -> Result<Vec<ChunkEntry>> {
+    let refuse = |reason: String| MatcherError::Dataset {
+        path: dataset.dir.clone(),
+        reason,
+    };
+    let mut config: lexforge_data::PrepareConfig = dataset
+        .prepare
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| refuse(format!("its preparation parameters do not parse: {e}")))?
+        .ok_or_else(|| refuse("it records no preparation parameters".into()))?;
+    config.chunk.max_chunks_per_book = chunks_per_book;
+    let wanted: std::collections::BTreeSet<&str> = dataset
+        .books
+        .iter()
+        .filter(|b| b.split == split)
+        .map(|b| b.id.as_str())
+        .collect();
+    let corpus = lexforge_data::chunk_corpus(
+        &lexforge_data::BookDirectory::new(books),
+        &config,
+        &lexforge_core::NoopSink,
+        cancel,
+    )?;
+    let mut known: BTreeMap<(&str, u32), u32> = BTreeMap::new();
+    let mut common: BTreeMap<&str, BTreeMap<u32, usize>> = BTreeMap::new();
+    for c in dataset.chunks(split) {
+        known.insert((c.book.as_str(), c.index), c.topic);
+        *common
+            .entry(c.book.as_str())
+            .or_default()
+            .entry(c.topic)
+            .or_default() += 1;
+    }
+    let out: Vec<ChunkEntry> = corpus
+        .chunks
+        .into_iter()
+        .filter(|c| wanted.contains(c.book.as_str()))
+        .map(|c| {
+            let topic = known
+                .get(&(c.book.as_str(), c.index))
+                .copied()
+                .unwrap_or_else(|| {
+                    common.get(c.book.as_str()).map_or(0, |t| {
+                        t.iter().max_by_key(|(_, n)| **n).map_or(0, |(t, _)| *t)
+                    })
+                });
+            ChunkEntry {
+                book: c.book,
+                index: c.index,
+                split,
+                topic,
+                text: c.text,
+            }
+        })
+        .collect();
+    if out.is_empty() {
+        return Err(refuse(format!(
+            "none of its {} {} books is in {}",
+            wanted.len(),
+            split.name(),
+            books.display()
+        )));
+    }
+    Ok(out)
 }
 
 /// Book-balanced batches over every chunk of a split's books: item `i` is book `i mod B` with
@@ -337,15 +432,16 @@ pub struct ViewItems {
 }
 
 impl ViewItems {
-    /// Items over the chunks of `split` in `dataset`, featurized by `featurize`; book ids are
-    /// numbered through `book_index`.
+    /// Items over `chunks` (one split's; the dataset's own or [`rechunk_split`]'s), featurized
+    /// by `featurize`, with neighbour books from `dataset`; book ids are numbered through
+    /// `book_index`.
     ///
     /// # Errors
     /// [`MatcherError::InvalidParameter`] for `views < 2`; [`MatcherError::InvalidInput`]
     /// when fewer than two books have two chunks; errors of `featurize`.
     pub fn new(
         dataset: &PreparedDataset,
-        split: Split,
+        chunks: &[ChunkEntry],
         config: &ViewsConfig,
         seed: u64,
         featurize: &Featurize<'_>,
@@ -361,7 +457,6 @@ impl ViewItems {
             });
         }
         let mut rows_of: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        let chunks: Vec<&ChunkEntry> = dataset.chunks(split).collect();
         for (r, c) in chunks.iter().enumerate() {
             rows_of.entry(c.book.as_str()).or_default().push(r);
         }
@@ -369,9 +464,8 @@ impl ViewItems {
         if rows_of.len() < 2 {
             return Err(MatcherError::InvalidInput {
                 reason: format!(
-                    "{} books of the {} split have two chunks or more; training on views needs two",
-                    rows_of.len(),
-                    split.name()
+                    "{} books have two chunks or more; training on views needs two",
+                    rows_of.len()
                 ),
             });
         }

@@ -340,8 +340,9 @@ impl Matcher {
             } else {
                 0
             };
+        let content = model.content_dim();
         if let Some(lin) = model.head.as_mut() {
-            r.linear(lin, "head", WeightLayout::InOut, input, dim)?;
+            r.linear(lin, "head", WeightLayout::InOut, input, content)?;
         }
         if let Some(lin) = model.pair_head.as_mut() {
             r.linear(lin, "pair_head", WeightLayout::InOut, 2 * dim, 1)?;

@@ -469,7 +469,7 @@ impl BiEncoder {
 /// s = L2(style_head(scale · Σ_k weight_k · table[id_k]))
 /// ```
 ///
-/// `table` starts as `N(0, 1 / scale²)`, so the bag starts as a random projection of the
+/// `table` starts as `N(0, 1 / (dim · scale²))`, so the bag starts as a random projection of the
 /// passage's unit TF-IDF vector (its cosines approximate the TF-IDF cosines), `style_head`
 /// as the identity, and `mix` as `[0, 0]` (equal weights).
 #[derive(Module, Debug)]
@@ -496,7 +496,7 @@ impl StyleChannel {
         let scale = config.table_lr_scale;
         let table = Tensor::<2>::random(
             [config.buckets, config.dim],
-            burn::tensor::Distribution::Normal(0.0, 1.0 / scale),
+            burn::tensor::Distribution::Normal(0.0, 1.0 / ((config.dim as f64).sqrt() * scale)),
             device,
         );
         let mut head = LinearConfig::new(config.dim, config.dim).init(device);

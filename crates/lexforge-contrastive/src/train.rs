@@ -29,7 +29,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::calibration::ThresholdMetric;
 use crate::cross::{Teacher, TeacherConfig, TeacherReport, train_teacher};
-use crate::dataset::{PairBatch, PairItems, PreparedDataset, ViewItems, ViewsConfig};
+use crate::dataset::{
+    PairBatch, PairItems, PreparedDataset, ViewItems, ViewsConfig, rechunk_split,
+};
 use crate::error::{MatcherError, Result};
 use crate::losses::{bce_with_logits, grad_reverse, info_nce_loss, supcon_loss};
 use crate::matcher::{EvalReport, MATCHER_FORMAT, Matcher, TEACHER_DIR, write_json};
@@ -548,7 +550,12 @@ pub fn train_matcher(
     let train_items: Box<dyn TrainItems> = match &config.views {
         Some(v) => Box::new(ViewItems::new(
             &dataset,
-            Split::Train,
+            &match &v.books {
+                Some(books) => {
+                    rechunk_split(&dataset, Split::Train, books, v.chunks_per_book, cancel)?
+                }
+                None => dataset.chunks(Split::Train).cloned().collect(),
+            },
             v,
             config.train.seed,
             &featurize,
