@@ -59,6 +59,8 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "style_features": ("head", "style_features"),
     "pair_features": ("head", "pair_features"),
     "topics": ("head", "topics"),
+    "style_channel": ("head", "style_channel"),
+    "views": ("views",),
     "pairwise": ("loss", "pairwise"),
     "supcon": ("loss", "supcon"),
     "info_nce": ("loss", "info_nce"),
@@ -167,7 +169,10 @@ def train(
     Parameters come from ``config`` (the nested dict of :func:`default_config`) and keyword
     arguments: ``base_model`` (default: the installed all-MiniLM-L6-v2), ``max_steps``,
     ``batch_size``, ``lr``, ``frozen_layers``, ``max_seq_length``, ``style_features``,
-    ``pair_features``, ``projection_dim``, ``supcon``, ``info_nce``, ``pairwise``,
+    ``style_channel`` (a dict: ``buckets``, ``dim``, ``char_ngrams``, ``word_ngrams``,
+    ``table_lr_scale``; the learned n-gram channel), ``views`` (a dict: ``views``,
+    ``neighbours``, ``books``, ``chunks_per_book``; train on book-balanced batches of every
+    training chunk), ``pair_features``, ``projection_dim``, ``supcon``, ``info_nce``, ``pairwise``,
     ``temperature``, ``topics`` + ``adversary``, ``seed``, ... Unknown names raise
     ``TypeError``. Ctrl-C stops after the current step with a checkpoint and raises
     :class:`~lexforge.Interrupted` (a ``KeyboardInterrupt``); training again resumes.

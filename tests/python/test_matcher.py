@@ -103,3 +103,52 @@ def test_train_load_score_search_evaluate(dataset: Path, tmp_path: Path) -> None
     (tmp_path / "m" / "calibration.json").write_text("{")
     with pytest.raises(lexforge.ArtifactError, match="calibration.json"):
         lexforge.Matcher.load(tmp_path / "m")
+
+
+def test_style_channel_and_views_train_save_and_reload_identically(
+    dataset: Path, tmp_path: Path
+) -> None:
+    channel = {"buckets": 4096, "dim": 16, "char_ngrams": [2, 3], "word_ngrams": [1, 1]}
+    report = matcher.train(
+        dataset,
+        tmp_path / "m",
+        base_model=TINY,
+        max_steps=4,
+        batch_size=3,
+        lr=1e-3,
+        warmup_steps=1,
+        eval_every=2,
+        checkpoint_every=2,
+        max_seq_length=32,
+        projection_dim=32,
+        style_channel=channel,
+        views={"views": 2, "neighbours": True},
+        progress=False,
+    )
+    assert report.steps == 4 and report.test is not None
+    manifest = lexforge.verify_run_dir(tmp_path / "m")
+    saved = manifest["config"]["train"]
+    assert saved["head"]["style_channel"]["buckets"] == 4096
+    assert saved["views"]["views"] == 2
+    m = lexforge.Matcher.load(tmp_path / "m")
+    assert m.dim == 32 + 16
+    a = "It is a truth universally acknowledged, that a single man must be in want of a wife."
+    b = "The Time Traveller (for so it will be convenient to speak of him) was expounding."
+    assert m.score(a, b) == lexforge.Matcher.load(tmp_path / "m").score(a, b)
+    with pytest.raises(lexforge.InvalidInputError, match="style_channel.dim"):
+        matcher.train(
+            dataset,
+            tmp_path / "bad",
+            base_model=TINY,
+            style_channel={**channel, "dim": 0},
+            projection_dim=32,
+            progress=False,
+        )
+    with pytest.raises(lexforge.InvalidInputError, match="views.views"):
+        matcher.train(
+            dataset,
+            tmp_path / "bad2",
+            base_model=TINY,
+            views={"views": 1},
+            progress=False,
+        )
