@@ -132,6 +132,11 @@ class TrainReport:
     scored on test chunks: ``accuracy``, ``majority``); lower means less topic shortcut."""
     topic_probe_baseline: dict[str, Any] | None = None
     """The same probe on the untrained base encoder."""
+    teacher_gate: dict[str, Any] | None = None
+    """With distillation: the teacher's and the bi-encoder's validation ROC-AUC
+    (``teacher_validation_roc_auc``, ``untrained_validation_roc_auc``,
+    ``trained_validation_roc_auc``) and what the teacher was used for (``distilled``,
+    ``rerank``); it is used only where it beats the bi-encoder."""
 
     @classmethod
     def _from_json(cls, text: str) -> TrainReport:
@@ -149,6 +154,7 @@ class TrainReport:
             r.get("teacher"),
             r.get("topic_probe"),
             r.get("topic_probe_baseline"),
+            r.get("teacher_gate"),
         )
 
 

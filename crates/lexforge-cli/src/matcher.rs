@@ -280,6 +280,17 @@ fn print_report(
             p.accuracy, b.accuracy, p.majority
         );
     }
+    if let Some(g) = &report.teacher_gate {
+        let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
+        println!(
+            "  teacher validation ROC-AUC {} vs bi-encoder {} untrained, {} trained: {}, {}",
+            f(g.teacher_validation_roc_auc),
+            f(g.untrained_validation_roc_auc),
+            f(g.trained_validation_roc_auc),
+            if g.distilled { "distilled" } else { "not distilled (teacher not better)" },
+            if g.rerank { "kept for reranking" } else { "not kept for reranking (not better)" },
+        );
+    }
     if let Some(e) = &report.calibration_error {
         println!("  not calibrated: {e}");
     }

@@ -31,5 +31,6 @@ pub use matcher::{EvalReport, Library, Matcher, PairScore, SearchHit, SearchOpti
 pub use model::{BiEncoder, HeadConfig, StyleChannel, TokenBatch};
 pub use ngrams::{NgramHasher, SparseFeatures, StyleChannelConfig};
 pub use train::{
-    DistillMode, LossConfig, MatcherModel, MatcherTrainConfig, TrainReport, train_matcher,
+    DistillMode, LossConfig, MatcherModel, MatcherTrainConfig, TeacherGate, TrainReport,
+    train_matcher,
 };

@@ -499,6 +499,32 @@ pub struct TrainReport {
     pub topic_probe: Option<crate::probe::ProbeReport>,
     /// The same probe on the untrained base encoder's embeddings.
     pub topic_probe_baseline: Option<crate::probe::ProbeReport>,
+    /// With distillation: the teacher against the bi-encoder on validation, and what the
+    /// teacher was used for.
+    #[serde(default)]
+    pub teacher_gate: Option<TeacherGate>,
+}
+
+/// Whether the cross-encoder teacher earned its cost: it is used for distillation only when
+/// its validation ROC-AUC beats the bi-encoder's as training starts, and kept for reranked
+/// search only when it beats the trained bi-encoder's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeacherGate {
+    /// The teacher's validation ROC-AUC.
+    pub teacher_validation_roc_auc: Option<f64>,
+    /// The bi-encoder's validation ROC-AUC before training.
+    pub untrained_validation_roc_auc: Option<f64>,
+    /// The trained bi-encoder's validation ROC-AUC.
+    pub trained_validation_roc_auc: Option<f64>,
+    /// Whether the student was distilled from the teacher.
+    pub distilled: bool,
+    /// Whether the teacher was kept (in `teacher/`) for reranked search.
+    pub rerank: bool,
+}
+
+/// Whether `a` is a strictly higher ROC-AUC than `b` (unknown values are not better).
+fn better(a: Option<f64>, b: Option<f64>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if a > b)
 }
 
 /// Trains a matcher on the dataset at `dataset_dir` into `out` (created; resumed from its
@@ -585,7 +611,6 @@ pub fn train_matcher(
     };
     let encoder =
         BiEncoder::new(body, base.model().pooling(), &head, &ad)?.with_frozen(config.frozen_layers);
-    let model = MatcherModel::new(encoder, config.loss.clone());
 
     let mut run = if out.join(lexforge_core::MANIFEST_FILE).is_file() {
         RunDir::open(out)?
@@ -629,6 +654,8 @@ pub fn train_matcher(
     // Distillation: the teacher's logits for every training pair (training it first when the
     // matcher directory has none yet).
     let mut teacher_report = None;
+    let mut gate = None;
+    let mut loss = config.loss.clone();
     let train_items = if config.loss.distill > 0.0 {
         let teacher_dir = out.join(TEACHER_DIR);
         if !teacher_dir.join("head").join("config.json").is_file() {
@@ -647,17 +674,52 @@ pub fn train_matcher(
             teacher_report = Some(r);
         }
         let teacher = Teacher::load(&teacher_dir, &plain)?;
-        let pairs: Vec<(&str, &str)> = dataset
-            .pairs(Split::Train)
+        // The teacher must beat the bi-encoder on validation before distillation uses it:
+        // here the bi-encoder as training starts; after training, the trained one (reranking).
+        let valid: Vec<(&str, &str)> = dataset
+            .pairs(Split::Validation)
             .iter()
             .map(|p| (p.text1.as_str(), p.text2.as_str()))
             .collect();
-        let logits = teacher.logits(&pairs, config.eval_batch_size)?;
-        let pairs = PairItems::new(dataset.pairs(Split::Train), &featurize, &mut book_index)?;
-        Box::new(pairs.with_teacher(logits.into_iter().map(|l| l as f32).collect())?)
+        let labels: Vec<bool> = dataset
+            .pairs(Split::Validation)
+            .iter()
+            .map(|p| p.label == 1)
+            .collect();
+        let teacher_auc =
+            crate::metrics::roc_auc(&teacher.logits(&valid, config.eval_batch_size)?, &labels);
+        let (start_logits, _) = base.raw_scores(&valid, config.eval_batch_size)?;
+        let start_auc = crate::metrics::roc_auc(&start_logits, &labels);
+        let distill = better(teacher_auc, start_auc);
+        gate = Some(TeacherGate {
+            teacher_validation_roc_auc: teacher_auc,
+            untrained_validation_roc_auc: start_auc,
+            trained_validation_roc_auc: None,
+            distilled: distill,
+            rerank: false,
+        });
+        if distill {
+            let pairs: Vec<(&str, &str)> = dataset
+                .pairs(Split::Train)
+                .iter()
+                .map(|p| (p.text1.as_str(), p.text2.as_str()))
+                .collect();
+            let logits = teacher.logits(&pairs, config.eval_batch_size)?;
+            let pairs = PairItems::new(dataset.pairs(Split::Train), &featurize, &mut book_index)?;
+            Box::new(pairs.with_teacher(logits.into_iter().map(|l| l as f32).collect())?)
+        } else {
+            tracing::warn!(
+                teacher = ?teacher_auc,
+                bi_encoder = ?start_auc,
+                "the teacher does not beat the bi-encoder on validation; training without distillation"
+            );
+            loss.distill = 0.0;
+            train_items
+        }
     } else {
         train_items
     };
+    let model = MatcherModel::new(encoder, loss);
     let checkpoints = CheckpointDir::new(out.join("checkpoints"), config.train.keep_checkpoints)?;
     let run_id = out.file_name().map_or_else(
         || "matcher".to_owned(),
@@ -699,6 +761,7 @@ pub fn train_matcher(
         teacher: teacher_report,
         topic_probe: None,
         topic_probe_baseline: None,
+        teacher_gate: None,
     };
     if outcome.stop == StopReason::Cancelled {
         return Ok(report);
@@ -724,6 +787,24 @@ pub fn train_matcher(
         report.calibration_error = Some(e.to_string());
     }
     report.validation = Some(matcher.evaluate(&dataset, Split::Validation, bs)?);
+    if let Some(g) = gate.as_mut() {
+        g.trained_validation_roc_auc = report.validation.as_ref().and_then(|v| v.roc_auc);
+        g.rerank = better(g.teacher_validation_roc_auc, g.trained_validation_roc_auc);
+        if !g.rerank {
+            // A teacher that does not beat the trained bi-encoder would make reranked search
+            // worse: the matcher is saved without it.
+            tracing::warn!(
+                teacher = ?g.teacher_validation_roc_auc,
+                bi_encoder = ?g.trained_validation_roc_auc,
+                "the teacher does not beat the trained bi-encoder on validation; not kept for reranking"
+            );
+            let dir = out.join(TEACHER_DIR);
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| lexforge_core::Error::io("remove teacher directory", &dir, e))?;
+            matcher = Matcher::load_unfinished(out, &plain)?;
+        }
+    }
+    report.teacher_gate = gate;
     if !dataset.pairs(Split::Test).is_empty() {
         let test = matcher.evaluate(&dataset, Split::Test, bs)?;
         let untrained = Matcher::from_base(

@@ -4,5 +4,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod adversary;
-mod quality;
 mod pipeline;
+mod quality;

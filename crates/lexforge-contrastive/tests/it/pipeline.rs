@@ -165,6 +165,30 @@ fn train_save_reload_calibrate_evaluate_search() {
         .expect("distillation trains a teacher first");
     assert_eq!(teacher.steps, 4);
     assert!(teacher.validation_roc_auc.is_some());
+    // The teacher is used only where it beats the bi-encoder on validation, and the report
+    // says both figures and what it was used for.
+    let gate = report
+        .teacher_gate
+        .clone()
+        .expect("distillation reports its gate");
+    let beats = |a: Option<f64>, b: Option<f64>| matches!((a, b), (Some(a), Some(b)) if a > b);
+    assert_eq!(
+        gate.distilled,
+        beats(
+            gate.teacher_validation_roc_auc,
+            gate.untrained_validation_roc_auc
+        ),
+        "{gate:?}"
+    );
+    assert_eq!(
+        gate.rerank,
+        beats(
+            gate.teacher_validation_roc_auc,
+            gate.trained_validation_roc_auc
+        ),
+        "{gate:?}"
+    );
+    assert_eq!(out.join("teacher").is_dir(), gate.rerank, "{gate:?}");
     assert_eq!(report.books.values().sum::<usize>(), 8);
     let test = report.test.as_ref().unwrap();
     assert_eq!(test.pairs, data.pairs(Split::Test).len());
@@ -185,13 +209,31 @@ fn train_save_reload_calibrate_evaluate_search() {
         "encoder/tokenizer.json",
         "head/config.json",
         "head/model.safetensors",
-        "teacher/encoder/model.safetensors",
-        "teacher/head/model.safetensors",
         "calibration.json",
         "style_calibration.json",
         "eval/metrics.json",
         "events.jsonl",
         "manifest.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+
+    if !gate.rerank {
+        // The reranking machinery still gets its test: a teacher put in teacher/ by hand.
+        lexforge_contrastive::train_teacher(
+            &config().teacher,
+            &minilm(),
+            &data,
+            &out.join("teacher"),
+            &device,
+            &NoopSink,
+            &CancelToken::new(),
+        )
+        .unwrap();
+    }
+    for f in [
+        "teacher/encoder/model.safetensors",
+        "teacher/head/model.safetensors",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }

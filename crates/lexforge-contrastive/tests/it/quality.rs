@@ -161,8 +161,7 @@ fn gain(report: &TrainReport) -> (f64, f64, f64) {
 }
 
 #[test]
-fn training_beats_the_untrained_encoder_on_unseen_books_and_a_matcher_that_does_not_learn_fails()
-{
+fn training_beats_the_untrained_encoder_on_unseen_books_and_a_matcher_that_does_not_learn_fails() {
     let dir = tempfile::tempdir().unwrap();
     let (ds, books) = dataset(dir.path());
     let device = Device::flex();
@@ -188,12 +187,17 @@ fn training_beats_the_untrained_encoder_on_unseen_books_and_a_matcher_that_does_
     let test = trained.test.as_ref().unwrap();
     let (before, after) = (test.ece_before, test.ece_after.unwrap());
     eprintln!("trained: test ECE {before:.4} -> {after:.4} after calibration");
-    assert!(after < before, "calibration raised ECE: {before} -> {after}");
+    assert!(
+        after < before,
+        "calibration raised ECE: {before} -> {after}"
+    );
 
     // Training switched off: the learning rate is so small that nothing moves.
     let frozen = run("not-learning", 1e-12);
     let (auc0, base0, delta0) = gain(&frozen);
-    eprintln!("not learning: test ROC-AUC {auc0:.4}, untrained encoder {base0:.4}, gain {delta0:+.4}");
+    eprintln!(
+        "not learning: test ROC-AUC {auc0:.4}, untrained encoder {base0:.4}, gain {delta0:+.4}"
+    );
     assert!(
         delta0 < GATE_MARGIN,
         "a matcher that does not learn passed the gate ({delta0:+.4})"
