@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use lexforge::contrastive::calibration::ThresholdMetric;
 use lexforge::contrastive::{
-    Matcher, MatcherTrainConfig, PreparedDataset, SearchOptions, train_matcher,
+    Matcher, MatcherTrainConfig, PreparedDataset, SearchOptions, StyleChannelConfig, ViewsConfig,
+    train_matcher,
 };
 use lexforge::data::Split;
 use lexforge::data::books::BookDirectory;
@@ -151,6 +152,18 @@ pub struct TrainArgs {
     /// Bottom stages of the body kept frozen.
     #[arg(long)]
     frozen_layers: Option<usize>,
+    /// Add the learned style channel (hashed character and word n-grams) with its default
+    /// parameters, unless the config file sets them (`[head.style_channel]`).
+    #[arg(long)]
+    style_channel: bool,
+    /// Train on book-balanced batches of this many chunks per book, drawn from every chunk of
+    /// the training books, instead of the prepared pairs (`[views]` in the config).
+    #[arg(long)]
+    views: Option<usize>,
+    /// With training on views: re-chunk the training books from this directory (the one the
+    /// dataset was prepared from) to see more of each book than the pairs use.
+    #[arg(long)]
+    books: Option<PathBuf>,
     /// Device: cpu, flex, ndarray, wgpu, cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
@@ -217,6 +230,15 @@ impl TrainArgs {
         }
         if let Some(v) = self.frozen_layers {
             c.frozen_layers = v;
+        }
+        if self.style_channel && c.head.style_channel.is_none() {
+            c.head.style_channel = Some(StyleChannelConfig::default());
+        }
+        if let Some(v) = self.views {
+            c.views.get_or_insert_with(ViewsConfig::default).views = v;
+        }
+        if let Some(b) = &self.books {
+            c.views.get_or_insert_with(ViewsConfig::default).books = Some(b.clone());
         }
         c.validate()?;
         Ok(c)
@@ -287,8 +309,16 @@ fn print_report(
             f(g.teacher_validation_roc_auc),
             f(g.untrained_validation_roc_auc),
             f(g.trained_validation_roc_auc),
-            if g.distilled { "distilled" } else { "not distilled (teacher not better)" },
-            if g.rerank { "kept for reranking" } else { "not kept for reranking (not better)" },
+            if g.distilled {
+                "distilled"
+            } else {
+                "not distilled (teacher not better)"
+            },
+            if g.rerank {
+                "kept for reranking"
+            } else {
+                "not kept for reranking (not better)"
+            },
         );
     }
     if let Some(e) = &report.calibration_error {

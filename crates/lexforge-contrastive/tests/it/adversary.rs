@@ -176,6 +176,7 @@ fn probe_accuracy(adversary: f64) -> f64 {
 
 #[test]
 fn the_topic_adversary_lowers_topic_probe_accuracy() {
+    let _lock = crate::training_lock();
     let without = probe_accuracy(0.0);
     // Measured over data/init seeds 1-5 at weights 1 and 3: off 0.965-1.000, on 0.420-0.685.
     let with = probe_accuracy(3.0);

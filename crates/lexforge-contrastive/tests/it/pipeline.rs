@@ -143,6 +143,7 @@ fn config() -> MatcherTrainConfig {
 
 #[test]
 fn train_save_reload_calibrate_evaluate_search() {
+    let _lock = crate::training_lock();
     let dir = tempfile::tempdir().unwrap();
     let ds = dataset(dir.path());
     let data = PreparedDataset::open(&ds).unwrap();
