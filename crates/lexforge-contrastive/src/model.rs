@@ -406,7 +406,7 @@ impl BiEncoder {
             });
         }
         let s = channel.forward(ngrams)?;
-        let w = channel.mix.val().exp();
+        let w = (channel.mix.val() * channel.scale).exp();
         let wa = w.clone().slice(0..1).reshape([1, 1]);
         let ws = w.slice(1..2).reshape([1, 1]);
         let [_, da] = a.dims();
@@ -471,14 +471,16 @@ impl BiEncoder {
 ///
 /// `table` starts as `N(0, 1 / (dim · scale²))`, so the bag starts as a random projection of the
 /// passage's unit TF-IDF vector (its cosines approximate the TF-IDF cosines), `style_head`
-/// as the identity, and `mix` as `[0, 0]` (equal weights).
+/// as the identity, and `mix` as `[0, 0]` (equal weights). `mix` is scaled by `scale` too:
+/// the channels' weights move at the table's rate.
 #[derive(Module, Debug)]
 pub struct StyleChannel {
     /// `[buckets, dim]` rows of the hashed n-grams (values scaled by `scale` in use).
     pub table: Param<Tensor<2>>,
     /// `[dim] → [dim]`, initialized to the identity.
     pub style_head: Linear,
-    /// `[ln w_content, ln w_style]`: the channels' weights in the fused embedding.
+    /// `[ln w_content, ln w_style] / scale`: the channels' weights in the fused embedding
+    /// (scaled like the table, so they learn at the table's rate).
     pub mix: Param<Tensor<1>>,
     #[module(skip)]
     hasher: NgramHasher,
