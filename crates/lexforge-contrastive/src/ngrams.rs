@@ -33,20 +33,20 @@ pub struct StyleChannelConfig {
     pub char_ngrams: [usize; 2],
     /// Smallest and largest word n-gram (`[1, 2]`); `[0, 0]` turns them off.
     pub word_ngrams: [usize; 2],
-    /// Learning-rate multiplier of the hashed table relative to the run's learning rate (the
-    /// table's values are scaled by it in the forward pass, which, under Adam, multiplies its
-    /// effective step size by the same factor).
+    /// Learning-rate multiplier of the hashed table and the channel weights relative to the
+    /// run's learning rate (their values are scaled by it in the forward pass, which, under
+    /// Adam, multiplies their effective step size by the same factor).
     pub table_lr_scale: f64,
 }
 
 impl Default for StyleChannelConfig {
     fn default() -> Self {
         StyleChannelConfig {
-            buckets: 1 << 17,
+            buckets: 1 << 16,
             dim: 128,
             char_ngrams: [1, 4],
             word_ngrams: [1, 2],
-            table_lr_scale: 1.0,
+            table_lr_scale: 3.0,
         }
     }
 }

@@ -137,4 +137,55 @@ checkpoint_every = 3
     let o = lexforge(&["matcher", "search", ms, "x", "--library", ds, "--rerank"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("teacher"), "{}", stderr(&o));
+
+    // The style channel and training on views from the command line: the flags reach the
+    // saved configuration, the books are re-chunked, the result loads and scores.
+    let sv = dir.path().join("styled");
+    let train_config = dir.path().join("train.toml");
+    std::fs::write(
+        &train_config,
+        "max_seq_length = 32\n[head]\nprojection_dim = 32\n[train]\nwarmup_steps = 1\n",
+    )
+    .unwrap();
+    let o = lexforge(&[
+        "matcher",
+        "train",
+        ds,
+        "--out",
+        sv.to_str().unwrap(),
+        "--config",
+        train_config.to_str().unwrap(),
+        "--base",
+        base().to_str().unwrap(),
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "3",
+        "--style-channel",
+        "--views",
+        "2",
+        "--books",
+        books.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sv.join("manifest.json")).unwrap()).unwrap();
+    let saved = &manifest["config"]["train"];
+    assert_eq!(saved["views"]["views"], 2, "{saved}");
+    assert!(
+        saved["head"]["style_channel"]["buckets"].is_number(),
+        "{saved}"
+    );
+    let o = lexforge(&[
+        "matcher",
+        "score",
+        sv.to_str().unwrap(),
+        "The cat sat.",
+        "A dog.",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = lexforge(&["matcher", "train", ds, "--out", "x", "--views", "1"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("views.views"), "{}", stderr(&o));
 }
