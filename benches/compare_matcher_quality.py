@@ -33,11 +33,11 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomllib
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -130,15 +130,20 @@ def main() -> None:
     for c in train_chunks:
         by_book.setdefault(c["book"], []).append(c["text"])
 
-    texts = sorted({c["text"] for c in chunks} | {p[k] for s in pairs.values() for p in s for k in ("text1", "text2")})
+    texts = sorted(
+        {c["text"] for c in chunks}
+        | {p[k] for s in pairs.values() for p in s for k in ("text1", "text2")}
+    )
     tid = {t: i for i, t in enumerate(texts)}
     enc = lexforge.SentenceEncoder.load(lexforge.encoder.minilm_path(), max_seq_length=128)
     t0 = time.perf_counter()
-    minilm = enc.encode(texts, batch_size=32)
+    minilm = enc.encode(texts, batch_size=32, progress=False)
     extra = sorted({t for ts in by_book.values() for t in ts} - set(tid))
-    minilm_extra = enc.encode(extra, batch_size=32) if extra else np.zeros((0, minilm.shape[1]))
+    minilm_extra = enc.encode(extra, batch_size=32, progress=False) if extra else np.zeros((0, minilm.shape[1]))
     print(f"MiniLM embeddings for the baselines: {time.perf_counter() - t0:.0f} s")
-    vec_of = {t: minilm[i] for t, i in tid.items()} | {t: minilm_extra[i] for i, t in enumerate(extra)}
+    vec_of = {t: minilm[i] for t, i in tid.items()} | {
+        t: minilm_extra[i] for i, t in enumerate(extra)
+    }
 
     fit_texts = [t for ts in by_book.values() for t in ts]
     char = TfidfVectorizer(analyzer="char", ngram_range=(1, 4), sublinear_tf=True, lowercase=False)
@@ -196,7 +201,12 @@ def main() -> None:
         feats([p["text1"] for p in tv], [p["text2"] for p in tv], False), [p["label"] for p in tv]
     )
     x3 = feats(t1, t2, False)
-    record("LR-3 (train+validation pairs)", lr3.decision_function(x3), lr3.predict_proba(x3)[:, 1], None)
+    record(
+        "LR-3 (train+validation pairs)",
+        lr3.decision_function(x3),
+        lr3.predict_proba(x3)[:, 1],
+        None,
+    )
     rng = random.Random(0)
     names = sorted(by_book)
     draws = []
@@ -228,15 +238,24 @@ def main() -> None:
         np.array([s.probability for s in scores]),
         ev["retrieval"]["recall_at_1"],
     )
-    print(f"\n{len(test)} test pairs ({int(y.sum())} positive, {int((~y.astype(bool) & hard).sum())} hard negatives), {len(set(test_books))} test books\n")
+    n_hard = int((hard & (y == 0)).sum())
+    n_books = len(set(test_books))
+    print(f"\n{len(test)} test pairs ({int(y.sum())} positive, {n_hard} hard negatives), ", end="")
+    print(f"{n_books} test books\n")
     print(f"| {'method':<56} | ROC-AUC | ROC-AUC hard | recall@1 | ECE |")
     print(f"| {'-' * 56} | ------- | ------------ | -------- | --- |")
+
+    def fmt(v: float | None) -> str:
+        return "—" if v is None else f"{v:.3f}"
+
     for name, r in results.items():
-        fmt = lambda v: "—" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"| {name:<56} | {fmt(r['roc_auc'])} | {fmt(r['roc_auc_hard'])} | {fmt(r['recall_at_1'])} | {fmt(r['ece'])} |")
+        cells = [fmt(r[k]) for k in ("roc_auc", "roc_auc_hard", "recall_at_1", "ece")]
+        print(f"| {name:<56} | " + " | ".join(cells) + " |")
     if wall is not None:
         print(f"\nrecipe wall time: {wall:.0f} s on {args.threads} threads")
-    (args.out / "results.json").write_text(json.dumps({"wall_s": wall, "results": results}, indent=2))
+    (args.out / "results.json").write_text(
+        json.dumps({"wall_s": wall, "results": results}, indent=2)
+    )
 
 
 if __name__ == "__main__":
