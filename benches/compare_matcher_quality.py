@@ -139,7 +139,11 @@ def main() -> None:
     t0 = time.perf_counter()
     minilm = enc.encode(texts, batch_size=32, progress=False)
     extra = sorted({t for ts in by_book.values() for t in ts} - set(tid))
-    minilm_extra = enc.encode(extra, batch_size=32, progress=False) if extra else np.zeros((0, minilm.shape[1]))
+    minilm_extra = (
+        enc.encode(extra, batch_size=32, progress=False)
+        if extra
+        else np.zeros((0, minilm.shape[1]))
+    )
     print(f"MiniLM embeddings for the baselines: {time.perf_counter() - t0:.0f} s")
     vec_of = {t: minilm[i] for t, i in tid.items()} | {
         t: minilm_extra[i] for i, t in enumerate(extra)
