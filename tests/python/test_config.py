@@ -157,3 +157,19 @@ def test_num_threads_round_trip() -> None:
     finally:
         lexforge.set_num_threads(0)
     assert lexforge.get_num_threads() == default
+
+
+def test_style_channel_and_views_round_trip_through_toml_and_json(tmp_path: Path) -> None:
+    cfg = MatcherConfig(
+        head={
+            "projection_dim": 384,
+            "style_channel": {"buckets": 4096, "dim": 32, "char_ngrams": [2, 4]},
+        },
+        views={"views": 8, "books": "books/", "chunks_per_book": 100},
+    )
+    assert cfg == MatcherConfig.from_toml(cfg.to_toml()) == MatcherConfig.from_json(cfg.to_json())
+    d = cfg.to_dict()
+    assert d["head"]["style_channel"]["word_ngrams"] == [1, 2]  # defaults filled in
+    assert d["views"]["neighbours"] is True
+    with pytest.raises(lexforge.InvalidInputError, match="unknown field `bucket`"):
+        MatcherConfig(head={"style_channel": {"bucket": 3}})
