@@ -498,20 +498,17 @@ impl ViewItems {
         for (b, rows) in by_book.iter_mut().enumerate() {
             rows.shuffle(&mut seed.rng(&format!("views/{}", names[b])));
         }
+        let entries: BTreeMap<&str, &BookEntry> =
+            dataset.books.iter().map(|b| (b.id.as_str(), b)).collect();
         let neighbours = names
             .iter()
             .map(|name| {
-                dataset
-                    .books
-                    .iter()
-                    .find(|b| b.id == *name)
-                    .map(|b| {
-                        b.neighbours
-                            .iter()
-                            .filter_map(|n| position.get(n.book.as_str()).copied())
-                            .collect()
-                    })
-                    .unwrap_or_default()
+                entries.get(name).map_or_else(Vec::new, |b| {
+                    b.neighbours
+                        .iter()
+                        .filter_map(|n| position.get(n.book.as_str()).copied())
+                        .collect()
+                })
             })
             .collect();
         let longest = by_book.iter().map(Vec::len).max().unwrap_or(0);
