@@ -49,6 +49,8 @@ __all__ = [
     "semantic_default_generator_config",
     "semantic_train",
     "semantic_train_generator",
+    "semantic_default_guided_config",
+    "semantic_build_guided",
 ]
 
 __version__: str
@@ -281,6 +283,14 @@ def semantic_train_generator(
     device: str = "cpu",
     callback: Callable[[dict[str, Any]], object] | None = None,
 ) -> tuple[str, bool]: ...
+def semantic_default_guided_config() -> str: ...
+def semantic_build_guided(
+    encoder_dir: str | os.PathLike[str],
+    config_json: str,
+    device: str = "cpu",
+    wordfreq: str | os.PathLike[str] | None = None,
+    corpus_frequencies: bool = False,
+) -> str: ...
 
 @final
 class SemanticEncoder:

@@ -10,7 +10,8 @@ encode words, decode IDs, find similar corpora and generate words for an ID::
     enc = semantic.SemanticEncoder.load("runs/semantic")
     sid = enc.encode(["anchor", "harbour", "sailor", "tide"])
     enc.similar(sid, k=5)
-    semantic.train_generator("runs/semantic", "runs/quickstart-gpt2")
+    semantic.build_guided_generator("runs/semantic")  # or train_generator(dir, base_lm): LoRA
+    enc = semantic.SemanticEncoder.load("runs/semantic")
     enc.generate_words(sid, n=10, seed=1)
 """
 
@@ -38,6 +39,7 @@ __all__ = [
     "SimilarCorpus",
     "WordCorpus",
     "build_corpora",
+    "build_guided_generator",
     "default_config",
     "train",
     "train_generator",
@@ -80,6 +82,14 @@ _PARAMS: dict[str, tuple[str, ...]] = {
     "min_lr": ("train", "min_lr"),
     "eval_every": ("train", "eval_every"),
     "seed": ("train", "seed"),
+}
+
+_GUIDED_PARAMS: dict[str, tuple[str, ...]] = {
+    "vocabulary": ("vocabulary",),
+    "pool": ("pool",),
+    "temperature": ("temperature",),
+    "greedy_tail": ("greedy_tail",),
+    "complexity_band": ("complexity_band",),
 }
 
 _GENERATOR_PARAMS: dict[str, tuple[str, ...]] = {
@@ -324,6 +334,39 @@ def train(
     return SemanticReport._from_json(report)
 
 
+def build_guided_generator(
+    encoder_dir: PathLike,
+    *,
+    frequencies: str | PathLike = "wordfreq",
+    device: str = "cpu",
+    config: Mapping[str, Any] | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """Build the default word generator of an encoder (``encoder_dir/generator``): the
+    frequency table's most frequent real words (``frequencies``: ``"wordfreq"`` for the
+    installed wordfreq table, a path to one, or ``"corpus"`` for the corpora's own words),
+    embedded once with the encoder's embedding model. Words for an ID are then drawn from the
+    ID's complexity band so that their mean embedding lands on ``decode(id)``. Keyword
+    parameters: ``vocabulary``, ``pool``, ``temperature``, ``greedy_tail``,
+    ``complexity_band``. Returns the report (vocabulary size, frequency source, Zipf bands,
+    embedding seconds)."""
+    base = (
+        dict(config) if config is not None else json.loads(_native.semantic_default_guided_config())
+    )
+    cfg = json.dumps(apply_params(params, _GUIDED_PARAMS, base))
+    wordfreq = None if frequencies in ("wordfreq", "corpus") else os.fspath(frequencies)
+    out: dict[str, Any] = json.loads(
+        _native.semantic_build_guided(
+            os.fspath(encoder_dir),
+            cfg,
+            device=device,
+            wordfreq=wordfreq,
+            corpus_frequencies=frequencies == "corpus",
+        )
+    )
+    return out
+
+
 def train_generator(
     encoder_dir: PathLike,
     base_lm: PathLike,
@@ -442,7 +485,8 @@ class SemanticEncoder:
 
     def generate_words(self, id: Sequence[int], n: int = 10, seed: int = 0) -> list[str]:
         """Up to ``n`` distinct words for an ID from the word generator
-        (:func:`train_generator`); the same seed gives the same words."""
+        (:func:`build_guided_generator` or :func:`train_generator`); the same seed gives the
+        same words."""
         return self._native.generate_words([int(x) for x in id], n, seed)
 
     def __repr__(self) -> str:

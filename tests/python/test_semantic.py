@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 import lexforge
@@ -126,3 +127,42 @@ def test_bad_input_is_typed(trained: Path, tmp_path: Path) -> None:
     w.write_bytes(w.read_bytes()[:100])
     with pytest.raises(lexforge.ArtifactError, match="semantic_encoder.safetensors"):
         semantic.SemanticEncoder.load(broken)
+
+
+def test_guided_generator_gives_real_words_that_fit_the_id(
+    corpora: semantic.Corpora, tmp_path: Path
+) -> None:
+    # A fully trained encoder (the default 400 steps): decode(id) must be close to the
+    # corpus for words to fit it.
+    enc_dir = tmp_path / "enc"
+    semantic.train(corpora, enc_dir, seed=1, progress=False)
+    with pytest.raises(TypeError, match="unknown parameter 'pools'"):
+        semantic.build_guided_generator(enc_dir, pools=3)
+    with pytest.raises(lexforge.InvalidInputError, match="complexity_band"):
+        semantic.build_guided_generator(enc_dir, complexity_band=[0.9, 0.1])
+    report = semantic.build_guided_generator(enc_dir)
+    assert report["vocabulary"] == 25000
+    assert set(report["bands"]) == {"basic", "intermediate", "advanced"}
+    enc = semantic.SemanticEncoder.load(enc_dir)
+    assert enc._info["generator"] == "guided"
+    # Words for each corpus's ID land closer to that corpus than to most others.
+    st = lexforge.SentenceEncoder.load(lexforge.encoder.minilm_path())
+
+    def centroid(words: list[str]) -> npt.NDArray[np.float32]:
+        v: npt.NDArray[np.float32] = st.encode(words, progress=False).mean(0)
+        return v / np.float32(np.linalg.norm(v))
+
+    sample = list(corpora)[::4]
+    cents = np.stack([centroid(c.words) for c in corpora])
+    index = {c.id: i for i, c in enumerate(corpora)}
+    closer = []
+    for c in sample:
+        words = enc.generate_words(enc.ids[c.id], n=10, seed=0)
+        assert len(set(words)) == 10 and all(w.isalpha() and w.islower() for w in words)
+        assert enc.generate_words(enc.ids[c.id], n=10, seed=0) == words
+        s = cents @ centroid(words)
+        k = index[c.id]
+        closer.append(float(np.mean(np.delete(s, k) < s[k])))
+    assert np.mean(closer) > 0.85, closer
+    with pytest.raises(lexforge.InvalidInputError, match="outside 0..32"):
+        enc.generate_words([0, 40, 0, 0])

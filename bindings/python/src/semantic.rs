@@ -8,9 +8,10 @@ use lexforge::data::books::BookDirectory;
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions};
 use lexforge::semantic::words::GENERATOR_DIR;
 use lexforge::semantic::{
-    BookWords, BookWordsConfig, CorpusGenerator, CorpusLabels, CorpusSet, SemanticEncoder,
-    SemanticError, SemanticTrainConfig, WordFrequencies, WordGenerator, WordGeneratorConfig,
-    build_corpora, train_semantic, train_word_generator,
+    BookWords, BookWordsConfig, CorpusGenerator, CorpusLabels, CorpusSet, GuidedConfig,
+    SemanticEncoder, SemanticError, SemanticTrainConfig, WordFrequencies, WordGenerator,
+    WordGeneratorConfig, build_corpora, build_guided_generator, train_semantic,
+    train_word_generator,
 };
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
@@ -29,6 +30,25 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The wordfreq table at `wordfreq` (default: the installed package's), or none.
+fn frequencies(
+    wordfreq: Option<PathBuf>,
+    corpus_frequencies: bool,
+) -> Result<Option<WordFrequencies>, SemanticError> {
+    if corpus_frequencies {
+        return Ok(None);
+    }
+    let path = match wordfreq {
+        Some(p) => p,
+        None => lexforge::semantic::find_wordfreq().ok_or_else(|| SemanticError::InvalidInput {
+            reason: "wordfreq is not installed (pip install wordfreq, pass wordfreq=PATH, or \
+                     frequencies='corpus')"
+                .into(),
+        })?,
+    };
+    Ok(Some(WordFrequencies::load_wordfreq(&path)?))
+}
+
 /// Corpora from books with a catalogue, as the corpora JSON.
 #[pyfunction]
 #[pyo3(signature = (books_dir, metadata, words_per_corpus, config_json, wordfreq=None, corpus_frequencies=false))]
@@ -43,21 +63,7 @@ fn semantic_book_corpora(
 ) -> PyResult<String> {
     let config: BookWordsConfig = parse(py, config_json, "config")?;
     let set = crate::threads::compute(py, || -> Result<CorpusSet, SemanticError> {
-        let freq = if corpus_frequencies {
-            None
-        } else {
-            let path = match wordfreq {
-                Some(p) => p,
-                None => lexforge::semantic::find_wordfreq().ok_or_else(|| {
-                    SemanticError::InvalidInput {
-                        reason: "wordfreq is not installed (pip install wordfreq, pass \
-                                     wordfreq=PATH, or frequencies='corpus')"
-                            .into(),
-                    }
-                })?,
-            };
-            Some(WordFrequencies::load_wordfreq(&path)?)
-        };
+        let freq = frequencies(wordfreq, corpus_frequencies)?;
         let provider = BookDirectory::new(books_dir).with_metadata(metadata);
         BookWords::new(&provider, freq.as_ref(), &config)?.build(words_per_corpus)
     })
@@ -207,6 +213,40 @@ fn semantic_train_generator(
     )
 }
 
+/// The default guided-generator configuration, as JSON.
+#[pyfunction]
+fn semantic_default_guided_config(py: Python<'_>) -> PyResult<String> {
+    to_json(py, &GuidedConfig::default(), "config")
+}
+
+/// Builds the vocabulary-guided word generator of an encoder directory (`generator/`);
+/// returns the report as JSON.
+#[pyfunction]
+#[pyo3(signature = (encoder_dir, config_json, device="cpu", wordfreq=None, corpus_frequencies=false))]
+fn semantic_build_guided(
+    py: Python<'_>,
+    encoder_dir: PathBuf,
+    config_json: &str,
+    device: &str,
+    wordfreq: Option<PathBuf>,
+    corpus_frequencies: bool,
+) -> PyResult<String> {
+    let config: GuidedConfig = parse(py, config_json, "config")?;
+    let device = resolve(py, device)?;
+    let report = crate::threads::compute(py, || -> Result<_, SemanticError> {
+        let freq = frequencies(wordfreq, corpus_frequencies)?;
+        let enc = SemanticEncoder::load(&encoder_dir, &device)?;
+        build_guided_generator(
+            &config,
+            &enc,
+            freq.as_ref(),
+            &encoder_dir.join(GENERATOR_DIR),
+        )
+    })
+    .map_err(|e| to_py(py, e))?;
+    to_json(py, &report, "report")
+}
+
 /// A trained semantic encoder (and its word generator, loaded on first use).
 #[pyclass(name = "SemanticEncoder", module = "lexforge._native", frozen)]
 pub struct PySemanticEncoder {
@@ -259,7 +299,7 @@ impl PySemanticEncoder {
             "embedding_model": c.embedding_model,
             "heads": c.heads,
             "corpora": inner.ids().len(),
-            "generator": path.join(GENERATOR_DIR).join("generator.json").is_file(),
+            "generator": WordGenerator::kind_in(&path.join(GENERATOR_DIR)),
             "device": format!("{device:?}"),
         })
         .to_string();
@@ -353,7 +393,7 @@ impl PySemanticEncoder {
                 *guard = Some(WordGenerator::load(&dir, None, &self.device)?);
             }
             match guard.as_ref() {
-                Some(g) => g.generate_words(&id, n, seed),
+                Some(g) => g.generate_words(&self.inner, &id, n, seed),
                 None => Ok(Vec::new()),
             }
         })
@@ -375,5 +415,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(semantic_default_generator_config, m)?)?;
     m.add_function(wrap_pyfunction!(semantic_train, m)?)?;
     m.add_function(wrap_pyfunction!(semantic_train_generator, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_default_guided_config, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_build_guided, m)?)?;
     m.add_class::<PySemanticEncoder>()
 }

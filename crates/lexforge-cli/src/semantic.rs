@@ -9,9 +9,9 @@ use lexforge::data::books::BookDirectory;
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
 use lexforge::semantic::words::GENERATOR_DIR;
 use lexforge::semantic::{
-    BookWords, BookWordsConfig, CorpusSet, QuantizerConfig, SemanticEncoder, SemanticReport,
-    SemanticTrainConfig, WordFrequencies, WordGenerator, WordGeneratorConfig, find_wordfreq,
-    train_semantic, train_word_generator,
+    BookWords, BookWordsConfig, CorpusSet, GuidedConfig, QuantizerConfig, SemanticEncoder,
+    SemanticReport, SemanticTrainConfig, WordFrequencies, WordGenerator, WordGeneratorConfig,
+    WordGeneratorKind, build_guided_generator, find_wordfreq, train_semantic, train_word_generator,
 };
 use lexforge::{DeviceSpec, EventSink, NoopSink, ProgressBarSink};
 use serde::{Deserialize, Serialize};
@@ -80,8 +80,10 @@ pub enum SemanticCommand {
         device: DeviceSpec,
     },
     /// Books → corpora → semantic encoder → word generator in one command: OUT/corpora.json,
-    /// OUT/encoder, OUT/encoder/generator (LoRA adapters on --base-lm, or on a small GPT-2
-    /// that the language-model pipeline trains on the corpora's words first, OUT/base-lm).
+    /// OUT/encoder, OUT/encoder/generator (by default vocabulary-guided: wordfreq's most
+    /// frequent words, embedded once, drawn so that their mean lands on decode(id); with
+    /// --generator lora, LoRA adapters on --base-lm or on a small GPT-2 that the
+    /// language-model pipeline trains on the corpora's words first, OUT/base-lm).
     Pipeline {
         /// A directory of books laid out as {author}/{title}.txt.
         books_dir: PathBuf,
@@ -91,15 +93,21 @@ pub enum SemanticCommand {
         /// The output directory.
         #[arg(long)]
         out: PathBuf,
+        /// The word generator: guided or lora (default: the config's `word_generator`,
+        /// guided).
+        #[arg(long, conflicts_with = "no_generator")]
+        generator: Option<WordGeneratorKind>,
         /// A GPT-2 directory with a tokenizer (a `lexforge lm train` run) to fine-tune LoRA
-        /// adapters of for word generation (default: train a small one, OUT/base-lm).
+        /// adapters of for word generation (implies --generator lora; default: train a small
+        /// one, OUT/base-lm).
         #[arg(long, conflicts_with = "no_generator")]
         base_lm: Option<PathBuf>,
         /// Stop after the encoder (no word generator).
         #[arg(long)]
         no_generator: bool,
-        /// A TOML file with tables corpora (BookWordsConfig + words_per_corpus), semantic
-        /// (SemanticTrainConfig) and generator (WordGeneratorConfig).
+        /// A TOML file with words_per_corpus, word_generator ("guided" or "lora") and the
+        /// tables corpora (BookWordsConfig), semantic (SemanticTrainConfig), guided
+        /// (GuidedConfig), generator (WordGeneratorConfig, LoRA) and base_lm.
         #[arg(long)]
         config: Option<PathBuf>,
         /// Device: cpu, flex, ndarray, wgpu, cuda:N.
@@ -170,8 +178,10 @@ pub struct TrainArgs {
 #[serde(default, deny_unknown_fields)]
 struct PipelineConfig {
     words_per_corpus: usize,
+    word_generator: WordGeneratorKind,
     corpora: BookWordsConfig,
     semantic: SemanticTrainConfig,
+    guided: GuidedConfig,
     generator: WordGeneratorConfig,
     base_lm: BaseLmConfig,
 }
@@ -203,8 +213,10 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             words_per_corpus: 50,
+            word_generator: WordGeneratorKind::default(),
             corpora: BookWordsConfig::default(),
             semantic: SemanticTrainConfig::default(),
+            guided: GuidedConfig::default(),
             generator: WordGeneratorConfig::default(),
             base_lm: BaseLmConfig::default(),
         }
@@ -542,7 +554,7 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             // A typed error for an ID that does not fit the codebooks.
             enc.decode(&id)?;
             let generator = WordGenerator::load(&encoder.join(GENERATOR_DIR), None, &device)?;
-            let words = generator.generate_words(&id, n, seed)?;
+            let words = generator.generate_words(&enc, &id, n, seed)?;
             println!("{}", serde_json::to_string_pretty(&words)?);
             Ok(())
         }
@@ -550,6 +562,7 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             books_dir,
             metadata,
             out,
+            generator,
             base_lm,
             no_generator,
             config,
@@ -561,6 +574,15 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
                 None => PipelineConfig::default(),
             };
             config.semantic.validate()?;
+            config.guided.validate()?;
+            let kind = match (generator, &base_lm) {
+                (Some(WordGeneratorKind::Guided), Some(_)) => {
+                    return Err("--base-lm is for --generator lora".into());
+                }
+                (Some(k), _) => k,
+                (None, Some(_)) => WordGeneratorKind::Lora,
+                (None, None) => config.word_generator,
+            };
             let freq = frequencies(None, false).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "falling back to corpus word counts");
                 None
@@ -578,6 +600,22 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             let enc_dir = out.join("encoder");
             let report = train_encoder(&config.semantic, &set, &model, &enc_dir, &device, json)?;
             print_report(&report, json)?;
+            if kind == WordGeneratorKind::Guided && !no_generator {
+                let enc = SemanticEncoder::load(&enc_dir, &crate::resolve_device(&device)?)?;
+                let r = build_guided_generator(
+                    &config.guided,
+                    &enc,
+                    freq.as_ref(),
+                    &enc_dir.join(GENERATOR_DIR),
+                )?;
+                if !json {
+                    println!(
+                        "  word generator: guided, {} words ({}), embedded in {:.1} s",
+                        r.vocabulary, r.frequencies, r.embed_seconds
+                    );
+                }
+                return Ok(());
+            }
             let base = match base_lm {
                 Some(b) => Some(b),
                 None if no_generator => None,

@@ -249,6 +249,16 @@ impl SemanticEncoder {
         &self.model
     }
 
+    fn embedder(&self) -> Result<&dyn SentenceEncoder> {
+        self.embedder.as_deref().ok_or_else(|| {
+            SemanticError::input(format!(
+                "no embedding model attached: the encoder was trained on {:?}; load it and pass \
+                 it with with_embedder",
+                self.config().embedding_model
+            ))
+        })
+    }
+
     /// The corpus vector of `words`: the L2-normalized mean of their embeddings (words are
     /// cleaned as corpora are; duplicates count once).
     ///
@@ -256,13 +266,7 @@ impl SemanticEncoder {
     /// [`SemanticError::InvalidInput`] when no embedding model is attached or no usable word
     /// is left.
     pub fn embed_words(&self, words: &[&str]) -> Result<Vec<f32>> {
-        let embedder = self.embedder.as_ref().ok_or_else(|| {
-            SemanticError::input(format!(
-                "no embedding model attached: the encoder was trained on {:?}; load it and pass \
-                 it with with_embedder",
-                self.config().embedding_model
-            ))
-        })?;
+        let embedder = self.embedder()?;
         let mut seen = std::collections::BTreeSet::new();
         let cleaned: Vec<String> = words
             .iter()
@@ -277,6 +281,22 @@ impl SemanticEncoder {
         let refs: Vec<&str> = cleaned.iter().map(String::as_str).collect();
         let emb = embedder.encode(&refs, 128)?;
         Ok(mean_vector(emb.as_slice(), emb.dim()))
+    }
+
+    /// The embedding of each of `words` as given (no cleaning), L2-normalized: `[words.len() *
+    /// input_dim]`, row-major.
+    ///
+    /// # Errors
+    /// [`SemanticError::InvalidInput`] when no embedding model is attached; embedding errors.
+    pub fn embed_each(&self, words: &[&str]) -> Result<Vec<f32>> {
+        let embedder = self.embedder()?;
+        let d = embedder.dim();
+        let mut out = embedder.encode(words, 128)?.as_slice().to_vec();
+        for row in out.chunks_mut(d) {
+            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|x| *x /= norm);
+        }
+        Ok(out)
     }
 
     /// The ID of a corpus vector `[input_dim]`.

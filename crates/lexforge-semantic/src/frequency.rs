@@ -92,6 +92,18 @@ impl WordFrequencies {
         self.zipf.get(word).map(|&z| f64::from(z))
     }
 
+    /// Up to `n` words passing `keep`, most frequent first (ties by word).
+    pub fn most_frequent(&self, n: usize, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut all: Vec<(&String, f32)> = self
+            .zipf
+            .iter()
+            .filter(|(w, _)| keep(w))
+            .map(|(w, &z)| (w, z))
+            .collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+        all.into_iter().take(n).map(|(w, _)| w.clone()).collect()
+    }
+
     /// Number of words.
     pub fn len(&self) -> usize {
         self.zipf.len()
@@ -130,6 +142,20 @@ pub fn find_wordfreq() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn most_frequent_orders_by_zipf_then_word_and_filters() {
+        let counts: HashMap<String, u64> = [("tide", 5), ("anchor", 5), ("the", 50), ("x", 9)]
+            .into_iter()
+            .map(|(w, c)| (w.to_owned(), c))
+            .collect();
+        let f = WordFrequencies::from_counts(&counts);
+        assert_eq!(
+            f.most_frequent(3, |w| w.len() > 1),
+            vec!["the", "anchor", "tide"]
+        );
+        assert_eq!(f.most_frequent(1, |w| w != "the"), vec!["x"]);
+    }
 
     #[test]
     fn corpus_counts_give_zipf() {

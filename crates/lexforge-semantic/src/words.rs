@@ -388,22 +388,22 @@ pub fn train_word_generator(
 }
 
 /// A loaded word generator: the base GPT-2 with its adapters merged, and the tokenizer.
-pub struct WordGenerator {
+pub struct LoraWordGenerator {
     net: Gpt2,
     tokenizer: Tokenizer,
     file: GeneratorFile,
 }
 
-impl std::fmt::Debug for WordGenerator {
+impl std::fmt::Debug for LoraWordGenerator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WordGenerator")
+        f.debug_struct("LoraWordGenerator")
             .field("base", &self.file.base)
             .field("lora", &self.file.config.lora)
             .finish()
     }
 }
 
-impl WordGenerator {
+impl LoraWordGenerator {
     /// Loads the generator in `dir` onto the base recorded in `generator.json` (or `base`).
     ///
     /// # Errors
@@ -422,7 +422,7 @@ impl WordGenerator {
         let tokenizer = base_tokenizer(&base)?;
         let (_, net) = load_hf_dir(&base, device)?;
         let (_, net) = load_adapters(net, dir)?;
-        Ok(WordGenerator {
+        Ok(LoraWordGenerator {
             net: merge_adapters(net),
             tokenizer,
             file,

