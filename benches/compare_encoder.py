@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import statistics
@@ -53,13 +54,17 @@ def model_dir() -> Path:
 
 
 def ours(
-    model: Path, path: Path, batch: int, repeat: int, out: Path | None = None
+    model: Path, path: Path, batch: int, repeat: int, threads: int, out: Path | None = None
 ) -> dict[str, Any]:
     args = [str(BENCH), str(model), str(path), str(batch), str(repeat)]
     if out is not None:
         args.append(str(out))
-    run = subprocess.run(args, check=True, capture_output=True, text=True)
+    # lexforge's compute pool gets the peer's thread count (torch.set_num_threads).
+    env = {**os.environ, "RAYON_NUM_THREADS": str(threads)}
+    run = subprocess.run(args, check=True, capture_output=True, text=True, env=env)
     result: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    if "threads" in result and result["threads"] != threads:
+        raise SystemExit(f"encoder-bench ran on {result['threads']} threads, not {threads}")
     return result
 
 
@@ -72,6 +77,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"threads: {args.threads} (torch.set_num_threads and lexforge's RAYON_NUM_THREADS)")
     model = model_dir()
     texts = sentences(args.sentences)
     st = SentenceTransformer(str(model), device="cpu")
@@ -79,7 +85,8 @@ def main() -> None:
         path = Path(tmp) / "sentences.txt"
         path.write_text("\n".join(texts) + "\n", encoding="utf-8")
         vec_path = Path(tmp) / "ours.f32"
-        ours(model, path, args.batch_size, 0, vec_path)  # vectors for the agreement check
+        # Vectors for the agreement check.
+        ours(model, path, args.batch_size, 0, args.threads, vec_path)
         ref = st.encode(texts, batch_size=args.batch_size, convert_to_numpy=True)
         got = np.fromfile(vec_path, dtype="<f4").reshape(len(texts), -1)
         cos = np.sum(ref * got, axis=1) / (
@@ -90,7 +97,7 @@ def main() -> None:
             t0 = time.perf_counter()
             st.encode(texts, batch_size=args.batch_size, convert_to_numpy=True)
             st_times.append(time.perf_counter() - t0)
-            our_rates.append(ours(model, path, args.batch_size, 1)["sentences_per_s"])
+            our_rates.append(ours(model, path, args.batch_size, 1, args.threads)["sentences_per_s"])
     st_rate = len(texts) / statistics.median(st_times)
     our_rate = statistics.median(our_rates)
     result = {

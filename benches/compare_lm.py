@@ -43,14 +43,21 @@ ROOT = Path(__file__).resolve().parents[1]
 LM_BENCH = ROOT / "target" / "debug" / "lm-bench"
 
 
+THREADS = 2
+
+
 def ours(*args: object, precision: str | None = None) -> dict[str, Any]:
     env = dict(os.environ)
+    # lexforge's compute pool gets the peer's thread count (torch.set_num_threads below).
+    env["RAYON_NUM_THREADS"] = str(THREADS)
     if precision is not None:
         env["LEXFORGE_PRECISION"] = precision
     out = subprocess.run(
         [str(LM_BENCH), *map(str, args)], check=True, capture_output=True, text=True, env=env
     )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    if result.get("threads") != THREADS:
+        raise SystemExit(f"lm-bench ran on {result.get('threads')} threads, not {THREADS}")
     return result
 
 
@@ -135,7 +142,10 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--precisions", help="comma-separated: time GPT-2 training in each")
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     torch.set_num_threads(args.threads)
+    print(f"threads: {args.threads} (torch.set_num_threads and lexforge's RAYON_NUM_THREADS)")
     torch.manual_seed(0)
     if args.precisions:
         precision_matrix(args.precisions.split(","), args.steps)

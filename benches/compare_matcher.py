@@ -149,6 +149,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    lexforge.set_num_threads(args.threads)
+    print(f"threads: {args.threads} (torch.set_num_threads and lexforge.set_num_threads)")
     with tempfile.TemporaryDirectory() as tmp:
         dataset = args.dataset or prepare(Path(tmp) / "ds")
         train_pairs = rows(dataset / "train.jsonl")

@@ -111,7 +111,12 @@ def main() -> None:
     ap.add_argument("--generator", type=Path, default=None)
     args = ap.parse_args()
 
+    import lexforge
     from lexforge import semantic
+
+    # Both sides on the same explicit thread count (torch: torch_step_time).
+    lexforge.set_num_threads(args.threads)
+    print(f"threads: {args.threads} (torch.set_num_threads and lexforge.set_num_threads)")
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

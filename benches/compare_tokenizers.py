@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -142,7 +143,14 @@ def main() -> None:
     ap.add_argument("--train-repeat", type=int, default=3, help="training repeats (best of)")
     ap.add_argument("--vocab", type=int, default=8000)
     ap.add_argument("--lines", type=int, default=10_000)
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    # Both sides compute on rayon pools: HF tokenizers' (RAYON_NUM_THREADS, read when its pool
+    # first starts) and lexforge's (the tokenizer-bench subprocesses inherit the variable).
+    os.environ["RAYON_NUM_THREADS"] = str(args.threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    lexforge.set_num_threads(args.threads)
+    print(f"threads: {args.threads} (RAYON_NUM_THREADS for HF tokenizers and lexforge)")
     subprocess.run(
         ["cargo", "build", "-q", "-p", "lexforge-benches", "--bin", "tokenizer-bench"],
         cwd=ROOT,

@@ -7,7 +7,13 @@ use std::process::ExitCode;
 /// with a failing exit status.
 pub fn report(result: Result<serde_json::Value, Box<dyn std::error::Error>>) -> ExitCode {
     match result {
-        Ok(v) => {
+        Ok(mut v) => {
+            // Every result says how many threads lexforge computed on (rayon's pool, set by
+            // `RAYON_NUM_THREADS`), so the scripts can check it equals the peer's.
+            if let Some(obj) = v.as_object_mut() {
+                obj.entry("threads")
+                    .or_insert_with(|| rayon::current_num_threads().into());
+            }
             println!("{v}");
             ExitCode::SUCCESS
         }

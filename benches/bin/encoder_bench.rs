@@ -139,8 +139,10 @@ fn run(args: &[String]) -> Result<serde_json::Value, BoxError> {
     }))
 }
 
+/// The compute pool's size (`RAYON_NUM_THREADS`; the bench scripts set it to the peer's thread
+/// count).
 fn rayon_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    rayon::current_num_threads()
 }
 
 fn main() -> ExitCode {

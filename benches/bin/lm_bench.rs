@@ -110,7 +110,9 @@ fn train_bench<M: TrainModel<Batch = LmBatch>>(
         "forward_loss_s": parts.0,
         "backward_clip_s": parts.1,
         "optimizer_s": parts.2,
-        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        // The compute pool's size (`RAYON_NUM_THREADS`; the bench scripts set it to the
+        // peer's thread count).
+        "threads": rayon::current_num_threads(),
         "precision": format!("{compute:?}"),
     }))
 }

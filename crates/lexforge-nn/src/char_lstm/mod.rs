@@ -1,4 +1,8 @@
-//! Char-LSTM: embedding → stacked LSTM → projection, stateful across chunks.
+//! Char-LSTM: embedding → stacked LSTM → projection, stateful across chunks. The layers are
+//! burn's `Lstm` modules (their parameters, their checkpoints), run by [`steps::lstm_steps`]
+//! on one tensor per time step.
+
+pub mod steps;
 
 use burn::module::Module;
 use burn::nn::{
@@ -115,19 +119,44 @@ impl CharLstm {
         input_ids: Tensor<2, Int>,
         state: Option<CharLstmState>,
     ) -> (Tensor<3>, CharLstmState) {
-        let mut x = self.embedding.forward(input_ids);
+        // One tensor per time step through the whole stack (see [`steps`]): the embedding of
+        // each step's ids, each layer's per-step outputs, stacked once before the projection.
+        let [b, t] = input_ids.dims();
+        if t == 0 {
+            return self.forward_empty(b, state);
+        }
+        let mut xs: Vec<Tensor<2>> = (0..t)
+            .map(|s| {
+                let e = self.embedding.forward(input_ids.clone().narrow(1, s, 1));
+                let [_, _, d] = e.dims();
+                e.reshape([b, d])
+            })
+            .collect();
         let mut states = state.map(|s| s.into_iter().map(Some).collect::<Vec<_>>());
         let mut out_states = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             let s = states
                 .as_mut()
                 .and_then(|v| v.get_mut(i))
-                .and_then(Option::take);
-            let (y, s) = layer.forward(x, s);
+                .and_then(Option::take)
+                .unwrap_or_else(|| steps::zero_state(layer, b, &self.device()));
+            let (ys, s) = steps::lstm_steps(layer, xs, s);
             out_states.push(s);
-            x = self.dropout.forward(y);
+            xs = ys.into_iter().map(|y| self.dropout.forward(y)).collect();
         }
-        (self.proj.forward(x), out_states)
+        (self.proj.forward(Tensor::stack(xs, 1)), out_states)
+    }
+
+    /// No time steps: no logits, the state unchanged (zeros when `None`).
+    fn forward_empty(&self, b: usize, state: Option<CharLstmState>) -> (Tensor<3>, CharLstmState) {
+        let device = self.device();
+        let state = state.unwrap_or_else(|| {
+            self.layers
+                .iter()
+                .map(|l| steps::zero_state(l, b, &device))
+                .collect()
+        });
+        (Tensor::empty([b, 0, self.vocab_size], &device), state)
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<()> {
