@@ -221,7 +221,7 @@ impl SemanticModel {
     /// As [`SemanticModel::forward`].
     pub fn codes(&self, x: Tensor<2>) -> Result<Vec<u32>> {
         let latent = self.encode_latent(x);
-        Ok(self.quantizer.quantize(latent, 1.0)?.codes)
+        Ok(self.quantizer.quantize(latent, 0.0)?.codes)
     }
 
     /// The embedding-space vectors of `codes` (row-major `[n, components]`), L2-normalized

@@ -35,7 +35,8 @@ pub struct Quantized {
     /// Codes, row-major `[n, components]`.
     pub codes: Vec<u32>,
     /// Per component, logits of a soft assignment of each row to every code `[n, K]` (the
-    /// entropy regularizer's input): minus squared distance over the temperature.
+    /// entropy regularizer's input): minus squared distance over the temperature. Empty when
+    /// quantized with temperature 0.
     pub assignment_logits: Vec<Tensor<2>>,
     /// Commitment loss `[1]` (residual VQ only).
     pub commitment: Option<Tensor<1>>,
@@ -52,7 +53,8 @@ pub trait Quantizer {
     /// Codebook size of each component.
     fn codebook_sizes(&self) -> Vec<usize>;
 
-    /// Quantizes `z` (`[n, latent_dim]`). `temperature` scales the soft-assignment logits.
+    /// Quantizes `z` (`[n, latent_dim]`). `temperature` scales the soft-assignment logits;
+    /// `0` skips them (`assignment_logits` empty), for callers that need no entropy term.
     ///
     /// # Errors
     /// [`SemanticError::InvalidInput`] when the width is wrong or values are not finite.
@@ -306,28 +308,6 @@ impl FsqBlock {
         (half_l, offset, shift, half_width)
     }
 
-    /// Bounded values (before rounding) of `z` `[n, dim]`, in code units: each dimension in
-    /// `(-half_width - 0.5, half_width + 0.5)` around the integer grid.
-    fn bound(&self, z: Tensor<2>) -> Tensor<2> {
-        let device = z.device();
-        let (half_l, offset, shift, _) = self.constants();
-        (z + row_tensor(shift, &device)).tanh() * row_tensor(half_l, &device)
-            - row_tensor(offset, &device)
-    }
-
-    /// Normalized codes in `[-1, 1]` (straight-through rounding), the rounded integer values
-    /// on the host, and the bounded values normalized the same way (for soft assignment).
-    fn quantize(&self, z: Tensor<2>) -> Result<(Tensor<2>, Vec<f32>, Tensor<2>)> {
-        let device = z.device();
-        let bounded = self.bound(z);
-        let rounded = bounded.clone().round();
-        let ste = bounded.clone() + (rounded.clone() - bounded.clone()).detach();
-        let (_, _, _, half_width) = self.constants();
-        let hw = row_tensor(half_width, &device);
-        let values = host(rounded)?;
-        Ok((ste / hw.clone(), values, bounded / hw))
-    }
-
     /// Mixed-radix code of one row of rounded values.
     fn code(&self, rounded: &[f32]) -> u32 {
         let mut code = 0u32;
@@ -407,22 +387,46 @@ impl Quantizer for Fsq {
         let n = check_latent(&z, self.latent_dim())?;
         let device = z.device();
         let blocks = self.blocks();
+        let dim = self.latent_dim();
+        // Every block at once (their per-dimension constants side by side): the same
+        // element-wise formulas as `FsqBlock::quantize`, a handful of ops and one host read
+        // for the whole latent instead of per block.
+        let (mut half_l, mut offset, mut shift, mut half_width) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for b in &blocks {
+            let (h, o, sh, w) = b.constants();
+            half_l.extend(h);
+            offset.extend(o);
+            shift.extend(sh);
+            half_width.extend(w);
+        }
+        let bounded = (z + row_tensor(shift, &device)).tanh() * row_tensor(half_l, &device)
+            - row_tensor(offset, &device);
+        let rounded = bounded.clone().round();
+        let ste = bounded.clone() + (rounded.clone() - bounded.clone()).detach();
+        let hw = row_tensor(half_width, &device);
+        let values = host(rounded)?;
+        let latent = ste / hw.clone();
+        let soft = (temperature > 0.0).then(|| bounded / hw);
         let mut parts = Vec::new();
         let mut logits = Vec::new();
         let mut codes = vec![0u32; n * blocks.len()];
         let mut start = 0;
         for (k, b) in blocks.iter().enumerate() {
-            let zk = z.clone().slice([0..n, start..start + b.dim()]);
-            start += b.dim();
-            let (q, rounded, soft) = b.quantize(zk)?;
+            let d = b.dim();
             for i in 0..n {
-                codes[i * blocks.len() + k] = b.code(&rounded[i * b.dim()..(i + 1) * b.dim()]);
+                let row = &values[i * dim + start..i * dim + start + d];
+                codes[i * blocks.len() + k] = b.code(row);
             }
-            logits.push(-sq_dist(soft, b.codebook(&device)) / temperature);
-            parts.push(q);
+            parts.push(latent.clone().slice([0..n, start..start + d]));
+            if let Some(soft) = &soft {
+                let sk = soft.clone().slice([0..n, start..start + d]);
+                logits.push(-sq_dist(sk, b.codebook(&device)) / temperature);
+            }
+            start += d;
         }
         Ok(Quantized {
-            latent: Tensor::cat(parts.clone(), 1),
+            latent,
             parts,
             codes,
             assignment_logits: logits,
@@ -581,7 +585,9 @@ impl Quantizer for ResidualFsq {
                 }
                 codes[i * self.stages + s] = code;
             }
-            logits.push(-sq_dist(t, codebook.clone()) / temperature);
+            if temperature > 0.0 {
+                logits.push(-sq_dist(t, codebook.clone()) / temperature);
+            }
             let q = ste * range;
             residual = residual - q.clone().detach();
             parts.push(q);
@@ -939,7 +945,9 @@ impl Quantizer for ResidualVq {
                 None => commit,
             });
             parts.push(residual.clone() + (q.clone() - residual.clone()).detach());
-            logits.push(-dist / temperature);
+            if temperature > 0.0 {
+                logits.push(-dist / temperature);
+            }
             total = Some(match total {
                 Some(t) => t + q.clone(),
                 None => q.clone(),

@@ -507,7 +507,15 @@ impl TrainModel for SemanticTrainer {
         let l = &self.loss;
         let fwd = self
             .model
-            .forward(batch.input.clone(), l.entropy_temperature)?;
+            // Soft assignments only feed the entropy term: temperature 0 skips them.
+            .forward(
+                batch.input.clone(),
+                if l.entropy > 0.0 {
+                    l.entropy_temperature
+                } else {
+                    0.0
+                },
+            )?;
         let n = batch.corpus.len();
         let cos = (l2_normalize(fwd.reconstruction) * batch.target.clone())
             .sum_dim(1)
@@ -569,7 +577,7 @@ impl TrainModel for SemanticTrainer {
             model.quantizer = AnyQuantizer::ResidualVq(q);
         }
         // Usage counts of this epoch (codes of the step's batch under the updated model).
-        let codes = model.quantizer.quantize(latent, 1.0)?.codes;
+        let codes = model.quantizer.quantize(latent, 0.0)?.codes;
         let sizes = model.quantizer.codebook_sizes();
         let comps = sizes.len();
         let width = sizes.iter().copied().max().unwrap_or(1) + 1;
