@@ -125,22 +125,49 @@ impl CharLstm {
         if t == 0 {
             return self.forward_empty(b, state);
         }
-        let mut xs: Vec<Tensor<2>> = (0..t)
-            .map(|s| {
-                let e = self.embedding.forward(input_ids.clone().narrow(1, s, 1));
-                let [_, _, d] = e.dims();
-                e.reshape([b, d])
-            })
-            .collect();
         let mut states = state.map(|s| s.into_iter().map(Some).collect::<Vec<_>>());
-        let mut out_states = Vec::with_capacity(self.layers.len());
-        for (i, layer) in self.layers.iter().enumerate() {
-            let s = states
+        let mut take_state = |i: usize, layer: &Lstm| {
+            states
                 .as_mut()
                 .and_then(|v| v.get_mut(i))
                 .and_then(Option::take)
-                .unwrap_or_else(|| steps::zero_state(layer, b, &self.device()));
-            let (ys, s) = steps::lstm_steps(layer, xs, s);
+                .unwrap_or_else(|| steps::zero_state(layer, b, &self.device()))
+        };
+        let mut out_states = Vec::with_capacity(self.layers.len());
+        let mut xs: Vec<Tensor<2>> = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let s = take_state(i, layer);
+            let (ys, s) = if i == 0 {
+                // The first layer's input side of every gate, for the whole vocabulary at
+                // once (`E W_x + b`, `[vocab, d_hidden]`), looked up per step.
+                let table = self.embedding.weight.val();
+                let gates = steps::gates(layer);
+                let tables: Vec<Option<Tensor<2>>> = gates
+                    .iter()
+                    .enumerate()
+                    .map(|(k, g)| {
+                        (k != 1 || layer.forget_gate.is_some()).then(|| {
+                            let z = table.clone().matmul(g.input_transform.weight.val());
+                            match steps::summed_bias(g) {
+                                Some(bias) => z + bias,
+                                None => z,
+                            }
+                        })
+                    })
+                    .collect();
+                let projected = (0..t)
+                    .map(|s| {
+                        let ids = input_ids.clone().narrow(1, s, 1).reshape([b]);
+                        let mut it = tables
+                            .iter()
+                            .map(|tb| tb.as_ref().map(|tb| tb.clone().select(0, ids.clone())));
+                        [(); 4].map(|()| it.next().flatten())
+                    })
+                    .collect();
+                steps::lstm_steps_projected(layer, projected, s)
+            } else {
+                steps::lstm_steps(layer, std::mem::take(&mut xs), s)
+            };
             out_states.push(s);
             xs = ys.into_iter().map(|y| self.dropout.forward(y)).collect();
         }
