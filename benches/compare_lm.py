@@ -11,10 +11,13 @@ Measures, in one run, on this machine's CPU with the same thread count on both s
 - GPT-2 generation with a KV cache (tokens/s, greedy, 16-token prompt, 128 new tokens):
   lexforge ``generate`` vs HF ``model.generate(do_sample=False)``.
 
-Each measurement is the median step time after one warm-up step; the two sides alternate, so
-machine noise hits both. Needs torch and transformers (a developer venv, not CI):
+Each measurement is the median step time after one warm-up step; the two sides alternate task
+by task, so machine noise hits both. ``--threads 1,2`` measures each thread count (both sides
+at it, lexforge through ``RAYON_NUM_THREADS``, checked against what ``lm-bench`` reports);
+``--rounds N`` repeats everything N times, thread counts in turn, and reports medians with the
+spread of the ratio. Needs torch and transformers (a developer venv, not CI):
 
-    python benches/compare_lm.py [--steps 5] [--threads 2]
+    python benches/compare_lm.py [--steps 5] [--threads 1,2] [--rounds 5]
     python benches/compare_lm.py --precisions f32,bf16,f16   # GPT-2 training per precision
 
 ``--precisions`` times only GPT-2 training, in each precision: lexforge trains mixed precision
@@ -135,51 +138,28 @@ def precision_matrix(precisions: list[str], steps: int) -> None:
         print(f"{p:<10}{pt_tps:>15.0f}{lf_tps:>16.0f}{lf_tps / pt_tps:>8.2f}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--precisions", help="comma-separated: time GPT-2 training in each")
-    args = ap.parse_args()
+def one_round(steps: int, threads: int) -> dict[str, tuple[float, float]]:
+    """Each task once on both sides at `threads` threads: task -> (PyTorch, lexforge)
+    tokens/s. The sides alternate task by task, so machine noise hits both."""
     global THREADS
-    THREADS = args.threads
-    torch.set_num_threads(args.threads)
-    print(f"threads: {args.threads} (torch.set_num_threads and lexforge's RAYON_NUM_THREADS)")
+    THREADS = threads
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
-    if args.precisions:
-        precision_matrix(args.precisions.split(","), args.steps)
-        return
-    results: dict[str, Any] = {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "threads": args.threads,
-    }
+    out: dict[str, tuple[float, float]] = {}
 
     # GPT-2 training.
     L, H, E, T, B, V = 6, 6, 384, 256, 8, 8000
     model = gpt2(L, H, E, T, V).train()
-    pt = torch_train(model, B, T, V, args.steps, lambda m, x: m(x).logits)
-    lf = ours("gpt2-train", L, H, E, T, B, V, args.steps)
-    results["gpt2_train"] = {
-        "pytorch_tokens_per_s": B * T / pt,
-        "lexforge_tokens_per_s": lf["tokens_per_s"],
-        "ratio": lf["tokens_per_s"] / (B * T / pt),
-        "lexforge_breakdown_s": {
-            k: lf[k] for k in ("forward_loss_s", "backward_clip_s", "optimizer_s")
-        },
-    }
+    pt = torch_train(model, B, T, V, steps, lambda m, x: m(x).logits)
+    lf = ours("gpt2-train", L, H, E, T, B, V, steps)
+    out["gpt2_train"] = (B * T / pt, lf["tokens_per_s"])
 
     # char-LSTM training.
     De, Dh, Ln, T2, B2, V2 = 128, 512, 2, 128, 16, 100
     lstm = CharLstm(V2, De, Dh, Ln).train()
-    pt = torch_train(lstm, B2, T2, V2, args.steps, lambda m, x: m(x))
-    lf = ours("lstm-train", De, Dh, Ln, T2, B2, V2, args.steps)
-    results["char_lstm_train"] = {
-        "pytorch_tokens_per_s": B2 * T2 / pt,
-        "lexforge_tokens_per_s": lf["tokens_per_s"],
-        "ratio": lf["tokens_per_s"] / (B2 * T2 / pt),
-    }
+    pt = torch_train(lstm, B2, T2, V2, steps, lambda m, x: m(x))
+    lf = ours("lstm-train", De, Dh, Ln, T2, B2, V2, steps)
+    out["char_lstm_train"] = (B2 * T2 / pt, lf["tokens_per_s"])
 
     # GPT-2 generation with a KV cache.
     P, N = 16, 128
@@ -187,36 +167,78 @@ def main() -> None:
     prompt = torch.tensor([[(i * 31) % V for i in range(P)]])
     times = []
     with torch.no_grad():
-        for i in range(args.steps + 1):
+        for i in range(steps + 1):
             t0 = time.perf_counter()
-            out = model.generate(
+            gen = model.generate(
                 prompt, max_new_tokens=N, min_new_tokens=N, do_sample=False, pad_token_id=0
             )
             if i > 0:
                 times.append(time.perf_counter() - t0)
-    assert out.shape[1] == P + N
-    pt_tps = N / statistics.median(times)
-    lf = ours("gpt2-generate", L, H, E, T, V, P, N, args.steps)
-    results["gpt2_generate"] = {
-        "pytorch_tokens_per_s": pt_tps,
-        "lexforge_tokens_per_s": lf["tokens_per_s"],
-        "ratio": lf["tokens_per_s"] / pt_tps,
-    }
+    assert gen.shape[1] == P + N
+    lf = ours("gpt2-generate", L, H, E, T, V, P, N, steps)
+    out["gpt2_generate"] = (N / statistics.median(times), lf["tokens_per_s"])
+    return out
 
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
+    ap.add_argument(
+        "--threads", default="2", help="comma-separated thread counts, both sides (e.g. 1,2)"
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds per thread count")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--precisions", help="comma-separated: time GPT-2 training in each")
+    args = ap.parse_args()
+    counts = [int(x) for x in args.threads.split(",")]
+    print(f"threads: {counts} (torch.set_num_threads and lexforge's RAYON_NUM_THREADS, equal)")
+    if args.precisions:
+        global THREADS
+        THREADS = counts[0]
+        torch.set_num_threads(counts[0])
+        torch.manual_seed(0)
+        precision_matrix(args.precisions.split(","), args.steps)
+        return
+    # rounds[threads][task] = [(pytorch, lexforge), ...]; rounds run thread counts in turn.
+    runs: dict[int, dict[str, list[tuple[float, float]]]] = {n: {} for n in counts}
+    for _ in range(args.rounds):
+        for n in counts:
+            for task, pair in one_round(args.steps, n).items():
+                runs[n].setdefault(task, []).append(pair)
+    results: dict[str, Any] = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "threads": {},
+    }
+    for n, tasks in runs.items():
+        per: dict[str, Any] = {}
+        for task, pairs in tasks.items():
+            ratios = [lf / pt for pt, lf in pairs]
+            per[task] = {
+                "pytorch_tokens_per_s": statistics.median(pt for pt, _ in pairs),
+                "lexforge_tokens_per_s": statistics.median(lf for _, lf in pairs),
+                "ratio": statistics.median(ratios),
+                "ratio_min": min(ratios),
+                "ratio_max": max(ratios),
+            }
+        results["threads"][str(n)] = per
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(
-        f"torch {results['torch']}, transformers {results['transformers']}, {args.threads} threads"
+        f"torch {results['torch']}, transformers {results['transformers']}, "
+        f"{args.rounds} round(s) of {args.steps} steps; medians, ratio spread in brackets"
     )
-    print(f"{'':<18}{'PyTorch tok/s':>15}{'lexforge tok/s':>16}{'ratio':>8}")
-    for key in ("gpt2_train", "char_lstm_train", "gpt2_generate"):
-        r = results[key]
-        print(
-            f"{key:<18}{r['pytorch_tokens_per_s']:>15.0f}"
-            f"{r['lexforge_tokens_per_s']:>16.0f}{r['ratio']:>8.2f}"
-        )
-    print("lexforge GPT-2 step breakdown (s):", results["gpt2_train"]["lexforge_breakdown_s"])
+    for n, per in results["threads"].items():
+        print(f"\n{n} thread(s)")
+        print(f"{'':<18}{'PyTorch tok/s':>15}{'lexforge tok/s':>16}{'ratio':>8}  spread")
+        for task, r in per.items():
+            print(
+                f"{task:<18}{r['pytorch_tokens_per_s']:>15.0f}{r['lexforge_tokens_per_s']:>16.0f}"
+                f"{r['ratio']:>8.2f}  [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]"
+            )
 
 
 if __name__ == "__main__":
