@@ -36,19 +36,24 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
          checkpoint_every = 0\n",
     )
     .unwrap();
+    // `lexforge semantic pipeline BOOKS --metadata CSV --out OUT --config CONFIG EXTRA...`.
+    let pipeline = |out: &Path, config: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "semantic",
+            "pipeline",
+            books.to_str().unwrap(),
+            "--metadata",
+            csv.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        lexforge(&args)
+    };
     let out = dir.path().join("run");
-    let o = lexforge(&[
-        "semantic",
-        "pipeline",
-        books.to_str().unwrap(),
-        "--metadata",
-        csv.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--config",
-        config.to_str().unwrap(),
-        "--json",
-    ]);
+    let o = pipeline(&out, &config, &["--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["levels"].as_array().unwrap().len(), 4);
@@ -121,29 +126,18 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     )
     .unwrap();
     let guided = dir.path().join("guided");
-    let pipeline = |extra: &[&str]| {
-        let mut args = vec![
-            "semantic",
-            "pipeline",
-            books.to_str().unwrap(),
-            "--metadata",
-            csv.to_str().unwrap(),
-            "--out",
-            guided.to_str().unwrap(),
-            "--config",
-            guided_config.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        lexforge(&args)
-    };
-    let o = pipeline(&["--generator", "guided", "--base-lm", "x"]);
+    let o = pipeline(
+        &guided,
+        &guided_config,
+        &["--generator", "guided", "--base-lm", "x"],
+    );
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("--base-lm is for --generator lora"),
         "{}",
         stderr(&o)
     );
-    let o = pipeline(&[]);
+    let o = pipeline(&guided, &guided_config, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("word generator: guided, "),
