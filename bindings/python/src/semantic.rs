@@ -38,15 +38,11 @@ fn frequencies(
     if corpus_frequencies {
         return Ok(None);
     }
-    let path = match wordfreq {
-        Some(p) => p,
-        None => lexforge::semantic::find_wordfreq().ok_or_else(|| SemanticError::InvalidInput {
-            reason: "wordfreq is not installed (pip install wordfreq, pass wordfreq=PATH, or \
-                     frequencies='corpus')"
-                .into(),
-        })?,
-    };
-    Ok(Some(WordFrequencies::load_wordfreq(&path)?))
+    WordFrequencies::open(
+        wordfreq.as_deref(),
+        "pip install wordfreq, pass wordfreq=PATH, or frequencies='corpus'",
+    )
+    .map(Some)
 }
 
 /// Corpora from books with a catalogue, as the corpora JSON.

@@ -11,7 +11,7 @@ use lexforge::semantic::words::GENERATOR_DIR;
 use lexforge::semantic::{
     BookWords, BookWordsConfig, CorpusSet, GuidedConfig, QuantizerConfig, SemanticEncoder,
     SemanticReport, SemanticTrainConfig, WordFrequencies, WordGenerator, WordGeneratorConfig,
-    WordGeneratorKind, build_guided_generator, find_wordfreq, train_semantic, train_word_generator,
+    WordGeneratorKind, build_guided_generator, train_semantic, train_word_generator,
 };
 use lexforge::{DeviceSpec, EventSink, NoopSink, ProgressBarSink};
 use serde::{Deserialize, Serialize};
@@ -261,14 +261,10 @@ fn frequencies(
     if corpus {
         return Ok(None);
     }
-    let path = match wordfreq {
-        Some(p) => p.clone(),
-        None => find_wordfreq().ok_or(
-            "wordfreq is not installed (pip install wordfreq, --wordfreq PATH, or \
-             --corpus-frequencies)",
-        )?,
-    };
-    Ok(Some(WordFrequencies::load_wordfreq(&path)?))
+    Ok(Some(WordFrequencies::open(
+        wordfreq.map(PathBuf::as_path),
+        "pip install wordfreq, --wordfreq PATH, or --corpus-frequencies",
+    )?))
 }
 
 fn build_corpora(

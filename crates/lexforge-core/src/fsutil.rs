@@ -105,9 +105,8 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     Ok((hex(&hasher.finalize()), total))
 }
 
-/// The sha256 (lowercase hex) of a byte slice.
-#[cfg(test)]
-fn sha256_bytes(bytes: &[u8]) -> String {
+/// The sha256 (lowercase hex) of a byte slice (for bytes already in memory: no second read).
+pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 

@@ -20,7 +20,7 @@ pub use events::{
     ChannelSink, Event, EventRecord, EventSink, JsonlSink, MultiSink, NoopSink, ProgressBarSink,
     Tee,
 };
-pub use fsutil::{atomic_write, atomic_write_with, fsync_dir, sha256_file};
+pub use fsutil::{atomic_write, atomic_write_with, fsync_dir, sha256_bytes, sha256_file};
 pub use manifest::{
     ArtifactEntry, MANIFEST_FILE, MANIFEST_SCHEMA_VERSION, Manifest, RunStatus, Versions,
 };

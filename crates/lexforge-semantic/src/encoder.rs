@@ -346,6 +346,15 @@ impl SemanticEncoder {
     /// # Errors
     /// [`SemanticError::IdLength`] / [`SemanticError::IdOutOfRange`].
     pub fn decode(&self, id: &[u32]) -> Result<Vec<f32>> {
+        self.check_id(id)?;
+        host(self.model.decode_codes(id, &self.device)?)
+    }
+
+    /// Checks that `id` has one code per component, each inside its codebook.
+    ///
+    /// # Errors
+    /// [`SemanticError::IdLength`] / [`SemanticError::IdOutOfRange`].
+    pub fn check_id(&self, id: &[u32]) -> Result<()> {
         let sizes = self.codebook_sizes();
         if id.len() != sizes.len() {
             return Err(SemanticError::IdLength {
@@ -353,7 +362,7 @@ impl SemanticEncoder {
                 found: id.len(),
             });
         }
-        host(self.model.decode_codes(id, &self.device)?)
+        check_codes(id, &sizes)
     }
 
     /// The `k` known corpora closest to `id`: cosine between decoded vectors, ties broken by
@@ -427,13 +436,7 @@ impl SemanticEncoder {
     /// # Errors
     /// As [`SemanticEncoder::decode`].
     pub fn labels(&self, id: &[u32]) -> Result<BTreeMap<String, String>> {
-        let sizes = self.codebook_sizes();
-        if id.len() != sizes.len() {
-            return Err(SemanticError::IdLength {
-                expected: sizes.len(),
-                found: id.len(),
-            });
-        }
+        self.check_id(id)?;
         let pred = self.model.predict_labels(id, &self.device)?;
         Ok(self
             .config()

@@ -72,6 +72,23 @@ impl WordFrequencies {
         })
     }
 
+    /// The wordfreq table at `path`, or the installed one ([`find_wordfreq`]) without a path.
+    /// `hint` ends the error message when none is installed (how to give one from the
+    /// caller's face: a flag, a keyword).
+    ///
+    /// # Errors
+    /// [`SemanticError::InvalidInput`] when no path is given and wordfreq is not installed;
+    /// errors of [`WordFrequencies::load_wordfreq`].
+    pub fn open(path: Option<&Path>, hint: &str) -> Result<Self> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None => find_wordfreq().ok_or_else(|| {
+                SemanticError::input(format!("wordfreq is not installed ({hint})"))
+            })?,
+        };
+        Self::load_wordfreq(&path)
+    }
+
     /// Frequencies estimated from `counts` (word → occurrences), for when no wordfreq table is
     /// installed: Zipf = log10(count / total · 10⁹).
     pub fn from_counts(counts: &HashMap<String, u64>) -> Self {

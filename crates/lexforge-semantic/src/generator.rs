@@ -110,10 +110,13 @@ impl WordGenerator {
         n: usize,
         seed: u64,
     ) -> Result<Vec<String>> {
-        encoder.decode(id)?;
         match self {
+            // Decodes the ID itself (typed errors for a bad one).
             WordGenerator::Guided(g) => g.generate_words(encoder, id, n, seed),
-            WordGenerator::Lora(g) => g.generate_words(id, n, seed),
+            WordGenerator::Lora(g) => {
+                encoder.check_id(id)?;
+                g.generate_words(id, n, seed)
+            }
         }
     }
 }

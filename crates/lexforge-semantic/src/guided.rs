@@ -233,8 +233,8 @@ pub fn build_guided_generator(
             reason: format!("cannot serialize: {e}"),
         }
     })?;
+    let sha256 = lexforge_core::sha256_bytes(&bytes);
     lexforge_core::atomic_write(&path, &bytes)?;
-    let (sha256, _) = lexforge_core::sha256_file(&path)?;
     let file = GuidedFile {
         format: 1,
         config: config.clone(),
@@ -297,7 +297,7 @@ impl GuidedWords {
         };
         let bytes = std::fs::read(&vpath)
             .map_err(|e| lexforge_core::Error::io("read vocabulary", &vpath, e))?;
-        let (sha, _) = lexforge_core::sha256_file(&vpath)?;
+        let sha = lexforge_core::sha256_bytes(&bytes);
         if sha != file.sha256 {
             return Err(bad(format!(
                 "checksum {sha} does not match {} recorded in {GUIDED_FILE}",

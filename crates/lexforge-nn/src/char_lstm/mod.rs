@@ -140,28 +140,13 @@ impl CharLstm {
             let (ys, s) = if i == 0 {
                 // The first layer's input side of every gate, for the whole vocabulary at
                 // once (`E W_x + b`, `[vocab, d_hidden]`), looked up per step.
-                let table = self.embedding.weight.val();
-                let gates = steps::gates(layer);
-                let tables: Vec<Option<Tensor<2>>> = gates
-                    .iter()
-                    .enumerate()
-                    .map(|(k, g)| {
-                        (k != 1 || layer.forget_gate.is_some()).then(|| {
-                            let z = table.clone().matmul(g.input_transform.weight.val());
-                            match steps::summed_bias(g) {
-                                Some(bias) => z + bias,
-                                None => z,
-                            }
-                        })
-                    })
-                    .collect();
+                let tables = steps::InputSide::of(layer).apply(self.embedding.weight.val());
                 let projected = (0..t)
                     .map(|s| {
                         let ids = input_ids.clone().narrow(1, s, 1).reshape([b]);
-                        let mut it = tables
-                            .iter()
-                            .map(|tb| tb.as_ref().map(|tb| tb.clone().select(0, ids.clone())));
-                        [(); 4].map(|()| it.next().flatten())
+                        tables
+                            .each_ref()
+                            .map(|tb| tb.as_ref().map(|tb| tb.clone().select(0, ids.clone())))
                     })
                     .collect();
                 steps::lstm_steps_projected(layer, projected, s)

@@ -40,21 +40,8 @@ pub fn lstm_steps(
     xs: Vec<Tensor<2>>,
     state: LstmState<2>,
 ) -> (Vec<Tensor<2>>, LstmState<2>) {
-    let gates = gates(layer);
-    let biases: Vec<Option<Tensor<2>>> = gates.iter().map(|g| summed_bias(g)).collect();
-    let projected = xs
-        .into_iter()
-        .map(|x| {
-            let mut p = gates.iter().zip(&biases).map(|(g, b)| {
-                let z = x.clone().matmul(g.input_transform.weight.val());
-                match b {
-                    Some(b) => z + b.clone(),
-                    None => z,
-                }
-            });
-            [(); 4].map(|()| p.next())
-        })
-        .collect();
+    let side = InputSide::of(layer);
+    let projected = xs.into_iter().map(|x| side.apply(x)).collect();
     lstm_steps_projected(layer, projected, state)
 }
 
@@ -98,7 +85,7 @@ pub fn lstm_steps_projected(
 
 /// The layer's gates in the order input, forget, output, cell (the forget gate stands in for
 /// itself when absent: its slot is then unused).
-pub(crate) fn gates(layer: &Lstm) -> [&GateController; 4] {
+fn gates(layer: &Lstm) -> [&GateController; 4] {
     [
         &layer.input_gate,
         layer.forget_gate.as_ref().unwrap_or(&layer.input_gate),
@@ -107,16 +94,50 @@ pub(crate) fn gates(layer: &Lstm) -> [&GateController; 4] {
     ]
 }
 
-/// `b_x + b_h` of a gate as `[1, d_hidden]`, if it has any bias.
-pub(crate) fn summed_bias(gate: &GateController) -> Option<Tensor<2>> {
-    let (x, h) = (&gate.input_transform.bias, &gate.hidden_transform.bias);
-    let b = match (x, h) {
-        (Some(a), Some(b)) => a.val() + b.val(),
-        (Some(a), None) | (None, Some(a)) => a.val(),
-        (None, None) => return None,
-    };
-    let [d] = b.dims();
-    Some(b.reshape([1, d]))
+/// The input side of a layer's gates, `x W_x + b_x + b_h` for each gate (input, forget,
+/// output, cell; no forget slot in burn's coupled mode), with the two biases summed once.
+pub(crate) struct InputSide {
+    gates: [Option<(Tensor<2>, Option<Tensor<2>>)>; 4],
+}
+
+impl InputSide {
+    /// The weights `W_x` and summed biases of `layer`'s gates.
+    pub(crate) fn of(layer: &Lstm) -> Self {
+        let side = |g: &GateController| {
+            let (x, h) = (&g.input_transform.bias, &g.hidden_transform.bias);
+            let bias = match (x, h) {
+                (Some(a), Some(b)) => Some(a.val() + b.val()),
+                (Some(a), None) | (None, Some(a)) => Some(a.val()),
+                (None, None) => None,
+            }
+            .map(|b| {
+                let [d] = b.dims();
+                b.reshape([1, d])
+            });
+            (g.input_transform.weight.val(), bias)
+        };
+        InputSide {
+            gates: [
+                Some(side(&layer.input_gate)),
+                layer.forget_gate.as_ref().map(side),
+                Some(side(&layer.output_gate)),
+                Some(side(&layer.cell_gate)),
+            ],
+        }
+    }
+
+    /// `x W_x + b` per gate for `x` `[rows, d_in]` → `[rows, d_hidden]` each.
+    pub(crate) fn apply(&self, x: Tensor<2>) -> [Option<Tensor<2>>; 4] {
+        self.gates.each_ref().map(|g| {
+            g.as_ref().map(|(w, b)| {
+                let z = x.clone().matmul(w.clone());
+                match b {
+                    Some(b) => z + b.clone(),
+                    None => z,
+                }
+            })
+        })
+    }
 }
 
 /// Zero cell and hidden states `[batch, d_hidden]` for `layer`.
