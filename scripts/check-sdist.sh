@@ -18,6 +18,10 @@ archive=$(ls "$out"/lexforge-*.tar.gz)
 echo "sdist: $archive ($(du -k "$archive" | cut -f1) KB, $(tar tzf "$archive" | wc -l) files)"
 tar xzf "$archive" -C "$out"
 src=$(ls -d "$out"/lexforge-*/)
+# The archive stamps every file with one fixed old date, so cargo, which judges freshness by
+# modification time, would take the previous check's artifacts of these same paths in target/
+# as up to date and check stale code: stamp the unpacked files now.
+find "$src" -type f -exec touch {} +
 if [ "${1:-}" = "--full" ]; then
   rm -rf "$out/venv"
   python3 -m venv "$out/venv"
