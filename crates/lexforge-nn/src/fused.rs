@@ -50,7 +50,7 @@ fn constant_like<const D: usize>(values: Vec<f32>, x: &Tensor<D>) -> Tensor<D> {
 /// degree-7 Taylor polynomial (truncation < 6e-9 relative), `2^n` built in the exponent bits
 /// (`n + 1.5 * 2^23` holds `n` in its low mantissa bits, so no float-to-int conversion).
 #[inline(always)]
-fn exp_neg(x: f32) -> f32 {
+pub(crate) fn exp_neg(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4; // ln 2 with a short mantissa: n * LN2_HI is exact
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
@@ -75,7 +75,7 @@ fn exp_neg(x: f32) -> f32 {
 
 /// The logistic function, stable on both sides (`exp` only of non-positive arguments).
 #[inline(always)]
-fn sigmoid(z: f32) -> f32 {
+pub(crate) fn sigmoid(z: f32) -> f32 {
     let e = exp_neg(-z.abs());
     let r = 1.0 / (1.0 + e);
     if z >= 0.0 { r } else { e * r }
@@ -131,7 +131,7 @@ fn exp_shifted(r: &mut [f32], m: f32, scale: f32) {
 /// Runs `f` compiled for the widest instruction set this CPU has (AVX-512, AVX2 + FMA, else
 /// the baseline), chosen at run time: the loops inside vectorize to that width.
 #[inline(always)]
-fn simd<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
 

@@ -14,6 +14,7 @@ pub mod fused;
 pub mod generate;
 pub mod gpt2;
 pub mod hf;
+mod host_gemm;
 pub mod pooling;
 pub mod score;
 

@@ -1,8 +1,9 @@
 //! Char-LSTM: embedding → stacked LSTM → projection, stateful across chunks. The layers are
-//! burn's `Lstm` modules (their parameters, their checkpoints), run by [`steps::lstm_steps`]
-//! on one tensor per time step.
+//! burn's `Lstm` modules (their parameters, their checkpoints), each run as one whole-sequence
+//! operation ([`sequence::lstm_sequence`]).
 
-pub mod steps;
+mod kernel;
+pub mod sequence;
 
 use burn::module::Module;
 use burn::nn::{
@@ -119,44 +120,51 @@ impl CharLstm {
         input_ids: Tensor<2, Int>,
         state: Option<CharLstmState>,
     ) -> (Tensor<3>, CharLstmState) {
-        // One tensor per time step through the whole stack (see [`steps`]): the embedding of
-        // each step's ids, each layer's per-step outputs, stacked once before the projection.
+        // Time-major through the whole stack: each layer is one whole-sequence operation
+        // ([`sequence::lstm_sequence`]) on `[t, batch, ·]` tensors, whose steps are contiguous.
         let [b, t] = input_ids.dims();
         if t == 0 {
             return self.forward_empty(b, state);
         }
+        let device = self.device();
         let mut states = state.map(|s| s.into_iter().map(Some).collect::<Vec<_>>());
         let mut take_state = |i: usize, layer: &Lstm| {
             states
                 .as_mut()
                 .and_then(|v| v.get_mut(i))
                 .and_then(Option::take)
-                .unwrap_or_else(|| steps::zero_state(layer, b, &self.device()))
+                .unwrap_or_else(|| sequence::zero_state(layer, b, &device))
         };
+        let ids = input_ids.swap_dims(0, 1).reshape([t * b]);
         let mut out_states = Vec::with_capacity(self.layers.len());
-        let mut xs: Vec<Tensor<2>> = Vec::new();
+        let mut x: Option<Tensor<3>> = None;
         for (i, layer) in self.layers.iter().enumerate() {
             let s = take_state(i, layer);
-            let (ys, s) = if i == 0 {
-                // The first layer's input side of every gate, for the whole vocabulary at
-                // once (`E W_x + b`, `[vocab, d_hidden]`), looked up per step.
-                let tables = steps::InputSide::of(layer).apply(self.embedding.weight.val());
-                let projected = (0..t)
-                    .map(|s| {
-                        let ids = input_ids.clone().narrow(1, s, 1).reshape([b]);
-                        tables
-                            .each_ref()
-                            .map(|tb| tb.as_ref().map(|tb| tb.clone().select(0, ids.clone())))
-                    })
-                    .collect();
-                steps::lstm_steps_projected(layer, projected, s)
-            } else {
-                steps::lstm_steps(layer, std::mem::take(&mut xs), s)
+            let (hs, s) = match (sequence::FusedGates::of(layer), x.take()) {
+                // The first layer's input side for the whole vocabulary at once
+                // (`E W_x + b`, `[vocab, 4H]`), looked up per position.
+                (Some(gates), None) => {
+                    let table = self.embedding.weight.val().matmul(gates.wx.clone())
+                        + gates.bias.clone();
+                    let [_, g] = table.dims();
+                    gates.run(table.select(0, ids.clone()).reshape([t, b, g]), s)
+                }
+                (Some(gates), Some(x)) => gates.run(gates.input_side(x), s),
+                // A layer the fused operation does not cover runs burn's own forward.
+                (None, x) => {
+                    let x = x.unwrap_or_else(|| {
+                        let [_, d] = self.embedding.weight.dims();
+                        self.embedding.weight.val().select(0, ids.clone()).reshape([t, b, d])
+                    });
+                    let (y, s) = layer.forward(x.swap_dims(0, 1), Some(s));
+                    (y.swap_dims(0, 1), s)
+                }
             };
             out_states.push(s);
-            xs = ys.into_iter().map(|y| self.dropout.forward(y)).collect();
+            x = Some(self.dropout.forward(hs));
         }
-        (self.proj.forward(Tensor::stack(xs, 1)), out_states)
+        let hs = x.unwrap_or_else(|| unreachable!("a validated config has at least one layer"));
+        (self.proj.forward(hs).swap_dims(0, 1), out_states)
     }
 
     /// No time steps: no logits, the state unchanged (zeros when `None`).
@@ -165,7 +173,7 @@ impl CharLstm {
         let state = state.unwrap_or_else(|| {
             self.layers
                 .iter()
-                .map(|l| steps::zero_state(l, b, &device))
+                .map(|l| sequence::zero_state(l, b, &device))
                 .collect()
         });
         (Tensor::empty([b, 0, self.vocab_size], &device), state)
@@ -243,5 +251,79 @@ impl CausalLm for CharLstm {
         let (logits, _) = self.forward(x, None);
         let [_, t, v] = logits.dims();
         host_rows(log_softmax(logits, 2).reshape([t, v]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tolerance};
+
+    use super::*;
+
+    #[test]
+    fn an_empty_sequence_gives_no_outputs_and_keeps_the_state() {
+        let device = Device::flex();
+        let m =
+            CharLstm::new(&CharLstmConfig::new(30, 4, 6, 2), &device)
+                .unwrap();
+        let ids = Tensor::<2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(Vec::<i64>::new(), [2, 0]),
+            &device,
+        );
+        let (logits, state) = m.forward(ids, None);
+        assert_eq!(logits.dims(), [2, 0, 30]);
+        assert_eq!(state.len(), 2);
+        assert_eq!(state[0].hidden.dims(), [2, 6]);
+    }
+
+    #[test]
+    fn the_char_lstm_equals_embedding_then_burns_lstm_layers_then_projection() {
+        // The first layer's folded input side (a per-vocabulary table looked up per step) and
+        // the later layers' per-step path, against the plain composition, values and
+        // gradients of the embedding table and the first layer's input weights.
+        let device = Device::flex().autodiff();
+        lexforge_core::Seed(5).apply_to(&device);
+        let m =
+            CharLstm::new(&CharLstmConfig::new(20, 6, 8, 2), &device)
+                .unwrap();
+        let ids: Vec<i64> = (0..3 * 7).map(|i| (i * 7 + 3) % 20).collect();
+        let ids = Tensor::<2, burn::tensor::Int>::from_data(
+            burn::tensor::TensorData::new(ids, [3, 7]),
+            &device,
+        );
+        let (ours, _) = m.forward(ids.clone(), None);
+        let mut x = m.embedding.forward(ids);
+        for layer in &m.layers {
+            x = layer.forward(x, None).0;
+        }
+        let plain = m.proj.forward(x);
+        let tol = Tolerance::<f32>::absolute(1e-5);
+        ours.to_data().assert_approx_eq(&plain.to_data(), tol);
+        let w = Tensor::<3>::random([3, 7, 20], Distribution::Normal(0.0, 1.0), &device);
+        let ga = (ours * w.clone()).sum().backward();
+        let gb = (plain * w).sum().backward();
+        let tol = Tolerance::<f32>::absolute(1e-4);
+        let e = &m.embedding.weight;
+        e.grad(&ga)
+            .unwrap()
+            .to_data()
+            .assert_approx_eq(&e.grad(&gb).unwrap().to_data(), tol);
+        let wx = &m.layers[0].cell_gate.input_transform.weight;
+        wx.grad(&ga)
+            .unwrap()
+            .to_data()
+            .assert_approx_eq(&wx.grad(&gb).unwrap().to_data(), tol);
+        let bh = m.layers[0]
+            .forget_gate
+            .as_ref()
+            .unwrap()
+            .hidden_transform
+            .bias
+            .as_ref()
+            .unwrap();
+        bh.grad(&ga)
+            .unwrap()
+            .to_data()
+            .assert_approx_eq(&bh.grad(&gb).unwrap().to_data(), tol);
     }
 }
