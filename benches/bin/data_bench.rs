@@ -139,6 +139,7 @@ fn prepare_books(args: &[String]) -> Result<serde_json::Value, BoxError> {
 }
 
 fn main() -> ExitCode {
+    alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let result = match args.get(1).map(String::as_str) {
         Some("minhash") if args.len() == 6 => minhash(&args),

@@ -146,6 +146,7 @@ fn rayon_threads() -> usize {
 }
 
 fn main() -> ExitCode {
+    alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     lexforge_benches::report(run(&args))
 }

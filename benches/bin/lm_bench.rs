@@ -491,6 +491,7 @@ fn gpt2_config(layers: usize, heads: usize, embd: usize, ctx: usize, vocab: usiz
 }
 
 fn main() -> ExitCode {
+    alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     lexforge_benches::report(run(&args))
 }

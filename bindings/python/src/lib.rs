@@ -21,6 +21,7 @@ mod tokenizers;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    alloc::keep_freed_memory();
     logging::init();
     logging::register(m)?;
     m.add("__version__", lexforge::VERSION)?;

@@ -215,6 +215,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
+    alloc::keep_freed_memory();
     init_logging();
     let cli = Cli::parse();
     if let Some(p) = cli.precision {

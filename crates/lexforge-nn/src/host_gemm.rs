@@ -28,6 +28,18 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// The `[rows, cols]` matrix at the start of `data` whose rows are `row_stride` apart (a
+    /// block of columns of a wider row-major matrix).
+    pub(crate) fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize) -> Self {
+        Mat {
+            data,
+            rows,
+            cols,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+
     /// The transpose of the row-major `[cols, rows]` matrix at the start of `data`, as a
     /// `[rows, cols]` view.
     pub(crate) fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
@@ -53,12 +65,27 @@ impl<'a> Mat<'a> {
 /// it saves (the same threshold as flex's matmul).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
 
+/// Where a product runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// On the rayon pool when large.
+    Pool,
+    /// On the calling thread (the caller already splits the work across threads).
+    One,
+}
+
 /// `out = a b` (or `out += a b` when `accumulate`) for `a` `[m, k]`, `b` `[k, n]` and the
-/// row-major `out` `[m, n]` at the start of the slice; on the rayon pool when large.
+/// row-major `out` `[m, n]` at the start of the slice.
 ///
 /// # Panics
 /// When the shapes disagree or a view reaches past its slice (a caller bug, never user input).
-pub(crate) fn matmul_into(out: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: bool) {
+pub(crate) fn matmul_into(
+    out: &mut [f32],
+    a: Mat<'_>,
+    b: Mat<'_>,
+    accumulate: bool,
+    threads: Threads,
+) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(b.rows, k, "inner dimensions of the product differ");
     assert!(out.len() >= m * n, "output slice shorter than [m, n]");
@@ -72,7 +99,7 @@ pub(crate) fn matmul_into(out: &mut [f32], a: Mat<'_>, b: Mat<'_>, accumulate: b
         }
         return;
     }
-    let parallelism = if m * n * k >= PARALLEL_WORK {
+    let parallelism = if threads == Threads::Pool && m * n * k >= PARALLEL_WORK {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None
@@ -137,11 +164,11 @@ mod tests {
         ] {
             let want = naive(av, bv);
             let mut out = vec![7.0; 15];
-            matmul_into(&mut out, av, bv, false);
+            matmul_into(&mut out, av, bv, false, Threads::Pool);
             for (x, y) in out.iter().zip(&want) {
                 assert!((x - y).abs() < 1e-5, "{x} vs {y}");
             }
-            matmul_into(&mut out, av, bv, true);
+            matmul_into(&mut out, av, bv, true, Threads::One);
             for (x, y) in out.iter().zip(&want) {
                 assert!((x - 2.0 * y).abs() < 1e-5, "{x} vs {}", 2.0 * y);
             }
@@ -153,6 +180,12 @@ mod tests {
     fn a_view_past_its_slice_is_refused() {
         let a = vec![0.0; 5];
         let mut out = vec![0.0; 4];
-        matmul_into(&mut out, Mat::rows(&a, 2, 3), Mat::rows(&a, 3, 2), false);
+        matmul_into(
+            &mut out,
+            Mat::rows(&a, 2, 3),
+            Mat::rows(&a, 3, 2),
+            false,
+            Threads::Pool,
+        );
     }
 }

@@ -14,8 +14,14 @@
 //! Per step `z = zx[t] + h_t w` (one matrix product for all four gates), then in one pass
 //! `i, f, o = σ(z_i, z_f, z_o)`, `g = tanh(z_g)`, `c' = f c + i g`, `h' = o tanh(c')`.
 
+use std::ops::Range;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
 use crate::fused::{sigmoid, simd};
-use crate::host_gemm::{Mat, matmul_into};
+use crate::host_gemm::{Mat, Threads, matmul_into};
 
 /// The sizes of one run: `t` steps of `b` sequences through `h` hidden units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,13 +40,137 @@ impl Dims {
     }
 }
 
+/// Multiply-adds of one step's product below which a run stays on one thread.
+const SPLIT_WORK: usize = 1 << 20;
+
+/// The hidden units split into contiguous ranges, one per thread.
+///
+/// Each part owns its units for the whole run: its gate rows (`[4n, B]` per step: input,
+/// forget, output and cell rows of its `n` units, unit-major), cells and hidden states. A step
+/// of a part needs every part's hidden states of the previous step; each part publishes its
+/// own once per step (write-once slots) and the others wait for exactly those, so parts
+/// synchronize without a global barrier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Parts {
+    bounds: Vec<usize>,
+}
+
+impl Parts {
+    /// One part per thread of the rayon pool (the configured thread count) when a step's
+    /// product is large enough to split (at least 8 units each), else one.
+    pub(crate) fn auto(d: Dims) -> Self {
+        let work = 4 * d.h * d.h * d.b;
+        let n = if work >= SPLIT_WORK {
+            rayon::current_num_threads().min(d.h / 8).max(1)
+        } else {
+            1
+        };
+        Parts::split(d.h, n)
+    }
+
+    /// `h` units in `n` near-equal contiguous parts (`1 <= n <= h`).
+    pub(crate) fn split(h: usize, n: usize) -> Self {
+        let n = n.clamp(1, h.max(1));
+        Parts {
+            bounds: (0..=n).map(|i| i * h / n).collect(),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.bounds.len() - 1
+    }
+
+    fn units(&self, p: usize) -> Range<usize> {
+        self.bounds[p]..self.bounds[p + 1]
+    }
+
+    /// The original gate columns (`gate * H + unit`) of part `p`'s gate rows, in order.
+    fn gate_columns(&self, p: usize, h: usize) -> Vec<usize> {
+        (0..4)
+            .flat_map(|gate| self.units(p).map(move |j| gate * h + j))
+            .collect()
+    }
+}
+
+/// Runs `f(part)` for every part, each on its own thread (scoped; the caller's thread takes
+/// part 0), and returns the results in part order. A panic in one part is raised again here.
+fn run_parts<R: Send>(parts: &Parts, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    if parts.count() == 1 {
+        return vec![f(0)];
+    }
+    std::thread::scope(|scope| {
+        let f = &f;
+        let others: Vec<_> = (1..parts.count())
+            .map(|p| scope.spawn(move || f(p)))
+            .collect();
+        let mut out = vec![f(0)];
+        for h in others {
+            out.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        out
+    })
+}
+
+/// Sets the flag when dropped during a panic, so that parts waiting for this one stop.
+struct FailOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The value of a write-once slot, waiting (spinning, then yielding) until another part
+/// publishes it.
+///
+/// # Panics
+/// When another part panicked (`failed`) instead of publishing.
+fn wait_for<'a>(slot: &'a OnceLock<Vec<f32>>, failed: &AtomicBool) -> &'a [f32] {
+    let mut spins = 0u32;
+    loop {
+        if let Some(v) = slot.get() {
+            return v;
+        }
+        assert!(
+            !failed.load(Ordering::Acquire),
+            "another part of the LSTM kernel panicked"
+        );
+        if spins < 1 << 12 {
+            std::hint::spin_loop();
+            spins += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Write-once slots `[part][step]`.
+fn slots(parts: &Parts, steps: usize) -> Vec<Vec<OnceLock<Vec<f32>>>> {
+    (0..parts.count())
+        .map(|_| (0..steps).map(|_| OnceLock::new()).collect())
+        .collect()
+}
+
+/// `buf`'s values `[B, H]` of units `units` as unit-major rows `[n, B]`.
+fn unit_rows(buf: &[f32], units: Range<usize>, d: Dims) -> Vec<f32> {
+    let mut out = Vec::with_capacity(units.len() * d.b);
+    for j in units {
+        out.extend((0..d.b).map(|bb| buf[bb * d.h + j]));
+    }
+    out
+}
+
 /// What the backward pass needs from the forward pass (besides its inputs and `y`).
 #[derive(Debug)]
 pub(crate) struct Saved {
-    /// The activated gates `[T, B, G]` (`i, f, o` after σ, `g` after tanh).
-    acts: Vec<f32>,
-    /// The cells `c_1 … c_T`, `[T, B, H]`.
-    cells: Vec<f32>,
+    parts: Parts,
+    /// Per part, the activated gates of every step `[T, 4n, B]` (`i, f, o` after σ, `g` after
+    /// tanh).
+    acts: Vec<Vec<f32>>,
+    /// Per part, the cells `c_1 … c_T`, `[T, n, B]`.
+    cells: Vec<Vec<f32>>,
 }
 
 /// The gradients of a run with respect to its four inputs.
@@ -60,74 +190,124 @@ fn tanh(x: f32) -> f32 {
     2.0 * sigmoid(2.0 * x) - 1.0
 }
 
-/// The forward pass; also returns what [`backward`] needs when `save`.
+/// The forward pass over `parts`; also returns what [`backward`] needs when `save`.
 ///
 /// # Panics
 /// When a slice's length disagrees with `d` (a caller bug).
 pub(crate) fn forward(
     d: Dims,
+    parts: &Parts,
     zx: &[f32],
     w: &[f32],
     h0: &[f32],
     c0: &[f32],
     save: bool,
 ) -> (Vec<f32>, Option<Saved>) {
-    let (bh, bg, g) = (d.bh(), d.bg(), 4 * d.h);
+    let (bh, bg, g, b, h) = (d.bh(), d.bg(), 4 * d.h, d.b, d.h);
     assert_eq!(zx.len(), d.t * bg, "zx is not [T, B, 4H]");
-    assert_eq!(w.len(), d.h * g, "w is not [H, 4H]");
+    assert_eq!(w.len(), h * g, "w is not [H, 4H]");
     assert_eq!(h0.len(), bh, "h0 is not [B, H]");
     assert_eq!(c0.len(), bh, "c0 is not [B, H]");
-    let mut y = vec![0.0f32; (d.t + 1) * bh];
-    // With `save`, the gates of every step are kept (they become the activations); without,
-    // one step's worth of scratch.
-    let mut acts = vec![0.0f32; if save { d.t * bg } else { bg }];
-    let mut cells = vec![0.0f32; if save { d.t * bh } else { 0 }];
-    let mut c = c0.to_vec();
-    for s in 0..d.t {
-        let z = if save {
-            &mut acts[s * bg..(s + 1) * bg]
-        } else {
-            &mut acts[..]
-        };
-        z.copy_from_slice(&zx[s * bg..(s + 1) * bg]);
-        let (done, rest) = y.split_at_mut(s * bh);
-        let h_prev = if s == 0 { h0 } else { &done[(s - 1) * bh..] };
-        matmul_into(z, Mat::rows(h_prev, d.b, d.h), Mat::rows(w, d.h, g), true);
-        let h_out = &mut rest[..bh];
-        simd(|| {
-            for ((z, c), h_out) in z
-                .chunks_exact_mut(g)
-                .zip(c.chunks_exact_mut(d.h))
-                .zip(h_out.chunks_exact_mut(d.h))
-            {
-                cell_forward(z, c, h_out);
-            }
-        });
-        if save {
-            cells[s * bh..(s + 1) * bh].copy_from_slice(&c);
-        }
+    // hs[q][s]: part q's hidden states after s steps, `[n_q, B]`.
+    let hs = slots(parts, d.t + 1);
+    for (q, part) in hs.iter().enumerate() {
+        let _ = part[0].set(unit_rows(h0, parts.units(q), d));
     }
-    y[d.t * bh..].copy_from_slice(&c);
-    (y, save.then_some(Saved { acts, cells }))
+    let failed = AtomicBool::new(false);
+    let results = run_parts(parts, |p| {
+        let _flag = FailOnPanic(&failed);
+        let units = parts.units(p);
+        let n = units.len();
+        let cols = parts.gate_columns(p, h);
+        // The part's rows of the hidden side, transposed: `[4n, H]`.
+        let mut wt = vec![0.0f32; 4 * n * h];
+        for (k, row) in w.chunks_exact(g).enumerate() {
+            for (r, &col) in cols.iter().enumerate() {
+                wt[r * h + k] = row[col];
+            }
+        }
+        // The input side of the part's gates for every step, `[T, 4n, B]`: each step's
+        // product accumulates onto it, and it ends as the activations.
+        let mut acts = vec![0.0f32; d.t * 4 * n * b];
+        for (out, zx_s) in acts.chunks_exact_mut(4 * n * b).zip(zx.chunks_exact(bg)) {
+            for (bb, x) in zx_s.chunks_exact(g).enumerate() {
+                for (r, &col) in cols.iter().enumerate() {
+                    out[r * b + bb] = x[col];
+                }
+            }
+        }
+        let mut cell = unit_rows(c0, units.clone(), d);
+        let mut cells = vec![0.0f32; if save { d.t * n * b } else { 0 }];
+        for s in 0..d.t {
+            let z = &mut acts[s * 4 * n * b..(s + 1) * 4 * n * b];
+            for (q, part) in hs.iter().enumerate() {
+                let from = parts.units(q);
+                matmul_into(
+                    z,
+                    Mat::strided(&wt[from.start..], 4 * n, from.len(), h),
+                    Mat::rows(wait_for(&part[s], &failed), from.len(), b),
+                    true,
+                    Threads::One,
+                );
+            }
+            let mut h_out = vec![0.0f32; n * b];
+            simd(|| step_forward(z, &mut cell, &mut h_out));
+            if save {
+                cells[s * n * b..(s + 1) * n * b].copy_from_slice(&cell);
+            }
+            let _ = hs[p][s + 1].set(h_out);
+        }
+        (acts, cells, cell)
+    });
+    // y: the hidden states back to `[B, H]` per step, then the final cell.
+    let mut y = vec![0.0f32; (d.t + 1) * bh];
+    let (steps, last) = y.split_at_mut(d.t * bh);
+    steps.par_chunks_mut(bh).enumerate().for_each(|(s, out)| {
+        for (q, part) in hs.iter().enumerate() {
+            let rows = part[s + 1].get().map(Vec::as_slice).unwrap_or_default();
+            scatter_units(out, rows, parts.units(q), d);
+        }
+    });
+    for (q, (_, _, cell)) in results.iter().enumerate() {
+        scatter_units(last, cell, parts.units(q), d);
+    }
+    let saved = save.then(|| {
+        let (acts, cells) = results.into_iter().map(|(a, c, _)| (a, c)).unzip();
+        Saved {
+            parts: parts.clone(),
+            acts,
+            cells,
+        }
+    });
+    (y, saved)
 }
 
-/// One sequence's step: the gate pre-activations `z` `[G]` become activations, the cell `c`
-/// `[H]` is updated and the hidden state written to `h_out` `[H]`.
+/// Writes unit-major rows `[n, B]` of `units` into `out` `[B, H]`.
+fn scatter_units(out: &mut [f32], rows: &[f32], units: Range<usize>, d: Dims) {
+    for (bb, out) in out.chunks_exact_mut(d.h).enumerate() {
+        for (jj, j) in units.clone().enumerate() {
+            out[j] = rows[jj * d.b + bb];
+        }
+    }
+}
+
+/// One step of one part: its gate rows `z` `[4n, B]` (pre-activations) become activations;
+/// its cells `c` `[n, B]` are updated and its hidden states written to `h_out` `[n, B]`.
 #[inline(always)]
-fn cell_forward(z: &mut [f32], c: &mut [f32], h_out: &mut [f32]) {
-    let hd = c.len();
-    let (zi, rest) = z.split_at_mut(hd);
-    let (zf, rest) = rest.split_at_mut(hd);
-    let (zo, zg) = rest.split_at_mut(hd);
-    for j in 0..hd {
-        let i = sigmoid(zi[j]);
-        let f = sigmoid(zf[j]);
-        let o = sigmoid(zo[j]);
-        let gg = tanh(zg[j]);
-        let cn = f * c[j] + i * gg;
-        (zi[j], zf[j], zo[j], zg[j]) = (i, f, o, gg);
-        c[j] = cn;
-        h_out[j] = o * tanh(cn);
+fn step_forward(z: &mut [f32], c: &mut [f32], h_out: &mut [f32]) {
+    let m = c.len();
+    let (zi, rest) = z.split_at_mut(m);
+    let (zf, rest) = rest.split_at_mut(m);
+    let (zo, zg) = rest.split_at_mut(m);
+    for k in 0..m {
+        let i = sigmoid(zi[k]);
+        let f = sigmoid(zf[k]);
+        let o = sigmoid(zo[k]);
+        let gg = tanh(zg[k]);
+        let cn = f * c[k] + i * gg;
+        (zi[k], zf[k], zo[k], zg[k]) = (i, f, o, gg);
+        c[k] = cn;
+        h_out[k] = o * tanh(cn);
     }
 }
 
@@ -146,99 +326,159 @@ pub(crate) fn backward(
     y: &[f32],
     saved: &Saved,
 ) -> Grads {
-    let (bh, bg, g) = (d.bh(), d.bg(), 4 * d.h);
+    let (bh, bg, g, b, h) = (d.bh(), d.bg(), 4 * d.h, d.b, d.h);
     assert_eq!(dy.len(), (d.t + 1) * bh, "dy is not [T + 1, B, H]");
     assert_eq!(y.len(), (d.t + 1) * bh, "y is not [T + 1, B, H]");
-    assert_eq!(saved.acts.len(), d.t * bg, "saved gates do not match");
-    let mut dzx = vec![0.0f32; d.t * bg];
-    let mut dh_next = vec![0.0f32; bh];
-    let mut dc = dy[d.t * bh..].to_vec();
-    for s in (0..d.t).rev() {
-        let acts = &saved.acts[s * bg..(s + 1) * bg];
-        let cell = &saved.cells[s * bh..(s + 1) * bh];
-        let cell_prev = if s == 0 {
-            c0
-        } else {
-            &saved.cells[(s - 1) * bh..s * bh]
-        };
-        let dz = &mut dzx[s * bg..(s + 1) * bg];
-        let dy_s = &dy[s * bh..(s + 1) * bh];
-        simd(|| {
-            for r in 0..d.b {
-                let row = r * d.h..(r + 1) * d.h;
-                cell_backward(
-                    &acts[r * g..(r + 1) * g],
-                    &cell[row.clone()],
-                    &cell_prev[row.clone()],
-                    &dy_s[row.clone()],
-                    &dh_next[row.clone()],
-                    &mut dc[row],
-                    &mut dz[r * g..(r + 1) * g],
+    let parts = &saved.parts;
+    // The gate columns of all parts in their order (part-major), and where each part's start.
+    let all_cols: Vec<usize> = (0..parts.count())
+        .flat_map(|p| parts.gate_columns(p, h))
+        .collect();
+    // dz[q][s]: part q's gate gradients at step s, `[4n_q, B]`.
+    let dz = slots(parts, d.t);
+    let failed = AtomicBool::new(false);
+    let results = run_parts(parts, |p| {
+        let _flag = FailOnPanic(&failed);
+        let units = parts.units(p);
+        let n = units.len();
+        let (acts, cells) = (&saved.acts[p], &saved.cells[p]);
+        assert_eq!(acts.len(), d.t * 4 * n * b, "saved gates do not match");
+        // The part's rows of the hidden side with all gate columns in part-major order:
+        // `[n, 4H]`.
+        let mut wp = vec![0.0f32; n * g];
+        for (out, row) in wp
+            .chunks_exact_mut(g)
+            .zip(w.chunks_exact(g).skip(units.start))
+        {
+            for (o, &col) in out.iter_mut().zip(&all_cols) {
+                *o = row[col];
+            }
+        }
+        // dh += the gradient reaching h through step `s`'s hidden side, `Σ_q W_q dz_q[s]`.
+        let through = |dh: &mut [f32], s: usize| {
+            for (q, part) in dz.iter().enumerate() {
+                let from = parts.units(q);
+                matmul_into(
+                    dh,
+                    Mat::strided(&wp[4 * from.start..], n, 4 * from.len(), g),
+                    Mat::rows(wait_for(&part[s], &failed), 4 * from.len(), b),
+                    q > 0,
+                    Threads::One,
                 );
             }
-        });
-        // The gradient reaching h_t through this step's hidden side.
-        matmul_into(
-            &mut dh_next,
-            Mat::rows(dz, d.b, g),
-            Mat::transposed(w, g, d.h),
-            false,
-        );
-    }
+        };
+        let c0_rows = unit_rows(c0, units.clone(), d);
+        let mut dh = vec![0.0f32; n * b];
+        let mut dc = unit_rows(&dy[d.t * bh..], units.clone(), d);
+        for s in (0..d.t).rev() {
+            if s + 1 < d.t {
+                through(&mut dh, s + 1);
+            }
+            let cell_prev = if s == 0 {
+                &c0_rows[..]
+            } else {
+                &cells[(s - 1) * n * b..s * n * b]
+            };
+            let mut dz_s = vec![0.0f32; 4 * n * b];
+            simd(|| {
+                step_backward(
+                    &acts[s * 4 * n * b..(s + 1) * 4 * n * b],
+                    &cells[s * n * b..(s + 1) * n * b],
+                    cell_prev,
+                    &dy[s * bh..(s + 1) * bh],
+                    &dh,
+                    &mut dc,
+                    &mut dz_s,
+                    units.start,
+                    d,
+                )
+            });
+            let _ = dz[p][s].set(dz_s);
+        }
+        through(&mut dh, 0);
+        (dh, dc)
+    });
+    // dzx `[T, B, 4H]` from the parts' rows.
+    let mut dzx = vec![0.0f32; d.t * bg];
+    dzx.par_chunks_mut(bg).enumerate().for_each(|(s, out)| {
+        for (q, part) in dz.iter().enumerate() {
+            let rows = part[s].get().map(Vec::as_slice).unwrap_or_default();
+            for (bb, out) in out.chunks_exact_mut(g).enumerate() {
+                for (r, col) in parts.gate_columns(q, h).into_iter().enumerate() {
+                    out[col] = rows[r * b + bb];
+                }
+            }
+        }
+    });
     // dW = Σ_t h_tᵀ dz_t: h_0 for the first step, the outputs y[0..T-1] for the others.
-    let mut dw = vec![0.0f32; d.h * g];
+    let mut dw = vec![0.0f32; h * g];
     matmul_into(
         &mut dw,
-        Mat::transposed(h0, d.h, d.b),
-        Mat::rows(&dzx[..bg], d.b, g),
+        Mat::transposed(h0, h, b),
+        Mat::rows(&dzx[..bg], b, g),
         false,
+        Threads::Pool,
     );
     if d.t > 1 {
-        let rows = (d.t - 1) * d.b;
+        let rows = (d.t - 1) * b;
         matmul_into(
             &mut dw,
-            Mat::transposed(&y[..rows * d.h], d.h, rows),
+            Mat::transposed(&y[..rows * h], h, rows),
             Mat::rows(&dzx[bg..], rows, g),
             true,
+            Threads::Pool,
         );
+    }
+    let (mut dh0, mut dc0) = (vec![0.0f32; bh], vec![0.0f32; bh]);
+    for (q, (dh, dc)) in results.iter().enumerate() {
+        scatter_units(&mut dh0, dh, parts.units(q), d);
+        scatter_units(&mut dc0, dc, parts.units(q), d);
     }
     Grads {
         zx: dzx,
         w: dw,
-        h0: dh_next,
-        c0: dc,
+        h0: dh0,
+        c0: dc0,
     }
 }
 
-/// One sequence's step backwards: from the gradients reaching `h_{t+1}` (`dy + dh_next`) and
-/// `c_{t+1}` (`dc`), the gate gradients `dz` `[G]`; `dc` becomes the gradient of `c_t`.
+/// One step of one part backwards (unit-major `[n, B]` rows, `[4n, B]` for gates): from the
+/// gradients reaching `h_{s+1}` (`dy_s` `[B, H]` plus `dh`) and `c_{s+1}` (`dc`), its gate
+/// gradients `dz`; `dc` becomes the gradient of `c_s`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn cell_backward(
+fn step_backward(
     acts: &[f32],
     cell: &[f32],
     cell_prev: &[f32],
-    dy: &[f32],
-    dh_next: &[f32],
+    dy_s: &[f32],
+    dh: &[f32],
     dc: &mut [f32],
     dz: &mut [f32],
+    j0: usize,
+    d: Dims,
 ) {
-    let hd = cell.len();
-    let (ai, rest) = acts.split_at(hd);
-    let (af, rest) = rest.split_at(hd);
-    let (ao, ag) = rest.split_at(hd);
-    let (di, rest) = dz.split_at_mut(hd);
-    let (df, rest) = rest.split_at_mut(hd);
-    let (d_o, dg) = rest.split_at_mut(hd);
-    for j in 0..hd {
-        let (i, f, o, gg) = (ai[j], af[j], ao[j], ag[j]);
-        let tc = tanh(cell[j]);
-        let dh = dy[j] + dh_next[j];
-        let dcc = dc[j] + dh * o * (1.0 - tc * tc);
-        d_o[j] = dh * tc * o * (1.0 - o);
-        di[j] = dcc * gg * i * (1.0 - i);
-        df[j] = dcc * cell_prev[j] * f * (1.0 - f);
-        dg[j] = dcc * i * (1.0 - gg * gg);
-        dc[j] = dcc * f;
+    let (b, h) = (d.b, d.h);
+    let n = cell.len() / b;
+    let (ai, rest) = acts.split_at(n * b);
+    let (af, rest) = rest.split_at(n * b);
+    let (ao, ag) = rest.split_at(n * b);
+    let (di, rest) = dz.split_at_mut(n * b);
+    let (df, rest) = rest.split_at_mut(n * b);
+    let (d_o, dg) = rest.split_at_mut(n * b);
+    for jj in 0..n {
+        for bb in 0..b {
+            let k = jj * b + bb;
+            let (i, f, o, gg) = (ai[k], af[k], ao[k], ag[k]);
+            let tc = tanh(cell[k]);
+            let dhv = dy_s[bb * h + j0 + jj] + dh[k];
+            let dcc = dc[k] + dhv * o * (1.0 - tc * tc);
+            d_o[k] = dhv * tc * o * (1.0 - o);
+            di[k] = dcc * gg * i * (1.0 - i);
+            df[k] = dcc * cell_prev[k] * f * (1.0 - f);
+            dg[k] = dcc * i * (1.0 - gg * gg);
+            dc[k] = dcc * f;
+        }
     }
 }
 
@@ -252,20 +492,25 @@ mod tests {
 
     /// The loss `Σ y ⊙ v` of a run, in f64-free plain f32 (for finite differences).
     fn loss(d: Dims, zx: &[f32], w: &[f32], h0: &[f32], c0: &[f32], v: &[f32]) -> f64 {
-        let (y, _) = forward(d, zx, w, h0, c0, false);
+        let (y, _) = forward(d, &Parts::split(d.h, 1), zx, w, h0, c0, false);
         y.iter().zip(v).map(|(a, b)| f64::from(a * b)).sum()
     }
 
     #[test]
     fn the_analytic_gradient_matches_finite_differences_for_every_input() {
-        let d = Dims { t: 3, b: 2, h: 3 };
+        for parts in [1, 2, 3] {
+            gradient_check(Dims { t: 3, b: 2, h: 5 }, parts);
+        }
+    }
+
+    fn gradient_check(d: Dims, parts: usize) {
         let g = 4 * d.h;
         let zx = values(d.t * d.b * g, 1.0);
         let w: Vec<f32> = values(d.h * g, 2.0).iter().map(|x| x * 0.5).collect();
         let h0 = values(d.b * d.h, 3.0);
         let c0 = values(d.b * d.h, 4.0);
         let v = values((d.t + 1) * d.b * d.h, 5.0);
-        let (y, saved) = forward(d, &zx, &w, &h0, &c0, true);
+        let (y, saved) = forward(d, &Parts::split(d.h, parts), &zx, &w, &h0, &c0, true);
         let saved = saved.expect("saved when asked");
         let grads = backward(d, &v, &w, &h0, &c0, &y, &saved);
         let eps = 1e-2f32;
@@ -278,7 +523,7 @@ mod tests {
                 let a = f64::from(analytic[k]);
                 assert!(
                     (numeric - a).abs() < 2e-3 * (1.0 + a.abs()),
-                    "{name}[{k}]: analytic {a}, numeric {numeric}"
+                    "{parts} parts, {name}[{k}]: analytic {a}, numeric {numeric}"
                 );
             }
         };
@@ -295,9 +540,16 @@ mod tests {
         let w = values(d.h * 4 * d.h, 1.5);
         let h0 = values(d.b * d.h, 2.5);
         let c0 = values(d.b * d.h, 3.5);
-        let (a, _) = forward(d, &zx, &w, &h0, &c0, true);
-        let (b, none) = forward(d, &zx, &w, &h0, &c0, false);
+        let (a, _) = forward(d, &Parts::split(d.h, 1), &zx, &w, &h0, &c0, true);
+        let (b, none) = forward(d, &Parts::split(d.h, 1), &zx, &w, &h0, &c0, false);
         assert_eq!(a, b);
         assert!(none.is_none());
+        // Split over parts, each unit's arithmetic is the same.
+        for n in [2, 3, 5] {
+            let (c, _) = forward(d, &Parts::split(d.h, n), &zx, &w, &h0, &c0, false);
+            for (x, y) in a.iter().zip(&c) {
+                assert!((x - y).abs() < 1e-6, "{n} parts: {x} vs {y}");
+            }
+        }
     }
 }

@@ -144,8 +144,8 @@ impl CharLstm {
                 // The first layer's input side for the whole vocabulary at once
                 // (`E W_x + b`, `[vocab, 4H]`), looked up per position.
                 (Some(gates), None) => {
-                    let table = self.embedding.weight.val().matmul(gates.wx.clone())
-                        + gates.bias.clone();
+                    let table =
+                        self.embedding.weight.val().matmul(gates.wx.clone()) + gates.bias.clone();
                     let [_, g] = table.dims();
                     gates.run(table.select(0, ids.clone()).reshape([t, b, g]), s)
                 }
@@ -154,7 +154,11 @@ impl CharLstm {
                 (None, x) => {
                     let x = x.unwrap_or_else(|| {
                         let [_, d] = self.embedding.weight.dims();
-                        self.embedding.weight.val().select(0, ids.clone()).reshape([t, b, d])
+                        self.embedding
+                            .weight
+                            .val()
+                            .select(0, ids.clone())
+                            .reshape([t, b, d])
                     });
                     let (y, s) = layer.forward(x.swap_dims(0, 1), Some(s));
                     (y.swap_dims(0, 1), s)
@@ -263,9 +267,7 @@ mod tests {
     #[test]
     fn an_empty_sequence_gives_no_outputs_and_keeps_the_state() {
         let device = Device::flex();
-        let m =
-            CharLstm::new(&CharLstmConfig::new(30, 4, 6, 2), &device)
-                .unwrap();
+        let m = CharLstm::new(&CharLstmConfig::new(30, 4, 6, 2), &device).unwrap();
         let ids = Tensor::<2, burn::tensor::Int>::from_data(
             burn::tensor::TensorData::new(Vec::<i64>::new(), [2, 0]),
             &device,
@@ -283,9 +285,7 @@ mod tests {
         // gradients of the embedding table and the first layer's input weights.
         let device = Device::flex().autodiff();
         lexforge_core::Seed(5).apply_to(&device);
-        let m =
-            CharLstm::new(&CharLstmConfig::new(20, 6, 8, 2), &device)
-                .unwrap();
+        let m = CharLstm::new(&CharLstmConfig::new(20, 6, 8, 2), &device).unwrap();
         let ids: Vec<i64> = (0..3 * 7).map(|i| (i * 7 + 3) % 20).collect();
         let ids = Tensor::<2, burn::tensor::Int>::from_data(
             burn::tensor::TensorData::new(ids, [3, 7]),

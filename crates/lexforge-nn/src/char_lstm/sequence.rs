@@ -30,7 +30,7 @@ use burn::nn::{GateController, Lstm, LstmState};
 use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
-use super::kernel::{self, Dims};
+use super::kernel::{self, Dims, Parts};
 
 /// The whole-sequence LSTM layer as a backend operation (flex, and flex under autodiff).
 #[backend_extension(Flex, Autodiff)]
@@ -96,11 +96,19 @@ impl FusedGates {
             && layer.clip.is_none()
             && !layer.reverse;
         let forget = layer.forget_gate.as_ref().filter(|_| plain)?;
-        let gates = [&layer.input_gate, forget, &layer.output_gate, &layer.cell_gate];
+        let gates = [
+            &layer.input_gate,
+            forget,
+            &layer.output_gate,
+            &layer.cell_gate,
+        ];
         let bias = |g: &GateController| {
             let d = layer.d_hidden;
             let part = |b: &Option<burn::module::Param<Tensor<1>>>| b.as_ref().map(|b| b.val());
-            match (part(&g.input_transform.bias), part(&g.hidden_transform.bias)) {
+            match (
+                part(&g.input_transform.bias),
+                part(&g.hidden_transform.bias),
+            ) {
                 (Some(a), Some(b)) => a + b,
                 (Some(a), None) | (None, Some(a)) => a,
                 (None, None) => Tensor::zeros([d], &g.input_transform.weight.device()),
@@ -108,15 +116,9 @@ impl FusedGates {
             .reshape([1, d])
         };
         Some(FusedGates {
-            wx: Tensor::cat(
-                gates.map(|g| g.input_transform.weight.val()).to_vec(),
-                1,
-            ),
+            wx: Tensor::cat(gates.map(|g| g.input_transform.weight.val()).to_vec(), 1),
             bias: Tensor::cat(gates.map(bias).to_vec(), 1),
-            wh: Tensor::cat(
-                gates.map(|g| g.hidden_transform.weight.val()).to_vec(),
-                1,
-            ),
+            wh: Tensor::cat(gates.map(|g| g.hidden_transform.weight.val()).to_vec(), 1),
         })
     }
 
@@ -214,14 +216,17 @@ fn dims_of(zx: &FlexTensor, w: &FlexTensor) -> Dims {
 }
 
 impl LstmSequenceBackend for Flex {
-    fn lstm_sequence(
-        zx: FlexTensor,
-        w: FlexTensor,
-        h0: FlexTensor,
-        c0: FlexTensor,
-    ) -> FlexTensor {
+    fn lstm_sequence(zx: FlexTensor, w: FlexTensor, h0: FlexTensor, c0: FlexTensor) -> FlexTensor {
         let d = dims_of(&zx, &w);
-        let (y, _) = kernel::forward(d, &host(&zx), &host(&w), &host(&h0), &host(&c0), false);
+        let (y, _) = kernel::forward(
+            d,
+            &Parts::auto(d),
+            &host(&zx),
+            &host(&w),
+            &host(&h0),
+            &host(&c0),
+            false,
+        );
         flex_tensor(y, &[d.t + 1, d.b, d.h])
     }
 }
@@ -292,8 +297,15 @@ impl<C: CheckpointStrategy> LstmSequenceBackend for Autodiff<Flex, C> {
         let d = dims_of(&zx, &w);
         match prep {
             OpsKind::Tracked(prep) => {
-                let (y, saved) =
-                    kernel::forward(d, &host(&zx), &host(&w), &host(&h0), &host(&c0), true);
+                let (y, saved) = kernel::forward(
+                    d,
+                    &Parts::auto(d),
+                    &host(&zx),
+                    &host(&w),
+                    &host(&h0),
+                    &host(&c0),
+                    true,
+                );
                 let y = flex_tensor(y, &[d.t + 1, d.b, d.h]);
                 let Some(saved) = saved else {
                     unreachable!("the forward pass saves its state when asked")
@@ -308,9 +320,9 @@ impl<C: CheckpointStrategy> LstmSequenceBackend for Autodiff<Flex, C> {
                 });
                 prep.finish(state, y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(<Flex as LstmSequenceBackend>::lstm_sequence(
-                zx, w, h0, c0,
-            )),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(<Flex as LstmSequenceBackend>::lstm_sequence(zx, w, h0, c0))
+            }
         }
     }
 }
