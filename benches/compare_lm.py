@@ -17,7 +17,7 @@ at it, lexforge through ``RAYON_NUM_THREADS``, checked against what ``lm-bench``
 ``--rounds N`` repeats everything N times, thread counts in turn, and reports medians with the
 spread of the ratio. Needs torch and transformers (a developer venv, not CI):
 
-    python benches/compare_lm.py [--steps 5] [--threads 1,2] [--rounds 5]
+    python benches/compare_lm.py [--steps 5] [--threads 1,2] [--rounds 5] [--tasks char_lstm_train]
     python benches/compare_lm.py --precisions f32,bf16,f16   # GPT-2 training per precision
 
 ``--precisions`` times only GPT-2 training, in each precision: lexforge trains mixed precision
@@ -138,7 +138,10 @@ def precision_matrix(precisions: list[str], steps: int) -> None:
         print(f"{p:<10}{pt_tps:>15.0f}{lf_tps:>16.0f}{lf_tps / pt_tps:>8.2f}")
 
 
-def one_round(steps: int, threads: int) -> dict[str, tuple[float, float]]:
+TASKS = ("gpt2_train", "char_lstm_train", "gpt2_generate")
+
+
+def one_round(steps: int, threads: int, tasks: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     """Each task once on both sides at `threads` threads: task -> (PyTorch, lexforge)
     tokens/s. The sides alternate task by task, so machine noise hits both."""
     global THREADS
@@ -147,20 +150,22 @@ def one_round(steps: int, threads: int) -> dict[str, tuple[float, float]]:
     torch.manual_seed(0)
     out: dict[str, tuple[float, float]] = {}
 
-    # GPT-2 training.
     L, H, E, T, B, V = 6, 6, 384, 256, 8, 8000
     model = gpt2(L, H, E, T, V).train()
-    pt = torch_train(model, B, T, V, steps, lambda m, x: m(x).logits)
-    lf = ours("gpt2-train", L, H, E, T, B, V, steps)
-    out["gpt2_train"] = (B * T / pt, lf["tokens_per_s"])
+    if "gpt2_train" in tasks:
+        pt = torch_train(model, B, T, V, steps, lambda m, x: m(x).logits)
+        lf = ours("gpt2-train", L, H, E, T, B, V, steps)
+        out["gpt2_train"] = (B * T / pt, lf["tokens_per_s"])
 
-    # char-LSTM training.
-    De, Dh, Ln, T2, B2, V2 = 128, 512, 2, 128, 16, 100
-    lstm = CharLstm(V2, De, Dh, Ln).train()
-    pt = torch_train(lstm, B2, T2, V2, steps, lambda m, x: m(x))
-    lf = ours("lstm-train", De, Dh, Ln, T2, B2, V2, steps)
-    out["char_lstm_train"] = (B2 * T2 / pt, lf["tokens_per_s"])
+    if "char_lstm_train" in tasks:
+        De, Dh, Ln, T2, B2, V2 = 128, 512, 2, 128, 16, 100
+        lstm = CharLstm(V2, De, Dh, Ln).train()
+        pt = torch_train(lstm, B2, T2, V2, steps, lambda m, x: m(x))
+        lf = ours("lstm-train", De, Dh, Ln, T2, B2, V2, steps)
+        out["char_lstm_train"] = (B2 * T2 / pt, lf["tokens_per_s"])
 
+    if "gpt2_generate" not in tasks:
+        return out
     # GPT-2 generation with a KV cache.
     P, N = 16, 128
     model.eval()
@@ -189,7 +194,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds per thread count")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--precisions", help="comma-separated: time GPT-2 training in each")
+    ap.add_argument(
+        "--tasks", default=",".join(TASKS), help=f"comma-separated subset of {', '.join(TASKS)}"
+    )
     args = ap.parse_args()
+    tasks = tuple(args.tasks.split(","))
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        ap.error(f"unknown tasks: {sorted(unknown)}")
     counts = [int(x) for x in args.threads.split(",")]
     print(f"threads: {counts} (torch.set_num_threads and lexforge's RAYON_NUM_THREADS, equal)")
     if args.precisions:
@@ -203,7 +215,7 @@ def main() -> None:
     runs: dict[int, dict[str, list[tuple[float, float]]]] = {n: {} for n in counts}
     for _ in range(args.rounds):
         for n in counts:
-            for task, pair in one_round(args.steps, n).items():
+            for task, pair in one_round(args.steps, n, tasks).items():
                 runs[n].setdefault(task, []).append(pair)
     results: dict[str, Any] = {
         "torch": torch.__version__,

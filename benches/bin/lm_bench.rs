@@ -10,6 +10,7 @@
 //! lm-bench matmul M K N         # GFLOP/s of one [M,K]x[K,N] product
 //! lm-bench bmm B H T D          # GFLOP/s of attention-shaped batched products
 //! lm-bench profile B T D H      # forward/backward ms of each GPT-2 component (autodiff)
+//! lm-bench lstm-layer T B H     # forward/backward ms of one whole-sequence LSTM layer op
 //! ```
 //! A training step is what the engine does: forward, cross-entropy, backward, global-norm
 //! clipping, AdamW. The first step (warm-up) is not timed; the JSON has the median step time,
@@ -144,6 +145,32 @@ fn run(args: &[String]) -> Result<serde_json::Value, BoxError> {
                 net: CharLstm::new(&config, &device)?,
             };
             train_bench(model, &device, n(5)?, n(4)?, n(6)?, n(7)?)
+        }
+        Some("lstm-layer") if args.len() == 4 => {
+            use burn::tensor::{Distribution, Tensor};
+            use lexforge::nn::char_lstm::sequence::lstm_sequence;
+            let (t, b, h) = (n(1)?, n(2)?, n(3)?);
+            let normal = Distribution::Normal(0.0, 0.5);
+            let zx = Tensor::<3>::random([t, b, 4 * h], normal, &device).require_grad();
+            let w = Tensor::<2>::random([h, 4 * h], normal, &device).require_grad();
+            let (h0, c0) = (
+                Tensor::<2>::zeros([b, h], &device),
+                Tensor::<2>::zeros([b, h], &device),
+            );
+            let v = Tensor::<3>::random([t + 1, b, h], normal, &device);
+            let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
+            for _ in 0..6 {
+                let t0 = Instant::now();
+                let y = lstm_sequence(zx.clone(), w.clone(), h0.clone(), c0.clone());
+                let loss = (y * v.clone()).sum();
+                let _ = loss.clone().into_scalar::<f32>();
+                let t1 = Instant::now();
+                let grads = loss.backward();
+                let _ = w.grad(&grads).map(|g| g.sum().into_scalar::<f32>());
+                fwd.push((t1 - t0).as_secs_f64() * 1e3);
+                bwd.push(t1.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok(serde_json::json!({"forward_ms": median(fwd), "backward_ms": median(bwd)}))
         }
         Some("gpt2-generate") if args.len() == 9 => {
             let plain = Device::flex();

@@ -83,13 +83,6 @@ impl Parts {
     fn units(&self, p: usize) -> Range<usize> {
         self.bounds[p]..self.bounds[p + 1]
     }
-
-    /// The original gate columns (`gate * H + unit`) of part `p`'s gate rows, in order.
-    fn gate_columns(&self, p: usize, h: usize) -> Vec<usize> {
-        (0..4)
-            .flat_map(|gate| self.units(p).map(move |j| gate * h + j))
-            .collect()
-    }
 }
 
 /// Runs `f(part)` for every part, each on its own thread (scoped; the caller's thread takes
@@ -146,6 +139,37 @@ fn wait_for<'a>(slot: &'a OnceLock<Vec<f32>>, failed: &AtomicBool) -> &'a [f32] 
     }
 }
 
+/// `dst[c * dst_stride + r] = src[r * src_stride + c]` for a `[rows, cols]` block: a
+/// transpose in 16 × 16 tiles, so that both sides stay in a few cache lines (rows of the
+/// kernel's buffers are 8 KB apart, which a plain loop would evict on every access).
+fn transpose_block(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+    rows: usize,
+    cols: usize,
+) {
+    const TILE: usize = 16;
+    let mut tile = [[0.0f32; TILE]; TILE];
+    for r0 in (0..rows).step_by(TILE) {
+        let rh = TILE.min(rows - r0);
+        for c0 in (0..cols).step_by(TILE) {
+            let cw = TILE.min(cols - c0);
+            for (i, t) in tile.iter_mut().take(rh).enumerate() {
+                let at = (r0 + i) * src_stride + c0;
+                t[..cw].copy_from_slice(&src[at..at + cw]);
+            }
+            for j in 0..cw {
+                let at = (c0 + j) * dst_stride + r0;
+                for (o, t) in dst[at..at + rh].iter_mut().zip(&tile) {
+                    *o = t[j];
+                }
+            }
+        }
+    }
+}
+
 /// Write-once slots `[part][step]`.
 fn slots(parts: &Parts, steps: usize) -> Vec<Vec<OnceLock<Vec<f32>>>> {
     (0..parts.count())
@@ -155,10 +179,8 @@ fn slots(parts: &Parts, steps: usize) -> Vec<Vec<OnceLock<Vec<f32>>>> {
 
 /// `buf`'s values `[B, H]` of units `units` as unit-major rows `[n, B]`.
 fn unit_rows(buf: &[f32], units: Range<usize>, d: Dims) -> Vec<f32> {
-    let mut out = Vec::with_capacity(units.len() * d.b);
-    for j in units {
-        out.extend((0..d.b).map(|bb| buf[bb * d.h + j]));
-    }
+    let mut out = vec![0.0f32; units.len() * d.b];
+    transpose_block(&buf[units.start..], d.h, &mut out, d.b, d.b, units.len());
     out
 }
 
@@ -218,22 +240,18 @@ pub(crate) fn forward(
         let _flag = FailOnPanic(&failed);
         let units = parts.units(p);
         let n = units.len();
-        let cols = parts.gate_columns(p, h);
         // The part's rows of the hidden side, transposed: `[4n, H]`.
         let mut wt = vec![0.0f32; 4 * n * h];
-        for (k, row) in w.chunks_exact(g).enumerate() {
-            for (r, &col) in cols.iter().enumerate() {
-                wt[r * h + k] = row[col];
-            }
+        for (gate, out) in wt.chunks_exact_mut(n * h).enumerate() {
+            transpose_block(&w[gate * h + units.start..], g, out, h, h, n);
         }
         // The input side of the part's gates for every step, `[T, 4n, B]`: each step's
         // product accumulates onto it, and it ends as the activations.
         let mut acts = vec![0.0f32; d.t * 4 * n * b];
         for (out, zx_s) in acts.chunks_exact_mut(4 * n * b).zip(zx.chunks_exact(bg)) {
-            for (bb, x) in zx_s.chunks_exact(g).enumerate() {
-                for (r, &col) in cols.iter().enumerate() {
-                    out[r * b + bb] = x[col];
-                }
+            for (gate, out) in out.chunks_exact_mut(n * b).enumerate() {
+                let src = &zx_s[gate * h + units.start..];
+                transpose_block(src, g, out, b, b, n);
             }
         }
         let mut cell = unit_rows(c0, units.clone(), d);
@@ -284,11 +302,7 @@ pub(crate) fn forward(
 
 /// Writes unit-major rows `[n, B]` of `units` into `out` `[B, H]`.
 fn scatter_units(out: &mut [f32], rows: &[f32], units: Range<usize>, d: Dims) {
-    for (bb, out) in out.chunks_exact_mut(d.h).enumerate() {
-        for (jj, j) in units.clone().enumerate() {
-            out[j] = rows[jj * d.b + bb];
-        }
-    }
+    transpose_block(rows, d.b, &mut out[units.start..], d.h, units.len(), d.b);
 }
 
 /// One step of one part: its gate rows `z` `[4n, B]` (pre-activations) become activations;
@@ -330,10 +344,6 @@ pub(crate) fn backward(
     assert_eq!(dy.len(), (d.t + 1) * bh, "dy is not [T + 1, B, H]");
     assert_eq!(y.len(), (d.t + 1) * bh, "y is not [T + 1, B, H]");
     let parts = &saved.parts;
-    // The gate columns of all parts in their order (part-major), and where each part's start.
-    let all_cols: Vec<usize> = (0..parts.count())
-        .flat_map(|p| parts.gate_columns(p, h))
-        .collect();
     // dz[q][s]: part q's gate gradients at step s, `[4n_q, B]`.
     let dz = slots(parts, d.t);
     let failed = AtomicBool::new(false);
@@ -345,13 +355,13 @@ pub(crate) fn backward(
         assert_eq!(acts.len(), d.t * 4 * n * b, "saved gates do not match");
         // The part's rows of the hidden side with all gate columns in part-major order:
         // `[n, 4H]`.
-        let mut wp = vec![0.0f32; n * g];
-        for (out, row) in wp
-            .chunks_exact_mut(g)
-            .zip(w.chunks_exact(g).skip(units.start))
-        {
-            for (o, &col) in out.iter_mut().zip(&all_cols) {
-                *o = row[col];
+        let mut wp = Vec::with_capacity(n * g);
+        for row in w.chunks_exact(g).skip(units.start).take(n) {
+            for q in 0..parts.count() {
+                for gate in 0..4 {
+                    let from = parts.units(q);
+                    wp.extend_from_slice(&row[gate * h + from.start..gate * h + from.end]);
+                }
             }
         }
         // dh += the gradient reaching h through step `s`'s hidden side, `Σ_q W_q dz_q[s]`.
@@ -402,11 +412,11 @@ pub(crate) fn backward(
     let mut dzx = vec![0.0f32; d.t * bg];
     dzx.par_chunks_mut(bg).enumerate().for_each(|(s, out)| {
         for (q, part) in dz.iter().enumerate() {
+            let units = parts.units(q);
+            let n = units.len();
             let rows = part[s].get().map(Vec::as_slice).unwrap_or_default();
-            for (bb, out) in out.chunks_exact_mut(g).enumerate() {
-                for (r, col) in parts.gate_columns(q, h).into_iter().enumerate() {
-                    out[col] = rows[r * b + bb];
-                }
+            for (gate, rows) in rows.chunks_exact(n * b).enumerate() {
+                transpose_block(rows, b, &mut out[gate * h + units.start..], g, n, b);
             }
         }
     });
