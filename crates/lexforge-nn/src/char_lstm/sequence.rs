@@ -1,7 +1,7 @@
 //! One LSTM layer over a whole time-major sequence as a single operation.
 //!
 //! On the flex device with f32 tensors, [`lstm_sequence`] is one burn backend extension:
-//! the forward pass runs [`super::kernel`] on the tensors' own buffers (one matrix product for
+//! the forward pass runs the host kernel (`kernel.rs`) on the tensors' own buffers (one matrix product for
 //! the four gates per step, the cell update in one vectorized pass) and, when autodiff tracks
 //! an input, one backward node computes the gradients of all four inputs analytically. burn's
 //! decomposed formula records ~15 operations per step instead, each with its own allocation
