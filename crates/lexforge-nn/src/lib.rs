@@ -15,6 +15,7 @@ pub mod generate;
 pub mod gpt2;
 pub mod hf;
 mod host_gemm;
+pub mod linear;
 pub mod pooling;
 pub mod score;
 

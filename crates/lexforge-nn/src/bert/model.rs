@@ -1,6 +1,7 @@
 //! The BERT-family encoder: embeddings, post-norm transformer layers with bidirectional
 //! attention over right-padded batches.
 
+use crate::linear::linear;
 use burn::module::{Module, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
@@ -90,9 +91,9 @@ impl BertAttention {
         let h = self.heads;
         let hd = d / h;
         let split = |y: Tensor<3>| y.reshape([b, t, h, hd]).swap_dims(1, 2);
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(x.clone()));
-        let v = split(self.value.forward(x.clone()));
+        let q = split(linear(&self.query, x.clone()));
+        let k = split(linear(&self.key, x.clone()));
+        let v = split(linear(&self.value, x.clone()));
         let context = if q.device().is_autodiff() {
             let weights = fused::attention_softmax(
                 q.matmul(k.swap_dims(2, 3)),
@@ -107,21 +108,21 @@ impl BertAttention {
         };
         let context = context.swap_dims(1, 2).reshape([b, t, d]);
         self.norm
-            .forward(self.dropout.forward(self.output.forward(context)) + x)
+            .forward(self.dropout.forward(linear(&self.output, context)) + x)
     }
 }
 
 impl BertLayer {
     fn forward(&self, x: Tensor<3>, lengths: &[usize]) -> Tensor<3> {
         let x = self.attention.forward(x, lengths);
-        let inner = self.intermediate.forward(x.clone());
+        let inner = linear(&self.intermediate, x.clone());
         let inner = match self.activation {
             0 => fused::gelu(inner),
             1 => fused::gelu_new(inner),
             _ => burn::tensor::activation::relu(inner),
         };
         self.norm
-            .forward(self.dropout.forward(self.output.forward(inner)) + x)
+            .forward(self.dropout.forward(linear(&self.output, inner)) + x)
     }
 }
 

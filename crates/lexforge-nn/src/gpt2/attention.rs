@@ -1,5 +1,6 @@
 //! Causal self-attention with a key/value cache.
 
+use crate::linear::linear;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::module::attention;
@@ -65,7 +66,7 @@ impl Gpt2Attention {
         let [b, t, d] = x.dims();
         let h = self.n_head;
         let hd = d / h;
-        let qkv = self.c_attn.forward(x);
+        let qkv = linear(&self.c_attn, x);
         let split = |i: usize| {
             qkv.clone()
                 .narrow(2, i * d, d)
@@ -96,7 +97,7 @@ impl Gpt2Attention {
                     ..AttentionModuleOptions::default()
                 },
             );
-            return self.c_proj.forward(out.swap_dims(1, 2).reshape([b, t, d]));
+            return linear(&self.c_proj, out.swap_dims(1, 2).reshape([b, t, d]));
         }
         let weights = attention_softmax(
             q.matmul(k.swap_dims(2, 3)),
@@ -105,6 +106,6 @@ impl Gpt2Attention {
         );
         let weights = self.attn_dropout.forward(weights);
         let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
-        self.resid_dropout.forward(self.c_proj.forward(out))
+        self.resid_dropout.forward(linear(&self.c_proj, out))
     }
 }

@@ -1,5 +1,6 @@
 //! The GPT-2 language model.
 
+use crate::linear::linear;
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::nn::{
@@ -38,11 +39,11 @@ pub struct Gpt2Block {
 impl Gpt2Block {
     fn forward(&self, x: Tensor<3>, cache: Option<&mut LayerCache>) -> Tensor<3> {
         let x = x.clone() + self.attn.forward(self.ln_1.forward(x), cache);
-        let h = self.mlp.c_fc.forward(self.ln_2.forward(x.clone()));
+        let h = linear(&self.mlp.c_fc, self.ln_2.forward(x.clone()));
         x + self
             .mlp
             .dropout
-            .forward(self.mlp.c_proj.forward(crate::fused::gelu_new(h)))
+            .forward(linear(&self.mlp.c_proj, crate::fused::gelu_new(h)))
     }
 }
 
@@ -236,7 +237,7 @@ impl Gpt2 {
         }
         let x = self.ln_f.forward(x);
         Ok(match &self.lm_head {
-            Some(head) => head.forward(x),
+            Some(head) => linear(head, x),
             None => {
                 let w = self.wte.weight.val(); // [vocab, d]
                 let [v, d] = w.dims();
