@@ -52,6 +52,26 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// The same elements with explicit strides: `(i, j)` at `i * row_stride + j * col_stride`.
+    pub(crate) fn with_strides(self, row_stride: usize, col_stride: usize) -> Self {
+        Mat {
+            row_stride,
+            col_stride,
+            ..self
+        }
+    }
+
+    /// The transposed view (no copy).
+    pub(crate) fn t(self) -> Self {
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
     /// Whether every element of the view lies inside `data`.
     fn in_bounds(&self) -> bool {
         if self.rows == 0 || self.cols == 0 {

@@ -44,23 +44,39 @@ pub trait HostLinearBackend: Backend {
 /// `layer.forward(x)`, as one operation on flex's buffers when `x` is an f32 flex tensor (see
 /// the module documentation); burn's own `Linear::forward` elsewhere.
 pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
-    let w = layer.weight.val();
-    let on_host = D >= 2
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
-        && x.device() == Device::flex();
-    if !on_host {
+    if !on_host(&x, &layer.weight.val()) {
         return layer.forward(x);
     }
+    matmul_bias(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+}
+
+fn on_host<const D: usize>(x: &Tensor<D>, w: &Tensor<2>) -> bool {
+    D >= 2 && x.dtype() == DType::F32 && w.dtype() == DType::F32 && x.device() == Device::flex()
+}
+
+/// `x W (+ b)` over the last dimension of `x`: the operation of [`linear`] for weights that
+/// are not a `Linear` layer's (a transposed embedding table as a tied output layer, the
+/// stacked gates of an LSTM). `w` may be a transposed view: it is read in place.
+///
+/// # Shapes
+/// `x` `[..., d_in]`, `w` `[d_in, d_out]`, `b` `[d_out]` → `[..., d_out]`.
+pub fn matmul_bias<const D: usize>(x: Tensor<D>, w: Tensor<2>, b: Option<Tensor<1>>) -> Tensor<D> {
     let dims = x.dims();
     let [d_in, d_out] = w.dims();
+    if !on_host(&x, &w) {
+        let y = x.matmul(w.unsqueeze::<D>());
+        return match b {
+            Some(b) => y + b.unsqueeze::<D>(),
+            None => y,
+        };
+    }
     let rows = dims[..D - 1].iter().product::<usize>();
     let x = x.reshape([rows, d_in]);
-    let y = Tensor::<2>::from_dispatch(match &layer.bias {
+    let y = Tensor::<2>::from_dispatch(match b {
         Some(b) => <Dispatch as HostLinearBackend>::host_linear(
             x.into_dispatch(),
             w.into_dispatch(),
-            b.val().into_dispatch(),
+            b.into_dispatch(),
         ),
         None => <Dispatch as HostLinearBackend>::host_linear_no_bias(
             x.into_dispatch(),
@@ -77,6 +93,20 @@ fn host(x: &FlexTensor) -> Cow<'_, [f32]> {
     match x.as_slice::<f32>() {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(x.to_contiguous().storage::<f32>().to_vec()),
+    }
+}
+
+/// A 2-D flex tensor as a matrix view of its own buffer when its strides are non-negative
+/// (contiguous or a transposed view), else of a contiguous copy.
+fn with_mat<R>(x: &FlexTensor, f: impl FnOnce(Mat<'_>) -> R) -> R {
+    let (shape, strides) = (x.layout().shape(), x.layout().strides());
+    let (rows, cols) = (shape[0], shape[1]);
+    match (usize::try_from(strides[0]), usize::try_from(strides[1])) {
+        (Ok(rs), Ok(cs)) if x.dtype() == DType::F32 => {
+            let data = &x.storage::<f32>()[x.layout().start_offset()..];
+            f(Mat::rows(data, rows, cols).with_strides(rs, cs))
+        }
+        _ => f(Mat::rows(&host(x), rows, cols)),
     }
 }
 
@@ -104,13 +134,15 @@ fn forward_host(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexT
         }
         None => vec![0.0f32; rows * d_out],
     };
-    matmul_into(
-        &mut out,
-        Mat::rows(&host(x), rows, d_in),
-        Mat::rows(&host(w), d_in, d_out),
-        b.is_some(),
-        Threads::Pool,
-    );
+    with_mat(w, |w| {
+        matmul_into(
+            &mut out,
+            Mat::rows(&host(x), rows, d_in),
+            w,
+            b.is_some(),
+            Threads::Pool,
+        )
+    });
     flex_tensor(out, [rows, d_out])
 }
 
@@ -141,13 +173,15 @@ fn backward_host(s: &LinearState, dy: &FlexTensor, want: [bool; 3]) -> [Option<F
     let (rows, d_in, d_out) = (s.rows, s.d_in, s.d_out);
     let dx = s.w.as_ref().filter(|_| want[0]).map(|w| {
         let mut dx = vec![0.0f32; rows * d_in];
-        matmul_into(
-            &mut dx,
-            Mat::rows(&dy, rows, d_out),
-            Mat::transposed(&host(w), d_out, d_in),
-            false,
-            Threads::Pool,
-        );
+        with_mat(w, |w| {
+            matmul_into(
+                &mut dx,
+                Mat::rows(&dy, rows, d_out),
+                w.t(),
+                false,
+                Threads::Pool,
+            )
+        });
         flex_tensor(dx, [rows, d_in])
     });
     let dw = s.x.as_ref().filter(|_| want[1]).map(|x| {
@@ -313,5 +347,26 @@ mod tests {
         let theirs = layer.forward(x);
         ours.to_data()
             .assert_approx_eq::<f32>(&theirs.to_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn a_transposed_weight_is_read_in_place_with_the_plain_products_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        lexforge_core::Seed(8).apply_to(&device);
+        let table =
+            Tensor::<2>::random([7, 4], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let x =
+            Tensor::<3>::random([2, 3, 4], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let v = Tensor::<3>::random([2, 3, 7], Distribution::Normal(0.0, 1.0), &device);
+        let ours = matmul_bias(x.clone(), table.clone().transpose(), None);
+        let plain = x.clone().matmul(table.clone().transpose().unsqueeze::<3>());
+        let tol = Tolerance::<f32>::absolute(1e-5);
+        ours.to_data().assert_approx_eq(&plain.to_data(), tol);
+        let ga = (ours * v.clone()).sum().backward();
+        let gb = (plain * v).sum().backward();
+        let g3 = |t: Option<Tensor<3>>| t.expect("a gradient").into_data();
+        g3(x.grad(&ga)).assert_approx_eq(&g3(x.grad(&gb)), tol);
+        let g2 = |t: Option<Tensor<2>>| t.expect("a gradient").into_data();
+        g2(table.grad(&ga)).assert_approx_eq(&g2(table.grad(&gb)), tol);
     }
 }

@@ -126,7 +126,9 @@ impl FusedGates {
     pub fn input_side(&self, x: Tensor<3>) -> Tensor<3> {
         let [t, b, d] = x.dims();
         let [_, g] = self.wx.dims();
-        (x.reshape([t * b, d]).matmul(self.wx.clone()) + self.bias.clone()).reshape([t, b, g])
+        let bias = self.bias.clone().reshape([g]);
+        crate::linear::matmul_bias(x.reshape([t * b, d]), self.wx.clone(), Some(bias))
+            .reshape([t, b, g])
     }
 
     /// The layer over a time-major sequence from its input side `zx` `[T, B, 4H]` (`T >= 1`)

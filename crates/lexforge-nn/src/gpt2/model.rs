@@ -238,11 +238,8 @@ impl Gpt2 {
         let x = self.ln_f.forward(x);
         Ok(match &self.lm_head {
             Some(head) => linear(head, x),
-            None => {
-                let w = self.wte.weight.val(); // [vocab, d]
-                let [v, d] = w.dims();
-                x.matmul(w.transpose().reshape([1, d, v]))
-            }
+            // Tied: the embedding table `[vocab, d]`, read transposed in place.
+            None => crate::linear::matmul_bias(x, self.wte.weight.val().transpose(), None),
         })
     }
 
