@@ -152,16 +152,7 @@ fn main() -> ExitCode {
                 .into(),
         ),
     };
-    match result {
-        Ok(v) => {
-            println!("{v}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    lexforge_benches::report(result)
 }
 
 /// `data-bench topk-profile N DIM BLOCK`: seconds of the score blocks alone (device matmul and
