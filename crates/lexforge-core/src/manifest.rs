@@ -4,6 +4,7 @@
 //! `schema_version` is newer than [`MANIFEST_SCHEMA_VERSION`]; writers always write the current
 //! version.
 
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
@@ -178,8 +179,11 @@ impl Manifest {
     }
 
     /// Checks every listed artifact under `dir`: present, a regular file (not a symlink),
-    /// the recorded size, the recorded sha256. The first failure is returned.
+    /// the recorded size, the recorded sha256. The first failure in artifact order is
+    /// returned. Presence and sizes are checked first (cheap); the files are then hashed in
+    /// parallel on the rayon pool.
     pub fn verify(&self, dir: &Path) -> Result<()> {
+        let mut paths = Vec::with_capacity(self.artifacts.len());
         for (rel, entry) in &self.artifacts {
             let path = rel.under(dir);
             let meta = match fs::symlink_metadata(&path) {
@@ -199,16 +203,24 @@ impl Manifest {
                     got: meta.len(),
                 });
             }
-            let (got, _) = sha256_file(&path)?;
-            if got != entry.sha256 {
-                return Err(Error::Checksum {
-                    path,
-                    expected: entry.sha256.clone(),
-                    got,
-                });
-            }
+            paths.push((path, entry));
         }
-        Ok(())
+        let checked: Vec<Result<()>> = paths
+            .into_par_iter()
+            .map(|(path, entry)| {
+                let (got, _) = sha256_file(&path)?;
+                if got == entry.sha256 {
+                    Ok(())
+                } else {
+                    Err(Error::Checksum {
+                        path,
+                        expected: entry.sha256.clone(),
+                        got,
+                    })
+                }
+            })
+            .collect();
+        checked.into_iter().collect()
     }
 }
 
