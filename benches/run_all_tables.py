@@ -21,6 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from benchlib import fmt as number
+from benchlib import ratio_text
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 MARKER = re.compile(r"<!-- (/?)run_all:([A-Za-z0-9_-]+) -->")
@@ -48,23 +51,13 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def number(x: float | None) -> str:
-    if x is None:
-        return "—"
-    a = abs(x)
-    if a >= 100:
-        return f"{x:,.0f}"
-    if a >= 10:
-        return f"{x:.1f}"
-    if a >= 1:
-        return f"{x:.2f}"
-    return f"{x:.3g}"
-
-
 def ratio(r: dict[str, Any]) -> str:
-    if r.get("ratio") is None:
-        return "—"
-    return f"**{r['ratio']:.2f}** [{r['ratio_min']:.2f}, {r['ratio_max']:.2f}]"
+    """The ratio in bold, its spread after it (`benchlib.ratio_text`)."""
+    text = ratio_text(r)
+    if text == "—":
+        return text
+    value, spread = text.split(" ", 1)
+    return f"**{value}** {spread}"
 
 
 def machine_text(m: dict[str, Any]) -> str:
