@@ -43,6 +43,9 @@ impl Dims {
 /// Multiply-adds of one step's product below which a run stays on one thread.
 const SPLIT_WORK: usize = 1 << 20;
 
+/// Multiply-adds of a whole run's recurrent products below which it stays on one thread.
+const RUN_WORK: usize = 1 << 24;
+
 /// The hidden units split into contiguous ranges, one per thread.
 ///
 /// Each part owns its units for the whole run: its gate rows (`[4n, B]` per step: input,
@@ -57,10 +60,11 @@ pub(crate) struct Parts {
 
 impl Parts {
     /// One part per thread of the rayon pool (the configured thread count) when a step's
-    /// product is large enough to split (at least 8 units each), else one.
+    /// product is large enough to split (at least 8 units each) and the whole run pays for
+    /// starting the threads (tens of µs: one generated token is not worth it), else one.
     pub(crate) fn auto(d: Dims) -> Self {
-        let work = 4 * d.h * d.h * d.b;
-        let n = if work >= SPLIT_WORK {
+        let step = 4 * d.h * d.h * d.b;
+        let n = if step >= SPLIT_WORK && step * d.t >= RUN_WORK {
             rayon::current_num_threads().min(d.h / 8).max(1)
         } else {
             1
@@ -561,5 +565,26 @@ mod tests {
                 assert!((x - y).abs() < 1e-6, "{n} parts: {x} vs {y}");
             }
         }
+    }
+
+    #[test]
+    fn short_or_small_runs_stay_on_one_thread() {
+        // One generated token of a 512-unit layer, and a 16-unit layer however long.
+        assert_eq!(Parts::auto(Dims { t: 1, b: 1, h: 512 }).count(), 1);
+        assert_eq!(
+            Parts::auto(Dims {
+                t: 1000,
+                b: 16,
+                h: 16
+            })
+            .count(),
+            1
+        );
+        let long = Parts::auto(Dims {
+            t: 128,
+            b: 16,
+            h: 512,
+        });
+        assert_eq!(long.count(), rayon::current_num_threads().min(64));
     }
 }
