@@ -2,6 +2,10 @@
 //! whole-sequence LSTM): the `gemm` crate that burn's flex backend uses for its own matmul,
 //! called without allocating an output and with accumulation into it.
 
+use std::borrow::Cow;
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, TensorData};
 use gemm::Parallelism;
 
 /// A read-only matrix view into a slice: element `(i, j)` is `data[i * row_stride + j *
@@ -78,6 +82,33 @@ impl<'a> Mat<'a> {
             return true;
         }
         (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// A flex tensor's f32 values, borrowed when contiguous.
+pub(crate) fn host(x: &FlexTensor) -> Cow<'_, [f32]> {
+    match x.as_slice::<f32>() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(x.to_contiguous().storage::<f32>().to_vec()),
+    }
+}
+
+/// A contiguous flex tensor owning `values` (no copy).
+pub(crate) fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
+}
+
+/// A 2-D flex tensor as a matrix view of its own buffer when its strides are non-negative
+/// (contiguous or a transposed view), else of a contiguous copy.
+pub(crate) fn with_mat<R>(x: &FlexTensor, f: impl FnOnce(Mat<'_>) -> R) -> R {
+    let (shape, strides) = (x.layout().shape(), x.layout().strides());
+    let (rows, cols) = (shape[0], shape[1]);
+    match (usize::try_from(strides[0]), usize::try_from(strides[1])) {
+        (Ok(rs), Ok(cs)) if x.dtype() == DType::F32 => {
+            let data = &x.storage::<f32>()[x.layout().start_offset()..];
+            f(Mat::rows(data, rows, cols).with_strides(rs, cs))
+        }
+        _ => f(Mat::rows(&host(x), rows, cols)),
     }
 }
 

@@ -11,8 +11,6 @@
 //! # Shapes
 //! `x` `[..., d_in]`, `W` `[d_in, d_out]` (burn's layout), `b` `[d_out]` → `[..., d_out]`.
 
-use std::borrow::Cow;
-
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -21,10 +19,10 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::Linear;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use crate::host_gemm::{Mat, Threads, matmul_into};
+use crate::host_gemm::{Mat, Threads, flex_tensor, host, matmul_into, with_mat};
 
 /// `x W + b` and `x W` for a 2-D `x` `[rows, d_in]` as backend operations (flex, and flex
 /// under autodiff).
@@ -88,32 +86,6 @@ pub fn matmul_bias<const D: usize>(x: Tensor<D>, w: Tensor<2>, b: Option<Tensor<
     y.reshape(out)
 }
 
-/// A flex tensor's values, borrowed when contiguous.
-fn host(x: &FlexTensor) -> Cow<'_, [f32]> {
-    match x.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(x.to_contiguous().storage::<f32>().to_vec()),
-    }
-}
-
-/// A 2-D flex tensor as a matrix view of its own buffer when its strides are non-negative
-/// (contiguous or a transposed view), else of a contiguous copy.
-fn with_mat<R>(x: &FlexTensor, f: impl FnOnce(Mat<'_>) -> R) -> R {
-    let (shape, strides) = (x.layout().shape(), x.layout().strides());
-    let (rows, cols) = (shape[0], shape[1]);
-    match (usize::try_from(strides[0]), usize::try_from(strides[1])) {
-        (Ok(rs), Ok(cs)) if x.dtype() == DType::F32 => {
-            let data = &x.storage::<f32>()[x.layout().start_offset()..];
-            f(Mat::rows(data, rows, cols).with_strides(rs, cs))
-        }
-        _ => f(Mat::rows(&host(x), rows, cols)),
-    }
-}
-
-fn flex_tensor(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
-}
-
 /// `[rows, d_in]`, `[d_in, d_out]` of a product's operands.
 fn dims_of(x: &FlexTensor, w: &FlexTensor) -> (usize, usize, usize) {
     let (xs, ws) = (x.layout().shape(), w.layout().shape());
@@ -143,7 +115,7 @@ fn forward_host(x: &FlexTensor, w: &FlexTensor, b: Option<&FlexTensor>) -> FlexT
             Threads::Pool,
         )
     });
-    flex_tensor(out, [rows, d_out])
+    flex_tensor(out, &[rows, d_out])
 }
 
 impl HostLinearBackend for Flex {
@@ -182,7 +154,7 @@ fn backward_host(s: &LinearState, dy: &FlexTensor, want: [bool; 3]) -> [Option<F
                 Threads::Pool,
             )
         });
-        flex_tensor(dx, [rows, d_in])
+        flex_tensor(dx, &[rows, d_in])
     });
     let dw = s.x.as_ref().filter(|_| want[1]).map(|x| {
         let mut dw = vec![0.0f32; d_in * d_out];
@@ -193,7 +165,7 @@ fn backward_host(s: &LinearState, dy: &FlexTensor, want: [bool; 3]) -> [Option<F
             false,
             Threads::Pool,
         );
-        flex_tensor(dw, [d_in, d_out])
+        flex_tensor(dw, &[d_in, d_out])
     });
     let db = want[2].then(|| {
         let chunk = rows.div_ceil(rayon::current_num_threads().max(1)).max(1);
@@ -213,7 +185,7 @@ fn backward_host(s: &LinearState, dy: &FlexTensor, want: [bool; 3]) -> [Option<F
                     a
                 },
             );
-        FlexTensor::from_data(TensorData::new(db, vec![d_out]))
+        flex_tensor(db, &[d_out])
     });
     [dx, dw, db]
 }

@@ -15,7 +15,6 @@
 //! `w` `[H, 4H]` (their hidden side), `h0`, `c0` `[B, H]` → `[T + 1, B, H]`: rows `0..T` are
 //! the hidden states `h_1 … h_T`, row `T` is the final cell `c_T`.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -28,9 +27,10 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::nn::activation::Activation;
 use burn::nn::{GateController, Lstm, LstmState};
 use burn::tensor::activation::{sigmoid, tanh};
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor};
 
 use super::kernel::{self, Dims, Parts};
+use crate::host_gemm::{flex_tensor, host};
 
 /// The whole-sequence LSTM layer as a backend operation (flex, and flex under autodiff).
 #[backend_extension(Flex, Autodiff)]
@@ -196,18 +196,6 @@ pub(crate) fn lstm_sequence_reference(
     Tensor::stack(rows, 0)
 }
 
-/// A flex tensor's values, borrowed when contiguous.
-fn host(x: &FlexTensor) -> Cow<'_, [f32]> {
-    match x.as_slice::<f32>() {
-        Some(s) => Cow::Borrowed(s),
-        None => Cow::Owned(x.to_contiguous().storage::<f32>().to_vec()),
-    }
-}
-
-fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, shape.to_vec()))
-}
-
 fn dims_of(zx: &FlexTensor, w: &FlexTensor) -> Dims {
     let zs = zx.layout().shape();
     Dims {
@@ -332,7 +320,7 @@ impl<C: CheckpointStrategy> LstmSequenceBackend for Autodiff<Flex, C> {
 #[cfg(test)]
 mod tests {
     use burn::nn::LstmConfig;
-    use burn::tensor::{Distribution, Tolerance};
+    use burn::tensor::{Distribution, TensorData, Tolerance};
 
     use super::*;
 
