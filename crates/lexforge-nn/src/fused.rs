@@ -8,21 +8,30 @@
 //! over host memory with a vectorizable `exp`, split across the rayon pool, with its gradient
 //! written in closed form.
 //!
-//! # How the gradient reaches autodiff
-//! The forward value `y = f(x)` and the local derivative are computed on the host as constants.
-//! The result handed back is `y + (a(x) - a(x).detach())`, where `a` is linear in `x` and
-//! carries the derivative: its value is exactly `y` (the bracket is `v - v`, exactly zero) and
-//! its gradient is the closed-form one. Only cheap tensor ops (multiply, add, a row sum) are
-//! recorded.
+//! # How they run
+//! Each is a burn backend extension on flex (and flex under autodiff, with a hand-written
+//! backward node), working on the tensors' own buffers: an input that no other tensor shares
+//! is overwritten with the result (else it is copied once, in parallel), and the backward pass
+//! overwrites the incoming gradient the same way. The autodiff node keeps only what the
+//! closed-form gradient needs: the derivative of GELU, the softmax weights, the
+//! cross-entropy's `(softmax - onehot) / rows`.
 //!
 //! # When
 //! On the flex device with f32 tensors. On any other device or precision the functions run
 //! the plain burn formula they replace, so results agree everywhere up to float rounding
 //! (tests compare values and gradients of both paths).
 
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
+use crate::host_gemm::{flex_tensor, host, par_copy};
 use crate::{NnError, Result};
 
 /// Rows per rayon task below which the work stays on one thread (a task costs a few µs).
@@ -31,16 +40,6 @@ const MIN_TASK_ELEMENTS: usize = 1 << 14;
 /// Whether the host kernels apply to `x`: flex (autodiff or not), f32.
 fn on_host<const D: usize>(x: &Tensor<D>) -> bool {
     x.dtype() == DType::F32 && x.device() == Device::flex()
-}
-
-/// The values of `x` as a host vector (row-major, the tensor's shape).
-fn host_values<const D: usize>(x: &Tensor<D>) -> Option<Vec<f32>> {
-    x.clone().detach().into_data().try_into_vec_as::<f32>().ok()
-}
-
-/// A constant tensor (no gradient) on `x`'s device with `x`'s shape.
-fn constant_like<const D: usize>(values: Vec<f32>, x: &Tensor<D>) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(values, x.shape()), &x.device())
 }
 
 /// `e^x` for `x <= 0` (the only arguments the kernels need), within 2 ulp of the exact value
@@ -237,17 +236,10 @@ pub fn gelu_new<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if !on_host(&x) {
         return gelu_reference(x);
     }
-    let Some(mut y) = host_values(&x) else {
-        return gelu_reference(x);
-    };
-    let want_grad = x.is_tracked();
-    let g = gelu_host(&mut y, want_grad);
-    let y = constant_like(y, &x);
-    if !want_grad {
-        return y;
-    }
-    let linear = x * constant_like(g, &y);
-    y + (linear.clone() - linear.detach())
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::fused_gelu(
+        x.into_dispatch(),
+        false,
+    ))
 }
 
 /// `erf(x)` (Abramowitz & Stegun 7.1.26: absolute error <= 1.5e-7), odd, NaN stays NaN.
@@ -286,17 +278,10 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if !on_host(&x) {
         return burn::tensor::activation::gelu(x);
     }
-    let Some(mut y) = host_values(&x) else {
-        return burn::tensor::activation::gelu(x);
-    };
-    let want_grad = x.is_tracked();
-    let g = gelu_erf_host(&mut y, want_grad);
-    let y = constant_like(y, &x);
-    if !want_grad {
-        return y;
-    }
-    let linear = x * constant_like(g, &y);
-    y + (linear.clone() - linear.detach())
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::fused_gelu(
+        x.into_dispatch(),
+        true,
+    ))
 }
 
 // --- attention softmax ----------------------------------------------------------------------
@@ -423,22 +408,11 @@ pub fn attention_softmax(scores: Tensor<4>, scale: f64, mask: AttentionMask<'_>)
     if !on_host(&scores) {
         return attention_softmax_reference(scores, scale, mask);
     }
-    let Some(mut y) = host_values(&scores) else {
-        return attention_softmax_reference(scores, scale, mask);
-    };
-    let [_, heads, queries, keys] = scores.dims();
-    softmax_host(&mut y, [heads, queries, keys], scale as f32, mask);
-    let want_grad = scores.is_tracked();
-    if !want_grad {
-        return constant_like(y, &scores);
-    }
-    // d y_i / d s_k = scale * y_i (delta_ik - y_k): the linear part is
-    // scale * y ⊙ (s - Σ_k y_k s_k).
-    let scaled: Vec<f32> = y.par_iter().map(|v| v * scale as f32).collect();
-    let y = constant_like(y, &scores);
-    let centered = scores.clone() - (scores * y.clone()).sum_dim(3);
-    let linear = centered * constant_like(scaled, &y);
-    y + (linear.clone() - linear.detach())
+    Tensor::from_dispatch(<Dispatch as FusedBackend>::fused_softmax(
+        scores.into_dispatch(),
+        scale as f32,
+        OwnedMask::of(mask),
+    ))
 }
 
 // --- cross-entropy --------------------------------------------------------------------------
@@ -507,7 +481,6 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<2, Int>) -> Result<Tenso
     }
     let [rows, vocab] = logits.dims();
     let ids = targets
-        .clone()
         .into_data()
         .try_to_vec_as::<i64>()
         .map_err(|e| NnError::InvalidInput {
@@ -529,22 +502,274 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<2, Int>) -> Result<Tenso
                 })
         })
         .collect::<Result<_>>()?;
-    let Some(mut values) = host_values(&logits) else {
-        return Ok(cross_entropy_reference(logits, targets));
-    };
-    let want_grad = logits.is_tracked();
-    let loss = cross_entropy_host(&mut values, vocab, &ids, want_grad);
-    let device = logits.device();
-    let loss = Tensor::<1>::from_data(TensorData::new(vec![loss], [1]), &device);
-    if !want_grad {
-        return Ok(loss);
-    }
-    let linear = (logits * constant_like_2(values, rows, vocab, &device)).sum();
-    Ok(loss + (linear.clone() - linear.detach()))
+    Ok(Tensor::from_dispatch(
+        <Dispatch as FusedBackend>::fused_cross_entropy(logits.into_dispatch(), ids),
+    ))
 }
 
-fn constant_like_2(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+// --- the operations on flex's buffers -------------------------------------------------------
+
+/// An [`AttentionMask`] that owns its lengths (it crosses the backend boundary).
+#[derive(Debug, Clone)]
+pub enum OwnedMask {
+    /// [`AttentionMask::None`].
+    None,
+    /// [`AttentionMask::Causal`] with `past` positions.
+    Causal(usize),
+    /// [`AttentionMask::Padding`] with the lengths of the batch rows.
+    Padding(Vec<usize>),
+}
+
+impl OwnedMask {
+    fn of(mask: AttentionMask<'_>) -> Self {
+        match mask {
+            AttentionMask::None => OwnedMask::None,
+            AttentionMask::Causal { past } => OwnedMask::Causal(past),
+            AttentionMask::Padding { lengths } => OwnedMask::Padding(lengths.to_vec()),
+        }
+    }
+
+    fn borrowed(&self) -> AttentionMask<'_> {
+        match self {
+            OwnedMask::None => AttentionMask::None,
+            OwnedMask::Causal(past) => AttentionMask::Causal { past: *past },
+            OwnedMask::Padding(lengths) => AttentionMask::Padding { lengths },
+        }
+    }
+}
+
+/// The fused kernels as backend operations (flex, and flex under autodiff). Inputs are f32.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedBackend: Backend {
+    /// GELU of every element: exact (`x Φ(x)`) or the tanh form (`gelu_new`).
+    fn fused_gelu(x: FloatTensor<Self>, exact: bool) -> FloatTensor<Self>;
+
+    /// `softmax(scale * scores)` over the last axis of `[batch, heads, queries, keys]`, hidden
+    /// keys exactly 0.
+    fn fused_softmax(scores: FloatTensor<Self>, scale: f32, mask: OwnedMask) -> FloatTensor<Self>;
+
+    /// Mean cross-entropy `[1]` of `logits` `[rows, vocab]` against `targets` (one valid id
+    /// per row, checked by the caller).
+    fn fused_cross_entropy(logits: FloatTensor<Self>, targets: Vec<usize>) -> FloatTensor<Self>;
+}
+
+/// `x` as a contiguous f32 tensor this operation may overwrite: `x` itself when no other
+/// tensor shares its buffer and it is laid out from the buffer's start, else a parallel copy.
+fn writable(mut x: FlexTensor) -> FlexTensor {
+    let n = x.layout().shape().num_elements();
+    let own = x.layout().is_contiguous()
+        && x.layout().start_offset() == 0
+        && x.try_storage_mut::<f32>().is_some_and(|s| s.len() == n);
+    if own {
+        x
+    } else {
+        flex_tensor(par_copy(&host(&x)), x.layout().shape())
+    }
+}
+
+/// The values of a [`writable`] tensor (never copies: it owns its buffer alone).
+fn values_mut(x: &mut FlexTensor) -> &mut [f32] {
+    x.storage_mut::<f32>()
+}
+
+/// GELU in place; returns the derivative when `want_grad` (else empty).
+fn gelu_in_place(x: &mut [f32], exact: bool, want_grad: bool) -> Vec<f32> {
+    if exact {
+        gelu_erf_host(x, want_grad)
+    } else {
+        gelu_host(x, want_grad)
+    }
+}
+
+/// `[heads, queries, keys]` of a `[batch, heads, queries, keys]` tensor.
+fn softmax_dims(s: &FlexTensor) -> [usize; 3] {
+    let shape = s.layout().shape();
+    [shape[1], shape[2], shape[3]]
+}
+
+/// `ds = scale * y ⊙ (dy - Σ_k dy_k y_k)` per row of `keys`, in place of `dy`.
+fn softmax_backward_in_place(dy: &mut [f32], y: &[f32], keys: usize, scale: f32) {
+    if keys == 0 {
+        return;
+    }
+    let rows_per_task = MIN_TASK_ELEMENTS.div_ceil(keys).max(1);
+    dy.par_chunks_mut(rows_per_task * keys)
+        .zip(y.par_chunks(rows_per_task * keys))
+        .for_each(|(d, y)| {
+            simd(|| {
+                for (d, y) in d.chunks_mut(keys).zip(y.chunks(keys)) {
+                    let mut acc = [0.0f32; LANES];
+                    let (dc, yc) = (d.chunks_exact(LANES), y.chunks_exact(LANES));
+                    let tail: f32 = dc
+                        .remainder()
+                        .iter()
+                        .zip(yc.remainder())
+                        .map(|(a, b)| a * b)
+                        .sum();
+                    for (a, b) in dc.zip(yc) {
+                        for k in 0..LANES {
+                            acc[k] += a[k] * b[k];
+                        }
+                    }
+                    let dot = acc.iter().sum::<f32>() + tail;
+                    d.iter_mut()
+                        .zip(y)
+                        .for_each(|(d, y)| *d = scale * y * (*d - dot));
+                }
+            })
+        });
+}
+
+/// `a *= b` elementwise, in parallel.
+fn mul_in_place(a: &mut [f32], b: &[f32]) {
+    a.par_chunks_mut(MIN_TASK_ELEMENTS)
+        .zip(b.par_chunks(MIN_TASK_ELEMENTS))
+        .for_each(|(a, b)| simd(|| a.iter_mut().zip(b).for_each(|(a, b)| *a *= b)));
+}
+
+/// `a *= s`, in parallel.
+fn scale_in_place(a: &mut [f32], s: f32) {
+    a.par_chunks_mut(MIN_TASK_ELEMENTS)
+        .for_each(|a| simd(|| a.iter_mut().for_each(|a| *a *= s)));
+}
+
+/// The cross-entropy of `logits` (overwritten: with `(softmax - onehot) / rows` when
+/// `want_grad`) as a `[1]` tensor.
+fn cross_entropy_in_place(
+    logits: &mut FlexTensor,
+    targets: &[usize],
+    want_grad: bool,
+) -> FlexTensor {
+    let vocab = logits.layout().shape()[1];
+    let loss = cross_entropy_host(values_mut(logits), vocab, targets, want_grad);
+    flex_tensor(vec![loss], &[1])
+}
+
+impl FusedBackend for Flex {
+    fn fused_gelu(x: FlexTensor, exact: bool) -> FlexTensor {
+        let mut y = writable(x);
+        gelu_in_place(values_mut(&mut y), exact, false);
+        y
+    }
+
+    fn fused_softmax(scores: FlexTensor, scale: f32, mask: OwnedMask) -> FlexTensor {
+        let dims = softmax_dims(&scores);
+        let mut y = writable(scores);
+        softmax_host(values_mut(&mut y), dims, scale, mask.borrowed());
+        y
+    }
+
+    fn fused_cross_entropy(logits: FlexTensor, targets: Vec<usize>) -> FlexTensor {
+        cross_entropy_in_place(&mut writable(logits), &targets, false)
+    }
+}
+
+/// Backward of GELU: `dx = dy ⊙ g`, `g` the derivative saved by the forward pass.
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let mut dx = writable(grads.consume::<Flex>(&ops.node));
+        if let Some(node) = node {
+            mul_in_place(values_mut(&mut dx), &host(&ops.state));
+            grads.register::<Flex>(node.id, dx);
+        }
+    }
+}
+
+/// Backward of the attention softmax from its weights `y` and scale.
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl Backward<Flex, 1> for SoftmaxBackward {
+    type State = (FlexTensor, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let mut ds = writable(grads.consume::<Flex>(&ops.node));
+        if let Some(node) = node {
+            let (y, scale) = &ops.state;
+            let [_, _, keys] = softmax_dims(y);
+            softmax_backward_in_place(values_mut(&mut ds), &host(y), keys, *scale);
+            grads.register::<Flex>(node.id, ds);
+        }
+    }
+}
+
+/// Backward of the cross-entropy: `dlogits = dloss * (softmax - onehot) / rows`, the matrix
+/// saved by the forward pass.
+#[derive(Debug)]
+struct CrossEntropyBackward;
+
+impl Backward<Flex, 1> for CrossEntropyBackward {
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let dloss = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node {
+            let scale = host(&dloss).first().copied().unwrap_or(f32::NAN);
+            let mut g = ops.state;
+            if scale != 1.0 {
+                g = writable(g);
+                scale_in_place(values_mut(&mut g), scale);
+            }
+            grads.register::<Flex>(node.id, g);
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FusedBackend for Autodiff<Flex, C> {
+    fn fused_gelu(x: FloatTensor<Self>, exact: bool) -> FloatTensor<Self> {
+        let prep = GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful();
+        let x = x.into_primitive();
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let mut y = writable(x);
+                let g = gelu_in_place(values_mut(&mut y), exact, true);
+                let g = flex_tensor(g, y.layout().shape());
+                prep.finish(g, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(<Flex as FusedBackend>::fused_gelu(x, exact)),
+        }
+    }
+
+    fn fused_softmax(scores: FloatTensor<Self>, scale: f32, mask: OwnedMask) -> FloatTensor<Self> {
+        let prep = SoftmaxBackward
+            .prepare::<C>([scores.node()])
+            .compute_bound()
+            .stateful();
+        let y = <Flex as FusedBackend>::fused_softmax(scores.into_primitive(), scale, mask);
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish((y.clone(), scale), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+
+    fn fused_cross_entropy(logits: FloatTensor<Self>, targets: Vec<usize>) -> FloatTensor<Self> {
+        let prep = CrossEntropyBackward
+            .prepare::<C>([logits.node()])
+            .compute_bound()
+            .stateful();
+        let logits = logits.into_primitive();
+        match prep {
+            OpsKind::Tracked(prep) => {
+                let mut g = writable(logits);
+                let loss = cross_entropy_in_place(&mut g, &targets, true);
+                prep.finish(g, loss)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(<Flex as FusedBackend>::fused_cross_entropy(logits, targets))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -699,6 +924,38 @@ mod tests {
             panic!("no gradient")
         };
         assert!(max_rel_diff(g1, g2) < 1e-6);
+    }
+
+    #[test]
+    fn a_scaled_cross_entropy_scales_its_gradient() {
+        let d = Device::flex().autodiff();
+        let logits =
+            Tensor::<2>::random([40, 33], Distribution::Normal(0.0, 2.0), &d).require_grad();
+        let ids: Vec<i64> = (0..40).map(|i| (i * 7 % 33) as i64).collect();
+        let targets = Tensor::<2, Int>::from_data(TensorData::new(ids, [40, 1]), &d);
+        let fused =
+            cross_entropy(logits.clone(), targets.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let reference = cross_entropy_reference(logits.clone(), targets);
+        let g1 = logits.grad(&(fused * 2.5).backward());
+        let g2 = logits.grad(&(reference * 2.5).backward());
+        let (Some(g1), Some(g2)) = (g1, g2) else {
+            panic!("no gradient")
+        };
+        assert!(max_rel_diff(g1, g2) < 1e-6);
+    }
+
+    #[test]
+    fn inputs_other_tensors_share_are_left_unchanged() {
+        for d in [Device::flex(), Device::flex().autodiff()] {
+            let x = Tensor::<4>::random([2, 3, 5, 5], Distribution::Normal(0.0, 2.0), &d);
+            let before = x.to_data();
+            let _ = gelu_new(x.clone());
+            let _ = gelu(x.clone());
+            let _ = attention_softmax(x.clone(), 0.5, AttentionMask::Causal { past: 0 });
+            let targets = Tensor::<2, Int>::zeros([150, 1], &d);
+            let _ = cross_entropy(x.clone().reshape([150, 1]), targets);
+            x.to_data().assert_eq(&before, true);
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, TensorData};
 use gemm::Parallelism;
+use rayon::prelude::*;
 
 /// A read-only matrix view into a slice: element `(i, j)` is `data[i * row_stride + j *
 /// col_stride]`. A transposed view of a row-major `[cols, rows]` buffer is
@@ -91,6 +92,14 @@ pub(crate) fn host(x: &FlexTensor) -> Cow<'_, [f32]> {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(x.to_contiguous().storage::<f32>().to_vec()),
     }
+}
+
+/// A copy of `src`, made in parallel for large slices.
+pub(crate) fn par_copy(src: &[f32]) -> Vec<f32> {
+    const MIN_TASK_ELEMENTS: usize = 1 << 16;
+    let mut out = Vec::with_capacity(src.len());
+    out.par_extend(src.par_iter().copied().with_min_len(MIN_TASK_ELEMENTS));
+    out
 }
 
 /// A contiguous flex tensor owning `values` (no copy).
