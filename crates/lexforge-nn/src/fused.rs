@@ -38,7 +38,7 @@ use crate::{NnError, Result};
 const MIN_TASK_ELEMENTS: usize = 1 << 14;
 
 /// Whether the host kernels apply to `x`: flex (autodiff or not), f32.
-fn on_host<const D: usize>(x: &Tensor<D>) -> bool {
+pub(crate) fn on_host<const D: usize>(x: &Tensor<D>) -> bool {
     x.dtype() == DType::F32 && x.device() == Device::flex()
 }
 
@@ -521,7 +521,7 @@ pub enum OwnedMask {
 }
 
 impl OwnedMask {
-    fn of(mask: AttentionMask<'_>) -> Self {
+    pub(crate) fn of(mask: AttentionMask<'_>) -> Self {
         match mask {
             AttentionMask::None => OwnedMask::None,
             AttentionMask::Causal { past } => OwnedMask::Causal(past),
@@ -529,7 +529,7 @@ impl OwnedMask {
         }
     }
 
-    fn borrowed(&self) -> AttentionMask<'_> {
+    pub(crate) fn borrowed(&self) -> AttentionMask<'_> {
         match self {
             OwnedMask::None => AttentionMask::None,
             OwnedMask::Causal(past) => AttentionMask::Causal { past: *past },
@@ -587,7 +587,30 @@ fn softmax_dims(s: &FlexTensor) -> [usize; 3] {
     [shape[1], shape[2], shape[3]]
 }
 
-/// `ds = scale * y ⊙ (dy - Σ_k dy_k y_k)` per row of `keys`, in place of `dy`.
+/// `d = scale * y ⊙ (d - Σ_k d_k y_k)` for one row: the softmax gradient in place of the
+/// incoming one (`y` the row's weights).
+#[inline(always)]
+pub(crate) fn softmax_backward_row(d: &mut [f32], y: &[f32], scale: f32) {
+    let mut acc = [0.0f32; LANES];
+    let (dc, yc) = (d.chunks_exact(LANES), y.chunks_exact(LANES));
+    let tail: f32 = dc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in dc.zip(yc) {
+        for k in 0..LANES {
+            acc[k] += a[k] * b[k];
+        }
+    }
+    let dot = acc.iter().sum::<f32>() + tail;
+    d.iter_mut()
+        .zip(y)
+        .for_each(|(d, y)| *d = scale * y * (*d - dot));
+}
+
+/// [`softmax_backward_row`] over every row of `keys`, in place of `dy`, in parallel.
 fn softmax_backward_in_place(dy: &mut [f32], y: &[f32], keys: usize, scale: f32) {
     if keys == 0 {
         return;
@@ -598,26 +621,49 @@ fn softmax_backward_in_place(dy: &mut [f32], y: &[f32], keys: usize, scale: f32)
         .for_each(|(d, y)| {
             simd(|| {
                 for (d, y) in d.chunks_mut(keys).zip(y.chunks(keys)) {
-                    let mut acc = [0.0f32; LANES];
-                    let (dc, yc) = (d.chunks_exact(LANES), y.chunks_exact(LANES));
-                    let tail: f32 = dc
-                        .remainder()
-                        .iter()
-                        .zip(yc.remainder())
-                        .map(|(a, b)| a * b)
-                        .sum();
-                    for (a, b) in dc.zip(yc) {
-                        for k in 0..LANES {
-                            acc[k] += a[k] * b[k];
-                        }
-                    }
-                    let dot = acc.iter().sum::<f32>() + tail;
-                    d.iter_mut()
-                        .zip(y)
-                        .for_each(|(d, y)| *d = scale * y * (*d - dot));
+                    softmax_backward_row(d, y, scale);
                 }
             })
         });
+}
+
+/// The attention softmax of consecutive rows on the calling thread: `rows` holds rows
+/// `first_row..` of a `[batch, heads, queries, keys]` score tensor (see [`softmax_host`]).
+pub(crate) fn softmax_rows_here(
+    rows: &mut [f32],
+    first_row: usize,
+    [heads, queries, keys]: [usize; 3],
+    scale: f32,
+    mask: AttentionMask<'_>,
+) {
+    let k = SoftmaxRows {
+        heads,
+        queries,
+        keys,
+        scale,
+        mask,
+    };
+    if keys == 0 {
+        return;
+    }
+    simd(|| {
+        for (i, r) in rows.chunks_mut(keys).enumerate() {
+            k.row(first_row + i, r);
+        }
+    });
+}
+
+/// `[heads, queries, keys]`-shaped backward of [`softmax_rows_here`] on the calling thread:
+/// [`softmax_backward_row`] for each row of `d` against `y`.
+pub(crate) fn softmax_backward_rows_here(d: &mut [f32], y: &[f32], keys: usize, scale: f32) {
+    if keys == 0 {
+        return;
+    }
+    simd(|| {
+        for (d, y) in d.chunks_mut(keys).zip(y.chunks(keys)) {
+            softmax_backward_row(d, y, scale);
+        }
+    });
 }
 
 /// `a *= b` elementwise, in parallel.

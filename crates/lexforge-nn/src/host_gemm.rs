@@ -94,11 +94,20 @@ pub(crate) fn host(x: &FlexTensor) -> Cow<'_, [f32]> {
     }
 }
 
+/// Elements per rayon task of the buffer helpers below (smaller copies stay on one thread).
+const MIN_TASK_ELEMENTS: usize = 1 << 16;
+
 /// A copy of `src`, made in parallel for large slices.
 pub(crate) fn par_copy(src: &[f32]) -> Vec<f32> {
-    const MIN_TASK_ELEMENTS: usize = 1 << 16;
     let mut out = Vec::with_capacity(src.len());
     out.par_extend(src.par_iter().copied().with_min_len(MIN_TASK_ELEMENTS));
+    out
+}
+
+/// `n` zeros, written in parallel for large buffers.
+pub(crate) fn par_zeros(n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n);
+    out.par_extend(rayon::iter::repeat_n(0.0f32, n).with_min_len(MIN_TASK_ELEMENTS));
     out
 }
 

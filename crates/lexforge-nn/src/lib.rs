@@ -5,6 +5,7 @@
 //! Models carry no backend type parameter: they are built on a burn 0.22 runtime
 //! [`lexforge_core::Device`].
 
+pub mod attention;
 pub mod bert;
 pub mod cache;
 pub mod char_lstm;

@@ -12,6 +12,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::{Activation, BertConfig, BertFamily};
+use crate::attention::self_attention;
 use crate::error::{NnError, Result};
 use crate::fused::{self, AttentionMask, padding_mask};
 
@@ -90,6 +91,29 @@ impl BertAttention {
         let [b, t, d] = x.dims();
         let h = self.heads;
         let hd = d / h;
+        let dropout_active = self.attn_dropout.prob > 0.0 && x.device().is_autodiff();
+        if !dropout_active {
+            // One product for queries, keys and values, then one operation for the heads,
+            // scores, softmax and output (on flex the fused kernel of `crate::attention`).
+            let layers = [&self.query, &self.key, &self.value];
+            let w = Tensor::cat(layers.map(|l| l.weight.val()).to_vec(), 1);
+            let bias = layers
+                .iter()
+                .map(|l| l.bias.as_ref().map(|b| b.val()))
+                .collect::<Option<Vec<_>>>()
+                .map(|b| Tensor::cat(b, 0));
+            let qkv = crate::linear::matmul_bias(x.clone(), w, bias);
+            let all_full = lengths.iter().all(|&l| l >= t);
+            let mask = if all_full {
+                AttentionMask::None
+            } else {
+                AttentionMask::Padding { lengths }
+            };
+            let context = self_attention(qkv, h, mask);
+            return self
+                .norm
+                .forward(self.dropout.forward(linear(&self.output, context)) + x);
+        }
         let split = |y: Tensor<3>| y.reshape([b, t, h, hd]).swap_dims(1, 2);
         let q = split(linear(&self.query, x.clone()));
         let k = split(linear(&self.key, x.clone()));

@@ -7,6 +7,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Tensor};
 
+use crate::attention::self_attention;
 use crate::fused::{AttentionMask, attention_softmax};
 
 /// Keys and values of the positions seen so far, per layer.
@@ -67,6 +68,13 @@ impl Gpt2Attention {
         let h = self.n_head;
         let hd = d / h;
         let qkv = linear(&self.c_attn, x);
+        let dropout_active = self.attn_dropout.prob > 0.0 && qkv.device().is_autodiff();
+        if cache.is_none() && !dropout_active {
+            // One operation for heads, scores, causal softmax and output (every device; on
+            // flex the fused kernel of `crate::attention`).
+            let out = self_attention(qkv, h, AttentionMask::Causal { past: 0 });
+            return self.resid_dropout.forward(linear(&self.c_proj, out));
+        }
         let split = |i: usize| {
             qkv.clone()
                 .narrow(2, i * d, d)
