@@ -31,7 +31,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::host_gemm::{flex_tensor, host, par_copy};
+use crate::host_gemm::{flex_tensor, host, values_mut, writable};
 use crate::{NnError, Result};
 
 /// Rows per rayon task below which the work stays on one thread (a task costs a few µs).
@@ -109,7 +109,7 @@ fn row_max(r: &[f32]) -> (f32, bool) {
 
 /// Sum of a row (fixed lane order).
 #[inline(always)]
-fn row_sum(r: &[f32]) -> f32 {
+pub(crate) fn row_sum(r: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = r.chunks_exact(LANES);
     let tail = chunks.remainder();
@@ -119,6 +119,25 @@ fn row_sum(r: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
+}
+
+/// `Σ a_k b_k` (fixed lane order).
+#[inline(always)]
+pub(crate) fn row_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for k in 0..LANES {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// `r[i] = exp(r[i] - m)` for a row whose maximum is `m` (scaled by `scale` first).
@@ -553,25 +572,6 @@ pub trait FusedBackend: Backend {
     fn fused_cross_entropy(logits: FloatTensor<Self>, targets: Vec<usize>) -> FloatTensor<Self>;
 }
 
-/// `x` as a contiguous f32 tensor this operation may overwrite: `x` itself when no other
-/// tensor shares its buffer and it is laid out from the buffer's start, else a parallel copy.
-fn writable(mut x: FlexTensor) -> FlexTensor {
-    let n = x.layout().shape().num_elements();
-    let own = x.layout().is_contiguous()
-        && x.layout().start_offset() == 0
-        && x.try_storage_mut::<f32>().is_some_and(|s| s.len() == n);
-    if own {
-        x
-    } else {
-        flex_tensor(par_copy(&host(&x)), x.layout().shape())
-    }
-}
-
-/// The values of a [`writable`] tensor (never copies: it owns its buffer alone).
-fn values_mut(x: &mut FlexTensor) -> &mut [f32] {
-    x.storage_mut::<f32>()
-}
-
 /// GELU in place; returns the derivative when `want_grad` (else empty).
 fn gelu_in_place(x: &mut [f32], exact: bool, want_grad: bool) -> Vec<f32> {
     if exact {
@@ -591,20 +591,7 @@ fn softmax_dims(s: &FlexTensor) -> [usize; 3] {
 /// incoming one (`y` the row's weights).
 #[inline(always)]
 pub(crate) fn softmax_backward_row(d: &mut [f32], y: &[f32], scale: f32) {
-    let mut acc = [0.0f32; LANES];
-    let (dc, yc) = (d.chunks_exact(LANES), y.chunks_exact(LANES));
-    let tail: f32 = dc
-        .remainder()
-        .iter()
-        .zip(yc.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (a, b) in dc.zip(yc) {
-        for k in 0..LANES {
-            acc[k] += a[k] * b[k];
-        }
-    }
-    let dot = acc.iter().sum::<f32>() + tail;
+    let dot = row_dot(d, y);
     d.iter_mut()
         .zip(y)
         .for_each(|(d, y)| *d = scale * y * (*d - dot));

@@ -111,6 +111,25 @@ pub(crate) fn par_zeros(n: usize) -> Vec<f32> {
     out
 }
 
+/// `x` as a contiguous f32 tensor an operation may overwrite: `x` itself when no other tensor
+/// shares its buffer and it is laid out from the buffer's start, else a parallel copy.
+pub(crate) fn writable(mut x: FlexTensor) -> FlexTensor {
+    let n = x.layout().shape().num_elements();
+    let own = x.layout().is_contiguous()
+        && x.layout().start_offset() == 0
+        && x.try_storage_mut::<f32>().is_some_and(|s| s.len() == n);
+    if own {
+        x
+    } else {
+        flex_tensor(par_copy(&host(&x)), x.layout().shape())
+    }
+}
+
+/// The values of a [`writable`] tensor (never copies: it owns its buffer alone).
+pub(crate) fn values_mut(x: &mut FlexTensor) -> &mut [f32] {
+    x.storage_mut::<f32>()
+}
+
 /// A contiguous flex tensor owning `values` (no copy).
 pub(crate) fn flex_tensor(values: Vec<f32>, shape: &[usize]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape.to_vec()))

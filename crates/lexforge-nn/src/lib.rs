@@ -17,6 +17,7 @@ pub mod gpt2;
 pub mod hf;
 mod host_gemm;
 pub mod linear;
+pub mod norm;
 pub mod pooling;
 pub mod score;
 

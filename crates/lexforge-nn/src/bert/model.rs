@@ -2,6 +2,7 @@
 //! attention over right-padded batches.
 
 use crate::linear::linear;
+use crate::norm::layer_norm;
 use burn::module::{Module, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig,
@@ -28,6 +29,8 @@ pub struct BertEmbeddings {
     /// HF `LayerNorm`.
     pub norm: LayerNorm,
     dropout: Dropout,
+    /// The norm's epsilon (`layer_norm_eps`).
+    eps: f64,
 }
 
 /// Multi-head self-attention (HF `attention.self` + `attention.output`).
@@ -46,6 +49,8 @@ pub struct BertAttention {
     attn_dropout: Dropout,
     dropout: Dropout,
     heads: usize,
+    /// The norm's epsilon (`layer_norm_eps`).
+    eps: f64,
 }
 
 /// One encoder layer: attention, then the feed-forward block, each with residual + layer norm.
@@ -61,6 +66,8 @@ pub struct BertLayer {
     pub norm: LayerNorm,
     dropout: Dropout,
     activation: usize,
+    /// The norm's epsilon (`layer_norm_eps`).
+    eps: f64,
 }
 
 /// A BERT, RoBERTa or XLM-RoBERTa encoder body (no pooler, no heads).
@@ -110,9 +117,8 @@ impl BertAttention {
                 AttentionMask::Padding { lengths }
             };
             let context = self_attention(qkv, h, mask);
-            return self
-                .norm
-                .forward(self.dropout.forward(linear(&self.output, context)) + x);
+            let y = self.dropout.forward(linear(&self.output, context)) + x;
+            return layer_norm(&self.norm, y, self.eps);
         }
         let split = |y: Tensor<3>| y.reshape([b, t, h, hd]).swap_dims(1, 2);
         let q = split(linear(&self.query, x.clone()));
@@ -131,8 +137,8 @@ impl BertAttention {
             attention(q, k, v, mask, None, AttentionModuleOptions::default())
         };
         let context = context.swap_dims(1, 2).reshape([b, t, d]);
-        self.norm
-            .forward(self.dropout.forward(linear(&self.output, context)) + x)
+        let y = self.dropout.forward(linear(&self.output, context)) + x;
+        layer_norm(&self.norm, y, self.eps)
     }
 }
 
@@ -145,8 +151,8 @@ impl BertLayer {
             1 => fused::gelu_new(inner),
             _ => burn::tensor::activation::relu(inner),
         };
-        self.norm
-            .forward(self.dropout.forward(linear(&self.output, inner)) + x)
+        let y = self.dropout.forward(linear(&self.output, inner)) + x;
+        layer_norm(&self.norm, y, self.eps)
     }
 }
 
@@ -194,12 +200,14 @@ impl BertModel {
                     attn_dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
                     dropout: drop(),
                     heads: config.num_attention_heads,
+                    eps: config.layer_norm_eps,
                 },
                 intermediate: linear(d, config.intermediate_size),
                 output: linear(config.intermediate_size, d),
                 norm: ln(),
                 dropout: drop(),
                 activation,
+                eps: config.layer_norm_eps,
             })
             .collect();
         Ok(BertModel {
@@ -209,6 +217,7 @@ impl BertModel {
                 token_type: embedding(config.type_vocab_size),
                 norm: ln(),
                 dropout: drop(),
+                eps: config.layer_norm_eps,
             },
             layers,
             family_roberta: config.family()? == BertFamily::Roberta,
@@ -349,10 +358,11 @@ impl BertModel {
         let x = self.embeddings.word.forward(input_ids)
             + self.embeddings.position.forward(positions)
             + token_type;
-        let mut x = self
-            .embeddings
-            .dropout
-            .forward(self.embeddings.norm.forward(x));
+        let mut x = self.embeddings.dropout.forward(layer_norm(
+            &self.embeddings.norm,
+            x,
+            self.embeddings.eps,
+        ));
         if frozen >= 1 {
             x = x.detach();
         }

@@ -1,6 +1,7 @@
 //! The GPT-2 language model.
 
 use crate::linear::linear;
+use crate::norm::layer_norm;
 use burn::module::{Module, Param};
 use burn::nn::Initializer;
 use burn::nn::{
@@ -34,12 +35,17 @@ pub struct Gpt2Block {
     pub ln_2: LayerNorm,
     /// HF `mlp`.
     pub mlp: Gpt2Mlp,
+    /// The layer norms' epsilon (`layer_norm_epsilon`).
+    eps: f64,
 }
 
 impl Gpt2Block {
     fn forward(&self, x: Tensor<3>, cache: Option<&mut LayerCache>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), cache);
-        let h = linear(&self.mlp.c_fc, self.ln_2.forward(x.clone()));
+        let x = x.clone()
+            + self
+                .attn
+                .forward(layer_norm(&self.ln_1, x, self.eps), cache);
+        let h = linear(&self.mlp.c_fc, layer_norm(&self.ln_2, x.clone(), self.eps));
         x + self
             .mlp
             .dropout
@@ -81,6 +87,8 @@ pub struct Gpt2 {
     /// Untied LM head `[n_embd, vocab_size]`, when `tie_word_embeddings` is false.
     pub lm_head: Option<Linear>,
     n_positions: usize,
+    /// The layer norms' epsilon (`layer_norm_epsilon`).
+    eps: f64,
 }
 
 impl Gpt2 {
@@ -130,6 +138,7 @@ impl Gpt2 {
                     c_proj: zero_bias(linear(config.inner(), d)),
                     dropout: DropoutConfig::new(config.resid_pdrop).init(),
                 },
+                eps: config.layer_norm_epsilon,
             })
             .collect();
         Ok(Gpt2 {
@@ -148,6 +157,7 @@ impl Gpt2 {
                     .init(device)
             }),
             n_positions: config.n_positions,
+            eps: config.layer_norm_epsilon,
         })
     }
 
@@ -235,7 +245,7 @@ impl Gpt2 {
                 }
             }
         }
-        let x = self.ln_f.forward(x);
+        let x = layer_norm(&self.ln_f, x, self.eps);
         Ok(match &self.lm_head {
             Some(head) => linear(head, x),
             // Tied: the embedding table `[vocab, d]`, read transposed in place.
