@@ -6,6 +6,7 @@ mod device;
 mod error;
 mod events;
 mod fsutil;
+pub mod host;
 mod manifest;
 mod names;
 mod python;

@@ -33,7 +33,8 @@ use crate::fused::{
     AttentionMask, OwnedMask, attention_softmax, on_host, softmax_backward_rows_here,
     softmax_rows_here,
 };
-use crate::host_gemm::{Mat, Threads, flex_tensor, host, matmul_into, par_zeros};
+use crate::host_gemm::{Mat, Threads, matmul_into};
+use lexforge_core::host::{flex_tensor, host, par_zeros};
 
 /// Self-attention over a packed `[batch, t, 3 d]` projection as a backend operation (flex,
 /// and flex under autodiff).

@@ -31,8 +31,8 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::host_gemm::{flex_tensor, host, values_mut, writable};
 use crate::{NnError, Result};
+use lexforge_core::host::{flex_tensor, host, values_mut, writable};
 
 /// Rows per rayon task below which the work stays on one thread (a task costs a few µs).
 const MIN_TASK_ELEMENTS: usize = 1 << 14;

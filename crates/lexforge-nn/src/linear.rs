@@ -22,7 +22,8 @@ use burn::nn::Linear;
 use burn::tensor::{DType, Device, Tensor};
 use rayon::prelude::*;
 
-use crate::host_gemm::{Mat, Threads, flex_tensor, host, matmul_into, with_mat};
+use crate::host_gemm::{Mat, Threads, matmul_into, with_mat};
+use lexforge_core::host::{flex_tensor, host};
 
 /// `x W + b` and `x W` for a 2-D `x` `[rows, d_in]` as backend operations (flex, and flex
 /// under autodiff).

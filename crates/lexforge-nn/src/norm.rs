@@ -25,7 +25,7 @@ use burn::tensor::{DType, Device, Tensor};
 use rayon::prelude::*;
 
 use crate::fused::{row_dot, row_sum, simd};
-use crate::host_gemm::{flex_tensor, host, par_copy, par_zeros, values_mut, writable};
+use lexforge_core::host::{flex_tensor, host, par_copy, par_zeros, values_mut, writable};
 
 /// Rows per rayon task (a task of 64 rows of 384 is ~25 k elements).
 const ROWS_PER_TASK: usize = 64;

@@ -14,6 +14,7 @@ mod checkpoint;
 mod early_stop;
 mod engine;
 mod error;
+mod host_ops;
 mod optimizer;
 mod params;
 mod schedule;

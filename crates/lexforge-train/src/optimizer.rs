@@ -10,6 +10,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::host_ops::{AdamWScalars, adamw_update};
 
 /// AdamW hyper-parameters with the defaults of `torch.optim.AdamW` (burn's own defaults differ:
 /// epsilon 1e-5, weight decay 1e-4), plus gradient-norm clipping. The learning rate is not
@@ -270,16 +271,18 @@ impl ModuleMapper for Stepper<'_> {
                 v: Tensor::zeros([n], (&device, DType::F32)),
             },
         };
-        let (b1, b2) = (f64::from(c.beta1), f64::from(c.beta2));
         let step = state.step + 1;
         let t = i32::try_from(step).unwrap_or(i32::MAX);
-        let m = state.m * b1 + g.clone() * (1.0 - b1);
-        let v = state.v * b2 + g.powf_scalar(2.0) * (1.0 - b2);
-        let m_hat = m.clone() / (1.0 - b1.powi(t));
-        let v_hat = v.clone() / (1.0 - b2.powi(t));
-        let update = m_hat / (v_hat.sqrt() + f64::from(c.epsilon));
-        let decayed = p * (1.0 - self.lr * f64::from(c.weight_decay));
-        let p = decayed - update * self.lr;
+        let scalars = AdamWScalars {
+            lr: self.lr as f32,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            epsilon: c.epsilon,
+            weight_decay: c.weight_decay,
+            correction1: (1.0 - f64::from(c.beta1).powi(t)) as f32,
+            correction2: (1.0 - f64::from(c.beta2).powi(t)) as f32,
+        };
+        let (p, m, v) = adamw_update(p, g, state.m, state.v, scalars);
         self.optimizer.states.insert(id, Moments { step, m, v });
         let mut out = p.reshape(dims).cast(dtype);
         if autodiff {

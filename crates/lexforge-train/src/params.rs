@@ -131,7 +131,7 @@ impl ModuleVisitor for SquaredNorm<'_> {
         if let Some(g) = self.grads.get::<D>(param.id) {
             // In f32 whatever the training precision: a sum of squares overflows f16 long
             // before the norm does.
-            let sq = g.cast(FloatDType::F32).powf_scalar(2.0).sum();
+            let sq = crate::host_ops::squared_sum(g.cast(FloatDType::F32));
             self.total = Some(match self.total.take() {
                 Some(t) => t + sq,
                 None => sq,
@@ -148,7 +148,8 @@ struct Scale {
 impl ModuleVisitor for Scale {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.remove::<D>(param.id) {
-            self.grads.register::<D>(param.id, g * self.coef);
+            self.grads
+                .register::<D>(param.id, crate::host_ops::scaled(g, self.coef));
         }
     }
 }

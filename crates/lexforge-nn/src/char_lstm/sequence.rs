@@ -30,7 +30,7 @@ use burn::tensor::activation::{sigmoid, tanh};
 use burn::tensor::{DType, Device, Tensor};
 
 use super::kernel::{self, Dims, Parts};
-use crate::host_gemm::{flex_tensor, host};
+use lexforge_core::host::{flex_tensor, host};
 
 /// The whole-sequence LSTM layer as a backend operation (flex, and flex under autodiff).
 #[backend_extension(Flex, Autodiff)]
