@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use crate::fused::{sigmoid, simd};
-use crate::host_gemm::{Mat, Threads, matmul_into};
+use crate::host_gemm::{Mat, Threads, matmul_into, matmul_narrow};
 
 /// The sizes of one run: `t` steps of `b` sequences through `h` hidden units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,12 +264,12 @@ pub(crate) fn forward(
             let z = &mut acts[s * 4 * n * b..(s + 1) * 4 * n * b];
             for (q, part) in hs.iter().enumerate() {
                 let from = parts.units(q);
-                matmul_into(
+                matmul_narrow(
                     z,
                     Mat::strided(&wt[from.start..], 4 * n, from.len(), h),
-                    Mat::rows(wait_for(&part[s], &failed), from.len(), b),
+                    wait_for(&part[s], &failed),
+                    b,
                     true,
-                    Threads::One,
                 );
             }
             let mut h_out = vec![0.0f32; n * b];
@@ -372,12 +372,12 @@ pub(crate) fn backward(
         let through = |dh: &mut [f32], s: usize| {
             for (q, part) in dz.iter().enumerate() {
                 let from = parts.units(q);
-                matmul_into(
+                matmul_narrow(
                     dh,
                     Mat::strided(&wp[4 * from.start..], n, 4 * from.len(), g),
-                    Mat::rows(wait_for(&part[s], &failed), 4 * from.len(), b),
+                    wait_for(&part[s], &failed),
+                    b,
                     q > 0,
-                    Threads::One,
                 );
             }
         };
