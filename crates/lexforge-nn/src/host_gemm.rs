@@ -172,75 +172,174 @@ pub(crate) fn matmul_into(
     }
 }
 
-/// Rows of `a` per tile of [`matmul_narrow`]: one accumulator register each.
+/// Rows per tile of [`PackedRows`]: one accumulator register each.
 const TILE_ROWS: usize = 16;
 /// Columns of the output per tile (one AVX-512 register of f32).
 const TILE_COLS: usize = 16;
 
-/// `out = a b` (or `out += a b`) for a narrow row-major `b` `[k, n]` (a few columns: the
-/// batch of a recurrent step) and `a` `[m, k]` with unit column stride, on the calling thread.
-///
-/// The `gemm` crate packs its operands on every call, which for a step's product (a `[4n, H]`
-/// weight block times `[H, batch]`) copies the weight block each time. On CPUs with AVX-512,
-/// here `a` is read in place: a tile of [`TILE_ROWS`] rows of `a` times [`TILE_COLS`] columns
-/// of `b` keeps its accumulators in registers, broadcasting one element of `a` per row and
-/// loading one vector of `b` per step along `k` (`lm-bench`'s shapes: 100-110 GFLOP/s per
-/// thread against the `gemm` crate's 89-95). Columns past the last full vector and rows past
-/// the last full tile, and CPUs without AVX-512, go through [`matmul_into`].
-///
-/// # Panics
-/// When the shapes disagree or a view reaches past its slice (caller bugs).
-pub(crate) fn matmul_narrow(out: &mut [f32], a: Mat<'_>, b: &[f32], n: usize, accumulate: bool) {
-    let (m, k) = (a.rows, a.cols);
-    assert!(a.in_bounds(), "matrix view out of bounds");
-    assert!(b.len() >= k * n, "b shorter than [k, n]");
-    assert!(out.len() >= m * n, "output slice shorter than [m, n]");
-    let full_rows = m / TILE_ROWS * TILE_ROWS;
-    let full_cols = n / TILE_COLS * TILE_COLS;
-    let tiled = avx512() && a.col_stride == 1 && k > 0 && full_rows > 0 && full_cols > 0;
-    if !tiled {
-        matmul_into(out, a, Mat::rows(b, k, n), accumulate, Threads::One);
-        return;
-    }
-    if !accumulate {
-        out[..m * n].fill(0.0);
-    }
-    #[allow(unsafe_code)]
-    // SAFETY: the CPU has AVX-512F (checked by `avx512`). The tiles read rows `0..full_rows`
-    // of `a` (elements `i * row_stride + p`, `p < k`: inside `a.data` by `in_bounds`), columns
-    // `0..full_cols` of `b` (inside its `k * n` elements) and write the same columns of rows
-    // `0..full_rows` of `out` (inside its `m * n` elements); `out` is borrowed mutably, so it
-    // aliases neither input.
-    unsafe {
-        narrow_tiles_avx512(
-            out.as_mut_ptr(),
-            a.data.as_ptr(),
-            a.row_stride,
-            full_rows,
+/// A `[rows, k]` matrix for repeated narrow products ([`PackedRows::matmul_into`]): on CPUs
+/// with AVX-512 its rows are packed in tiles of [`TILE_ROWS`], element `(i, p)` at
+/// `((i / TILE_ROWS) * k + p) * TILE_ROWS + i % TILE_ROWS` (rows past `rows` are zero), so
+/// that a tile reads one contiguous cache line per step along `k`; elsewhere it is kept
+/// row-major for the `gemm` crate.
+#[derive(Debug, Clone)]
+pub(crate) struct PackedRows {
+    data: Vec<f32>,
+    rows: usize,
+    k: usize,
+    tiled: bool,
+}
+
+impl PackedRows {
+    /// Packs `a` (any view).
+    pub(crate) fn pack(a: Mat<'_>) -> Self {
+        assert!(a.in_bounds(), "matrix view out of bounds");
+        let (rows, k) = (a.rows, a.cols);
+        let at = |i: usize, p: usize| a.data[i * a.row_stride + p * a.col_stride];
+        let tiled = avx512();
+        let data = if tiled {
+            let tiles = rows.div_ceil(TILE_ROWS);
+            let mut data = vec![0.0f32; tiles * k * TILE_ROWS];
+            for (t, tile) in data.chunks_exact_mut((k * TILE_ROWS).max(1)).enumerate() {
+                let valid = TILE_ROWS.min(rows - t * TILE_ROWS);
+                for (p, col) in tile.chunks_exact_mut(TILE_ROWS).enumerate() {
+                    for (r, v) in col.iter_mut().enumerate().take(valid) {
+                        *v = at(t * TILE_ROWS + r, p);
+                    }
+                }
+            }
+            data
+        } else {
+            (0..rows)
+                .flat_map(|i| (0..k).map(move |p| (i, p)))
+                .map(|(i, p)| at(i, p))
+                .collect()
+        };
+        PackedRows {
+            data,
+            rows,
             k,
-            b.as_ptr(),
-            n,
-            full_cols,
-        );
-    }
-    // The rest: columns past the full vectors of the tiled rows, then the remaining rows.
-    for i in 0..m {
-        let from = if i < full_rows { full_cols } else { 0 };
-        if from == n {
-            continue;
+            tiled,
         }
-        let a_row = &a.data[i * a.row_stride..i * a.row_stride + k];
-        let o = &mut out[i * n..(i + 1) * n];
-        for (p, &av) in a_row.iter().enumerate() {
-            let b_row = &b[p * n..(p + 1) * n];
-            for c in from..n {
-                o[c] += av * b_row[c];
+    }
+
+    /// `out = A[:, cols] b` (or `out +=`) for the row-major `b` `[cols.len(), n]` and
+    /// `out` `[rows, n]`, on the calling thread.
+    ///
+    /// # Panics
+    /// When `cols` reaches past `k` or a slice is too short (caller bugs).
+    pub(crate) fn matmul_into(
+        &self,
+        out: &mut [f32],
+        cols: std::ops::Range<usize>,
+        b: &[f32],
+        n: usize,
+        accumulate: bool,
+    ) {
+        let (m, kk) = (self.rows, cols.len());
+        assert!(cols.end <= self.k, "columns past the packed matrix");
+        assert!(b.len() >= kk * n, "b shorter than [k, n]");
+        assert!(out.len() >= m * n, "output slice shorter than [m, n]");
+        if !self.tiled {
+            let a = Mat::strided(&self.data[cols.start..], m, kk, self.k);
+            matmul_into(out, a, Mat::rows(b, kk, n), accumulate, Threads::One);
+            return;
+        }
+        if !accumulate {
+            out[..m * n].fill(0.0);
+        }
+        if m == 0 || n == 0 || kk == 0 {
+            return;
+        }
+        let full_cols = n / TILE_COLS * TILE_COLS;
+        let tiles = m.div_ceil(TILE_ROWS);
+        for t in 0..tiles {
+            let valid = TILE_ROWS.min(m - t * TILE_ROWS);
+            let panel = &self.data[(t * self.k + cols.start) * TILE_ROWS..][..kk * TILE_ROWS];
+            for c0 in (0..full_cols).step_by(TILE_COLS) {
+                let mut acc = [[0.0f32; TILE_COLS]; TILE_ROWS];
+                for (r, acc) in acc.iter_mut().enumerate().take(valid) {
+                    acc.copy_from_slice(&out[(t * TILE_ROWS + r) * n + c0..][..TILE_COLS]);
+                }
+                #[allow(unsafe_code)]
+                // SAFETY: the CPU has AVX-512F (`tiled` is set only then); the panel holds
+                // `kk * TILE_ROWS` elements and `b` at least `kk * n`, with `c0 + TILE_COLS
+                // <= n` (checked above and by the slicing); `acc` is a local array.
+                unsafe {
+                    panel_tile_avx512(&mut acc, panel.as_ptr(), kk, b.as_ptr().add(c0), n);
+                }
+                for (r, acc) in acc.iter().enumerate().take(valid) {
+                    out[(t * TILE_ROWS + r) * n + c0..][..TILE_COLS].copy_from_slice(acc);
+                }
+            }
+            if full_cols < n {
+                for (p, col) in panel.chunks_exact(TILE_ROWS).enumerate() {
+                    let b_row = &b[p * n..(p + 1) * n];
+                    for (r, &av) in col.iter().enumerate().take(valid) {
+                        let o = &mut out[(t * TILE_ROWS + r) * n..][..n];
+                        for c in full_cols..n {
+                            o[c] += av * b_row[c];
+                        }
+                    }
+                }
             }
         }
     }
 }
 
-/// Whether this CPU runs the AVX-512 tiles of [`matmul_narrow`] (checked once).
+/// One register tile of [`PackedRows::matmul_into`]: `acc[r][c] += Σ_p panel[p * TILE_ROWS +
+/// r] b[p * n + c]` for `c < TILE_COLS`.
+///
+/// # Safety
+/// The CPU supports AVX-512F; `panel` holds `k * TILE_ROWS` elements and `b` reaches
+/// `(k - 1) * n + TILE_COLS` elements.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx512f")]
+unsafe fn panel_tile_avx512(
+    acc: &mut [[f32; TILE_COLS]; TILE_ROWS],
+    panel: *const f32,
+    k: usize,
+    b: *const f32,
+    n: usize,
+) {
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
+    };
+    // SAFETY (every pointer below): inside the ranges the caller guarantees; offsets advance
+    // by pointer steps and the panel is read unaligned.
+    unsafe {
+        let mut regs: [__m512; TILE_ROWS] =
+            std::array::from_fn(|r| _mm512_loadu_ps(acc[r].as_ptr()));
+        let (mut a, mut bp) = (panel, b);
+        for _ in 0..k {
+            let bv = _mm512_loadu_ps(bp);
+            for (r, reg) in regs.iter_mut().enumerate() {
+                *reg =
+                    _mm512_fmadd_ps(_mm512_set1_ps(a.wrapping_add(r).read_unaligned()), bv, *reg);
+            }
+            a = a.wrapping_add(TILE_ROWS);
+            bp = bp.wrapping_add(n);
+        }
+        for (r, reg) in regs.iter().enumerate() {
+            _mm512_storeu_ps(acc[r].as_mut_ptr(), *reg);
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(unsafe_code)]
+unsafe fn panel_tile_avx512(
+    _: &mut [[f32; TILE_COLS]; TILE_ROWS],
+    _: *const f32,
+    _: usize,
+    _: *const f32,
+    _: usize,
+) {
+    unreachable!("avx512() is false off x86_64")
+}
+
+/// Whether this CPU runs the AVX-512 tiles of [`PackedRows`] (checked once).
 fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -251,70 +350,6 @@ fn avx512() -> bool {
     {
         false
     }
-}
-
-/// The register tiles of [`matmul_narrow`]: `out[i, c] += Σ_p a[i * rs + p] b[p * n + c]`
-/// for `i < rows` (a multiple of [`TILE_ROWS`]) and `c < cols` (a multiple of [`TILE_COLS`]).
-///
-/// # Safety
-/// The CPU supports AVX-512F; every element named above lies inside its allocation.
-#[cfg(target_arch = "x86_64")]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f")]
-unsafe fn narrow_tiles_avx512(
-    out: *mut f32,
-    a: *const f32,
-    rs: usize,
-    rows: usize,
-    k: usize,
-    b: *const f32,
-    n: usize,
-    cols: usize,
-) {
-    use std::arch::x86_64::__m512;
-    use std::arch::x86_64::{_mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps};
-    for i0 in (0..rows).step_by(TILE_ROWS) {
-        for c0 in (0..cols).step_by(TILE_COLS) {
-            // SAFETY (every pointer below): inside the ranges the caller guarantees. Offsets
-            // advance by pointer steps (no index arithmetic that could overflow), and `a` is
-            // read unaligned (no alignment assumption).
-            unsafe {
-                let o = out.add(i0 * n + c0);
-                let mut acc: [__m512; TILE_ROWS] =
-                    std::array::from_fn(|r| _mm512_loadu_ps(o.wrapping_add(r * n)));
-                let mut a_p: [*const f32; TILE_ROWS] =
-                    std::array::from_fn(|r| a.wrapping_add((i0 + r) * rs));
-                let mut b_p = b.add(c0);
-                for _ in 0..k {
-                    let bv = _mm512_loadu_ps(b_p);
-                    for r in 0..TILE_ROWS {
-                        let av = _mm512_set1_ps(a_p[r].read_unaligned());
-                        acc[r] = _mm512_fmadd_ps(av, bv, acc[r]);
-                        a_p[r] = a_p[r].wrapping_add(1);
-                    }
-                    b_p = b_p.wrapping_add(n);
-                }
-                for (r, acc) in acc.iter().enumerate() {
-                    _mm512_storeu_ps(o.wrapping_add(r * n), *acc);
-                }
-            }
-        }
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[allow(unsafe_code, clippy::too_many_arguments)]
-unsafe fn narrow_tiles_avx512(
-    _: *mut f32,
-    _: *const f32,
-    _: usize,
-    _: usize,
-    _: usize,
-    _: *const f32,
-    _: usize,
-    _: usize,
-) {
-    unreachable!("avx512() is false off x86_64")
 }
 
 #[cfg(test)]
@@ -358,30 +393,27 @@ mod tests {
     }
 
     #[test]
-    fn narrow_products_match_the_definition_for_every_remainder() {
-        for (m, k, n) in [
-            (37, 13, 35),
-            (16, 5, 16),
-            (3, 7, 2),
-            (16, 1, 17),
-            (40, 9, 48),
-        ] {
-            let a: Vec<f32> = (0..m * (k + 3)).map(|i| (i as f32 * 0.37).sin()).collect();
+    fn packed_products_match_the_definition_for_column_ranges_and_remainders() {
+        for (m, k, n) in [(37, 13, 35), (16, 5, 16), (3, 7, 2), (40, 9, 48)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
             let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let av = Mat::strided(&a, m, k, k + 3);
-            let want = naive(av, Mat::rows(&b, k, n));
-            let mut out = vec![7.0; m * n];
-            matmul_narrow(&mut out, av, &b, n, false);
-            for (x, y) in out.iter().zip(&want) {
-                assert!((x - y).abs() < 1e-4, "{x} vs {y} at {m}x{k}x{n}");
-            }
-            matmul_narrow(&mut out, av, &b, n, true);
-            for (x, y) in out.iter().zip(&want) {
-                assert!(
-                    (x - 2.0 * y).abs() < 1e-4,
-                    "{x} vs {} at {m}x{k}x{n}",
-                    2.0 * y
-                );
+            let packed = PackedRows::pack(Mat::rows(&a, m, k));
+            for cols in [0..k, 2..k.min(6)] {
+                let av = Mat::strided(&a[cols.start..], m, cols.len(), k);
+                let want = naive(av, Mat::rows(&b, cols.len(), n));
+                let mut out = vec![7.0; m * n];
+                packed.matmul_into(&mut out, cols.clone(), &b, n, false);
+                for (x, y) in out.iter().zip(&want) {
+                    assert!((x - y).abs() < 1e-4, "{x} vs {y} at {m}x{k}x{n}");
+                }
+                packed.matmul_into(&mut out, cols.clone(), &b, n, true);
+                for (x, y) in out.iter().zip(&want) {
+                    assert!(
+                        (x - 2.0 * y).abs() < 1e-4,
+                        "{x} vs {} at {m}x{k}x{n}",
+                        2.0 * y
+                    );
+                }
             }
         }
     }

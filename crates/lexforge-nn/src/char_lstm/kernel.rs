@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use crate::fused::{sigmoid, simd};
-use crate::host_gemm::{Mat, Threads, matmul_into, matmul_narrow};
+use crate::host_gemm::{Mat, PackedRows, Threads, matmul_into};
 
 /// The sizes of one run: `t` steps of `b` sequences through `h` hidden units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,6 +249,7 @@ pub(crate) fn forward(
         for (gate, out) in wt.chunks_exact_mut(n * h).enumerate() {
             transpose_block(&w[gate * h + units.start..], g, out, h, h, n);
         }
+        let wt = PackedRows::pack(Mat::rows(&wt, 4 * n, h));
         // The input side of the part's gates for every step, `[T, 4n, B]`: each step's
         // product accumulates onto it, and it ends as the activations.
         let mut acts = vec![0.0f32; d.t * 4 * n * b];
@@ -264,13 +265,7 @@ pub(crate) fn forward(
             let z = &mut acts[s * 4 * n * b..(s + 1) * 4 * n * b];
             for (q, part) in hs.iter().enumerate() {
                 let from = parts.units(q);
-                matmul_narrow(
-                    z,
-                    Mat::strided(&wt[from.start..], 4 * n, from.len(), h),
-                    wait_for(&part[s], &failed),
-                    b,
-                    true,
-                );
+                wt.matmul_into(z, from, wait_for(&part[s], &failed), b, true);
             }
             let mut h_out = vec![0.0f32; n * b];
             simd(|| step_forward(z, &mut cell, &mut h_out));
@@ -368,13 +363,14 @@ pub(crate) fn backward(
                 }
             }
         }
+        let wp = PackedRows::pack(Mat::rows(&wp, n, g));
         // dh += the gradient reaching h through step `s`'s hidden side, `Σ_q W_q dz_q[s]`.
         let through = |dh: &mut [f32], s: usize| {
             for (q, part) in dz.iter().enumerate() {
                 let from = parts.units(q);
-                matmul_narrow(
+                wp.matmul_into(
                     dh,
-                    Mat::strided(&wp[4 * from.start..], n, 4 * from.len(), g),
+                    4 * from.start..4 * from.end,
                     wait_for(&part[s], &failed),
                     b,
                     q > 0,
@@ -424,25 +420,31 @@ pub(crate) fn backward(
             }
         }
     });
-    // dW = Σ_t h_tᵀ dz_t: h_0 for the first step, the outputs y[0..T-1] for the others.
+    // dW = Σ_t h_{t-1}ᵀ dz_t = Hᵀ dZ with H = [h_0; y_0 … y_{T-2}] `[T·B, H]` and dZ = dzx:
+    // one product over every step. Hᵀ is written out first (blocks of hidden units in
+    // parallel): the `gemm` crate packs a transposed view column by column, which cost ~50%
+    // more than the copy on a cold cache.
+    let rows = d.t * b;
+    let mut h_t = vec![0.0f32; h * rows];
+    const UNITS_PER_TASK: usize = 32;
+    h_t.par_chunks_mut(UNITS_PER_TASK * rows)
+        .enumerate()
+        .for_each(|(task, out)| {
+            let u0 = task * UNITS_PER_TASK;
+            let units = out.len() / rows;
+            transpose_block(&h0[u0..], h, out, rows, b, units);
+            if d.t > 1 {
+                transpose_block(&y[u0..], h, &mut out[b..], rows, rows - b, units);
+            }
+        });
     let mut dw = vec![0.0f32; h * g];
     matmul_into(
         &mut dw,
-        Mat::transposed(h0, h, b),
-        Mat::rows(&dzx[..bg], b, g),
+        Mat::rows(&h_t, h, rows),
+        Mat::rows(&dzx, rows, g),
         false,
         Threads::Pool,
     );
-    if d.t > 1 {
-        let rows = (d.t - 1) * b;
-        matmul_into(
-            &mut dw,
-            Mat::transposed(&y[..rows * h], h, rows),
-            Mat::rows(&dzx[bg..], rows, g),
-            true,
-            Threads::Pool,
-        );
-    }
     let (mut dh0, mut dc0) = (vec![0.0f32; bh], vec![0.0f32; bh]);
     for (q, (dh, dc)) in results.iter().enumerate() {
         scatter_units(&mut dh0, dh, parts.units(q), d);
