@@ -31,6 +31,17 @@ pub trait CausalLm {
     /// Feeds one token per row; returns the next logits per row.
     fn step(&self, state: &mut Self::State, tokens: &[u32]) -> Result<Vec<Vec<f32>>>;
 
+    /// Feeds one token per row; returns each row's most likely next token (greedy decoding:
+    /// the first of equal maxima). A model may pick on its device and read back only the ids;
+    /// the default reads the logits back and picks on the host.
+    fn step_argmax(&self, state: &mut Self::State, tokens: &[u32]) -> Result<Vec<u32>> {
+        Ok(self
+            .step(state, tokens)?
+            .iter()
+            .map(|l| argmax(l))
+            .collect())
+    }
+
     /// Log-probabilities (natural log) of the next token at every position of `ids` (one
     /// sequence that fits the context): `[ids.len()][vocab]`.
     fn log_probs(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>>;
@@ -75,6 +86,27 @@ impl CausalLm for Gpt2 {
         let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
         let x = id_tensor(ids, [tokens.len(), 1], &state.1);
         rows(self.forward_cached(x, &mut state.0)?)
+    }
+
+    fn step_argmax(&self, state: &mut Self::State, tokens: &[u32]) -> Result<Vec<u32>> {
+        let ids: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        let x = id_tensor(ids, [tokens.len(), 1], &state.1);
+        let logits = self.forward_cached(x, &mut state.0)?;
+        let [b, _, v] = logits.dims();
+        // Only the ids come back from the device.
+        let picked = logits
+            .reshape([b, v])
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec_as::<i64>()
+            .map_err(|e| NnError::InvalidInput {
+                reason: format!("cannot read the picked ids: {e:?}"),
+            })?;
+        Ok(picked
+            .iter()
+            .map(|&i| u32::try_from(i).unwrap_or(0))
+            .collect())
     }
 
     fn log_probs(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>> {
@@ -198,17 +230,20 @@ pub struct Generation {
     pub finish: FinishReason,
 }
 
+/// The index of the largest logit (the first of equal maxima; 0 when none is a number).
+fn argmax(logits: &[f32]) -> u32 {
+    logits
+        .iter()
+        .enumerate()
+        .fold((0usize, f32::NEG_INFINITY), |best, (i, &l)| {
+            if l > best.1 { (i, l) } else { best }
+        })
+        .0 as u32
+}
+
 /// Picks the next token from `logits` per `config`; `rng` is used only when sampling.
 pub fn pick(logits: &[f32], config: &GenerateConfig, rng: &mut impl Rng) -> u32 {
-    let argmax = || {
-        logits
-            .iter()
-            .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |best, (i, &l)| {
-                if l > best.1 { (i, l) } else { best }
-            })
-            .0 as u32
-    };
+    let argmax = || argmax(logits);
     if config.temperature == 0.0 {
         return argmax();
     }
@@ -255,6 +290,12 @@ pub fn pick(logits: &[f32], config: &GenerateConfig, rng: &mut impl Rng) -> u32 
     order[order.len() - 1] as u32
 }
 
+/// What the model gave for the next position: logits per row, or (greedy) the picked ids.
+enum Upcoming {
+    Logits(Vec<Vec<f32>>),
+    Ids(Vec<u32>),
+}
+
 /// Generates `config.num_return_sequences` continuations of `prompt` in one batch. `decode`
 /// turns ids into text (for stop sequences and the returned text).
 ///
@@ -286,7 +327,11 @@ pub fn generate<M: CausalLm>(
     let mut rngs: Vec<_> = (0..n)
         .map(|i| Seed(config.seed).rng(&format!("generate/{i}")))
         .collect();
-    let (mut state, mut logits) = model.prefill(prompt, n)?;
+    let (mut state, logits) = model.prefill(prompt, n)?;
+    // Greedy decoding needs only each row's best token: after the prompt, the model picks it
+    // (on its device when it can) instead of sending every logit back.
+    let greedy = config.temperature == 0.0;
+    let mut upcoming = Upcoming::Logits(logits);
     let mut ids: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut done: Vec<Option<FinishReason>> = vec![None; n];
     let mut texts: Vec<Option<String>> = vec![None; n];
@@ -295,7 +340,10 @@ pub fn generate<M: CausalLm>(
         let next: Vec<u32> = (0..n)
             .map(|i| match done[i] {
                 Some(_) => config.eos_token_id.unwrap_or(0),
-                None => pick(&logits[i], config, &mut rngs[i]),
+                None => match &upcoming {
+                    Upcoming::Logits(l) => pick(&l[i], config, &mut rngs[i]),
+                    Upcoming::Ids(ids) => ids[i],
+                },
             })
             .collect();
         position += 1;
@@ -330,7 +378,11 @@ pub fn generate<M: CausalLm>(
         if done.iter().all(Option::is_some) {
             break;
         }
-        logits = model.step(&mut state, &next)?;
+        upcoming = if greedy {
+            Upcoming::Ids(model.step_argmax(&mut state, &next)?)
+        } else {
+            Upcoming::Logits(model.step(&mut state, &next)?)
+        };
     }
     Ok((0..n)
         .map(|i| {

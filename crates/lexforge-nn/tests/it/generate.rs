@@ -197,3 +197,23 @@ fn eos_and_bad_requests() {
     assert_eq!(ctx.finish, FinishReason::ContextFull);
     assert_eq!(ctx.tokens_generated, 2);
 }
+
+#[test]
+fn greedy_steps_picked_on_the_device_equal_the_argmax_of_the_logits() {
+    use lexforge_nn::generate::CausalLm;
+    let m = model();
+    let (state, _) = m.prefill(&[1, 2, 3], 2).unwrap();
+    let (mut a, mut b) = (state.clone(), state);
+    for tokens in [[4u32, 9], [7, 7], [0, 31]] {
+        let picked = m.step_argmax(&mut a, &tokens).unwrap();
+        let logits = m.step(&mut b, &tokens).unwrap();
+        let host: Vec<u32> = logits
+            .iter()
+            .map(|row| {
+                let best = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                row.iter().position(|&v| v == best).unwrap() as u32
+            })
+            .collect();
+        assert_eq!(picked, host);
+    }
+}
