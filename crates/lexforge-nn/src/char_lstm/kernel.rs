@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use crate::fused::{sigmoid, simd};
 use crate::host_gemm::{Mat, PackedRows, Threads, matmul_into};
+use lexforge_core::host::par_zeros;
 
 /// The sizes of one run: `t` steps of `b` sequences through `h` hidden units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +278,7 @@ pub(crate) fn forward(
         (acts, cells, cell)
     });
     // y: the hidden states back to `[B, H]` per step, then the final cell.
-    let mut y = vec![0.0f32; (d.t + 1) * bh];
+    let mut y = par_zeros((d.t + 1) * bh);
     let (steps, last) = y.split_at_mut(d.t * bh);
     steps.par_chunks_mut(bh).enumerate().for_each(|(s, out)| {
         for (q, part) in hs.iter().enumerate() {
@@ -409,7 +410,7 @@ pub(crate) fn backward(
         (dh, dc)
     });
     // dzx `[T, B, 4H]` from the parts' rows.
-    let mut dzx = vec![0.0f32; d.t * bg];
+    let mut dzx = par_zeros(d.t * bg);
     dzx.par_chunks_mut(bg).enumerate().for_each(|(s, out)| {
         for (q, part) in dz.iter().enumerate() {
             let units = parts.units(q);
@@ -425,7 +426,7 @@ pub(crate) fn backward(
     // parallel): the `gemm` crate packs a transposed view column by column, which cost ~50%
     // more than the copy on a cold cache.
     let rows = d.t * b;
-    let mut h_t = vec![0.0f32; h * rows];
+    let mut h_t = par_zeros(h * rows);
     const UNITS_PER_TASK: usize = 32;
     h_t.par_chunks_mut(UNITS_PER_TASK * rows)
         .enumerate()
@@ -437,7 +438,7 @@ pub(crate) fn backward(
                 transpose_block(&y[u0..], h, &mut out[b..], rows, rows - b, units);
             }
         });
-    let mut dw = vec![0.0f32; h * g];
+    let mut dw = par_zeros(h * g);
     matmul_into(
         &mut dw,
         Mat::rows(&h_t, h, rows),

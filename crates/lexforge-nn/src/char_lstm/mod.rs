@@ -168,7 +168,10 @@ impl CharLstm {
             x = Some(self.dropout.forward(hs));
         }
         let hs = x.unwrap_or_else(|| unreachable!("a validated config has at least one layer"));
-        (self.proj.forward(hs).swap_dims(0, 1), out_states)
+        (
+            crate::linear::linear(&self.proj, hs).swap_dims(0, 1),
+            out_states,
+        )
     }
 
     /// No time steps: no logits, the state unchanged (zeros when `None`).
