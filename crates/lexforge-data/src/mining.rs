@@ -132,9 +132,9 @@ pub fn top_k_inner_product(
                 TensorData::new(keys.data[k0 * d..k1 * d].to_vec(), [k1 - k0, d]),
                 device,
             );
-            let data = q
-                .clone()
-                .matmul(kt.transpose())
+            // One gemm call on the pool, the transposed keys read in place (flex; burn's
+            // matmul elsewhere).
+            let data = lexforge_nn::linear::matmul_bias(q.clone(), kt.transpose(), None)
                 .into_data()
                 .convert::<f32>();
             let scores = data
@@ -304,11 +304,10 @@ pub fn top_k_self(
         let q = tensor(b0, b1);
         for c0 in (b0..n).step_by(block) {
             let c1 = (c0 + block).min(n);
-            let data = q
-                .clone()
-                .matmul(tensor(c0, c1).transpose())
-                .into_data()
-                .convert::<f32>();
+            let data =
+                lexforge_nn::linear::matmul_bias(q.clone(), tensor(c0, c1).transpose(), None)
+                    .into_data()
+                    .convert::<f32>();
             let scores = data
                 .as_slice::<f32>()
                 .map_err(|e| bad("vectors", format!("cannot read scores back: {e:?}")))?;
