@@ -29,6 +29,13 @@ pub fn par_copy(src: &[f32]) -> Vec<f32> {
     out
 }
 
+/// `values *= factor`, in parallel for large buffers.
+pub fn par_scale(values: &mut [f32], factor: f32) {
+    values
+        .par_chunks_mut(MIN_TASK_ELEMENTS)
+        .for_each(|c| c.iter_mut().for_each(|v| *v *= factor));
+}
+
 /// `n` zeros, written in parallel for large buffers.
 pub fn par_zeros(n: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(n);

@@ -32,7 +32,7 @@ use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::{NnError, Result};
-use lexforge_core::host::{flex_tensor, host, values_mut, writable};
+use lexforge_core::host::{flex_tensor, host, par_scale, values_mut, writable};
 
 /// Rows per rayon task below which the work stays on one thread (a task costs a few µs).
 const MIN_TASK_ELEMENTS: usize = 1 << 14;
@@ -605,13 +605,7 @@ fn softmax_backward_in_place(dy: &mut [f32], y: &[f32], keys: usize, scale: f32)
     let rows_per_task = MIN_TASK_ELEMENTS.div_ceil(keys).max(1);
     dy.par_chunks_mut(rows_per_task * keys)
         .zip(y.par_chunks(rows_per_task * keys))
-        .for_each(|(d, y)| {
-            simd(|| {
-                for (d, y) in d.chunks_mut(keys).zip(y.chunks(keys)) {
-                    softmax_backward_row(d, y, scale);
-                }
-            })
-        });
+        .for_each(|(d, y)| softmax_backward_rows_here(d, y, keys, scale));
 }
 
 /// The attention softmax of consecutive rows on the calling thread: `rows` holds rows
@@ -658,12 +652,6 @@ fn mul_in_place(a: &mut [f32], b: &[f32]) {
     a.par_chunks_mut(MIN_TASK_ELEMENTS)
         .zip(b.par_chunks(MIN_TASK_ELEMENTS))
         .for_each(|(a, b)| simd(|| a.iter_mut().zip(b).for_each(|(a, b)| *a *= b)));
-}
-
-/// `a *= s`, in parallel.
-fn scale_in_place(a: &mut [f32], s: f32) {
-    a.par_chunks_mut(MIN_TASK_ELEMENTS)
-        .for_each(|a| simd(|| a.iter_mut().for_each(|a| *a *= s)));
 }
 
 /// The cross-entropy of `logits` (overwritten: with `(softmax - onehot) / rows` when
@@ -749,7 +737,7 @@ impl Backward<Flex, 1> for CrossEntropyBackward {
             let mut g = ops.state;
             if scale != 1.0 {
                 g = writable(g);
-                scale_in_place(values_mut(&mut g), scale);
+                par_scale(values_mut(&mut g), scale);
             }
             grads.register::<Flex>(node.id, g);
         }

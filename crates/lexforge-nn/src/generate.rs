@@ -243,15 +243,14 @@ fn argmax(logits: &[f32]) -> u32 {
 
 /// Picks the next token from `logits` per `config`; `rng` is used only when sampling.
 pub fn pick(logits: &[f32], config: &GenerateConfig, rng: &mut impl Rng) -> u32 {
-    let argmax = || argmax(logits);
     if config.temperature == 0.0 {
-        return argmax();
+        return argmax(logits);
     }
     let mut order: Vec<usize> = (0..logits.len())
         .filter(|&i| logits[i].is_finite())
         .collect();
     if order.is_empty() {
-        return argmax();
+        return argmax(logits);
     }
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
     if let Some(k) = config.top_k {

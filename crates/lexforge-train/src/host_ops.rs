@@ -12,7 +12,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{DType, Device, Tensor};
-use lexforge_core::host::{flex_tensor, host, values_mut, writable};
+use lexforge_core::host::{flex_tensor, host, par_scale, values_mut, writable};
 use rayon::prelude::*;
 
 /// Elements per rayon task.
@@ -157,9 +157,7 @@ impl HostOptimBackend for Flex {
 
     fn host_scaled(x: FlexTensor, factor: f32) -> FlexTensor {
         let mut y = writable(x);
-        values_mut(&mut y)
-            .par_chunks_mut(CHUNK)
-            .for_each(|c| c.iter_mut().for_each(|v| *v *= factor));
+        par_scale(values_mut(&mut y), factor);
         y
     }
 }
