@@ -102,7 +102,7 @@ pub fn config(data: &[u8]) {
     if let Ok(c) = toml::from_str::<lexforge::data::prepare::PrepareConfig>(text) {
         let _ = c.validate();
     }
-    if let Ok(c) = toml::from_str::<lexforge::contrastive::MatcherTrainConfig>(text) {
+    if let Ok(c) = toml::from_str::<lexforge::matcher::MatcherTrainConfig>(text) {
         let _ = c.validate();
     }
     if let Ok(c) = toml::from_str::<lexforge::semantic::SemanticTrainConfig>(text) {

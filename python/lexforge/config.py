@@ -5,7 +5,7 @@ here is parsed by exactly the serde types and TOML reader of ``lexforge ... --co
 
 - :class:`LmConfig`: ``lm::LmRunConfig``, ``lexforge lm train CONFIG.toml``;
 - :class:`DataConfig`: ``data::prepare::PrepareConfig``, ``lexforge prepare --config``;
-- :class:`MatcherConfig`: ``contrastive::MatcherTrainConfig``, ``lexforge matcher train
+- :class:`MatcherConfig`: ``lexforge::matcher::MatcherTrainConfig``, ``lexforge matcher train
   --config``;
 - :class:`SemanticConfig`: ``semantic::SemanticTrainConfig``, ``lexforge semantic train
   --config``;
@@ -283,7 +283,7 @@ class DataConfig(Config):
 
 
 class MatcherConfig(Config):
-    """Matcher training (``contrastive::MatcherTrainConfig``; ``lexforge matcher train
+    """Matcher training (``lexforge::matcher::MatcherTrainConfig``; ``lexforge matcher train
     --config``)."""
 
     kind = "matcher"

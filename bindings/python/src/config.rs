@@ -2,7 +2,7 @@
 //! through here, so a config saved from Python is parsed by the same serde types and the same
 //! `toml` crate as `lexforge ... --config FILE.toml`.
 
-use lexforge::contrastive::{MatcherError, MatcherTrainConfig};
+use lexforge::matcher::{MatcherError, MatcherTrainConfig};
 use lexforge::data::DataError;
 use lexforge::data::prepare::PrepareConfig;
 use lexforge::lm::{LmError, LmRunConfig};

@@ -42,7 +42,7 @@ impl Classified for lexforge::data::DataError {
     }
 }
 
-impl Classified for lexforge::contrastive::MatcherError {
+impl Classified for lexforge::matcher::MatcherError {
     fn family(&self) -> ErrorKind {
         self.kind()
     }

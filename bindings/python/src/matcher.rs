@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use lexforge::contrastive::calibration::ThresholdMetric;
-use lexforge::contrastive::{
+use lexforge::matcher::calibration::ThresholdMetric;
+use lexforge::matcher::{
     Library, Matcher, MatcherError, MatcherTrainConfig, PreparedDataset, SearchOptions,
     train_matcher,
 };

@@ -6,8 +6,8 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use lexforge::contrastive::calibration::ThresholdMetric;
-use lexforge::contrastive::{
+use lexforge::matcher::calibration::ThresholdMetric;
+use lexforge::matcher::{
     Matcher, MatcherTrainConfig, PreparedDataset, SearchOptions, StyleChannelConfig, ViewsConfig,
     train_matcher,
 };
@@ -246,7 +246,7 @@ impl TrainArgs {
 }
 
 fn print_report(
-    report: &lexforge::contrastive::TrainReport,
+    report: &lexforge::matcher::TrainReport,
     json: bool,
 ) -> Result<(), Box<dyn Error>> {
     if json {
@@ -265,7 +265,7 @@ fn print_report(
             report.books[split]
         );
     }
-    let line = |name: &str, r: &lexforge::contrastive::EvalReport| {
+    let line = |name: &str, r: &lexforge::matcher::EvalReport| {
         let retrieval = r
             .retrieval
             .as_ref()

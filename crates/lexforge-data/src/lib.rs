@@ -1,5 +1,5 @@
-//! lexforge data: corpora to token files and language-model windows (issue #4), and the book
-//! data-preparation pipeline of the matcher (issue #6): providers, standardization, sentences,
+//! lexforge data: corpora to token files and language-model windows, and the book
+//! data-preparation pipeline of the matcher: providers, standardization, sentences,
 //! chunks, dedup, neighbour mining, topics, splits and pairs, as plain Rust items until a burn
 //! `Batcher` makes tensors of them.
 //!

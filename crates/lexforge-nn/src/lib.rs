@@ -1,5 +1,5 @@
 //! lexforge neural networks: GPT-2 with HF-compatible weights and a KV cache, and generation
-//! for any causal LM (issue #4); LoRA fine-tuning of GPT-2 with adapters saved apart from the
+//! for any causal LM; LoRA fine-tuning of GPT-2 with adapters saved apart from the
 //! base ([`gpt2::apply_lora`]); char-LSTM, BERT-family encoders and scoring follow.
 //!
 //! Models carry no backend type parameter: they are built on a burn 0.22 runtime

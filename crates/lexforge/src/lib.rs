@@ -17,19 +17,19 @@
 
 pub use lexforge_core::*;
 
-/// Book-text matcher pipeline (issue #7).
-pub use lexforge_contrastive as contrastive;
+/// The book-text matcher: bi-encoder training, calibration, scoring and search.
+pub use lexforge_matcher as matcher;
 /// The core layer: errors, devices, seeds, run directories, events, cancellation.
 pub use lexforge_core as core;
-/// Data preparation (issues #4, #6).
+/// Data preparation: books, cleaning, chunking, dedup, pairs and hard negatives.
 pub use lexforge_data as data;
-/// Language-model pipeline (issue #4).
+/// The language-model pipeline: train, resume, evaluate, generate and score.
 pub use lexforge_lm as lm;
-/// Models (issues #4, #5).
+/// Models: GPT-2, char-LSTM, BERT-family encoders, generation.
 pub use lexforge_nn as nn;
-/// Semantic-ID pipeline (issue #8).
+/// Semantic IDs: word corpora, FSQ / residual-VQ encoders, word generation.
 pub use lexforge_semantic as semantic;
-/// Tokenizers (issue #3).
+/// Tokenizers: BPE, WordPiece, Unigram (HF tokenizers) and char.
 pub use lexforge_tokenizers as tokenizers;
-/// Training engine (issue #4).
+/// The training engine: loop, optimizer, schedules, checkpoints, early stopping.
 pub use lexforge_train as train;

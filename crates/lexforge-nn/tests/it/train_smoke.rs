@@ -1,5 +1,5 @@
 //! Gradients flow through GPT-2 and the char-LSTM on burn's runtime autodiff device: a few
-//! AdamW steps on one fixed batch lower the loss (the engine of issue #4 builds on this).
+//! AdamW steps on one fixed batch lower the loss.
 
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use lexforge_contrastive::{
+use lexforge_matcher::{
     HeadConfig, LossConfig, MatcherTrainConfig, StyleChannelConfig, TrainReport, ViewsConfig,
     train_matcher,
 };

@@ -1,4 +1,4 @@
-//! lexforge book-text matcher (issue #7): given two passages, the probability that they come
+//! lexforge book-text matcher: given two passages, the probability that they come
 //! from the same book and how close they are in style; given a passage and a library, its book.
 //!
 //! - [`model`]: the bi-encoder (BERT-family body, pooling, optional style features, projection

@@ -2,8 +2,8 @@
 //! topic adversary lowers how well a linear probe recovers the topic from the embeddings.
 
 use burn::tensor::Device;
-use lexforge_contrastive::probe::linear_probe;
-use lexforge_contrastive::{
+use lexforge_matcher::probe::linear_probe;
+use lexforge_matcher::{
     BiEncoder, HeadConfig, LossConfig, MatcherModel, PairItems, TokenBatch,
 };
 use lexforge_core::{CancelToken, NoopSink, Seed};
@@ -31,7 +31,7 @@ fn passage(book: u32, topic: u32, rng: &mut StdRng) -> String {
         .join(" ")
 }
 
-fn tokenize(texts: &[&str]) -> lexforge_contrastive::Result<Vec<Vec<u32>>> {
+fn tokenize(texts: &[&str]) -> lexforge_matcher::Result<Vec<Vec<u32>>> {
     Ok(texts
         .iter()
         .map(|t| {

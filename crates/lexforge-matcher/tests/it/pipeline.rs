@@ -2,8 +2,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use lexforge_contrastive::calibration::ThresholdMetric;
-use lexforge_contrastive::{
+use lexforge_matcher::calibration::ThresholdMetric;
+use lexforge_matcher::{
     HeadConfig, LossConfig, Matcher, MatcherError, MatcherTrainConfig, PreparedDataset,
     SearchOptions, TeacherConfig, train_matcher,
 };
@@ -183,7 +183,7 @@ fn train_save_reload_calibrate_evaluate_search() {
 
     if !gate.rerank {
         // The reranking machinery still gets its test: a teacher put in teacher/ by hand.
-        lexforge_contrastive::train_teacher(
+        lexforge_matcher::train_teacher(
             &config().teacher,
             &crate::minilm(),
             &data,
