@@ -44,7 +44,7 @@ print(ids, "->", tok.decode(ids))""",
         ),
         (
             "md",
-            "## Train GPT-2\n\nThe config is an `LmConfig`: the fields of the `lexforge lm "
+            "## Train GPT-2\n\nThe config is an `LmRunConfig`: the fields of the `lexforge lm "
             "train` TOML as checked attributes; `config.save('run.toml')` writes the file the "
             "CLI reads. `progress=True` shows a bar (a widget in Jupyter). The stop button "
             "ends the current step, writes a checkpoint and raises `lexforge.Interrupted`; "
@@ -56,11 +56,11 @@ print(ids, "->", tok.decode(ids))""",
 import shutil
 
 from lexforge import lm
-from lexforge.config import LmConfig
+from lexforge.config import LmRunConfig
 
 shutil.rmtree(WORK / "quickstart", ignore_errors=True)
-config = LmConfig({
-    "name": "quickstart", "out_dir": str(WORK), "seed": 1, "context": 64,
+config = LmRunConfig({
+    "seed": 1, "context": 64,
     "corpus": {"paths": [str(b) for b in books], "validation_fraction": 0.34},
     "tokenizer": {"train": {"method": "bpe", "vocab_size": 800}},
     "model": {"type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 64, "dropout": 0.1},
@@ -71,7 +71,7 @@ config = LmConfig({
 })
 config.train.max_steps = 120  # attributes are checked: a typo or a wrong type raises
 config.save(WORK / "quickstart.toml")
-run = lm.train(config)
+run = lm.train(config, WORK / "quickstart")
 print(run)
 {k: round(v, 3) for k, v in run.metrics.items()}""",
         ),

@@ -37,9 +37,9 @@ if [ -f "$run/eval/metrics.json" ]; then
 elif [ -d "$run" ]; then
   target/debug/lexforge lm resume "$run"
 else
-  target/debug/lexforge lm train examples/quickstart/gpt2.toml
+  target/debug/lexforge lm train examples/quickstart/gpt2.toml --out "$run"
 fi
-target/debug/lexforge lm eval "$run"
+target/debug/lexforge lm evaluate "$run"
 .venv/bin/python - "$run" <<'PY'
 import json, sys
 m = json.load(open(f"{sys.argv[1]}/eval/metrics.json"))

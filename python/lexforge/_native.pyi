@@ -120,19 +120,29 @@ class Tokenizer:
     def id_to_token(self, id: int) -> str | None: ...
 
 def lm_train(
-    config_json: str, callback: Callable[[dict[str, Any]], None] | None = None
+    config_json: str,
+    run_dir: str | os.PathLike[str],
+    device: str = "cpu",
+    precision: str | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[str, bool]: ...
 def lm_resume(
     run_dir: str | os.PathLike[str],
     max_steps: int | None = None,
+    device: str = "cpu",
+    precision: str | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[str, bool]: ...
-def lm_evaluate_run(run_dir: str | os.PathLike[str], device: str = "cpu") -> str: ...
+def lm_evaluate(
+    run_dir: str | os.PathLike[str], device: str = "cpu", precision: str | None = None
+) -> str: ...
 
 @final
 class LanguageModel:
     @staticmethod
-    def load(path: str | os.PathLike[str], device: str = "cpu") -> LanguageModel: ...
+    def load(
+        path: str | os.PathLike[str], device: str = "cpu", precision: str | None = None
+    ) -> LanguageModel: ...
     def generate(
         self,
         prompt: str,

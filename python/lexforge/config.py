@@ -3,24 +3,29 @@
 Each class stands for one Rust configuration type and converts through it, so a config saved
 here is parsed by exactly the serde types and TOML reader of ``lexforge ... --config``:
 
-- :class:`LmConfig`: ``lm::LmRunConfig``, ``lexforge lm train CONFIG.toml``;
-- :class:`DataConfig`: ``data::prepare::PrepareConfig``, ``lexforge prepare --config``;
-- :class:`MatcherConfig`: ``lexforge::matcher::MatcherTrainConfig``, ``lexforge matcher train
-  --config``;
-- :class:`SemanticConfig`: ``semantic::SemanticTrainConfig``, ``lexforge semantic train
-  --config``;
-- :class:`GeneratorConfig`: ``semantic::WordGeneratorConfig``, the word generator.
+Each class has the name of its Rust type:
 
-Fields are attributes (``cfg.epochs``, ``cfg.optimizer.lr``; tab completion lists them) and
-every assignment is checked at once: an unknown field raises :class:`AttributeError` naming
-the known ones, a value of the wrong type raises :class:`~lexforge.InvalidInputError` and
-leaves the config unchanged. A config is also a mutable mapping (``cfg["epochs"]``, the same
-checks), and every pipeline function that takes a config dict takes these objects too.
+- :class:`LmRunConfig`: ``lexforge::lm::LmRunConfig``, ``lexforge lm train CONFIG.toml``;
+- :class:`PrepareConfig`: ``lexforge::data::PrepareConfig``, ``lexforge prepare --config``;
+- :class:`MatcherTrainConfig`: ``lexforge::matcher::MatcherTrainConfig``, ``lexforge matcher
+  train --config``;
+- :class:`SemanticTrainConfig`: ``lexforge::semantic::SemanticTrainConfig``, ``lexforge
+  semantic train --config``;
+- :class:`WordGeneratorConfig`: ``lexforge::semantic::WordGeneratorConfig``, the LoRA word
+  generator.
 
->>> cfg = MatcherConfig(max_seq_length=64)
+Fields are attributes (``cfg.train.max_steps``, ``cfg.head.projection_dim``; tab completion
+lists them) and every assignment is checked at once: an unknown field raises
+:class:`AttributeError` naming the known ones, a value of the wrong type raises
+:class:`~lexforge.InvalidInputError` and leaves the config unchanged. A config is also a
+mutable mapping (``cfg["train"]["max_steps"]``, the same checks), and every pipeline function
+that takes a config dict takes these objects too.
+
+>>> cfg = MatcherTrainConfig(max_seq_length=64)
 >>> cfg.max_seq_length
 64
->>> MatcherConfig.from_toml(cfg.to_toml()) == cfg
+>>> cfg.train.max_steps = 80
+>>> MatcherTrainConfig.from_toml(cfg.to_toml()) == cfg
 True
 """
 
@@ -40,11 +45,11 @@ if TYPE_CHECKING:
 __all__ = [
     "Config",
     "ConfigSection",
-    "DataConfig",
-    "GeneratorConfig",
-    "LmConfig",
-    "MatcherConfig",
-    "SemanticConfig",
+    "LmRunConfig",
+    "MatcherTrainConfig",
+    "PrepareConfig",
+    "SemanticTrainConfig",
+    "WordGeneratorConfig",
     "as_dict",
 ]
 
@@ -259,44 +264,45 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not a config value")
 
 
-class LmConfig(Config):
-    """A language-model run (``lm::LmRunConfig``; ``lexforge lm train CONFIG.toml``).
+class LmRunConfig(Config):
+    """A language-model run (``lexforge::lm::LmRunConfig``; ``lexforge lm train CONFIG.toml``).
 
-    It has required fields (``name``, ``corpus``, ``tokenizer``, ``model``), so there are no
-    defaults: build it from a dict, :meth:`load` a TOML file, or take a run's config."""
+    It has required fields (``corpus``, ``tokenizer``, ``model``), so there are no defaults:
+    build it from a dict, :meth:`load` a TOML file, or take a run's config. Where the run goes
+    and its device are arguments of :func:`lexforge.lm.train`, not fields."""
 
     kind = "lm"
 
     def __init__(self, values: Mapping[str, Any] | None = None, /, **fields: Any) -> None:
         if values is None and not fields:
             raise TypeError(
-                "LmConfig has required fields (name, corpus, tokenizer, model): "
-                "pass a dict or use LmConfig.load(path)"
+                "LmRunConfig has required fields (corpus, tokenizer, model): "
+                "pass a dict or use LmRunConfig.load(path)"
             )
         super().__init__(values, **fields)
 
 
-class DataConfig(Config):
-    """Data preparation (``data::prepare::PrepareConfig``; ``lexforge prepare --config``)."""
+class PrepareConfig(Config):
+    """Data preparation (``lexforge::data::PrepareConfig``; ``lexforge prepare --config``)."""
 
     kind = "data"
 
 
-class MatcherConfig(Config):
+class MatcherTrainConfig(Config):
     """Matcher training (``lexforge::matcher::MatcherTrainConfig``; ``lexforge matcher train
     --config``)."""
 
     kind = "matcher"
 
 
-class SemanticConfig(Config):
-    """Semantic-ID training (``semantic::SemanticTrainConfig``; ``lexforge semantic train
-    --config``)."""
+class SemanticTrainConfig(Config):
+    """Semantic-ID training (``lexforge::semantic::SemanticTrainConfig``; ``lexforge semantic
+    train --config``)."""
 
     kind = "semantic"
 
 
-class GeneratorConfig(Config):
-    """The word generator (``semantic::WordGeneratorConfig``)."""
+class WordGeneratorConfig(Config):
+    """The LoRA word generator (``lexforge::semantic::WordGeneratorConfig``)."""
 
     kind = "generator"

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from lexforge import _native
-from lexforge._jobs import run_job, tqdm_class
+from lexforge._jobs import Progress, from_fields, run_job
 from lexforge._params import apply_params
 from lexforge.encoder import SentenceEncoder
 
@@ -187,54 +187,21 @@ class PrepareSummary:
         """The file of ``split`` (``"train"``, ``"validation"`` or ``"test"``)."""
         return self.path / f"{split}.jsonl"
 
-    @classmethod
-    def _from_json(cls, text: str) -> PrepareSummary:
-        r = json.loads(text)
-        return cls(
-            Path(r["path"]),
-            r["books"],
-            r["pairs"],
-            int(r["chunks"]),
-            r["dedup"],
-            r["skipped"],
-            r["timings"],
-        )
-
-
-class _Bar:
-    def __init__(self) -> None:
-        self._tqdm = tqdm_class()
-        self.bar: Any = None
-
-    def __call__(self, event: Event) -> None:
-        if self._tqdm is None:
-            return
-        kind = event.get("type")
-        if kind == "started":
-            if self.bar is not None:
-                self.bar.close()
-            self.bar = self._tqdm(total=event.get("total"), unit="chunk", desc="embed")
-        elif kind == "progress":
-            if self.bar is None:
-                self.bar = self._tqdm(unit="book", desc="chunk")
-            self.bar.n = event["step"]
-            self.bar.refresh()
-        elif kind in ("completed", "failed", "cancelled"):
-            self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
 
 def _run(
     fn: Callable[[Callable[[Event], None] | None], tuple[str, bool]],
     progress: bool,
     callback: Callable[[Event], None] | None,
 ) -> PrepareSummary:
-    summary = run_job(fn, _Bar() if progress else None, callback, "interrupted")
-    return PrepareSummary._from_json(summary)
+    return run_job(
+        fn,
+        progress=Progress(unit="chunk", desc="embed", before_start=("book", "chunk"))
+        if progress
+        else False,
+        callback=callback,
+        interrupted=lambda _: "interrupted",
+        result=lambda d: from_fields(PrepareSummary, d),
+    )
 
 
 def _encoder_arg(encoder: SentenceEncoder | PathLike | None) -> Any:

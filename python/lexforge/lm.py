@@ -3,13 +3,13 @@
 Training runs in Rust on a worker thread; this thread shows progress (a tqdm bar, the notebook
 widget in Jupyter) and turns Ctrl-C or a notebook interrupt into a clean stop: the run finishes
 its current step, writes a checkpoint and raises :class:`~lexforge.Interrupted` (a
-``KeyboardInterrupt``) carrying the run with ``status == "cancelled"``; :meth:`LmRun.resume`
+``KeyboardInterrupt``) carrying the run with ``status == "cancelled"``; :meth:`TrainReport.resume`
 continues it exactly.
 
->>> run = train({"name": "demo", "out_dir": tmp, "corpus": {"paths": books},
+>>> run = train({"corpus": {"paths": books},
 ...              "tokenizer": {"train": {"method": "bpe", "vocab_size": 2000}},
 ...              "model": {"type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 2},
-...              "train": {"max_steps": 200}})  # doctest: +SKIP
+...              "train": {"max_steps": 200}}, "runs/demo")  # doctest: +SKIP
 >>> lm = run.load_model()  # doctest: +SKIP
 >>> lm.generate("It was", max_new_tokens=20, seed=1)[0].text  # doctest: +SKIP
 """
@@ -24,18 +24,17 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from lexforge import _native
-from lexforge._jobs import tqdm_class
-from lexforge.config import LmConfig
-from lexforge.exceptions import Interrupted
+from lexforge._jobs import from_fields, run_job
+from lexforge.config import LmRunConfig
 
 __all__ = [
     "EvalReport",
     "Generation",
     "LanguageModel",
-    "LmRun",
     "ScoredToken",
     "TextScore",
-    "evaluate_run",
+    "TrainReport",
+    "evaluate",
     "load_config",
     "resume",
     "train",
@@ -48,10 +47,10 @@ FinishReason = Literal["eos", "stop_sequence", "max_tokens", "context_full"]
 
 def load_config(path: PathLike) -> dict[str, Any]:
     """Read a run config file as ``lexforge lm train`` does (TOML, or JSON for ``.json``) and
-    return it as a dict with every default filled in; :class:`~lexforge.config.LmConfig` is the
+    return it as a dict with every default filled in; :class:`~lexforge.config.LmRunConfig` is the
     same as an object. Raises :class:`~lexforge.InvalidInputError` naming the file and field
     when it does not parse."""
-    return LmConfig.load(path).to_dict()
+    return LmRunConfig.load(path).to_dict()
 
 
 def _jsonable(value: Any) -> Any:
@@ -64,62 +63,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-class _Progress:
-    """A tqdm bar fed by run events (``tqdm.auto``: a widget in notebooks)."""
-
-    def __init__(self) -> None:
-        self._tqdm = tqdm_class()
-        self.bar: Any = None
-
-    def __call__(self, event: Event) -> None:
-        if self._tqdm is None:
-            return
-        kind = event.get("type")
-        if kind == "started":
-            # A job may run several loops (a matcher's teacher, then the matcher).
-            self.close()
-            self.bar = self._tqdm(total=event.get("total"), unit="step", dynamic_ncols=True)
-        elif kind == "progress" and self.bar is not None:
-            self.bar.n = event["step"]
-            m = event.get("metrics", {})
-            post = {
-                k: f"{m[k]:.4g}" for k in ("loss", "lr", "tokens_per_s") if m.get(k) is not None
-            }
-            self.bar.set_postfix(post, refresh=False)
-            self.bar.refresh()
-        elif kind == "eval" and self.bar is not None:
-            loss = event.get("metrics", {}).get("val_loss")
-            if loss is not None:
-                self.bar.write(f"step {event['step']}: val_loss {loss:.4f}")
-        elif kind in ("completed", "failed", "cancelled") and self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-def _callback(
-    progress: bool, callback: Callable[[Event], None] | None
-) -> tuple[Callable[[Event], None] | None, _Progress | None]:
-    bar = _Progress() if progress else None
-    if bar is None:
-        return callback, None
-    if callback is None:
-        return bar, bar
-
-    def both(event: Event) -> None:
-        bar(event)
-        callback(event)
-
-    return both, bar
-
-
 @dataclass(frozen=True)
-class LmRun:
-    """A training run directory and how its last invocation ended."""
+class TrainReport:
+    """A training run directory and how its last invocation ended (``lm::TrainReport``)."""
 
     run_dir: Path
     """The run directory."""
@@ -132,11 +78,6 @@ class LmRun:
     metrics: dict[str, float] = field(default_factory=dict)
     """``eval/metrics.json``: ``val_loss``, ``val_perplexity``, ``val_bits_per_token``,
     ``val_bits_per_char``, ``unigram_entropy``, ... (empty when cancelled)."""
-
-    @classmethod
-    def _from_json(cls, text: str) -> LmRun:
-        r = json.loads(text)
-        return cls(Path(r["run_dir"]), r["status"], r["stop"], int(r["steps"]), r["metrics"])
 
     def events(self) -> list[Event]:
         """Every event of the run (``events.jsonl``), across resumes."""
@@ -153,48 +94,55 @@ class LmRun:
         with open(path, encoding="utf-8") as f:
             return [json.loads(line) for line in f if line.strip()]
 
-    def load_model(self, device: str = "cpu") -> LanguageModel:
+    def load_model(self, device: str = "cpu", precision: str | None = None) -> LanguageModel:
         """The trained model (best validation weights) with its tokenizer."""
-        return LanguageModel.load(self.run_dir, device=device)
+        return LanguageModel.load(self.run_dir, device=device, precision=precision)
 
     def resume(
         self,
         max_steps: int | None = None,
         *,
+        device: str = "cpu",
+        precision: str | None = None,
         progress: bool = True,
         callback: Callable[[Event], None] | None = None,
-    ) -> LmRun:
+    ) -> TrainReport:
         """Continue this run from its latest checkpoint (see :func:`resume`)."""
-        return resume(self.run_dir, max_steps, progress=progress, callback=callback)
-
-
-def _finish(report_json: str, interrupted: bool, bar: _Progress | None) -> LmRun:
-    if bar is not None:
-        bar.close()
-    run = LmRun._from_json(report_json)
-    if interrupted:
-        raise Interrupted(
-            f"interrupted: the run stopped after step {run.steps} and kept a checkpoint; "
-            f"continue with lexforge.lm.resume({str(run.run_dir)!r})",
-            run.run_dir,
-            run,
+        return resume(
+            self.run_dir,
+            max_steps,
+            device=device,
+            precision=precision,
+            progress=progress,
+            callback=callback,
         )
-    return run
+
+
+def _interrupted(run: TrainReport) -> str:
+    return (
+        f"interrupted: the run stopped after step {run.steps} and kept a checkpoint; "
+        f"continue with lexforge.lm.resume({str(run.run_dir)!r})"
+    )
 
 
 def train(
     config: Mapping[str, Any] | PathLike,
+    run_dir: PathLike,
     *,
+    device: str = "cpu",
+    precision: str | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
-) -> LmRun:
-    """Train a language model as ``config`` describes and return the finished run.
+) -> TrainReport:
+    """Train a language model as ``config`` describes into the new directory ``run_dir`` and
+    return the finished run. An existing ``run_dir`` is refused: :func:`resume` continues it.
 
-    ``config`` is a :class:`~lexforge.config.LmConfig`, a dict with the schema of ``lexforge lm
-    train``'s TOML (``name``, ``out_dir``, ``seed``, ``device``, ``precision``, ``replicas``,
-    ``context``, ``corpus``, ``tokenizer``, ``model``, ``train``, ``samples``; see
-    ``docs/lm.md``) or the path of such a TOML (or ``.json``) file. Unknown keys raise
-    :class:`~lexforge.InvalidInputError`, naming the key.
+    ``config`` is a :class:`~lexforge.config.LmRunConfig`, a dict with the schema of ``lexforge
+    lm train``'s TOML (``seed``, ``replicas``, ``context``, ``corpus``, ``tokenizer``,
+    ``model``, ``train``, ``samples``; see ``docs/lm.md``) or the path of such a TOML (or
+    ``.json``) file. Unknown keys raise :class:`~lexforge.InvalidInputError`, naming the key.
+    ``device`` (``"cpu"``, ``"cuda:0"``, ...) and ``precision`` (``"f32"``, ``"f16"``,
+    ``"bf16"``; default the device's) are where it computes, as for every pipeline.
 
     ``progress`` shows a tqdm bar; ``callback`` receives every event as a dict
     (``{"type": "progress", "step": 10, "metrics": {"loss": ...}}``). Ctrl-C (or a notebook
@@ -204,39 +152,48 @@ def train(
     """
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config)
-    cb, bar = _callback(progress, callback)
-    try:
-        report, interrupted = _native.lm_train(json.dumps(_jsonable(config)), cb)
-    finally:
-        if bar is not None:
-            bar.close()
-    return _finish(report, interrupted, None)
+    text, out = json.dumps(_jsonable(config)), os.fspath(run_dir)
+    return run_job(
+        lambda cb: _native.lm_train(text, out, device=device, precision=precision, callback=cb),
+        progress=progress,
+        callback=callback,
+        interrupted=_interrupted,
+        result=lambda d: from_fields(TrainReport, d),
+    )
 
 
 def resume(
     run_dir: PathLike,
     max_steps: int | None = None,
     *,
+    device: str = "cpu",
+    precision: str | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
-) -> LmRun:
+) -> TrainReport:
     """Continue an interrupted, cancelled or failed run from its latest checkpoint.
 
     The result is bit for bit what an uninterrupted run would have produced (on the same CPU
     build). ``max_steps`` raises the run's total step budget.
     """
-    cb, bar = _callback(progress, callback)
-    try:
-        report, interrupted = _native.lm_resume(os.fspath(run_dir), max_steps, cb)
-    finally:
-        if bar is not None:
-            bar.close()
-    return _finish(report, interrupted, None)
+    out = os.fspath(run_dir)
+    return run_job(
+        lambda cb: _native.lm_resume(
+            out, max_steps, device=device, precision=precision, callback=cb
+        ),
+        progress=progress,
+        callback=callback,
+        interrupted=_interrupted,
+        result=lambda d: from_fields(TrainReport, d),
+    )
 
 
-def evaluate_run(run_dir: PathLike, device: str = "cpu") -> dict[str, float]:
-    """Recompute a finished run's validation metrics from its files."""
-    metrics: dict[str, float] = json.loads(_native.lm_evaluate_run(os.fspath(run_dir), device))
+def evaluate(run_dir: PathLike, device: str = "cpu", precision: str | None = None) -> dict[str, float]:
+    """Recompute a finished run's validation metrics from its files (``val_loss``,
+    ``val_perplexity``, ``val_bits_per_token``, ``val_bits_per_char``, ...)."""
+    metrics: dict[str, float] = json.loads(
+        _native.lm_evaluate(os.fspath(run_dir), device, precision)
+    )
     return metrics
 
 
@@ -308,14 +265,17 @@ class LanguageModel:
         self._info: dict[str, Any] = json.loads(native.info_json())
 
     @classmethod
-    def load(cls, path: PathLike, device: str = "cpu") -> LanguageModel:
-        """Load ``path`` on ``device`` (``cpu``, ``flex``, ``ndarray``, ``cuda:0``, ``wgpu``).
+    def load(
+        cls, path: PathLike, device: str = "cpu", precision: str | None = None
+    ) -> LanguageModel:
+        """Load ``path`` on ``device`` (``cpu``, ``flex``, ``ndarray``, ``cuda:0``, ``wgpu``),
+        computing in ``precision`` (default the device's).
 
         A run's files are verified against its manifest first (a damaged file raises
         :class:`~lexforge.ArtifactError`); a tokenizer whose vocabulary does not match the model
         raises :class:`~lexforge.InvalidInputError`.
         """
-        return cls(_native.LanguageModel.load(os.fspath(path), device))
+        return cls(_native.LanguageModel.load(os.fspath(path), device, precision))
 
     @property
     def model_type(self) -> str:

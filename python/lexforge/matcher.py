@@ -30,9 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lexforge import _native
-from lexforge._jobs import run_job
+from lexforge._jobs import from_fields, run_job
 from lexforge._params import apply_params
-from lexforge.lm import _Progress
 
 __all__ = [
     "Library",
@@ -106,7 +105,7 @@ class TrainReport:
     ``classification`` (accuracy, precision, recall, f1, threshold), ``ece_before``,
     ``ece_after`` and ``retrieval`` (recall_at_1/5/10, mrr)."""
 
-    path: Path
+    run_dir: Path
     """The matcher directory."""
     stop: str
     """``"max_steps"``, ``"early_stopped"`` or ``"cancelled"``."""
@@ -138,25 +137,6 @@ class TrainReport:
     ``trained_validation_roc_auc``) and what the teacher was used for (``distilled``,
     ``rerank``); it is used only where it beats the bi-encoder."""
 
-    @classmethod
-    def _from_json(cls, text: str) -> TrainReport:
-        r = json.loads(text)
-        return cls(
-            Path(r["dir"]),
-            r["stop"],
-            int(r["steps"]),
-            r["pairs"],
-            r["books"],
-            r.get("baseline"),
-            r.get("test"),
-            r.get("validation"),
-            r.get("calibration_error"),
-            r.get("teacher"),
-            r.get("topic_probe"),
-            r.get("topic_probe_baseline"),
-            r.get("teacher_gate"),
-        )
-
 
 def train(
     dataset_dir: PathLike,
@@ -184,16 +164,15 @@ def train(
     :class:`~lexforge.Interrupted` (a ``KeyboardInterrupt``); training again resumes.
     """
     cfg = json.dumps(_config(params, config))
-    report = run_job(
+    return run_job(
         lambda cb: _native.matcher_train(
             os.fspath(dataset_dir), os.fspath(out_dir), cfg, device=device, callback=cb
         ),
-        _Progress() if progress else None,
-        callback,
-        "interrupted: the run stopped with a checkpoint; train again to resume",
-        Path(out_dir),
+        progress=progress,
+        callback=callback,
+        interrupted=lambda _: "interrupted: the run stopped with a checkpoint; train again to resume",
+        result=lambda d: from_fields(TrainReport, {**d, "run_dir": d.get("run_dir", d.get("dir"))}),
     )
-    return TrainReport._from_json(report)
 
 
 @dataclass(frozen=True)

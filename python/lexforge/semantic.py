@@ -28,9 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lexforge import _native
-from lexforge._jobs import run_job
+from lexforge._jobs import from_fields, run_job
 from lexforge._params import apply_params
-from lexforge.lm import _Progress
 
 __all__ = [
     "Corpora",
@@ -239,7 +238,7 @@ def default_config() -> dict[str, Any]:
 class SemanticReport:
     """What :func:`train` measured (also in ``eval/metrics.json``)."""
 
-    path: Path
+    run_dir: Path
     """The encoder directory."""
     stop: str
     """``"max_steps"``, ``"early_stopped"`` or ``"cancelled"``."""
@@ -260,34 +259,20 @@ class SemanticReport:
     train_seconds: float
     """Wall time of the training loop."""
 
-    @classmethod
-    def _from_json(cls, text: str) -> SemanticReport:
-        r = json.loads(text)
-        return cls(
-            Path(r["dir"]),
-            r["stop"],
-            int(r["steps"]),
-            r["quantizer"],
-            r["corpora"],
-            r["levels"],
-            r["collisions"],
-            r["heads"],
-            r["reconstruction_cosine"],
-            float(r["train_seconds"]),
-        )
-
 
 def _drive(
     call: Callable[[Callable[[Event], None] | None], tuple[str, bool]],
     progress: bool,
     callback: Callable[[Event], None] | None,
-) -> str:
-    return run_job(
+) -> dict[str, Any]:
+    out: dict[str, Any] = run_job(
         call,
-        _Progress() if progress else None,
-        callback,
-        "interrupted: the run stopped with a checkpoint; train again to resume",
+        progress=progress,
+        callback=callback,
+        interrupted=lambda _: "interrupted: the run stopped with a checkpoint; train again to resume",
+        result=lambda d: d,
     )
+    return out
 
 
 def train(
@@ -331,7 +316,7 @@ def train(
         progress,
         callback,
     )
-    return SemanticReport._from_json(report)
+    return from_fields(SemanticReport, {**report, "run_dir": report.get("run_dir", report.get("dir"))})
 
 
 def build_guided_generator(
@@ -389,13 +374,11 @@ def train_generator(
     )
     cfg = json.dumps(apply_params(params, _GENERATOR_PARAMS, base))
     enc, lm = os.fspath(encoder_dir), os.fspath(base_lm)
-    report = _drive(
+    return _drive(
         lambda cb: _native.semantic_train_generator(enc, lm, cfg, device=device, callback=cb),
         progress,
         callback,
     )
-    out: dict[str, Any] = json.loads(report)
-    return out
 
 
 @dataclass(frozen=True)

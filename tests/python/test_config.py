@@ -13,17 +13,21 @@ import pytest
 
 import lexforge
 from lexforge import config as lc
-from lexforge.config import DataConfig, GeneratorConfig, LmConfig, MatcherConfig, SemanticConfig
+from lexforge.config import (
+    LmRunConfig,
+    MatcherTrainConfig,
+    PrepareConfig,
+    SemanticTrainConfig,
+    WordGeneratorConfig,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / "target" / "debug" / "lexforge"
-DEFAULTED = [DataConfig, MatcherConfig, SemanticConfig, GeneratorConfig]
+DEFAULTED = [PrepareConfig, MatcherTrainConfig, SemanticTrainConfig, WordGeneratorConfig]
 
 
-def lm_values(out: Path, text: Path, name: str) -> dict[str, Any]:
+def lm_values(text: Path) -> dict[str, Any]:
     return {
-        "name": name,
-        "out_dir": str(out),
         "seed": 3,
         "context": 16,
         "corpus": {"paths": [str(text)], "validation_fraction": 0.2},
@@ -56,13 +60,13 @@ def test_defaults_round_trip_through_toml_json_and_dicts(
 
 
 def test_the_module_defaults_match_the_objects() -> None:
-    assert MatcherConfig() == lexforge.matcher.default_config()
-    assert SemanticConfig() == lexforge.semantic.default_config()
-    assert DataConfig() == lexforge.data.default_config()
+    assert MatcherTrainConfig() == lexforge.matcher.default_config()
+    assert SemanticTrainConfig() == lexforge.semantic.default_config()
+    assert PrepareConfig() == lexforge.data.default_config()
 
 
 def test_assignments_are_checked_and_a_failed_one_changes_nothing() -> None:
-    cfg = MatcherConfig(max_seq_length=64)
+    cfg = MatcherTrainConfig(max_seq_length=64)
     cfg.train.max_steps = 7
     cfg["loss"]["temperature"] = 0.1
     assert cfg.train.max_steps == 7 and cfg.to_dict()["loss"]["temperature"] == 0.1
@@ -72,7 +76,7 @@ def test_assignments_are_checked_and_a_failed_one_changes_nothing() -> None:
     with pytest.raises(AttributeError, match="no field 'max_step'; fields: .*max_steps"):
         cfg.train.max_step = 1
     with pytest.raises(lexforge.InvalidInputError, match="unknown field `epochs`"):
-        MatcherConfig(epochs=3)
+        MatcherTrainConfig(epochs=3)
     with pytest.raises(TypeError, match="cannot be removed"):
         del cfg["train"]
     assert cfg.to_dict() == before
@@ -80,33 +84,33 @@ def test_assignments_are_checked_and_a_failed_one_changes_nothing() -> None:
     copy = cfg.replace(max_seq_length=128)
     assert (copy.max_seq_length, cfg.max_seq_length) == (128, 64)
     with pytest.raises(TypeError, match="required fields"):
-        LmConfig()
+        LmRunConfig()
 
 
 def test_a_null_toml_cannot_hold_is_refused_by_name_and_json_keeps_it(tmp_path: Path) -> None:
-    cfg = SemanticConfig()
+    cfg = SemanticTrainConfig()
     cfg.warmup_fraction = None
     with pytest.raises(lexforge.InvalidInputError, match="`warmup_fraction` is null.*json"):
         cfg.to_toml()
-    assert SemanticConfig.load(cfg.save(tmp_path / "s.json")) == cfg
+    assert SemanticTrainConfig.load(cfg.save(tmp_path / "s.json")) == cfg
 
 
 def test_bad_files_name_the_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nmax_steps = 'x'\n", encoding="utf-8")
     with pytest.raises(lexforge.InvalidInputError, match="bad.toml"):
-        MatcherConfig.load(bad)
+        MatcherTrainConfig.load(bad)
 
 
 def test_pipelines_take_config_objects(tmp_path: Path, small_books: list[Path]) -> None:
-    cfg = LmConfig(lm_values(tmp_path, small_books[0], "py"))
-    run = lexforge.lm.train(cfg, progress=False)
+    cfg = LmRunConfig(lm_values(small_books[0]))
+    run = lexforge.lm.train(cfg, tmp_path / "py", progress=False)
     assert run.status == "completed" and run.steps == 2
-    assert LmConfig(lexforge.verify_run_dir(run.run_dir)["config"]) == cfg
+    assert LmRunConfig(lexforge.verify_run_dir(run.run_dir)["config"]) == cfg
     # The keyword layer of the other pipelines (apply_params) takes objects too.
     from lexforge._params import apply_params
 
-    out = apply_params({"x": 5}, {"x": ("chunk", "max_chunks_per_book")}, DataConfig())
+    out = apply_params({"x": 5}, {"x": ("chunk", "max_chunks_per_book")}, PrepareConfig())
     assert out["chunk"]["max_chunks_per_book"] == 5 and isinstance(out["chunk"], dict)
 
 
@@ -115,16 +119,18 @@ def test_pipelines_take_config_objects(tmp_path: Path, small_books: list[Path]) 
 def test_the_cli_trains_from_a_saved_lm_config(
     tmp_path: Path, suffix: str, small_books: list[Path]
 ) -> None:
-    cfg = LmConfig(lm_values(tmp_path / "runs", small_books[0], "cli"))
+    cfg = LmRunConfig(lm_values(small_books[0]))
     cfg.train.lr = 0.002
     path = cfg.save(tmp_path / f"run{suffix}")
     assert lexforge.lm.load_config(path) == cfg.to_dict()
     done = subprocess.run(
-        [str(CLI), "lm", "train", str(path), "--json"], capture_output=True, text=True
+        [str(CLI), "lm", "train", str(path), "--out", str(tmp_path / "runs" / "cli"), "--json"],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     manifest = lexforge.verify_run_dir(tmp_path / "runs" / "cli")
-    assert LmConfig(manifest["config"]) == cfg
+    assert LmRunConfig(manifest["config"]) == cfg
 
 
 def test_tracing_events_reach_python_logging(caplog: pytest.LogCaptureFixture) -> None:
@@ -160,16 +166,16 @@ def test_num_threads_round_trip() -> None:
 
 
 def test_style_channel_and_views_round_trip_through_toml_and_json(tmp_path: Path) -> None:
-    cfg = MatcherConfig(
+    cfg = MatcherTrainConfig(
         head={
             "projection_dim": 384,
             "style_channel": {"buckets": 4096, "dim": 32, "char_ngrams": [2, 4]},
         },
         views={"views": 8, "books": "books/", "chunks_per_book": 100},
     )
-    assert cfg == MatcherConfig.from_toml(cfg.to_toml()) == MatcherConfig.from_json(cfg.to_json())
+    assert cfg == MatcherTrainConfig.from_toml(cfg.to_toml()) == MatcherTrainConfig.from_json(cfg.to_json())
     d = cfg.to_dict()
     assert d["head"]["style_channel"]["word_ngrams"] == [1, 2]  # defaults filled in
     assert d["views"]["neighbours"] is True
     with pytest.raises(lexforge.InvalidInputError, match="unknown field `bucket`"):
-        MatcherConfig(head={"style_channel": {"bucket": 3}})
+        MatcherTrainConfig(head={"style_channel": {"bucket": 3}})

@@ -18,10 +18,8 @@ import lexforge
 from lexforge import LanguageModel, lm
 
 
-def config(out: Path, books: list[Path], name: str, **train: Any) -> dict[str, Any]:
+def config(books: list[Path], **train: Any) -> dict[str, Any]:
     return {
-        "name": name,
-        "out_dir": out,
         "seed": 1,
         "context": 32,
         "corpus": {"paths": books[:4], "validation_fraction": 0.25},
@@ -44,16 +42,16 @@ def config(out: Path, books: list[Path], name: str, **train: Any) -> dict[str, A
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, small_books: list[Path]) -> lm.LmRun:
+def run(tmp_path_factory: pytest.TempPathFactory, small_books: list[Path]) -> lm.TrainReport:
     events: list[dict[str, Any]] = []
     out = tmp_path_factory.mktemp("lm")
-    result = lm.train(config(out, small_books, "gpt2"), progress=False, callback=events.append)
+    result = lm.train(config(small_books), out / "gpt2", progress=False, callback=events.append)
     assert [e["type"] for e in events][:2] == ["started", "progress"]
     assert events[-1]["type"] == "completed"
     return result
 
 
-def test_a_run_completes_with_metrics_events_and_samples(run: lm.LmRun) -> None:
+def test_a_run_completes_with_metrics_events_and_samples(run: lm.TrainReport) -> None:
     assert (run.status, run.stop, run.steps) == ("completed", "max_steps", 80)
     m = run.metrics
     for key in ("val_loss", "val_perplexity", "val_bits_per_char", "unigram_entropy"):
@@ -65,11 +63,11 @@ def test_a_run_completes_with_metrics_events_and_samples(run: lm.LmRun) -> None:
     kinds = {e["type"] for e in run.events()}
     assert {"started", "progress", "eval", "checkpoint", "completed"} <= kinds
     lexforge.verify_run_dir(run.run_dir)
-    again = lm.evaluate_run(run.run_dir)
+    again = lm.evaluate(run.run_dir)
     assert again["val_loss"] == pytest.approx(m["val_loss"], rel=1e-9)
 
 
-def test_generation_is_seeded_batched_and_stops_where_asked(run: lm.LmRun) -> None:
+def test_generation_is_seeded_batched_and_stops_where_asked(run: lm.TrainReport) -> None:
     model = run.load_model()
     assert model.model_type == "gpt2" and model.context == 32 and model.vocab_size == 600
     shown = repr(model)
@@ -93,7 +91,7 @@ def test_generation_is_seeded_batched_and_stops_where_asked(run: lm.LmRun) -> No
 
 
 def test_score_maps_tokens_to_text_and_evaluate_compares_across_tokenizers(
-    run: lm.LmRun,
+    run: lm.TrainReport,
 ) -> None:
     model = run.load_model()
     text = "Friends, Romans, countrymen, lend me your ears."
@@ -108,14 +106,14 @@ def test_score_maps_tokens_to_text_and_evaluate_compares_across_tokenizers(
 
 
 def test_bad_configs_name_the_field(tmp_path: Path, small_books: list[Path]) -> None:
-    bad = config(tmp_path, small_books, "bad")
+    bad = config(small_books)
     bad["model"]["n_embd"] = 65
     with pytest.raises(lexforge.InvalidInputError, match=r"model\.n_embd"):
-        lm.train(bad, progress=False)
-    typo = config(tmp_path, small_books, "typo")
+        lm.train(bad, tmp_path / "bad", progress=False)
+    typo = config(small_books)
     typo["train"]["max_stepz"] = 3
     with pytest.raises(lexforge.InvalidInputError, match="max_stepz"):
-        lm.train(typo, progress=False)
+        lm.train(typo, tmp_path / "typo", progress=False)
     assert not (tmp_path / "bad").exists() and not (tmp_path / "typo").exists()
 
 
@@ -135,14 +133,14 @@ def test_interrupt_cancels_cleanly_and_resume_finishes(
     # The test is about what lexforge does with Ctrl-C, so it makes sure Python handles it.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        cfg = config(tmp_path, small_books, "interrupted", max_steps=30)
+        cfg = config(small_books, max_steps=30)
         with pytest.raises(lexforge.Interrupted, match="interrupted") as info:
-            lm.train(cfg, progress=False, callback=ctrl_c_at_step_5)
+            lm.train(cfg, tmp_path / "interrupted", progress=False, callback=ctrl_c_at_step_5)
     finally:
         signal.signal(signal.SIGINT, previous)
     assert isinstance(info.value, KeyboardInterrupt)
     first = info.value.result
-    assert isinstance(first, lm.LmRun) and info.value.run_dir == first.run_dir
+    assert isinstance(first, lm.TrainReport) and info.value.run_dir == first.run_dir
     assert first.status == "cancelled" and 5 <= first.steps < 30
     assert (first.run_dir / "checkpoints" / "latest.json").exists()
     done = first.resume(progress=False)
@@ -150,7 +148,7 @@ def test_interrupt_cancels_cleanly_and_resume_finishes(
     assert LanguageModel.load(done.run_dir).model_type == "gpt2"
 
 
-def test_a_model_we_save_loads_in_transformers(run: lm.LmRun) -> None:
+def test_a_model_we_save_loads_in_transformers(run: lm.TrainReport) -> None:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     hf = transformers.GPT2LMHeadModel.from_pretrained(run.run_dir).eval()
@@ -176,18 +174,17 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 def show(e):
     if e["type"] == "progress":
         print("step", e["step"], flush=True)
-lm.train(json.loads(sys.argv[1]), progress=False, callback=show)
+lm.train(json.loads(sys.argv[1]), sys.argv[2], progress=False, callback=show)
 """
 
 
 def test_sigint_stops_a_training_process_within_2_s_and_resume_continues(
     tmp_path: Path, small_books: list[Path]
 ) -> None:
-    cfg = config(tmp_path, small_books, "sigint", max_steps=5000, warmup_steps=2)
-    cfg["out_dir"] = str(tmp_path)
+    cfg = config(small_books, max_steps=5000, warmup_steps=2)
     cfg["corpus"]["paths"] = [str(p) for p in cfg["corpus"]["paths"]]
     child = subprocess.Popen(
-        [sys.executable, "-c", _SIGINT_CHILD, json.dumps(cfg)],
+        [sys.executable, "-c", _SIGINT_CHILD, json.dumps(cfg), str(tmp_path / "sigint")],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -17,8 +17,6 @@ matplotlib.use("Agg")
 
 def test_training_curves_of_a_real_run(tmp_path: Path, small_books: list[Path]) -> None:
     config: dict[str, Any] = {
-        "name": "curves",
-        "out_dir": tmp_path,
         "context": 32,
         "corpus": {"paths": small_books[:2], "validation_fraction": 0.25},
         "tokenizer": {"train": {"method": "bpe", "vocab_size": 300}},
@@ -34,7 +32,7 @@ def test_training_curves_of_a_real_run(tmp_path: Path, small_books: list[Path]) 
         },
         "samples": {"prompts": []},
     }
-    run = lm.train(config, progress=False)
+    run = lm.train(config, tmp_path / "curves", progress=False)
     events = plot.read_events(run.run_dir)
     assert events[0]["type"] == "started" and events[-1]["type"] == "completed"
     # A killed run leaves a partial last line: it is skipped, not an error.

@@ -15,9 +15,8 @@ CONFIG = ROOT / "examples" / "quickstart" / "gpt2.toml"
 def test_the_quickstart_gpt2_beats_the_unigram_baseline_by_15_percent(tmp_path: Path) -> None:
     config = lm.load_config(CONFIG)
     # Same run, written under tmp_path; the corpus paths are relative to the repository root.
-    config["out_dir"] = tmp_path
     config["corpus"]["paths"] = [os.path.normpath(ROOT / p) for p in config["corpus"]["paths"]]
-    run = lm.train(config, progress=False)
+    run = lm.train(config, tmp_path / "quickstart-gpt2", progress=False)
     m = run.metrics
     assert run.status == "completed" and run.steps == config["train"]["max_steps"]
     assert m["val_loss"] <= 0.85 * m["unigram_entropy"], m

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 
 use crate::encoder::PySentenceEncoder;
 use crate::errors::{parse_json, to_json, to_py};
-use crate::lm::drive;
+use crate::jobs::drive;
 
 fn parse<T: serde::de::DeserializeOwned>(
     py: Python<'_>,

@@ -13,7 +13,7 @@ use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 
 use crate::errors::to_py;
-use crate::lm::resolve;
+use crate::jobs::resolve;
 
 /// The encoder, with or without an on-disk cache in front.
 enum Inner {
@@ -93,7 +93,7 @@ impl PySentenceEncoder {
         max_seq_length: Option<usize>,
         cache_dir: Option<PathBuf>,
     ) -> PyResult<Self> {
-        let device = resolve(py, device)?;
+        let device = resolve(py, device, None)?;
         let pooling = pooling
             .map(|p| p.parse::<Pooling>())
             .transpose()

@@ -12,6 +12,7 @@ mod core;
 mod data;
 mod encoder;
 mod errors;
+mod jobs;
 mod lm;
 mod logging;
 mod matcher;

@@ -4,107 +4,27 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::Duration;
 
-use lexforge::lm::{LanguageModel, LmError, LmRunConfig, LmRunReport, resume_run, train_run};
+use lexforge::lm::{LanguageModel, LmError, LmRunConfig, TrainReport};
 use lexforge::nn::generate::GenerateConfig;
-use lexforge::{CancelToken, ChannelSink, DeviceSpec, EventRecord, EventSink};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError};
 use pyo3::prelude::*;
 
 use crate::errors::to_py;
+use crate::jobs::{drive, json, resolve};
 
-fn json<T: serde::Serialize>(py: Python<'_>, value: &T, what: &'static str) -> PyResult<String> {
-    serde_json::to_string(value)
-        .map_err(|source| to_py(py, lexforge::Error::Serialize { what, source }))
-}
-
-/// A long job for [`drive`]: it reports through the sink and stops when the token is cancelled.
-pub(crate) type Job<T, E> = Box<dyn FnOnce(&dyn EventSink, &CancelToken) -> Result<T, E> + Send>;
-
-/// Runs `job` on a worker thread. Meanwhile, on the calling thread: each event goes to
-/// `callback` as a dict, and a pending KeyboardInterrupt (Ctrl-C, a notebook's interrupt)
-/// cancels the job, which stops at its next check (training: after the current step, with a
-/// checkpoint). Returns the report as JSON and whether an interrupt happened.
-pub(crate) fn drive<T, E>(
-    py: Python<'_>,
-    callback: Option<Py<PyAny>>,
-    job: Job<T, E>,
-) -> PyResult<(String, bool)>
-where
-    T: serde::Serialize + Send + 'static,
-    E: crate::errors::Classified + Send + 'static,
-{
-    let (tx, rx) = mpsc::channel::<EventRecord>();
-    let cancel = CancelToken::new();
-    let worker_cancel = cancel.clone();
-    // The job computes on the calling thread's pool (`lexforge.set_num_threads`).
-    let pool = crate::threads::current_pool()?;
-    let handle = std::thread::Builder::new()
-        .name("lexforge-job".into())
-        .spawn(move || {
-            let sink = ChannelSink::new(tx);
-            crate::threads::within(pool.as_deref(), || job(&sink, &worker_cancel))
-        })
-        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the training thread: {e}")))?;
-    // `Receiver` is not `Sync`; the mutex lets the GIL-free wait borrow it.
-    let rx = Mutex::new(rx);
-    let loads = py.import("json")?.getattr("loads")?;
-    let mut interrupted = false;
-    loop {
-        let next = py.detach(|| {
-            rx.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .recv_timeout(Duration::from_millis(100))
-        });
-        match next {
-            Ok(record) => {
-                if let Some(cb) = &callback {
-                    let text = json(py, &record, "event")?;
-                    // Ctrl-C lands in whatever Python code runs: decoding the event or the
-                    // callback itself. Either way it is the same clean stop.
-                    match loads
-                        .call1((text,))
-                        .and_then(|event| cb.call1(py, (event,)))
-                    {
-                        Ok(_) => {}
-                        Err(e) if e.is_instance_of::<PyKeyboardInterrupt>(py) => {
-                            if !interrupted {
-                                interrupted = true;
-                                cancel.cancel();
-                            }
-                        }
-                        // A failing progress callback must not lose the run.
-                        Err(e) => {
-                            tracing::warn!(error = %e, "the progress callback raised; ignoring it")
-                        }
-                    }
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        if !interrupted && py.check_signals().is_err() {
-            interrupted = true;
-            cancel.cancel();
-        }
-    }
-    let result = py
-        .detach(|| handle.join())
-        .map_err(|_| PyRuntimeError::new_err("the training thread panicked"))?;
-    let report = result.map_err(|e| to_py(py, e))?;
-    Ok((json(py, &report, "run report")?, interrupted))
-}
-
-/// Trains a run from its JSON config; returns `(report_json, interrupted)`.
+/// Trains a run from its JSON config into the new directory `run_dir`; returns
+/// `(report_json, interrupted)`.
 #[pyfunction]
-#[pyo3(signature = (config_json, callback=None))]
+#[pyo3(signature = (config_json, run_dir, device="cpu", precision=None, callback=None))]
 fn lm_train(
     py: Python<'_>,
     config_json: &str,
+    run_dir: PathBuf,
+    device: &str,
+    precision: Option<&str>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
+    let device = resolve(py, device, precision)?;
     let config: LmRunConfig = serde_json::from_str(config_json).map_err(|e| {
         to_py(
             py,
@@ -114,43 +34,47 @@ fn lm_train(
             },
         )
     })?;
-    drive::<LmRunReport, LmError>(
+    drive::<TrainReport, LmError>(
         py,
         callback,
-        Box::new(move |sink, cancel| train_run(&config, sink, cancel)),
+        Box::new(move |sink, cancel| lexforge::lm::train(&config, &run_dir, &device, sink, cancel)),
     )
 }
 
 /// Resumes the run in `run_dir`; returns `(report_json, interrupted)`.
 #[pyfunction]
-#[pyo3(signature = (run_dir, max_steps=None, callback=None))]
+#[pyo3(signature = (run_dir, max_steps=None, device="cpu", precision=None, callback=None))]
 fn lm_resume(
     py: Python<'_>,
     run_dir: PathBuf,
     max_steps: Option<u64>,
+    device: &str,
+    precision: Option<&str>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
-    drive::<LmRunReport, LmError>(
+    let device = resolve(py, device, precision)?;
+    drive::<TrainReport, LmError>(
         py,
         callback,
-        Box::new(move |sink, cancel| resume_run(&run_dir, max_steps, sink, cancel)),
+        Box::new(move |sink, cancel| {
+            lexforge::lm::resume(&run_dir, &device, max_steps, sink, cancel)
+        }),
     )
 }
 
 /// Recomputes a run's validation metrics; returns them as JSON.
 #[pyfunction]
-#[pyo3(signature = (run_dir, device="cpu"))]
-fn lm_evaluate_run(py: Python<'_>, run_dir: PathBuf, device: &str) -> PyResult<String> {
-    let device = resolve(py, device)?;
-    let metrics = crate::threads::compute(py, || lexforge::lm::evaluate_run(&run_dir, &device))
+#[pyo3(signature = (run_dir, device="cpu", precision=None))]
+fn lm_evaluate(
+    py: Python<'_>,
+    run_dir: PathBuf,
+    device: &str,
+    precision: Option<&str>,
+) -> PyResult<String> {
+    let device = resolve(py, device, precision)?;
+    let metrics = crate::threads::compute(py, || lexforge::lm::evaluate(&run_dir, &device))
         .map_err(|e| to_py(py, e))?;
     json(py, &metrics, "metrics")
-}
-
-pub(crate) fn resolve(py: Python<'_>, spec: &str) -> PyResult<lexforge::Device> {
-    spec.parse::<DeviceSpec>()
-        .and_then(|s| s.resolve())
-        .map_err(|e| to_py(py, e))
 }
 
 /// A trained language model with its tokenizer.
@@ -181,9 +105,14 @@ impl PyLanguageModel {
 impl PyLanguageModel {
     /// Loads a run or model directory on `device`.
     #[staticmethod]
-    #[pyo3(signature = (path, device="cpu"))]
-    fn load(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Self> {
-        let device = resolve(py, device)?;
+    #[pyo3(signature = (path, device="cpu", precision=None))]
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        device: &str,
+        precision: Option<&str>,
+    ) -> PyResult<Self> {
+        let device = resolve(py, device, precision)?;
         let lm = crate::threads::compute(py, || LanguageModel::load(&path, &device))
             .map_err(|e| to_py(py, e))?;
         Ok(PyLanguageModel {
@@ -271,6 +200,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyLanguageModel>()?;
     m.add_function(wrap_pyfunction!(lm_train, m)?)?;
     m.add_function(wrap_pyfunction!(lm_resume, m)?)?;
-    m.add_function(wrap_pyfunction!(lm_evaluate_run, m)?)?;
+    m.add_function(wrap_pyfunction!(lm_evaluate, m)?)?;
     Ok(())
 }

@@ -4,17 +4,17 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+use lexforge::data::Split;
 use lexforge::matcher::calibration::ThresholdMetric;
 use lexforge::matcher::{
     Library, Matcher, MatcherError, MatcherTrainConfig, PreparedDataset, SearchOptions,
     train_matcher,
 };
-use lexforge::data::Split;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 
 use crate::errors::{parse_json, to_json, to_py};
-use crate::lm::{drive, resolve};
+use crate::jobs::{drive, resolve};
 
 fn parse<T: serde::de::DeserializeOwned>(
     py: Python<'_>,
@@ -43,7 +43,7 @@ fn matcher_train(
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
     let config: MatcherTrainConfig = parse(py, config_json, "config")?;
-    let device = resolve(py, device)?;
+    let device = resolve(py, device, None)?;
     drive::<_, MatcherError>(
         py,
         callback,
@@ -108,7 +108,7 @@ impl PyMatcher {
     #[staticmethod]
     #[pyo3(signature = (path, device="cpu"))]
     fn load(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Self> {
-        let device = resolve(py, device)?;
+        let device = resolve(py, device, None)?;
         let m = crate::threads::compute(py, || Matcher::load(&path, &device))
             .map_err(|e| to_py(py, e))?;
         let info = serde_json::json!({

@@ -17,7 +17,7 @@ use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 
 use crate::errors::{parse_json, to_json, to_py};
-use crate::lm::{drive, resolve};
+use crate::jobs::{drive, resolve};
 
 fn parse<T: serde::de::DeserializeOwned>(
     py: Python<'_>,
@@ -155,7 +155,7 @@ fn semantic_train(
 ) -> PyResult<(String, bool)> {
     let set: CorpusSet = parse(py, corpora_json, "corpora")?;
     let config: SemanticTrainConfig = parse(py, config_json, "config")?;
-    let device = resolve(py, device)?;
+    let device = resolve(py, device, None)?;
     drive::<_, SemanticError>(
         py,
         callback,
@@ -189,7 +189,7 @@ fn semantic_train_generator(
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
     let config: WordGeneratorConfig = parse(py, config_json, "config")?;
-    let device = resolve(py, device)?;
+    let device = resolve(py, device, None)?;
     drive::<_, SemanticError>(
         py,
         callback,
@@ -228,7 +228,7 @@ fn semantic_build_guided(
     corpus_frequencies: bool,
 ) -> PyResult<String> {
     let config: GuidedConfig = parse(py, config_json, "config")?;
-    let device = resolve(py, device)?;
+    let device = resolve(py, device, None)?;
     let report = crate::threads::compute(py, || -> Result<_, SemanticError> {
         let freq = frequencies(wordfreq, corpus_frequencies)?;
         let enc = SemanticEncoder::load(&encoder_dir, &device)?;
@@ -274,7 +274,7 @@ impl PySemanticEncoder {
         device: &str,
         embedding_model: Option<PathBuf>,
     ) -> PyResult<Self> {
-        let device = resolve(py, device)?;
+        let device = resolve(py, device, None)?;
         let inner = crate::threads::compute(py, || -> Result<SemanticEncoder, SemanticError> {
             let enc = SemanticEncoder::load(&path, &device)?;
             match embedding_model {

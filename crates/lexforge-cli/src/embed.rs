@@ -4,10 +4,10 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use lexforge::Error as CoreError;
 use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
 use lexforge::nn::encoder::{BertSentenceEncoder, Embeddings, EncoderOptions, SentenceEncoder};
 use lexforge::nn::pooling::Pooling;
-use lexforge::{DeviceSpec, Error as CoreError};
 
 /// Arguments of `lexforge embed`.
 #[derive(Debug, Args)]
@@ -35,15 +35,9 @@ pub struct EmbedArgs {
     /// Token limit (default: the model directory's).
     #[arg(long)]
     max_seq_length: Option<usize>,
-    /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
     /// Keep vectors in this content-addressed cache directory.
     #[arg(long)]
     cache: Option<PathBuf>,
-    /// Print a JSON summary instead of a line.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `.npy` (format 1.0) bytes of a little-endian float32 `[rows, dim]` array.
@@ -85,7 +79,7 @@ pub fn run(args: EmbedArgs) -> Result<(), Box<dyn Error>> {
         )
         .into());
     }
-    let device = crate::resolve_device(&args.device)?;
+    let device = crate::common::device()?;
     let options = EncoderOptions {
         pooling: args.pooling,
         truncate_dim: args.truncate_dim,
@@ -105,7 +99,7 @@ pub fn run(args: EmbedArgs) -> Result<(), Box<dyn Error>> {
     };
     let seconds = t0.elapsed().as_secs_f64();
     lexforge::atomic_write(&args.out, &npy_bytes(&embeddings))?;
-    if args.json {
+    if crate::common::json() {
         let summary = serde_json::json!({
             "out": args.out.display().to_string(),
             "rows": embeddings.rows(),

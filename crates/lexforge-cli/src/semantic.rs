@@ -1,7 +1,6 @@
 //! `lexforge semantic corpora|train|encode|similar|generate|pipeline`.
 
 use std::error::Error;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
@@ -13,10 +12,9 @@ use lexforge::semantic::{
     SemanticReport, SemanticTrainConfig, WordFrequencies, WordGenerator, WordGeneratorConfig,
     WordGeneratorKind, build_guided_generator, train_semantic, train_word_generator,
 };
-use lexforge::{DeviceSpec, EventSink, NoopSink, ProgressBarSink};
 use serde::{Deserialize, Serialize};
 
-use crate::lm::cancel_on_signal;
+use crate::common::{cancel_on_signal, device, json, print_json, read_config, sink};
 
 /// Subcommands of `lexforge semantic`.
 #[derive(Debug, Subcommand)]
@@ -41,9 +39,6 @@ pub enum SemanticCommand {
         encoder: PathBuf,
         /// Words (several arguments) or a text (one argument with spaces).
         words: Vec<String>,
-        /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: DeviceSpec,
     },
     /// The known corpora closest to an ID or to words.
     Similar {
@@ -58,9 +53,6 @@ pub enum SemanticCommand {
         /// Corpora to return.
         #[arg(short, default_value_t = 5)]
         k: usize,
-        /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: DeviceSpec,
     },
     /// Words for an ID from the encoder's word generator (`generator/`).
     Generate {
@@ -75,9 +67,6 @@ pub enum SemanticCommand {
         /// Sampling seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: DeviceSpec,
     },
     /// Books → corpora → semantic encoder → word generator in one command: OUT/corpora.json,
     /// OUT/encoder, OUT/encoder/generator (by default vocabulary-guided: wordfreq's most
@@ -110,12 +99,6 @@ pub enum SemanticCommand {
         /// (GuidedConfig), generator (WordGeneratorConfig, LoRA) and base_lm.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: DeviceSpec,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -165,12 +148,6 @@ pub struct TrainArgs {
     /// Seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Device: cpu, flex, ndarray, wgpu, cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 /// `--config` of `lexforge semantic pipeline`.
@@ -220,14 +197,6 @@ impl Default for PipelineConfig {
             generator: WordGeneratorConfig::default(),
             base_lm: BaseLmConfig::default(),
         }
-    }
-}
-
-fn sink(json: bool) -> Box<dyn EventSink> {
-    if !json && std::io::stderr().is_terminal() {
-        Box::new(ProgressBarSink::new())
-    } else {
-        Box::new(NoopSink)
     }
 }
 
@@ -282,7 +251,7 @@ fn build_corpora(
 impl TrainArgs {
     fn config(&self) -> Result<SemanticTrainConfig, Box<dyn Error>> {
         let mut c: SemanticTrainConfig = match &self.config {
-            Some(p) => crate::read_config(p)?,
+            Some(p) => read_config(p)?,
             None => SemanticTrainConfig::default(),
         };
         if let Some(q) = &self.quantizer {
@@ -307,10 +276,8 @@ fn train_encoder(
     set: &CorpusSet,
     model_dir: &Path,
     out: &Path,
-    device: &DeviceSpec,
-    json: bool,
 ) -> Result<SemanticReport, Box<dyn Error>> {
-    let device = crate::resolve_device(device)?;
+    let device = device()?;
     let encoder = BertSentenceEncoder::load(model_dir, &device, &EncoderOptions::default())?;
     Ok(train_semantic(
         config,
@@ -319,15 +286,14 @@ fn train_encoder(
         Some(model_dir),
         out,
         &device,
-        sink(json).as_ref(),
+        sink().as_ref(),
         &cancel_on_signal(),
     )?)
 }
 
-fn print_report(report: &SemanticReport, json: bool) -> Result<(), Box<dyn Error>> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-        return Ok(());
+fn print_report(report: &SemanticReport) -> Result<(), Box<dyn Error>> {
+    if json() {
+        return print_json(report);
     }
     println!(
         "semantic encoder {} ({}, {:?} after {} steps, {:.1} s)",
@@ -381,8 +347,6 @@ fn print_report(report: &SemanticReport, json: bool) -> Result<(), Box<dyn Error
 fn train_base_lm(
     set: &CorpusSet,
     out: &Path,
-    device: &DeviceSpec,
-    json: bool,
     seed: u64,
     base: &BaseLmConfig,
 ) -> Result<PathBuf, Box<dyn Error>> {
@@ -421,10 +385,7 @@ fn train_base_lm(
     }
     let toml_text = format!(
         r#"
-name = "base-lm"
-out_dir = {out:?}
 seed = {seed}
-device = "{device}"
 context = 64
 [corpus]
 paths = [{text:?}]
@@ -451,9 +412,7 @@ log_every = 10
 [samples]
 prompts = []
 "#,
-        out = out.display().to_string(),
         text = text_dir.display().to_string(),
-        device = device,
         vocab = base.vocab_size,
         layers = base.n_layer,
         embd = base.n_embd,
@@ -462,7 +421,13 @@ prompts = []
         warmup = base.steps / 10,
     );
     let config: lexforge::lm::LmRunConfig = toml::from_str(&toml_text)?;
-    lexforge::lm::train_run(&config, sink(json).as_ref(), &cancel_on_signal())?;
+    lexforge::lm::train(
+        &config,
+        &dir,
+        &device()?,
+        sink().as_ref(),
+        &cancel_on_signal(),
+    )?;
     Ok(dir)
 }
 
@@ -496,15 +461,11 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             let config = train.config()?;
             let set = CorpusSet::load(&corpora)?;
             let model = embedding_model(train.embedding_model.as_ref())?;
-            let report = train_encoder(&config, &set, &model, &out, &train.device, train.json)?;
-            print_report(&report, train.json)
+            let report = train_encoder(&config, &set, &model, &out)?;
+            print_report(&report)
         }
-        SemanticCommand::Encode {
-            encoder,
-            words,
-            device,
-        } => {
-            let enc = SemanticEncoder::load(&encoder, &crate::resolve_device(&device)?)?;
+        SemanticCommand::Encode { encoder, words } => {
+            let enc = SemanticEncoder::load(&encoder, &device()?)?;
             let id = if let [one] = words.as_slice()
                 && let Some(known) = enc.ids().get(one)
             {
@@ -524,9 +485,8 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             id,
             words,
             k,
-            device,
         } => {
-            let enc = SemanticEncoder::load(&encoder, &crate::resolve_device(&device)?)?;
+            let enc = SemanticEncoder::load(&encoder, &device()?)?;
             let hits = match (id, words) {
                 (Some(id), _) => enc.similar(&id, k)?,
                 (None, Some(words)) => {
@@ -543,9 +503,8 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             id,
             n,
             seed,
-            device,
         } => {
-            let device = crate::resolve_device(&device)?;
+            let device = device()?;
             let enc = SemanticEncoder::load(&encoder, &device)?;
             // A typed error for an ID that does not fit the codebooks.
             enc.decode(&id)?;
@@ -562,11 +521,9 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             base_lm,
             no_generator,
             config,
-            device,
-            json,
         } => {
             let config: PipelineConfig = match &config {
-                Some(p) => crate::read_config(p)?,
+                Some(p) => read_config(p)?,
                 None => PipelineConfig::default(),
             };
             config.semantic.validate()?;
@@ -594,17 +551,17 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             set.save(&out.join("corpora.json"))?;
             let model = embedding_model(None)?;
             let enc_dir = out.join("encoder");
-            let report = train_encoder(&config.semantic, &set, &model, &enc_dir, &device, json)?;
-            print_report(&report, json)?;
+            let report = train_encoder(&config.semantic, &set, &model, &enc_dir)?;
+            print_report(&report)?;
             if kind == WordGeneratorKind::Guided && !no_generator {
-                let enc = SemanticEncoder::load(&enc_dir, &crate::resolve_device(&device)?)?;
+                let enc = SemanticEncoder::load(&enc_dir, &device()?)?;
                 let r = build_guided_generator(
                     &config.guided,
                     &enc,
                     freq.as_ref(),
                     &enc_dir.join(GENERATOR_DIR),
                 )?;
-                if !json {
+                if !json() {
                     println!(
                         "  word generator: guided, {} words ({}), embedded in {:.1} s",
                         r.vocabulary, r.frequencies, r.embed_seconds
@@ -618,25 +575,23 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
                 None => Some(train_base_lm(
                     &set,
                     &out,
-                    &device,
-                    json,
                     config.semantic.train.seed,
                     &config.base_lm,
                 )?),
             };
             if let Some(base) = base {
-                let enc = SemanticEncoder::load(&enc_dir, &crate::resolve_device(&device)?)?;
+                let enc = SemanticEncoder::load(&enc_dir, &device()?)?;
                 let r = train_word_generator(
                     &config.generator,
                     &base,
                     &set,
                     enc.ids(),
                     &enc_dir.join(GENERATOR_DIR),
-                    &crate::resolve_device(&device)?,
-                    sink(json).as_ref(),
+                    &device()?,
+                    sink().as_ref(),
                     &cancel_on_signal(),
                 )?;
-                if !json {
+                if !json() {
                     println!(
                         "  word generator: {} steps, validation loss {:.3}",
                         r.steps,

@@ -20,9 +20,6 @@ pub enum TokenizerCommand {
     Inspect {
         /// An artifact directory, an HF model folder or a tokenizer.json file.
         path: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Encode TEXT and print the ids (and tokens).
     Encode {
@@ -33,9 +30,6 @@ pub enum TokenizerCommand {
         /// Run the post-processor (e.g. add `[CLS]` and `[SEP]`).
         #[arg(long)]
         add_special_tokens: bool,
-        /// Print JSON {"ids": [...], "tokens": [...], "offsets": [...]}.
-        #[arg(long)]
-        json: bool,
     },
     /// Decode ids to text.
     Decode {
@@ -89,9 +83,6 @@ pub struct TrainArgs {
     /// No progress bars.
     #[arg(long, short)]
     quiet: bool,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
     /// The directory to create (must not exist).
     #[arg(long)]
     out: PathBuf,
@@ -190,7 +181,7 @@ pub fn run(cmd: TokenizerCommand) -> Result<(), Box<dyn Error>> {
             }
             let tok = Tokenizer::train(&config, &request, &sink)?;
             let out = tok.save(&args.out)?;
-            if args.json {
+            if crate::common::json() {
                 println!("{}", to_json(&tok.info())?);
             } else {
                 println!("wrote {}", out.display());
@@ -198,9 +189,9 @@ pub fn run(cmd: TokenizerCommand) -> Result<(), Box<dyn Error>> {
             }
             Ok(())
         }
-        TokenizerCommand::Inspect { path, json } => {
+        TokenizerCommand::Inspect { path } => {
             let info = Tokenizer::load(&path)?.info();
-            if json {
+            if crate::common::json() {
                 println!("{}", to_json(&info)?);
             } else {
                 print_info(&info);
@@ -211,7 +202,6 @@ pub fn run(cmd: TokenizerCommand) -> Result<(), Box<dyn Error>> {
             path,
             text,
             add_special_tokens,
-            json,
         } => {
             let tok = Tokenizer::load(&path)?;
             let enc = tok.encode_with_offsets(&text, add_special_tokens)?;
@@ -220,7 +210,7 @@ pub fn run(cmd: TokenizerCommand) -> Result<(), Box<dyn Error>> {
                 .iter()
                 .map(|&id| tok.id_to_token(id).unwrap_or_default())
                 .collect();
-            if json {
+            if crate::common::json() {
                 let v =
                     serde_json::json!({"ids": enc.ids, "tokens": tokens, "offsets": enc.offsets});
                 println!("{}", to_json(&v)?);

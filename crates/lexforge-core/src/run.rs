@@ -80,6 +80,25 @@ impl RunDir {
         Ok(run)
     }
 
+    /// Creates the run directory `path` itself (its parent is the root, its last component the
+    /// run id); errors as [`RunDir::create`]. The form every pipeline's `train` takes: the run
+    /// directory is an argument, never derived from a config.
+    pub fn create_at(path: &Path, kind: &str, mode: StageMode) -> Result<Self> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::InvalidName {
+                what: "run directory",
+                name: path.display().to_string(),
+                reason: "a run directory needs a last path component in UTF-8",
+            })?;
+        let root = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        Self::create(root, name, kind, mode)
+    }
+
     /// Opens an existing (typically interrupted) in-place run to continue it. The manifest must
     /// load and every artifact it lists must verify.
     pub fn open(path: &Path) -> Result<Self> {

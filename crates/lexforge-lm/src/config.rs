@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{LmError, Result};
 
-/// A whole run: corpus → tokenizer → model → training → evaluation.
+/// A whole run: corpus → tokenizer → model → training → evaluation. Where the run goes and
+/// which device it computes on (with its precision) are arguments of [`crate::train`], as for
+/// every pipeline, not part of the config.
 ///
 /// ```toml
-/// name = "gpt2-books"
-/// out_dir = "runs"
 /// seed = 0
 /// context = 128
 /// [corpus]
@@ -30,24 +30,11 @@ use crate::error::{LmError, Result};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LmRunConfig {
-    /// The run id: the name of the run directory under `out_dir`.
-    pub name: String,
-    /// Where run directories go.
-    #[serde(default = "default_out_dir")]
-    pub out_dir: PathBuf,
     /// Seed of everything random (split, init, data order, dropout, samples).
     #[serde(default)]
     pub seed: u64,
-    /// Device spec (`cpu`, `flex`, `ndarray`, `cuda:0`, `wgpu`, ...).
-    #[serde(default = "default_device")]
-    pub device: String,
-    /// Float precision to train and evaluate in (`auto` = `f32`, `f32`, `f16`, `bf16`). In
-    /// reduced precision the optimizer keeps f32 master weights (the saved model is f32) and
-    /// f16 uses dynamic loss scaling (`train.loss_scaling`). A precision the device does not
-    /// compute in is an error naming the ones it does.
-    #[serde(default)]
-    pub precision: Precision,
-    /// More devices for data-parallel training (`["ndarray"]`, `["cuda:1", "cuda:2"]`): each
+    /// More devices for data-parallel training (`["ndarray"]`, `["cuda:1", "cuda:2"]`), in the
+    /// main device's precision: each
     /// computes the gradients of its own micro-batches on a copy of the model, and each
     /// optimizer step takes `train.grad_accum_steps × (1 + replicas)` micro-batches. The same
     /// update as one device accumulating them (see `docs/scaling.md`).
@@ -70,12 +57,6 @@ pub struct LmRunConfig {
     pub samples: SampleConfig,
 }
 
-fn default_out_dir() -> PathBuf {
-    PathBuf::from("runs")
-}
-fn default_device() -> String {
-    "cpu".to_owned()
-}
 fn default_context() -> usize {
     128
 }
@@ -230,28 +211,19 @@ impl Default for SampleConfig {
 }
 
 impl LmRunConfig {
-    /// The device `device` names, configured to compute in `precision`, and the concrete
-    /// precision. Must run before anything else touches that device in this process.
+    /// The [`LmRunConfig::replicas`] devices, computing in the precision of `main` (the run's
+    /// device).
     ///
     /// # Errors
-    /// An unknown or unavailable device, or a precision it does not compute in (the error
-    /// lists the ones it does).
-    pub fn device_and_precision(&self) -> Result<(Device, Precision)> {
-        let mut device = self.device.parse::<DeviceSpec>()?.resolve()?;
-        let precision = self.precision.apply(&mut device)?;
-        Ok((device, precision))
-    }
-
-    /// The [`LmRunConfig::replicas`] devices, in the run's precision.
-    ///
-    /// # Errors
-    /// As [`LmRunConfig::device_and_precision`], for each.
-    pub fn replica_devices(&self) -> Result<Vec<Device>> {
+    /// An unknown or unavailable device, or one that does not compute in that precision (the
+    /// error lists the ones it does).
+    pub fn replica_devices(&self, main: &Device) -> Result<Vec<Device>> {
+        let precision = Precision::of(main);
         self.replicas
             .iter()
             .map(|spec| {
                 let mut device = spec.parse::<DeviceSpec>()?.resolve()?;
-                self.precision.apply(&mut device)?;
+                precision.apply(&mut device)?;
                 Ok(device)
             })
             .collect()
@@ -259,7 +231,7 @@ impl LmRunConfig {
 
     /// Checks everything that can be checked without reading the corpus; names the field.
     pub fn validate(&self) -> Result<()> {
-        for spec in std::iter::once(&self.device).chain(&self.replicas) {
+        for spec in &self.replicas {
             spec.parse::<DeviceSpec>()?;
         }
         if self.corpus.paths.is_empty() {
@@ -372,7 +344,6 @@ mod tests {
 
     fn base() -> LmRunConfig {
         serde_json::from_value(serde_json::json!({
-            "name": "r",
             "corpus": {"paths": ["x"]},
             "tokenizer": {"train": {"method": "bpe", "vocab_size": 500}},
             "model": {"type": "gpt2", "n_layer": 1, "n_head": 2, "n_embd": 8},
@@ -384,7 +355,7 @@ mod tests {
     fn defaults_fill_in_and_bad_values_name_their_field() {
         let c = base();
         c.validate().unwrap();
-        assert_eq!((c.context, c.device.as_str()), (128, "cpu"));
+        assert_eq!(c.context, 128);
         let field = |c: LmRunConfig| match c.validate().unwrap_err() {
             LmError::InvalidConfig { field, .. } => field,
             e => panic!("{e}"),
@@ -403,7 +374,7 @@ mod tests {
         c.corpus.validation_fraction = 0.0;
         assert_eq!(field(c), "corpus.validation_fraction");
         let unknown = serde_json::from_value::<LmRunConfig>(serde_json::json!({
-            "name": "r", "corpus": {"paths": ["x"]}, "tokenizer": {"path": "t"},
+            "corpus": {"paths": ["x"]}, "tokenizer": {"path": "t"},
             "model": {"type": "gpt2", "n_layers": 2},
         }));
         assert!(unknown.is_err(), "typos are refused");

@@ -49,7 +49,7 @@ const EVENTS_FILE: &str = "events.jsonl";
 
 /// What a finished (or cancelled) run reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LmRunReport {
+pub struct TrainReport {
     /// The run directory.
     pub run_dir: PathBuf,
     /// `completed` or `cancelled`.
@@ -75,23 +75,27 @@ pub struct Sample {
     pub finish: lexforge_nn::generate::FinishReason,
 }
 
-/// Trains a new run as `config` describes, in `config.out_dir/config.name`.
+/// Trains a new run as `config` describes into the new directory `run_dir`, on `device` (in
+/// the precision the device computes in: see [`lexforge_core::Precision::apply`]). An existing
+/// `run_dir` is refused ([`lexforge_core::Error::RunExists`]): continue it with [`resume`].
 ///
 /// Fails before creating anything for a bad config; a failure while preparing (tokenizer,
 /// tokenization, empty validation, a model that does not fit the tokenizer) removes the run
 /// directory again; a failure during training (NaN loss, full disk) leaves it with status
-/// `failed` and its checkpoints, to be resumed with [`resume_run`].
-pub fn train_run(
+/// `failed` and its checkpoints, to be resumed with [`resume`].
+pub fn train(
     config: &LmRunConfig,
+    run_dir: &Path,
+    device: &lexforge_core::Device,
     events: &dyn EventSink,
     cancel: &CancelToken,
-) -> Result<LmRunReport> {
+) -> Result<TrainReport> {
     config.validate()?;
-    let (device, precision) = config.device_and_precision()?;
+    let precision = Precision::of(device);
     let backend = backend_for(config.model.backend())?;
-    let mut run = RunDir::create(&config.out_dir, &config.name, "lm", StageMode::InPlace)?;
+    let mut run = RunDir::create_at(run_dir, "lm", StageMode::InPlace)?;
     let run_path = run.path().to_path_buf();
-    let prepared = match prepare(config, backend.as_ref(), &mut run, &device, precision) {
+    let prepared = match prepare(config, backend.as_ref(), &mut run, device, precision) {
         Ok(p) => p,
         Err(e) => {
             drop(run);
@@ -109,7 +113,7 @@ pub fn train_run(
         backend.as_ref(),
         run,
         prepared,
-        &device,
+        device,
         Resume::Fresh,
         events,
         cancel,
@@ -117,13 +121,15 @@ pub fn train_run(
 }
 
 /// Continues the run in `dir` from its latest checkpoint (or from the start when none was
-/// written), optionally with a new `max_steps`. The run's files are verified first.
-pub fn resume_run(
+/// written) on `device`, optionally with a new `max_steps`. The run's files are verified
+/// first.
+pub fn resume(
     dir: &Path,
+    device: &lexforge_core::Device,
     max_steps: Option<u64>,
     events: &dyn EventSink,
     cancel: &CancelToken,
-) -> Result<LmRunReport> {
+) -> Result<TrainReport> {
     let run = RunDir::open(dir)?;
     if run.manifest().kind != "lm" {
         return Err(LmError::NotAModel {
@@ -140,7 +146,7 @@ pub fn resume_run(
         config.train.max_steps = steps;
     }
     config.validate()?;
-    let (device, precision) = config.device_and_precision()?;
+    let precision = Precision::of(device);
     let backend = backend_for(config.model.backend())?;
     let mut run = run;
     // The corpus summary is the last file preparation writes: without it the run was stopped
@@ -157,14 +163,14 @@ pub fn resume_run(
     } else {
         tracing::info!(path = %dir.display(), "the run stopped while preparing; preparing again");
         clear_preparation(dir)?;
-        prepare(&config, backend.as_ref(), &mut run, &device, precision)?
+        prepare(&config, backend.as_ref(), &mut run, device, precision)?
     };
     execute(
         &config,
         backend.as_ref(),
         run,
         prepared,
-        &device,
+        device,
         Resume::Latest,
         events,
         cancel,
@@ -295,18 +301,18 @@ fn execute(
     resume: Resume,
     events: &dyn EventSink,
     cancel: &CancelToken,
-) -> Result<LmRunReport> {
+) -> Result<TrainReport> {
     let run_path = run.path().to_path_buf();
     let log = JsonlSink::open(&run_path.join(EVENTS_FILE))?;
     let sink = Fanout(vec![&log, events]);
-    let result = (|| -> Result<LmRunReport> {
+    let result = (|| -> Result<TrainReport> {
         let train_cfg = config.train_config();
         let stride = config.corpus.stride.unwrap_or(config.context);
         let train_windows = windows(&run_path, TRAIN_TOKENS, config.context, stride)?;
         let valid = windows(&run_path, VALIDATION_TOKENS, config.context, config.context)?;
         let checkpoints =
             CheckpointDir::new(run_path.join("checkpoints"), train_cfg.keep_checkpoints)?;
-        let replicas = config.replica_devices()?;
+        let replicas = config.replica_devices(device)?;
         let job = LmTrainJob {
             run_id: run.manifest().run_id.as_str(),
             device,
@@ -321,7 +327,7 @@ fn execute(
         };
         let trained = backend.train(&prepared.resolved, &job)?;
         if trained.stop == StopReason::Cancelled {
-            return Ok(LmRunReport {
+            return Ok(TrainReport {
                 run_dir: run_path.clone(),
                 status: RunStatus::Cancelled,
                 stop: trained.stop,
@@ -376,7 +382,7 @@ fn execute(
         }
         run.write_artifact(SAMPLES_FILE, &lines)?;
         run.manifest_mut().metrics = metrics.clone();
-        Ok(LmRunReport {
+        Ok(TrainReport {
             run_dir: run_path.clone(),
             status: RunStatus::Completed,
             stop: trained.stop,
@@ -412,7 +418,7 @@ fn execute(
 
 /// Recomputes the validation metrics of a finished run (loss, perplexity, bits per token and
 /// per character, unigram baseline) from its verified files, on `device`.
-pub fn evaluate_run(dir: &Path, device: &lexforge_core::Device) -> Result<BTreeMap<String, f64>> {
+pub fn evaluate(dir: &Path, device: &lexforge_core::Device) -> Result<BTreeMap<String, f64>> {
     let lm = crate::LanguageModel::load(dir, device)?;
     let manifest = lexforge_core::Manifest::load(dir)?;
     let config: LmRunConfig =

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use lexforge_core::{CancelToken, NoopSink, RunStatus, verify_run_dir};
-use lexforge_lm::{LmRunConfig, resume_run, train_run};
+use lexforge_core::{CancelToken, DeviceSpec, NoopSink, Precision, RunStatus, verify_run_dir};
+use lexforge_lm::{LmRunConfig, resume, train};
 
 fn books() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg/books")
@@ -29,11 +29,8 @@ fn dtypes(path: &std::path::Path) -> Vec<String> {
 fn gpt2_trains_in_f16_with_loss_scaling_f32_master_weights_and_resumes() {
     let out = tempfile::tempdir().unwrap();
     let config: LmRunConfig = serde_json::from_value(serde_json::json!({
-        "name": "f16",
-        "out_dir": out.path(),
         "seed": 5,
         "context": 32,
-        "precision": "f16",
         "corpus": {"paths": [
             books().join("william_shakespeare/julius_caesar.txt"),
             books().join("lewis_carroll/alices_adventures_in_wonderland.txt"),
@@ -47,15 +44,17 @@ fn gpt2_trains_in_f16_with_loss_scaling_f32_master_weights_and_resumes() {
         "samples": {"prompts": ["The "], "max_new_tokens": 8},
     }))
     .unwrap();
-    let first = train_run(&config, &NoopSink, &CancelToken::new()).unwrap();
-    assert_eq!((first.status, first.steps), (RunStatus::Completed, 40));
+    let mut device = DeviceSpec::Cpu.resolve().unwrap();
+    Precision::F16.apply(&mut device).unwrap();
     let dir = out.path().join("f16");
+    let first = train(&config, &dir, &device, &NoopSink, &CancelToken::new()).unwrap();
+    assert_eq!((first.status, first.steps), (RunStatus::Completed, 40));
     assert_eq!(
         verify_run_dir(&dir).unwrap().precision.as_deref(),
         Some("f16")
     );
     // Resuming picks up the checkpoint, its optimizer state and its loss scale.
-    let resumed = resume_run(&dir, Some(60), &NoopSink, &CancelToken::new()).unwrap();
+    let resumed = resume(&dir, &device, Some(60), &NoopSink, &CancelToken::new()).unwrap();
     assert_eq!((resumed.status, resumed.steps), (RunStatus::Completed, 60));
     let m = &resumed.metrics;
     assert!(m["val_loss"].is_finite(), "{m:?}");

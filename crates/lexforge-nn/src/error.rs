@@ -128,6 +128,17 @@ pub enum NnError {
         /// What is wrong.
         reason: String,
     },
+
+    /// No model directory was given and the default model is not installed.
+    #[error("no {role} given and {model} is not installed ({hint})")]
+    ModelNotInstalled {
+        /// What the model is for (`"base model"`, `"embedding model"`, `"encoder"`).
+        role: &'static str,
+        /// The default model's name.
+        model: &'static str,
+        /// How to install it or point at a copy.
+        hint: &'static str,
+    },
 }
 
 impl NnError {
@@ -146,6 +157,7 @@ impl NnError {
             | NnError::AdapterBaseMismatch { .. }
             | NnError::UnexpectedTensor { .. }
             | NnError::NonFiniteOutput { .. } => ErrorKind::Artifact,
+            NnError::ModelNotInstalled { .. } => ErrorKind::NotFound,
         }
     }
 }

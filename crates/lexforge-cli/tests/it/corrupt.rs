@@ -321,16 +321,21 @@ fn every_damaged_artifact_is_refused_naming_the_file() {
     std::fs::write(
         &lm_config,
         format!(
-            "name = \"lm\"\nout_dir = \"{}\"\ncontext = 16\n[corpus]\npaths = [\"{}\"]\n\
+            "context = 16\n[corpus]\npaths = [\"{}\"]\n\
              [tokenizer.train]\nmethod = \"char\"\nvocab_size = 200\n[model]\ntype = \"gpt2\"\n\
              n_layer = 1\nn_head = 2\nn_embd = 16\n[train]\nmax_steps = 2\nbatch_size = 2\n\
              warmup_steps = 1\neval_every = 2\ncheckpoint_every = 2\n[samples]\nprompts = []\n",
-            t.display(),
             alice.display()
         ),
     )
     .unwrap();
-    run_ok(&["lm", "train", lm_config.to_str().unwrap()]);
+    run_ok(&[
+        "lm",
+        "train",
+        lm_config.to_str().unwrap(),
+        "--out",
+        t.join("lm").to_str().unwrap(),
+    ]);
     let dataset = t.join("dataset");
     let library = library(t);
     run_ok(&[

@@ -73,12 +73,11 @@ fn lm_config(dir: &Path, max_steps: u64) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "name = \"run\"\nout_dir = \"{}\"\ncontext = 32\n[corpus]\npaths = [\"{}\"]\n\
+            "context = 32\n[corpus]\npaths = [\"{}\"]\n\
              [tokenizer.train]\nmethod = \"bpe\"\nvocab_size = 400\n[model]\ntype = \"gpt2\"\n\
              n_layer = 1\nn_head = 2\nn_embd = 64\n[train]\nmax_steps = {max_steps}\n\
              batch_size = 2\nwarmup_steps = 1\neval_every = 2\ncheckpoint_every = 2\n\
              log_every = 1\n[samples]\nprompts = []\n",
-            dir.display(),
             text.display()
         ),
     )
@@ -90,9 +89,15 @@ fn lm_config(dir: &Path, max_steps: u64) -> PathBuf {
 fn a_disk_that_fills_up_during_a_checkpoint_keeps_the_last_one_and_resume_finishes() {
     let tmp = tempfile::tempdir().unwrap();
     let config = lm_config(tmp.path(), 4);
-    let o = lexforge(&["lm", "train", config.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let run = tmp.path().join("run");
+    let o = lexforge(&[
+        "lm",
+        "train",
+        config.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let checkpoints = run.join("checkpoints");
     let before = read_all(&checkpoints);
     let model = std::fs::read(run.join("model.safetensors")).unwrap();
@@ -345,7 +350,16 @@ fn read_only_output_directories_are_refused_and_stay_empty() {
                 "400".into(),
             ],
         ),
-        ("lm train", vec!["lm".into(), "train".into(), s(&lm)]),
+        (
+            "lm train",
+            vec![
+                "lm".into(),
+                "train".into(),
+                s(&lm),
+                "--out".into(),
+                s(&ro.join("run")),
+            ],
+        ),
         (
             "prepare",
             vec![

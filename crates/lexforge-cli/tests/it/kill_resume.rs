@@ -306,7 +306,6 @@ fn lm_pipeline(dir: &Path) -> Pipeline {
         &config,
         format!(
             r#"
-name = "run"
 seed = 11
 context = 32
 [corpus]
@@ -340,11 +339,11 @@ max_new_tokens = 8
         ),
     )
     .unwrap();
-    // `out_dir` comes from the config; each trial gets its own copy with `{out}` filled in.
+    // Each trial trains into its own `{out}`.
     let config = config.display().to_string();
     Pipeline {
         name: "lm",
-        train: strings(&["lm", "train", &config, "--out-dir", "{out}", "--json"]),
+        train: strings(&["lm", "train", &config, "--out", "{out}/run", "--json"]),
         resume: strings(&["lm", "resume", "{out}/run", "--json"]),
         run_dir: "run",
         eval_every: 10,

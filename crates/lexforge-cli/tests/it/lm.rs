@@ -16,8 +16,6 @@ fn write_config(dir: &Path, max_steps: u64) -> PathBuf {
     let b = books();
     let toml = format!(
         r#"
-name = "run"
-out_dir = "{out}"
 seed = 7
 context = 32
 
@@ -52,7 +50,6 @@ log_every = 1
 prompts = ["The "]
 max_new_tokens = 8
 "#,
-        out = dir.display(),
         a = b.join("william_blake/poems_of_william_blake.txt").display(),
         c = b.join("william_shakespeare/julius_caesar.txt").display(),
         d = b.join("thomas_paine/common_sense.txt").display(),
@@ -73,6 +70,8 @@ fn sigkill_between_checkpoints_then_resume_gives_the_same_weights_bitwise() {
         "lm",
         "train",
         write_config(&full_dir, 30).to_str().unwrap(),
+        "--out",
+        full_dir.join("run").to_str().unwrap(),
         "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -81,7 +80,8 @@ fn sigkill_between_checkpoints_then_resume_gives_the_same_weights_bitwise() {
 
     let config = write_config(&killed_dir, 30);
     let mut child = Command::new(env!("CARGO_BIN_EXE_lexforge"))
-        .args(["lm", "train", config.to_str().unwrap(), "--json"])
+        .args(["lm", "train", config.to_str().unwrap(), "--json", "--out"])
+        .arg(killed_dir.join("run"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -147,6 +147,8 @@ fn eval_generate_and_score_use_a_finished_run() {
         "lm",
         "train",
         write_config(tmp.path(), 12).to_str().unwrap(),
+        "--out",
+        tmp.path().join("run").to_str().unwrap(),
         "--max-steps",
         "12",
     ]);
@@ -155,7 +157,7 @@ fn eval_generate_and_score_use_a_finished_run() {
     let run = tmp.path().join("run");
     let run = run.to_str().unwrap();
 
-    let o = lexforge(&["lm", "eval", run, "--json"]);
+    let o = lexforge(&["lm", "evaluate", run, "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let saved: serde_json::Value = serde_json::from_str(
@@ -220,7 +222,14 @@ fn eval_generate_and_score_use_a_finished_run() {
             .replace("n_embd = 64", "n_embd = 65"),
     )
     .unwrap();
-    let o = lexforge(&["lm", "train", bad.to_str().unwrap(), "--name", "bad"]);
+    let bad_run = tmp.path().join("bad");
+    let o = lexforge(&[
+        "lm",
+        "train",
+        bad.to_str().unwrap(),
+        "--out",
+        bad_run.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("model.n_embd"), "{}", stderr(&o));
     assert!(!tmp.path().join("bad").exists());
@@ -231,7 +240,8 @@ fn ctrl_c_stops_cleanly_with_a_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let config = write_config(tmp.path(), 200);
     let child = Command::new(env!("CARGO_BIN_EXE_lexforge"))
-        .args(["lm", "train", config.to_str().unwrap(), "--json"])
+        .args(["lm", "train", config.to_str().unwrap(), "--json", "--out"])
+        .arg(tmp.path().join("run"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

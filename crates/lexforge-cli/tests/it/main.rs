@@ -89,6 +89,17 @@ pub(crate) fn last_progress_step(events: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// The run directory the tests train the lm config file `config` into: `runs/{file stem}`
+/// beside it.
+pub(crate) fn lm_run_dir(config: &std::path::Path) -> std::path::PathBuf {
+    let stem = config.file_stem().expect("a config file name");
+    config
+        .parent()
+        .expect("a config directory")
+        .join("runs")
+        .join(stem)
+}
+
 pub(crate) fn lexforge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lexforge"))
         .args(args)

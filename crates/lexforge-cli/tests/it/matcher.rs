@@ -155,7 +155,7 @@ checkpoint_every = 3
         sv.to_str().unwrap(),
         "--config",
         train_config.to_str().unwrap(),
-        "--base",
+        "--base-model",
         base().to_str().unwrap(),
         "--max-steps",
         "4",

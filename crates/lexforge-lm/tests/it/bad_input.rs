@@ -1,22 +1,29 @@
 //! Bad input gets a typed error, no panic, and no damaged run directory.
 
 use lexforge_core::{CancelToken, Device, NoopSink, verify_run_dir};
-use lexforge_lm::{Gpt2Spec, LanguageModel, LmError, ModelConfig, resume_run, train_run};
+use lexforge_lm::{Gpt2Spec, LanguageModel, LmError, ModelConfig, resume, train};
 use lexforge_nn::generate::GenerateConfig;
 use lexforge_tokenizers::{Tokenizer, TokenizerConfig, TokenizerMethod, TokenizerTrainRequest};
 
-use crate::{gpt2_config, small_books};
+use crate::{cpu, gpt2_config, small_books};
 
 #[test]
 fn a_head_count_that_does_not_divide_the_width_is_refused_before_anything_is_written() {
     let out = tempfile::tempdir().unwrap();
-    let mut config = gpt2_config(out.path(), "bad");
+    let mut config = gpt2_config();
     config.model = ModelConfig::Gpt2(Gpt2Spec {
         n_embd: 50,
         n_head: 4,
         ..Gpt2Spec::default()
     });
-    let err = train_run(&config, &NoopSink, &CancelToken::new()).unwrap_err();
+    let err = train(
+        &config,
+        &out.path().join("bad"),
+        &cpu(),
+        &NoopSink,
+        &CancelToken::new(),
+    )
+    .unwrap_err();
     assert!(
         matches!(&err, LmError::InvalidConfig { field, .. } if field == "model.n_embd"),
         "{err}"
@@ -33,11 +40,18 @@ fn an_empty_validation_split_is_a_typed_error_and_leaves_no_run() {
     for i in 0..40 {
         std::fs::write(corpus.join(format!("short{i}.txt")), format!("note {i}.")).unwrap();
     }
-    let mut config = gpt2_config(out.path(), "empty-val");
+    let mut config = gpt2_config();
     config.corpus.paths = vec![corpus.clone()];
     config.corpus.validation_fraction = 0.05;
     config.context = 64;
-    let err = train_run(&config, &NoopSink, &CancelToken::new()).unwrap_err();
+    let err = train(
+        &config,
+        &out.path().join("empty-val"),
+        &cpu(),
+        &NoopSink,
+        &CancelToken::new(),
+    )
+    .unwrap_err();
     assert!(matches!(err, LmError::EmptyValidation { .. }), "{err}");
     assert!(
         !out.path().join("empty-val").exists(),
@@ -49,12 +63,19 @@ fn an_empty_validation_split_is_a_typed_error_and_leaves_no_run() {
 fn model_level_misuse_is_typed() {
     let _g = crate::serial();
     let out = tempfile::tempdir().unwrap();
-    let mut config = gpt2_config(out.path(), "r");
+    let mut config = gpt2_config();
     config.train.max_steps = 4;
     config.train.warmup_steps = 1;
     config.train.eval_every = 2;
     config.train.checkpoint_every = 2;
-    train_run(&config, &NoopSink, &CancelToken::new()).unwrap();
+    train(
+        &config,
+        &out.path().join("r"),
+        &cpu(),
+        &NoopSink,
+        &CancelToken::new(),
+    )
+    .unwrap();
     let dir = out.path().join("r");
     let device = Device::flex();
 
@@ -88,7 +109,7 @@ fn model_level_misuse_is_typed() {
     let weights = dir.join("checkpoints/step-000004/model.safetensors");
     let bytes = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
-    let err = resume_run(&dir, Some(8), &NoopSink, &CancelToken::new()).unwrap_err();
+    let err = resume(&dir, &cpu(), Some(8), &NoopSink, &CancelToken::new()).unwrap_err();
     assert!(
         matches!(
             err,

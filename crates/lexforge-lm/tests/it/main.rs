@@ -5,7 +5,7 @@
 mod bad_input;
 mod pipeline;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 use lexforge_lm::LmRunConfig;
@@ -37,11 +37,14 @@ pub fn small_books() -> Vec<PathBuf> {
     .collect()
 }
 
+/// The CPU device the tests train on.
+pub fn cpu() -> lexforge_core::Device {
+    lexforge_core::DeviceSpec::Cpu.resolve().unwrap()
+}
+
 /// A tiny GPT-2 run over the small books (BPE 600, 2 layers of 64, context 32).
-pub fn gpt2_config(out: &Path, name: &str) -> LmRunConfig {
+pub fn gpt2_config() -> LmRunConfig {
     serde_json::from_value(serde_json::json!({
-        "name": name,
-        "out_dir": out,
         "seed": 3,
         "context": 32,
         "corpus": {"paths": small_books(), "validation_fraction": 0.25},

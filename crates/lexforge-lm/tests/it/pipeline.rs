@@ -5,11 +5,11 @@ use std::sync::Mutex;
 use lexforge_core::{
     CancelToken, Device, Event, EventRecord, EventSink, RunStatus, verify_run_dir,
 };
-use lexforge_lm::{CharLstmSpec, LanguageModel, ModelConfig, resume_run, train_run};
+use lexforge_lm::{CharLstmSpec, LanguageModel, ModelConfig, resume, train};
 use lexforge_nn::generate::GenerateConfig;
 use lexforge_train::StopReason;
 
-use crate::gpt2_config;
+use crate::{cpu, gpt2_config};
 
 #[derive(Default)]
 struct Collect {
@@ -33,9 +33,16 @@ impl EventSink for Collect {
 fn gpt2_trains_evaluates_generates_and_scores() {
     let _g = crate::serial();
     let out = tempfile::tempdir().unwrap();
-    let config = gpt2_config(out.path(), "gpt2");
+    let config = gpt2_config();
     let sink = Collect::default();
-    let report = train_run(&config, &sink, &CancelToken::new()).unwrap();
+    let report = train(
+        &config,
+        &out.path().join("gpt2"),
+        &cpu(),
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap();
     assert_eq!(
         (report.status, report.stop, report.steps),
         (RunStatus::Completed, StopReason::MaxSteps, 200)
@@ -161,7 +168,7 @@ fn gpt2_trains_evaluates_generates_and_scores() {
 fn char_lstm_cancels_then_resumes_to_the_end() {
     let _g = crate::serial();
     let out = tempfile::tempdir().unwrap();
-    let mut config = gpt2_config(out.path(), "lstm");
+    let mut config = gpt2_config();
     config.tokenizer.train = Some(
         serde_json::from_value(serde_json::json!({"method": "char", "vocab_size": 120})).unwrap(),
     );
@@ -177,7 +184,7 @@ fn char_lstm_cancels_then_resumes_to_the_end() {
         cancel_at: Some((7, cancel.clone())),
         ..Collect::default()
     };
-    let report = train_run(&config, &sink, &cancel).unwrap();
+    let report = train(&config, &out.path().join("lstm"), &cpu(), &sink, &cancel).unwrap();
     assert_eq!(
         (report.status, report.stop),
         (RunStatus::Cancelled, StopReason::Cancelled)
@@ -187,7 +194,7 @@ fn char_lstm_cancels_then_resumes_to_the_end() {
     assert_eq!(verify_run_dir(&dir).unwrap().status, RunStatus::Cancelled);
     assert!(!dir.join("model.safetensors").exists());
 
-    let resumed = resume_run(&dir, None, &Collect::default(), &CancelToken::new()).unwrap();
+    let resumed = resume(&dir, &cpu(), None, &Collect::default(), &CancelToken::new()).unwrap();
     assert_eq!((resumed.status, resumed.steps), (RunStatus::Completed, 20));
     let m = &resumed.metrics;
     assert!(
@@ -215,13 +222,20 @@ fn char_lstm_cancels_then_resumes_to_the_end() {
 fn a_run_killed_while_preparing_resumes_to_the_same_model() {
     let _g = crate::serial();
     let out = tempfile::tempdir().unwrap();
-    let mut config = gpt2_config(out.path(), "prep");
+    let mut config = gpt2_config();
     config.train.max_steps = 4;
     config.train.warmup_steps = 1;
     config.train.eval_every = 2;
     config.train.checkpoint_every = 2;
     let sink = Collect::default();
-    train_run(&config, &sink, &CancelToken::new()).unwrap();
+    train(
+        &config,
+        &out.path().join("prep"),
+        &cpu(),
+        &sink,
+        &CancelToken::new(),
+    )
+    .unwrap();
     let dir = out.path().join("prep");
     let reference = std::fs::read(dir.join("model.safetensors")).unwrap();
     // What a kill after the tokenizer was saved (and before the corpus summary) leaves: the
@@ -245,7 +259,7 @@ fn a_run_killed_while_preparing_resumes_to_the_same_model() {
     m["artifacts"] = serde_json::json!({});
     m["metrics"] = serde_json::json!({});
     std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-    let resumed = resume_run(&dir, None, &Collect::default(), &CancelToken::new()).unwrap();
+    let resumed = resume(&dir, &cpu(), None, &Collect::default(), &CancelToken::new()).unwrap();
     assert_eq!((resumed.status, resumed.steps), (RunStatus::Completed, 4));
     assert!(
         std::fs::read(dir.join("model.safetensors")).unwrap() == reference,
