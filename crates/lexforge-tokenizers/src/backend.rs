@@ -4,8 +4,9 @@ use std::fmt;
 
 use rayon::prelude::*;
 
-use crate::config::{TokenizerConfig, TokenizerMethod};
+use crate::config::TokenizerConfig;
 use crate::error::Result;
+use crate::method::TokenizerMethod;
 
 /// Token ids with the byte span of the input each one came from.
 ///
@@ -139,10 +140,10 @@ impl std::fmt::Debug for TrainingText<'_> {
 /// # Design
 /// Two backends exist: [`crate::HfBackend`] (BPE, WordPiece, Unigram on the HF `tokenizers`
 /// engine; loads any `tokenizer.json`) and [`crate::CharBackend`] (our char tokenizer).
-/// [`crate::Tokenizer`] picks the backend for a method with [`backend_for`] and, on load, asks
-/// each backend in turn whether it recognises the file. `train` is called with a validated
-/// config on the current rayon pool; it must return a tokenizer whose vocabulary is at most
-/// `config.vocab_size`, or a [`crate::TokenizerError::VocabTooSmall`].
+/// [`crate::Tokenizer`] picks the backend for a method with [`crate::backend_for`] and, on
+/// load, asks each backend in turn whether it recognises the file. `train` is called with a
+/// validated config on the current rayon pool; it must return a tokenizer whose vocabulary is
+/// at most `config.vocab_size`, or a [`crate::TokenizerError::VocabTooSmall`].
 pub trait TokenizerBackend: Send + Sync {
     /// A short name (`"hf-tokenizers"`, `"char"`).
     fn name(&self) -> &'static str;
@@ -160,17 +161,4 @@ pub trait TokenizerBackend: Send + Sync {
     /// Loads a tokenizer from `tokenizer.json` text. `Ok(None)` means "not mine, ask the next
     /// backend"; an error means "mine, but damaged".
     fn load_json(&self, json: &str) -> Result<Option<Box<dyn TextTokenizer>>>;
-}
-
-/// Every backend, in load-probing order (most specific first).
-pub fn backends() -> [&'static dyn TokenizerBackend; 2] {
-    [&crate::char::CharBackend, &crate::hf::HfBackend]
-}
-
-/// The backend that trains `method`.
-pub fn backend_for(method: TokenizerMethod) -> &'static dyn TokenizerBackend {
-    match method {
-        TokenizerMethod::Char => &crate::char::CharBackend,
-        _ => &crate::hf::HfBackend,
-    }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use lexforge_core::ErrorKind;
 
-use crate::config::TokenizerMethod;
+use crate::method::TokenizerMethod;
 
 /// Everything that can go wrong training, loading, saving or using a tokenizer.
 #[derive(Debug, thiserror::Error)]

@@ -13,9 +13,11 @@ use lexforge_core::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::backend::{Encoding, TextTokenizer, TokenClass, TrainingText, backend_for, backends};
-use crate::config::{TokenizerConfig, TokenizerMethod, TokenizerTrainRequest};
+use crate::backend::{Encoding, TextTokenizer, TokenClass, TrainingText};
+use crate::config::{TokenizerConfig, TokenizerTrainRequest};
 use crate::error::{Result, TokenizerError};
+use crate::method::TokenizerMethod;
+use crate::registry::{backend_for, backends};
 use crate::stats::{Coverage, TokenizerStats, measure};
 use crate::stream::StreamedSplit;
 

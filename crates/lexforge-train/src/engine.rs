@@ -8,248 +8,22 @@
 //! where they fit: the optimizer and its record format, gradient accumulation, the module
 //! snapshot store for checkpoints.
 
-use std::collections::BTreeMap;
-use std::error::Error as StdError;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::{Device, FloatDType, Tensor};
+use burn::optim::GradientsAccumulator;
+use burn::tensor::{Device, FloatDType};
 use lexforge_core::{CancelToken, Event, EventSink, Seed};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{BestEval, CheckpointDir, LossScaleState, TrainerState, step_name};
-use crate::early_stop::{EarlyStopping, EarlyStoppingConfig, Verdict};
-use crate::error::{Result, TrainError, check_loss};
-use crate::optimizer::OptimizerConfig;
+use crate::config::TrainConfig;
+use crate::contract::{BatchSource, StepInfo, TrainModel};
+use crate::early_stop::{EarlyStopping, Verdict};
+use crate::error::{Result, TrainError};
+use crate::micro_batch::{Micro, master_dtype, working_copy};
 use crate::params::{cast_params, clip_global_norm, scale_grads, with_stable_param_ids};
-use crate::schedule::LrSchedule;
-
-/// A boxed error from the crate that owns the model or the data.
-pub type BoxError = Box<dyn StdError + Send + Sync>;
-
-/// The loss of one batch.
-#[derive(Debug, Clone)]
-pub struct LossOutput {
-    /// Mean loss over the batch's targets, shape `[1]`.
-    pub loss: Tensor<1>,
-    /// Number of targets the mean is over (tokens, for a language model); weights evaluation
-    /// means and throughput.
-    pub targets: usize,
-}
-
-/// A model the engine can train: a burn module that computes its own loss on a batch.
-pub trait TrainModel: Module + Sized {
-    /// What one batch is.
-    type Batch;
-
-    /// The mean loss of `batch`. Called on the autodiff device during training and on the
-    /// plain device (after [`Module::valid`]) during evaluation.
-    fn loss(&self, batch: &Self::Batch) -> std::result::Result<LossOutput, BoxError>;
-
-    /// Updates what gradients do not learn (exponential moving averages of codebooks,
-    /// dead-code replacement, usage counters, ...) after each optimizer step, from that step's
-    /// last micro-batch, on the training device. Returns the updated model and metrics to
-    /// report (sent as a `progress` event when non-empty, e.g. per-epoch codebook usage). The
-    /// default leaves the model unchanged and reports nothing.
-    ///
-    /// # Invariants
-    /// A pure function of (model, batch, info): exact resume relies on it. State it changes
-    /// must live in the module's record so checkpoints carry it.
-    fn after_step(
-        self,
-        batch: &Self::Batch,
-        info: &StepInfo,
-    ) -> std::result::Result<(Self, BTreeMap<String, f64>), BoxError> {
-        let _ = (batch, info);
-        Ok((self, BTreeMap::new()))
-    }
-}
-
-/// Where the loop is when [`TrainModel::after_step`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepInfo {
-    /// The optimizer step just taken (1-based).
-    pub step: u64,
-    /// The epoch (0-based) that step's last micro-batch belongs to.
-    pub epoch: u64,
-    /// Whether that micro-batch was the last full batch of its epoch.
-    pub epoch_end: bool,
-}
-
-/// Items the engine can batch by index.
-///
-/// # Invariants
-/// `batch` accepts any non-empty set of indices below `len()`, in the given order, and is a pure
-/// function of them (same indices → same batch): exact resume relies on it.
-pub trait BatchSource<B>: Sync {
-    /// Number of items.
-    fn len(&self) -> usize;
-
-    /// Whether there are no items.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The batch of items `indices`, with tensors on `device`.
-    fn batch(&self, indices: &[usize], device: &Device) -> std::result::Result<B, BoxError>;
-}
-
-/// Hyper-parameters of the loop. Defaults are those of a small nanoGPT-style run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    /// Optimizer steps to run.
-    pub max_steps: u64,
-    /// Items per micro-batch.
-    pub batch_size: usize,
-    /// Micro-batches whose gradients are summed (averaged) into one optimizer step.
-    pub grad_accum_steps: u32,
-    /// Peak learning rate.
-    pub lr: f64,
-    /// Learning rate reached at `max_steps` by the cosine decay.
-    pub min_lr: f64,
-    /// Linear warmup length in optimizer steps.
-    pub warmup_steps: u64,
-    /// AdamW and clipping.
-    pub optimizer: OptimizerConfig,
-    /// Evaluate every this many steps (0: only at the end).
-    pub eval_every: u64,
-    /// Evaluate on at most this many validation batches (`None`: all of them).
-    pub eval_batches: Option<usize>,
-    /// Write a checkpoint every this many steps (0: only at the end).
-    pub checkpoint_every: u64,
-    /// Periodic checkpoints to keep (the best one is kept separately).
-    pub keep_checkpoints: usize,
-    /// Stop when the validation loss stops improving.
-    pub early_stopping: Option<EarlyStoppingConfig>,
-    /// Emit a progress event every this many steps.
-    pub log_every: u64,
-    /// Seed of the data order and of the backend RNG (dropout).
-    pub seed: u64,
-    /// Loss scaling for reduced-precision gradients (see [`LossScaling`]).
-    pub loss_scaling: LossScaling,
-}
-
-/// Dynamic loss scaling (PyTorch's `GradScaler`): the loss is multiplied by a scale before
-/// `backward` so that small f16 gradients do not flush to zero, the gradients are divided by it
-/// again before clipping and the optimizer step, and a step whose gradients overflowed
-/// (non-finite norm) is skipped and the scale halved. After `growth_interval` good steps in a
-/// row the scale doubles.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LossScaling {
-    /// `auto`: on when the training device computes in f16, off otherwise (f32 and bf16 have
-    /// f32's exponent range); `on`; `off`.
-    pub mode: LossScalingMode,
-    /// The first scale. f16's largest value is 65504 and the scaled loss is an f16 too, so the
-    /// default (1024) leaves room for losses up to ~64.
-    pub init_scale: f64,
-    /// Good steps in a row before the scale doubles.
-    pub growth_interval: u64,
-}
-
-/// When [`LossScaling`] applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LossScalingMode {
-    /// On for f16 training devices only.
-    #[default]
-    Auto,
-    /// Always.
-    On,
-    /// Never.
-    Off,
-}
-
-impl Default for LossScaling {
-    fn default() -> Self {
-        LossScaling {
-            mode: LossScalingMode::Auto,
-            init_scale: 1024.0,
-            growth_interval: 1000,
-        }
-    }
-}
-
-impl LossScaling {
-    /// Whether scaling applies on `device`.
-    pub fn active_on(&self, device: &Device) -> bool {
-        match self.mode {
-            LossScalingMode::On => true,
-            LossScalingMode::Off => false,
-            LossScalingMode::Auto => device.settings().float_dtype == FloatDType::F16,
-        }
-    }
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            max_steps: 1000,
-            batch_size: 8,
-            grad_accum_steps: 1,
-            lr: 3e-4,
-            min_lr: 3e-5,
-            warmup_steps: 100,
-            optimizer: OptimizerConfig::default(),
-            eval_every: 100,
-            eval_batches: None,
-            checkpoint_every: 100,
-            keep_checkpoints: 2,
-            early_stopping: None,
-            log_every: 10,
-            seed: 0,
-            loss_scaling: LossScaling::default(),
-        }
-    }
-}
-
-impl TrainConfig {
-    /// The learning-rate schedule of this configuration.
-    pub fn schedule(&self) -> LrSchedule {
-        LrSchedule {
-            peak: self.lr,
-            min_lr: self.min_lr,
-            warmup_steps: self.warmup_steps,
-            total_steps: self.max_steps,
-        }
-    }
-
-    /// Checks every value; names the first bad one.
-    pub fn validate(&self) -> Result<()> {
-        let bad =
-            |parameter, reason: String| Err(TrainError::InvalidParameter { parameter, reason });
-        if self.max_steps == 0 {
-            return bad("max_steps", "must be at least 1".into());
-        }
-        if self.batch_size == 0 {
-            return bad("batch_size", "must be at least 1".into());
-        }
-        if self.grad_accum_steps == 0 {
-            return bad("grad_accum_steps", "must be at least 1".into());
-        }
-        if self.log_every == 0 {
-            return bad("log_every", "must be at least 1".into());
-        }
-        if self.eval_batches == Some(0) {
-            return bad("eval_batches", "must be at least 1 when given".into());
-        }
-        let ls = &self.loss_scaling;
-        if !(ls.init_scale >= 1.0 && ls.init_scale.is_finite()) {
-            return bad(
-                "loss_scaling.init_scale",
-                format!("{} must be a finite number >= 1", ls.init_scale),
-            );
-        }
-        if ls.growth_interval == 0 {
-            return bad("loss_scaling.growth_interval", "must be at least 1".into());
-        }
-        self.schedule().validate()?;
-        self.optimizer.validate()
-    }
-}
 
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -664,155 +438,6 @@ impl<B> Loop<'_, '_, B> {
     }
 }
 
-/// The precision `device` computes in when it is not f32 (training then keeps f32 master
-/// weights).
-fn master_dtype(device: &Device) -> Option<FloatDType> {
-    let dtype = device.settings().float_dtype;
-    (dtype != FloatDType::F32).then_some(dtype)
-}
-
-/// `model` as it computes on `device`: cast to the device's precision when that is not f32.
-fn working_copy<M: Module>(model: M, device: &Device) -> M {
-    match master_dtype(device) {
-        Some(dtype) => cast_params(model, dtype, false),
-        None => model,
-    }
-}
-
-/// What one micro-batch gives.
-struct MicroOut {
-    /// Its gradients, on the main device, scaled by `scale / divisor`.
-    grads: GradientsParams,
-    /// Its (unscaled) loss.
-    loss: f64,
-    targets: usize,
-}
-
-/// The settings every micro-batch of one optimizer step shares.
-struct Micro<'a, B> {
-    train: &'a dyn BatchSource<B>,
-    seed: u64,
-    step: u64,
-    /// Micro-batches per optimizer step (their gradients are averaged).
-    divisor: f64,
-    /// The loss scale.
-    scale: f64,
-    main: &'a Device,
-}
-
-impl<B> Micro<'_, B> {
-    /// Loss and gradients of the micro-batch at data position `pos` on `device`, and the
-    /// batch.
-    fn one<M: TrainModel<Batch = B>>(
-        &self,
-        model: &M,
-        device: &Device,
-        pos: u64,
-        indices: &[usize],
-    ) -> Result<(MicroOut, B)> {
-        let step = self.step;
-        let batch = self
-            .train
-            .batch(indices, device)
-            .map_err(|source| TrainError::Step {
-                op: "batch",
-                step,
-                source,
-            })?;
-        // The backend RNG (dropout) is a function of (seed, data position) only, so a resumed
-        // run draws exactly the masks the uninterrupted run drew.
-        device.seed(Seed(self.seed).derive(&format!("backend/{pos}")).0);
-        let on_main = device == self.main;
-        let local = if on_main {
-            model.clone()
-        } else {
-            model.clone().fork(device)
-        };
-        // Gradients flow through the cast back to the (f32) parameters of `local`.
-        let out = working_copy(local.clone(), device)
-            .loss(&batch)
-            .map_err(|source| TrainError::Step {
-                op: "loss",
-                step,
-                source,
-            })?;
-        let value = f64::from(out.loss.clone().into_scalar::<f32>());
-        check_loss(step, value)?;
-        let factor = self.scale / self.divisor;
-        let loss = if factor != 1.0 {
-            out.loss * factor
-        } else {
-            out.loss
-        };
-        let mut grads = GradientsParams::from_grads(loss.backward(), &local);
-        if !on_main {
-            grads = grads.to_device(self.main, &local);
-        }
-        let out = MicroOut {
-            grads,
-            loss: value,
-            targets: out.targets,
-        };
-        Ok((out, batch))
-    }
-
-    /// One micro-batch per device: `jobs[0]` on the main device in this thread, `jobs[i]` on
-    /// `replicas[i - 1]`, each distinct replica in its own thread. Results in job order, and
-    /// the last batch computed on the main device (for [`TrainModel::after_step`]).
-    fn run_group<M: TrainModel<Batch = B>>(
-        &self,
-        model: &M,
-        replicas: &[Device],
-        jobs: &[(u64, Vec<usize>)],
-    ) -> Result<(Vec<MicroOut>, Option<B>)> {
-        let Some(((pos0, idx0), rest)) = jobs.split_first() else {
-            return Ok((Vec::new(), None));
-        };
-        if rest.is_empty() {
-            let (out, batch) = self.one(model, self.main, *pos0, idx0)?;
-            return Ok((vec![out], Some(batch)));
-        }
-        // A device listed more than once (or the main device again) shares one RNG and pool:
-        // run those in turn so the dropout masks stay a function of the data position.
-        let parallel = replicas
-            .iter()
-            .enumerate()
-            .all(|(i, d)| d != self.main && !replicas[..i].contains(d));
-        if !parallel {
-            let (first, mut batch) = self.one(model, self.main, *pos0, idx0)?;
-            let mut outs = vec![first];
-            for ((pos, idx), device) in rest.iter().zip(replicas) {
-                let (out, b) = self.one(model, device, *pos, idx)?;
-                if device == self.main {
-                    batch = b;
-                }
-                outs.push(out);
-            }
-            return Ok((outs, Some(batch)));
-        }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = rest
-                .iter()
-                .zip(replicas)
-                .map(|((pos, idx), device)| {
-                    let model = model.clone();
-                    let this = &*self;
-                    scope.spawn(move || this.one(&model, device, *pos, idx).map(|(out, _)| out))
-                })
-                .collect();
-            let (first, batch) = self.one(model, self.main, *pos0, idx0)?;
-            let mut outs = vec![first];
-            for h in handles {
-                outs.push(h.join().map_err(|_| TrainError::InvalidParameter {
-                    parameter: "replicas",
-                    reason: "a replica's training thread panicked".into(),
-                })??);
-            }
-            Ok((outs, Some(batch)))
-        })
-    }
-}
-
 /// Mean loss per target of `model` over `data` (in order, in batches of `batch_size`, at most
 /// `max_batches` of them), weighted by each batch's target count. Returns the mean and the
 /// number of targets. `model` should be in evaluation mode ([`Module::valid`]) and `device`
@@ -900,10 +525,14 @@ mod tests {
     use std::sync::{Mutex, MutexGuard};
 
     use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-    use burn::tensor::TensorData;
+    use burn::tensor::{Tensor, TensorData};
     use lexforge_core::{EventRecord, Result as CoreResult};
 
     use super::*;
+    use crate::config::{LossScaling, LossScalingMode};
+    use crate::contract::{BoxError, LossOutput};
+    use crate::early_stop::EarlyStoppingConfig;
+    use crate::optimizer::OptimizerConfig;
 
     /// Training tests share burn's process-wide backend RNG; run them one at a time.
     static SERIAL: Mutex<()> = Mutex::new(());

@@ -11,20 +11,22 @@
 //! indices).
 
 mod checkpoint;
+mod config;
+mod contract;
 mod early_stop;
 mod engine;
 mod error;
 mod host_ops;
+mod micro_batch;
 mod optimizer;
 mod params;
 mod schedule;
 
 pub use checkpoint::{BestEval, CheckpointDir, LossScaleState, TrainerState, step_name};
+pub use config::{LossScaling, LossScalingMode, TrainConfig};
+pub use contract::{BatchSource, BoxError, LossOutput, StepInfo, TrainModel};
 pub use early_stop::{EarlyStopping, EarlyStoppingConfig, Verdict};
-pub use engine::{
-    BatchSource, BoxError, LossOutput, LossScaling, LossScalingMode, Resume, StepInfo, StopReason,
-    TrainConfig, TrainContext, TrainModel, TrainOutcome, evaluate, train,
-};
+pub use engine::{Resume, StopReason, TrainContext, TrainOutcome, evaluate, train};
 pub use error::{Result, TrainError, check_loss};
 pub use optimizer::{AdamW, OptimizerConfig};
 pub use params::{cast_params, clip_global_norm, scale_grads, with_stable_param_ids};

@@ -23,9 +23,7 @@ use burn::tensor::{Device, Tensor};
 use super::config::Gpt2Config;
 use super::model::Gpt2;
 use crate::error::Result;
-use crate::hf::{self, HfReader, HfWriter, WeightLayout};
-
-pub use crate::hf::{CONFIG_FILE, WEIGHTS_FILE};
+use crate::hf::{self, CONFIG_FILE, HfReader, HfWriter, WEIGHTS_FILE, WeightLayout};
 
 /// Loads an HF GPT-2 directory (`config.json` + `model.safetensors`) onto `device`.
 pub fn load_hf_dir(dir: &Path, device: &Device) -> Result<(Gpt2Config, Gpt2)> {

@@ -1,8 +1,10 @@
 //! GPT-2: `config.rs` (HF field names), `attention.rs` (causal attention + KV cache),
-//! `model.rs` (blocks, LM head), `loader.rs` (HF `model.safetensors` in and out), `lora.rs`
-//! (LoRA adapters: attach, save apart from the base, load, merge).
+//! `model.rs` (blocks, LM head), `causal_lm.rs` (generation through the KV cache, as a
+//! [`CausalLm`](crate::generate::CausalLm)), `loader.rs` (HF `model.safetensors` in and out),
+//! `lora/` (LoRA adapters: attach, save apart from the base, load, merge).
 
 mod attention;
+mod causal_lm;
 mod config;
 mod loader;
 mod lora;

@@ -11,8 +11,9 @@ mod trainer;
 pub use model::CharTokenizer;
 
 use crate::backend::{TextTokenizer, TokenizerBackend, TrainingText};
-use crate::config::{TokenizerConfig, TokenizerMethod};
+use crate::config::TokenizerConfig;
 use crate::error::Result;
+use crate::method::TokenizerMethod;
 
 /// The char tokenizer backend.
 #[derive(Debug, Clone, Copy, Default)]

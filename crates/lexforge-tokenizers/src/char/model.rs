@@ -6,8 +6,8 @@ use tokenizers::normalizer::Range;
 use tokenizers::{NormalizedString, Normalizer, NormalizerWrapper};
 
 use crate::backend::{Encoding, TextTokenizer, TokenClass};
-use crate::config::TokenizerMethod;
 use crate::error::{Result, TokenizerError};
+use crate::method::TokenizerMethod;
 
 /// A stretch of input: text between special tokens, or a special token.
 enum Segment<'t> {

@@ -14,8 +14,9 @@ use serde_json::Value;
 use tokenizers::normalizers::{Lowercase, NFC, NFKC, NormalizerWrapper, Sequence};
 
 use crate::backend::{Encoding, TextTokenizer, TokenClass, TokenizerBackend, TrainingText};
-use crate::config::{Normalization, TokenizerConfig, TokenizerMethod};
+use crate::config::{Normalization, TokenizerConfig};
 use crate::error::{Result, TokenizerError};
+use crate::method::TokenizerMethod;
 
 /// The HF `tokenizers` backend (crate version 0.23, the engine of the Python `tokenizers`
 /// package).
