@@ -38,10 +38,29 @@ pub enum Error {
         reason: &'static str,
     },
     /// A run directory already exists where a new one was to be created.
-    #[error("run directory {path} already exists")]
+    #[error("run directory {path} already exists (resume it, or choose another directory)")]
     RunExists {
         /// The existing directory.
         path: PathBuf,
+    },
+    /// A run directory of another kind than the operation expects (resuming a matcher as a
+    /// language model).
+    #[error("{path} is a {found} run, not a {expected} run")]
+    WrongRunKind {
+        /// The run directory.
+        path: PathBuf,
+        /// The kind the operation takes (`"lm"`, `"matcher"`, `"semantic"`).
+        expected: &'static str,
+        /// The kind its manifest records.
+        found: String,
+    },
+    /// A run's manifest holds a config that does not parse as its pipeline's config.
+    #[error("the config in {path}/manifest.json does not parse: {reason}")]
+    RunConfig {
+        /// The run directory.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
     },
 
     // ---- devices and precision --------------------------------------------------------------
@@ -258,6 +277,7 @@ impl Error {
             | Error::NotUtf8 { .. }
             | Error::CorpusRecord { .. }
             | Error::BinaryFile { .. } => ErrorKind::InvalidInput,
+            Error::WrongRunKind { .. } | Error::RunConfig { .. } => ErrorKind::Artifact,
             Error::BackendNotCompiled { .. }
             | Error::NoDevice { .. }
             | Error::UnsupportedPrecision { .. }

@@ -112,6 +112,47 @@ impl RunDir {
         })
     }
 
+    /// Opens the training run `path` of `kind` to resume it: verified as [`RunDir::open`] does,
+    /// its manifest's kind checked ([`Error::WrongRunKind`]) and the manifest's `config` parsed
+    /// as `T` ([`Error::RunConfig`]). The one way every pipeline's `resume` opens its run.
+    pub fn resume<T: serde::de::DeserializeOwned>(path: &Path, kind: &'static str) -> Result<(Self, T)> {
+        let run = Self::open(path)?;
+        if run.manifest.kind != kind {
+            return Err(Error::WrongRunKind {
+                path: path.to_path_buf(),
+                expected: kind,
+                found: run.manifest.kind.clone(),
+            });
+        }
+        let config = serde_json::from_value(run.manifest.config.clone()).map_err(|e| {
+            Error::RunConfig {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })?;
+        Ok((run, config))
+    }
+
+    /// Marks a training run as running with `config`, `seed`, `device` and its precision
+    /// recorded, and saves the manifest. No artifact stays listed: the outputs are rewritten
+    /// at the end, and until all of them are written again the manifest must not vouch for old
+    /// ones (a failure half-way, such as a full disk, would leave files that disagree with it).
+    pub fn begin_training(
+        &mut self,
+        config: serde_json::Value,
+        seed: Option<u64>,
+        device: &crate::Device,
+    ) -> Result<()> {
+        let m = &mut self.manifest;
+        m.artifacts.clear();
+        m.status = RunStatus::Running;
+        m.config = config;
+        m.seed = seed;
+        m.device = Some(format!("{device:?}"));
+        m.precision = Some(crate::Precision::of(device).to_string());
+        self.save_manifest()
+    }
+
     /// Where files are being written now (the staging directory until a staged run finishes).
     pub fn path(&self) -> &Path {
         &self.work_path

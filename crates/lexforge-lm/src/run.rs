@@ -130,18 +130,7 @@ pub fn resume(
     events: &dyn EventSink,
     cancel: &CancelToken,
 ) -> Result<TrainReport> {
-    let run = RunDir::open(dir)?;
-    if run.manifest().kind != "lm" {
-        return Err(LmError::NotAModel {
-            path: dir.to_path_buf(),
-            reason: format!("its manifest says kind {:?}", run.manifest().kind),
-        });
-    }
-    let mut config: LmRunConfig =
-        serde_json::from_value(run.manifest().config.clone()).map_err(|e| LmError::NotAModel {
-            path: dir.to_path_buf(),
-            reason: format!("the manifest's config is not an lm config: {e}"),
-        })?;
+    let (run, mut config): (RunDir, LmRunConfig) = RunDir::resume(dir, "lm")?;
     if let Some(steps) = max_steps {
         config.train.max_steps = steps;
     }
