@@ -3,8 +3,8 @@
 //! back to the embedding space, compared, and turned into words (guided by `decode(id)` over a real-word vocabulary, or by an
 //! ID-conditioned GPT-2).
 //!
-//! - [`corpus`]: [`CorpusSet`], the [`CorpusGenerator`] contract, [`BookWords`] (characteristic
-//!   words of book groups by log-odds), [`build_corpora`].
+//! - [`corpus`]: [`CorpusSet`], the [`CorpusGenerator`] contract, [`build_corpora`].
+//! - [`book_words`]: [`BookWords`] (characteristic words of book groups by log-odds).
 //! - [`frequency`]: Zipf word frequencies from wordfreq's tables or corpus counts.
 //! - [`quantize`]: the [`Quantizer`] contract; [`Fsq`], [`ResidualFsq`], [`ResidualVq`].
 //! - [`model`]: the encoder/decoder module.
@@ -15,6 +15,7 @@
 //! - [`generator`]: [`WordGenerator`], either kind loaded from an encoder's `generator/`.
 //! - [`encoder`]: [`SemanticEncoder`], inference over a trained directory.
 
+pub mod book_words;
 pub mod corpus;
 pub mod encoder;
 mod error;
@@ -26,10 +27,8 @@ pub mod quantize;
 pub mod train;
 pub mod words;
 
-pub use corpus::{
-    BookWords, BookWordsConfig, COMPONENTS, CorpusGenerator, CorpusLabels, CorpusSet, WordCorpus,
-    build_corpora,
-};
+pub use book_words::{BookWords, BookWordsConfig};
+pub use corpus::{COMPONENTS, CorpusGenerator, CorpusLabels, CorpusSet, WordCorpus, build_corpora};
 pub use encoder::{SemanticEncoder, SimilarCorpus};
 pub use error::{Result, SemanticError};
 pub use frequency::{WordFrequencies, find_wordfreq};
