@@ -2,12 +2,11 @@
 //! through here, so a config saved from Python is parsed by the same serde types and the same
 //! `toml` crate as `lexforge ... --config FILE.toml`.
 
-use lexforge::matcher::{MatcherError, MatcherTrainConfig};
 use lexforge::data::DataError;
 use lexforge::data::prepare::PrepareConfig;
 use lexforge::lm::{LmError, LmRunConfig};
-use lexforge::semantic::words::WordGeneratorConfig;
-use lexforge::semantic::{SemanticError, SemanticTrainConfig};
+use lexforge::matcher::{MatcherError, MatcherTrainConfig};
+use lexforge::semantic::{SemanticError, SemanticTrainConfig, WordGeneratorConfig};
 use pyo3::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
