@@ -6,11 +6,10 @@ use std::sync::Mutex;
 
 use lexforge::data::books::BookDirectory;
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions};
-use lexforge::semantic::words::GENERATOR_DIR;
 use lexforge::semantic::{
-    BookWords, BookWordsConfig, CorpusGenerator, CorpusLabels, CorpusSet, GuidedConfig,
-    SemanticEncoder, SemanticError, SemanticTrainConfig, WordFrequencies, WordGenerator,
-    WordGeneratorConfig, build_corpora, build_guided_generator, train_semantic,
+    BookWords, BookWordsConfig, CorpusGenerator, CorpusLabels, CorpusSet, GENERATOR_DIR,
+    GuidedConfig, SemanticEncoder, SemanticError, SemanticTrainConfig, WordFrequencies,
+    WordGenerator, WordGeneratorConfig, build_corpora, build_guided_generator, train_semantic,
     train_word_generator,
 };
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use lexforge::data::books::BookDirectory;
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
-use lexforge::semantic::words::GENERATOR_DIR;
 use lexforge::semantic::{
-    BookWords, BookWordsConfig, CorpusSet, GuidedConfig, QuantizerConfig, SemanticEncoder,
-    SemanticReport, SemanticTrainConfig, WordFrequencies, WordGenerator, WordGeneratorConfig,
-    WordGeneratorKind, build_guided_generator, train_semantic, train_word_generator,
+    BookWords, BookWordsConfig, CorpusSet, GENERATOR_DIR, GuidedConfig, QuantizerConfig,
+    SemanticEncoder, SemanticReport, SemanticTrainConfig, WordFrequencies, WordGenerator,
+    WordGeneratorConfig, WordGeneratorKind, build_guided_generator, train_semantic,
+    train_word_generator,
 };
 use serde::{Deserialize, Serialize};
 

@@ -1,16 +1,7 @@
 //! Using a trained semantic encoder: words or vectors → IDs, IDs → vectors, nearest known
 //! corpora, collisions.
 //!
-//! A semantic-encoder directory holds:
-//!
-//! ```text
-//! semantic_encoder.safetensors   encoder, decoder, quantizer state, heads
-//! config.json                    SemanticConfig (quantizer, input_dim, embedding model id)
-//! semantic_ids.json              corpus id → [style, complexity, era, variation]
-//! corpora.json                   the corpora it was trained on
-//! eval/metrics.json              the training report
-//! manifest.json                  sha256 of every file above
-//! ```
+//! [`SemanticEncoder::load`] opens a semantic-encoder directory (its layout: `artifacts.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,61 +11,13 @@ use burn::tensor::Device;
 use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder};
 use serde::{Deserialize, Serialize};
 
-use crate::corpus::{CorpusSet, clean_word};
+use crate::artifacts::{CONFIG_FILE, CORPORA_FILE, IDS_FILE, WEIGHTS_FILE, read_json};
+use crate::corpus::{COMPONENTS, CorpusSet, clean_word};
+use crate::embeddings::mean_vector;
 use crate::error::{Result, SemanticError};
 use crate::model::{SemanticConfig, SemanticModel, matrix};
 use crate::quantize::{Quantizer, check_codes, host};
-use crate::train::{
-    CONFIG_FILE, CORPORA_FILE, CollisionReport, IDS_FILE, WEIGHTS_FILE, mean_vector,
-};
-
-/// Writes `value` as pretty JSON, atomically.
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| lexforge_core::Error::io("create directory", parent, e))?;
-    }
-    let bytes =
-        serde_json::to_vec_pretty(value).map_err(|source| lexforge_core::Error::Serialize {
-            what: "semantic encoder file",
-            source,
-        })?;
-    Ok(lexforge_core::atomic_write(path, &bytes)?)
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| lexforge_core::Error::io("read semantic encoder file", path, e))?;
-    serde_json::from_str(&text).map_err(|e| SemanticError::Artifact {
-        path: path.to_path_buf(),
-        reason: format!("not valid: {e}"),
-    })
-}
-
-/// Writes the weights, config, IDs and corpora of `model` into `dir` (each file atomically).
-pub(crate) fn save_model(
-    model: &SemanticModel,
-    ids: &BTreeMap<String, Vec<u32>>,
-    set: &CorpusSet,
-    dir: &Path,
-) -> Result<()> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| lexforge_core::Error::io("create directory", dir, e))?;
-    let dest = dir.join(WEIGHTS_FILE);
-    let cannot = |e: String| SemanticError::Artifact {
-        path: dest.clone(),
-        reason: format!("cannot write the weights: {e}"),
-    };
-    let mut store = SafetensorsStore::from_bytes(None).clear_metadata();
-    model
-        .save_into(&mut store)
-        .map_err(|e| cannot(e.to_string()))?;
-    let bytes = store.get_bytes().map_err(|e| cannot(e.to_string()))?;
-    lexforge_core::atomic_write(&dest, &bytes)?;
-    write_json(&dir.join(CONFIG_FILE), model.config())?;
-    write_json(&dir.join(IDS_FILE), ids)?;
-    set.save(&dir.join(CORPORA_FILE))
-}
+use crate::report::CollisionReport;
 
 /// One known corpus close to a query.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -443,12 +386,7 @@ impl SemanticEncoder {
             .heads
             .iter()
             .zip(pred)
-            .map(|(h, p)| {
-                (
-                    crate::corpus::COMPONENTS[h.component].to_owned(),
-                    h.classes[p[0]].clone(),
-                )
-            })
+            .map(|(h, p)| (COMPONENTS[h.component].to_owned(), h.classes[p[0]].clone()))
             .collect())
     }
 }

@@ -9,7 +9,7 @@ use crate::error::{Result, SemanticError};
 
 /// Environment variable naming a wordfreq data file (`large_en.msgpack.gz`), overriding the
 /// search of [`find_wordfreq`].
-pub const WORDFREQ_ENV: &str = "LEXFORGE_WORDFREQ";
+pub(crate) const WORDFREQ_ENV: &str = "LEXFORGE_WORDFREQ";
 
 /// Zipf frequencies of words.
 #[derive(Debug, Clone)]

@@ -17,10 +17,10 @@ use crate::words::{GENERATOR_FILE, LoraWordGenerator};
 #[serde(rename_all = "snake_case")]
 pub enum WordGeneratorKind {
     /// Words from a real-word vocabulary, sampled so that their mean embedding lands on
-    /// `decode(id)`, within the ID's complexity band ([`crate::guided`]).
+    /// `decode(id)`, within the ID's complexity band ([`GuidedWords`]).
     #[default]
     Guided,
-    /// A GPT-2 fine-tuned with LoRA adapters on `"[s c e v] words…"` ([`crate::words`]).
+    /// A GPT-2 fine-tuned with LoRA adapters on `"[s c e v] words…"` ([`LoraWordGenerator`]).
     Lora,
 }
 

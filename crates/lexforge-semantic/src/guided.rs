@@ -33,14 +33,15 @@ use lexforge_core::Seed;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::write_json;
 use crate::corpus::clean_word;
-use crate::encoder::{SemanticEncoder, write_json};
+use crate::encoder::SemanticEncoder;
 use crate::error::{Result, SemanticError};
 use crate::frequency::WordFrequencies;
 use crate::words::id_prompt;
 
 /// The guided generator's settings file.
-pub const GUIDED_FILE: &str = "guided.json";
+pub(crate) const GUIDED_FILE: &str = "guided.json";
 /// The vocabulary's vectors and frequencies.
 pub const VOCABULARY_FILE: &str = "vocabulary.safetensors";
 

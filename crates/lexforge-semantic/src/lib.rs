@@ -3,47 +3,59 @@
 //! back to the embedding space, compared, and turned into words (guided by `decode(id)` over a real-word vocabulary, or by an
 //! ID-conditioned GPT-2).
 //!
-//! - [`corpus`]: [`CorpusSet`], the [`CorpusGenerator`] contract, [`BookWords`] (characteristic
-//!   words of book groups by log-odds), [`build_corpora`].
-//! - [`frequency`]: Zipf word frequencies from wordfreq's tables or corpus counts.
-//! - [`quantize`]: the [`Quantizer`] contract; [`Fsq`], [`ResidualFsq`], [`ResidualVq`].
-//! - [`model`]: the encoder/decoder module.
-//! - [`train`]: embeddings, views, losses, [`train_semantic`] and its report.
-//! - [`guided`]: words for an ID from a real-word vocabulary, guided by `decode(id)` and the
-//!   ID's complexity (the default word generator).
-//! - [`words`]: ID-conditioned word generation (GPT-2 + LoRA adapters).
-//! - [`generator`]: [`WordGenerator`], either kind loaded from an encoder's `generator/`.
-//! - [`encoder`]: [`SemanticEncoder`], inference over a trained directory.
+//! Every public item is re-exported here, at the crate root; the modules are private.
+//!
+//! - Corpora: [`CorpusSet`] of [`WordCorpus`] with [`CorpusLabels`], the [`CorpusGenerator`]
+//!   contract and [`build_corpora`]; [`BookWords`] (characteristic words of book groups by
+//!   log-odds); [`WordFrequencies`] (Zipf word frequencies from wordfreq's tables or corpus
+//!   counts).
+//! - Quantizers: the [`Quantizer`] contract; [`Fsq`], [`ResidualFsq`], [`ResidualVq`], held by
+//!   [`AnyQuantizer`].
+//! - The model: [`SemanticModel`], the encoder/decoder module, built from a [`SemanticConfig`].
+//! - Training: [`embed_corpora`], [`train_semantic`] and its [`SemanticReport`].
+//! - Inference: [`SemanticEncoder`] over a trained directory.
+//! - Words from an ID: [`GuidedWords`] (from a real-word vocabulary, guided by `decode(id)` and
+//!   the ID's complexity; the default) or [`LoraWordGenerator`] (GPT-2 + LoRA adapters), either
+//!   loaded as a [`WordGenerator`] from an encoder's [`GENERATOR_DIR`].
 
-pub mod corpus;
-pub mod encoder;
+mod artifacts;
+mod book_words;
+mod corpus;
+mod embeddings;
+mod encoder;
 mod error;
-pub mod frequency;
-pub mod generator;
-pub mod guided;
-pub mod model;
-pub mod quantize;
-pub mod train;
-pub mod words;
+mod frequency;
+mod generator;
+mod guided;
+mod model;
+mod objective;
+mod quantize;
+mod report;
+mod train;
+mod views;
+mod words;
 
+pub use artifacts::GENERATOR_DIR;
+pub use book_words::{BookWords, BookWordsConfig};
 pub use corpus::{
-    BookWords, BookWordsConfig, COMPONENTS, CorpusGenerator, CorpusLabels, CorpusSet, WordCorpus,
-    build_corpora,
+    COMPONENTS, CORPORA_FORMAT, CorpusGenerator, CorpusLabels, CorpusSet, WordCorpus, build_corpora,
 };
+pub use embeddings::{CorpusEmbeddings, embed_corpora, mean_vector};
 pub use encoder::{SemanticEncoder, SimilarCorpus};
 pub use error::{Result, SemanticError};
 pub use frequency::{WordFrequencies, find_wordfreq};
 pub use generator::{WordGenerator, WordGeneratorKind};
-pub use guided::{GuidedConfig, GuidedReport, GuidedWords, build_guided_generator};
-pub use model::{HeadSpec, SemanticConfig, SemanticModel};
+pub use guided::{
+    GuidedConfig, GuidedFile, GuidedReport, GuidedWords, VOCABULARY_FILE, build_guided_generator,
+};
+pub use model::{CONFIG_FORMAT, Forward, HeadSpec, SemanticConfig, SemanticModel};
+pub use objective::SemanticLossConfig;
 pub use quantize::{
-    AnyQuantizer, Fsq, Quantized, Quantizer, QuantizerConfig, ResidualFsq, ResidualVq,
+    AnyQuantizer, EmaReport, Fsq, Quantized, Quantizer, QuantizerConfig, ResidualFsq, ResidualVq,
 };
-pub use train::{
-    CollisionReport, CorpusEmbeddings, LevelStats, SemanticLossConfig, SemanticReport,
-    SemanticTrainConfig, embed_corpora, train_semantic,
-};
+pub use report::{CollisionReport, HeadAccuracy, LevelStats, SemanticReport};
+pub use train::{SemanticTrainConfig, train_semantic};
 pub use words::{
-    LoraWordGenerator, Sequences, WordGeneratorConfig, WordGeneratorReport, WordLm,
-    train_word_generator,
+    GeneratorFile, LoraWordGenerator, Sequences, WordBatch, WordGeneratorConfig,
+    WordGeneratorReport, WordLm, train_word_generator,
 };

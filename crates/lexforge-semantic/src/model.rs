@@ -261,7 +261,7 @@ impl SemanticModel {
 }
 
 /// Width of each component's quantized vector (the heads' inputs).
-pub fn part_dims(q: &QuantizerConfig) -> Vec<usize> {
+fn part_dims(q: &QuantizerConfig) -> Vec<usize> {
     match q {
         QuantizerConfig::Fsq { levels } => levels.iter().map(Vec::len).collect(),
         QuantizerConfig::ResidualFsq { levels, stages } => vec![levels.len(); *stages],
@@ -270,7 +270,7 @@ pub fn part_dims(q: &QuantizerConfig) -> Vec<usize> {
 }
 
 /// Rows divided by their L2 norm (rows of zeros stay zero).
-pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+pub(crate) fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
 }

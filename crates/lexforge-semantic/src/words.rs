@@ -32,14 +32,12 @@ use lexforge_train::{
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::write_json;
 use crate::corpus::{CorpusSet, clean_word};
-use crate::encoder::write_json;
 use crate::error::{Result, SemanticError};
 
-/// The generator directory inside a semantic-encoder directory.
-pub const GENERATOR_DIR: &str = "generator";
 /// The generator's settings file.
-pub const GENERATOR_FILE: &str = "generator.json";
+pub(crate) const GENERATOR_FILE: &str = "generator.json";
 
 /// Settings of the word generator's fine-tuning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,7 +94,7 @@ pub struct GeneratorFile {
 }
 
 /// The prompt of an ID: `"[s c e v]"`.
-pub fn id_prompt(id: &[u32]) -> String {
+pub(crate) fn id_prompt(id: &[u32]) -> String {
     let parts: Vec<String> = id.iter().map(u32::to_string).collect();
     format!("[{}]", parts.join(" "))
 }
@@ -106,7 +104,7 @@ pub fn id_prompt(id: &[u32]) -> String {
 ///
 /// # Errors
 /// Tokenizer loading errors.
-pub fn base_tokenizer(base: &Path) -> Result<Tokenizer> {
+pub(crate) fn base_tokenizer(base: &Path) -> Result<Tokenizer> {
     let sub = base.join("tokenizer");
     let path = if sub.is_dir() {
         sub

@@ -28,7 +28,7 @@ fn fit(
     for (k, ws) in words.iter().enumerate() {
         let refs: Vec<&str> = ws.iter().map(String::as_str).collect();
         let e = embedder.encode(&refs, 64).unwrap();
-        let g = lexforge_semantic::train::mean_vector(e.as_slice(), e.dim());
+        let g = lexforge_semantic::mean_vector(e.as_slice(), e.dim());
         let s: Vec<f32> = centroids.iter().map(|c| dot(&g, c)).collect();
         let beaten = s.iter().filter(|&&x| x < s[k]).count();
         closer += beaten as f64 / (s.len() - 1) as f64;
@@ -202,7 +202,7 @@ fn guided_words_fit_their_id_are_real_distinct_and_follow_complexity() {
         generator.generate_words(&enc, &bad, 10, 0).unwrap_err(),
         SemanticError::IdOutOfRange { .. }
     ));
-    let vocab = gen_dir.join(lexforge_semantic::guided::VOCABULARY_FILE);
+    let vocab = gen_dir.join(lexforge_semantic::VOCABULARY_FILE);
     let mut bytes = std::fs::read(&vocab).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;

@@ -164,7 +164,7 @@ fn generated_words_are_closer_to_their_ids_corpus() {
         BertSentenceEncoder::load(minilm, &Device::flex(), &EncoderOptions::default()).unwrap();
     let centroid = |words: &[&str]| {
         let e = encoder.encode(words, 64).unwrap();
-        lexforge_semantic::train::mean_vector(e.as_slice(), e.dim())
+        lexforge_semantic::mean_vector(e.as_slice(), e.dim())
     };
     let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
     let centroids: Vec<Vec<f32>> = set
