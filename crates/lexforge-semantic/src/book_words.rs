@@ -383,6 +383,9 @@ impl BookWords {
         &self.unlabelled
     }
 
+    /// Words per corpus unless told otherwise.
+    pub const WORDS_PER_CORPUS: usize = 50;
+
     /// Builds the planned corpora ([`BookWords::plan`] + [`build_corpora`]) with the settings,
     /// the frequency source and each corpus's books recorded.
     ///

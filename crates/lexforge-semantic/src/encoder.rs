@@ -308,6 +308,9 @@ impl SemanticEncoder {
         check_codes(id, &sizes)
     }
 
+    /// Corpora [`SemanticEncoder::similar`] returns unless told otherwise.
+    pub const SIMILAR_K: usize = 5;
+
     /// The `k` known corpora closest to `id`: cosine between decoded vectors, ties broken by
     /// shared leading components, then corpus id.
     ///

@@ -60,6 +60,21 @@ impl WordGenerator {
         }
     }
 
+    /// Words a generation returns unless told otherwise.
+    pub const WORDS: usize = 10;
+
+    /// Loads the word generator of `encoder` (its `generator/` directory), on `device`.
+    ///
+    /// # Errors
+    /// As [`WordGenerator::load`].
+    pub fn of_encoder(encoder: &SemanticEncoder, device: &Device) -> Result<Self> {
+        Self::load(
+            &encoder.dir().join(crate::artifacts::GENERATOR_DIR),
+            None,
+            device,
+        )
+    }
+
     /// Loads the generator in `dir` (`guided.json` → guided, `generator.json` → LoRA, on the
     /// base recorded there or `base`).
     ///

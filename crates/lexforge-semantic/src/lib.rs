@@ -12,7 +12,7 @@
 //! - Quantizers: the [`Quantizer`] contract; [`Fsq`], [`ResidualFsq`], [`ResidualVq`], held by
 //!   [`AnyQuantizer`].
 //! - The model: [`SemanticModel`], the encoder/decoder module, built from a [`SemanticConfig`].
-//! - Training: [`embed_corpora`], [`train_semantic`] and its [`SemanticReport`].
+//! - Training: [`embed_corpora`], [`train`] and [`resume`] and their [`TrainReport`].
 //! - Inference: [`SemanticEncoder`] over a trained directory.
 //! - Words from an ID: [`GuidedWords`] (from a real-word vocabulary, guided by `decode(id)` and
 //!   the ID's complexity; the default) or [`LoraWordGenerator`] (GPT-2 + LoRA adapters), either
@@ -53,8 +53,8 @@ pub use objective::SemanticLossConfig;
 pub use quantize::{
     AnyQuantizer, EmaReport, Fsq, Quantized, Quantizer, QuantizerConfig, ResidualFsq, ResidualVq,
 };
-pub use report::{CollisionReport, HeadAccuracy, LevelStats, SemanticReport};
-pub use train::{SemanticTrainConfig, train_semantic};
+pub use report::{CollisionReport, HeadAccuracy, LevelStats, TrainReport};
+pub use train::{SemanticTrainConfig, resume, train};
 pub use words::{
     GeneratorFile, LoraWordGenerator, Sequences, WordBatch, WordGeneratorConfig,
     WordGeneratorReport, WordLm, train_word_generator,

@@ -1,4 +1,4 @@
-//! What a training run reports (`eval/metrics.json`): [`SemanticReport`] with the codebook
+//! What a training run reports (`eval/metrics.json`): [`TrainReport`] with the codebook
 //! statistics ([`LevelStats`]), collisions ([`CollisionReport`]) and head accuracies
 //! ([`HeadAccuracy`]) of every corpus's ID, and the evaluation of a trained model that fills
 //! it in.
@@ -106,9 +106,9 @@ pub struct HeadAccuracy {
 
 /// What a training run reports (`eval/metrics.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SemanticReport {
-    /// The encoder directory.
-    pub dir: PathBuf,
+pub struct TrainReport {
+    /// The encoder directory (the run).
+    pub run_dir: PathBuf,
     /// Why training stopped.
     pub stop: StopReason,
     /// Optimizer steps.
@@ -129,7 +129,7 @@ pub struct SemanticReport {
     pub train_seconds: f64,
 }
 
-impl SemanticReport {
+impl TrainReport {
     /// The manifest's metrics: steps, colliding IDs, per-level usage and perplexity, held-out
     /// head accuracies and reconstruction cosines.
     pub(crate) fn manifest_metrics(&self) -> BTreeMap<String, f64> {

@@ -1,21 +1,20 @@
-//! Training a semantic encoder on a corpus set: the run's settings ([`SemanticTrainConfig`])
-//! and [`train_semantic`], which embeds the corpora, splits them, runs the engine loop on
-//! views of the training corpora and writes the encoder directory with its evaluation.
+//! Training a semantic encoder on a corpus set: the run's settings ([`SemanticTrainConfig`]),
+//! [`train`], which embeds the corpora, splits them, runs the engine loop on views of the
+//! training corpora and writes the encoder directory with its evaluation, and [`resume`].
 //!
 //! The losses are in `objective.rs`, the views in `views.rs`. Held-out corpora (the last
 //! variation of every label combination that has two or more) are the validation set: early
 //! stopping watches their loss, and the report gives the heads' accuracy on them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::Device;
 use lexforge_core::{CancelToken, Event, EventSink, JsonlSink, RunDir, RunStatus, Seed, StageMode};
-use lexforge_nn::encoder::SentenceEncoder;
+use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder, minilm_or};
 use lexforge_train::{
     BatchSource, CheckpointDir, EarlyStoppingConfig, Resume, StopReason, TrainConfig, TrainContext,
-    train,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,7 +29,7 @@ use crate::model::{CONFIG_FORMAT, HeadSpec, SemanticConfig, SemanticModel};
 use crate::objective::{SemanticLossConfig, SemanticTrainer};
 use crate::quantize::{AnyQuantizer, Quantizer, QuantizerConfig, host};
 use crate::report::{
-    CollisionReport, SemanticReport, corpus_codes, corpus_ids, head_accuracy, level_stats,
+    CollisionReport, TrainReport, corpus_codes, corpus_ids, head_accuracy, level_stats,
     reconstruction_cosine,
 };
 use crate::views::{Views, holdout};
@@ -39,6 +38,9 @@ use crate::views::{Views, holdout};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SemanticTrainConfig {
+    /// The sentence-encoder directory that embeds the corpora (default: the installed
+    /// all-MiniLM-L6-v2; a run records the directory it used).
+    pub embedding_model: Option<PathBuf>,
     /// Hidden width of the encoder and decoder MLPs.
     pub hidden_dim: usize,
     /// The quantizer.
@@ -60,6 +62,7 @@ pub struct SemanticTrainConfig {
 impl Default for SemanticTrainConfig {
     fn default() -> Self {
         SemanticTrainConfig {
+            embedding_model: None,
             hidden_dim: 256,
             quantizer: QuantizerConfig::fsq_default(),
             loss: SemanticLossConfig::default(),
@@ -159,30 +162,95 @@ impl SemanticTrainConfig {
     }
 }
 
-/// Trains a semantic encoder on `set` (embedded with `encoder`) into `out` (created; resumed
-/// from its last checkpoint when `out/checkpoints` has one), then writes the artifacts:
+/// The corpus set a run trains on, kept in the run so that [`resume`] has it.
+const RUN_CORPORA_FILE: &str = "data/corpora.json";
+
+/// What a run's manifest records as its config.
+#[derive(Debug, Serialize, Deserialize)]
+struct RunConfig {
+    train: SemanticTrainConfig,
+    model: serde_json::Value,
+}
+
+/// Where a run goes: a new directory, or one being resumed.
+enum Target<'a> {
+    Create(&'a Path),
+    Resume(RunDir),
+}
+
+/// Trains a semantic encoder on `corpora` (embedded with `config.embedding_model`) into the new
+/// directory `run_dir`, on `device` (f32), then writes the artifacts:
 /// `semantic_encoder.safetensors`, `config.json`, `semantic_ids.json`, `corpora.json`,
-/// `eval/metrics.json`, `events.jsonl`, `manifest.json`.
-///
-/// `device` is the plain device; training runs on its autodiff form. `embedding_model_path`
-/// is recorded as a loading hint.
+/// `eval/metrics.json`, `events.jsonl`, `manifest.json`. An existing `run_dir` is refused: a
+/// stopped run continues with [`resume`].
 ///
 /// # Errors
 /// Bad configuration, an invalid corpus set, embedding and training failures, I/O.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the inputs of one run, as train_matcher takes them"
-)]
-pub fn train_semantic(
+pub fn train(
     config: &SemanticTrainConfig,
-    set: &CorpusSet,
-    encoder: &dyn SentenceEncoder,
-    embedding_model_path: Option<&Path>,
-    out: &Path,
+    corpora: &CorpusSet,
+    run_dir: &Path,
     device: &Device,
     events: &dyn EventSink,
     cancel: &CancelToken,
-) -> Result<SemanticReport> {
+) -> Result<TrainReport> {
+    config.validate()?;
+    if run_dir.exists() {
+        return Err(lexforge_core::Error::RunExists {
+            path: run_dir.to_path_buf(),
+        }
+        .into());
+    }
+    let mut config = config.clone();
+    let model = minilm_or(config.embedding_model.as_deref(), "embedding model")?;
+    config.embedding_model = Some(model.clone());
+    let encoder = BertSentenceEncoder::load(&model, device, &EncoderOptions::default())?;
+    run_training(
+        &config,
+        corpora,
+        &encoder,
+        Target::Create(run_dir),
+        device,
+        events,
+        cancel,
+    )
+}
+
+/// Continues the stopped run in `run_dir` (killed, cancelled or failed) from its last
+/// checkpoint, with the config and corpora it recorded, on `device`.
+///
+/// # Errors
+/// A damaged or foreign run directory, then as [`train`].
+pub fn resume(
+    run_dir: &Path,
+    device: &Device,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<TrainReport> {
+    let (run, stored): (RunDir, RunConfig) = RunDir::resume(run_dir, SEMANTIC_KIND)?;
+    let corpora = CorpusSet::load(&run_dir.join(RUN_CORPORA_FILE))?;
+    let model = minilm_or(stored.train.embedding_model.as_deref(), "embedding model")?;
+    let encoder = BertSentenceEncoder::load(&model, device, &EncoderOptions::default())?;
+    run_training(
+        &stored.train,
+        &corpora,
+        &encoder,
+        Target::Resume(run),
+        device,
+        events,
+        cancel,
+    )
+}
+
+fn run_training(
+    config: &SemanticTrainConfig,
+    set: &CorpusSet,
+    encoder: &dyn SentenceEncoder,
+    target: Target<'_>,
+    device: &Device,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<TrainReport> {
     config.validate()?;
     set.validate()?;
     require_f32(device)?;
@@ -196,7 +264,7 @@ pub fn train_semantic(
         encoder_type: "mlp".into(),
         input_dim: emb.dim,
         embedding_model: emb.model_id.clone(),
-        embedding_model_path: embedding_model_path.map(Path::to_path_buf),
+        embedding_model_path: config.embedding_model.clone(),
         hidden_dim: config.hidden_dim,
         quantizer: config.quantizer.clone(),
         heads,
@@ -215,7 +283,8 @@ pub fn train_semantic(
     let (train_views, valid_views) =
         training_views(config, &emb, &split, &labels, seed, engine.batch_size)?;
 
-    let run = open_run(out, config, &semantic_config, device)?;
+    let run = open_run(target, config, &semantic_config, set, device)?;
+    let out = run.path().to_path_buf();
     let log = JsonlSink::open(&out.join("events.jsonl"))?;
     let fan = lexforge_core::Tee(&log, events);
     let checkpoints = CheckpointDir::new(out.join("checkpoints"), engine.keep_checkpoints)?;
@@ -235,14 +304,14 @@ pub fn train_semantic(
         cancel,
     };
     let clock = std::time::Instant::now();
-    let outcome = train(&engine, &ctx, trainer, Resume::Latest)?;
+    let outcome = lexforge_train::train(&engine, &ctx, trainer, Resume::Latest)?;
     let train_seconds = clock.elapsed().as_secs_f64();
     let mut corpora = BTreeMap::new();
     corpora.insert("train".to_owned(), split.train.len());
     corpora.insert("heldout".to_owned(), split.heldout.len());
     // The evaluation fields stay empty when the run was cancelled.
-    let mut report = SemanticReport {
-        dir: out.to_path_buf(),
+    let mut report = TrainReport {
+        run_dir: out.clone(),
         stop: outcome.stop,
         steps: outcome.state.step,
         quantizer: config.quantizer_name(),
@@ -389,41 +458,37 @@ fn init_codebooks(
 /// Opens the run directory `out` (to resume it) or creates it, and marks its manifest
 /// running with this run's settings.
 fn open_run(
-    out: &Path,
+    target: Target<'_>,
     config: &SemanticTrainConfig,
     semantic_config: &SemanticConfig,
+    set: &CorpusSet,
     device: &Device,
 ) -> Result<RunDir> {
-    let mut run = if out.join(lexforge_core::MANIFEST_FILE).is_file() {
-        RunDir::open(out)?
-    } else {
-        let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
-        let name = out.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            SemanticError::param(
-                "out",
-                format!("{} has no usable directory name", out.display()),
-            )
-        })?;
-        RunDir::create(
-            parent.unwrap_or(Path::new(".")),
-            name,
-            SEMANTIC_KIND,
-            StageMode::InPlace,
-        )?
+    let mut run = match target {
+        Target::Create(path) => RunDir::create_at(path, SEMANTIC_KIND, StageMode::InPlace)?,
+        Target::Resume(run) => run,
     };
-    {
-        let m = run.manifest_mut();
-        // The outputs are rewritten in place at the end: until all of them are written again,
-        // the manifest must not vouch for the old ones (a failure half-way, such as a full
-        // disk, would leave files that disagree with it), and the run is not finished.
-        m.artifacts.clear();
-        m.status = RunStatus::Running;
-        m.config = serde_json::json!({ "train": config, "model": semantic_config });
-        m.seed = Some(config.train.seed);
-        m.device = Some(format!("{device:?}"));
-        m.precision = Some(lexforge_core::Precision::of(device).to_string());
-    }
-    run.save_manifest()?;
+    let stored = RunConfig {
+        train: config.clone(),
+        model: serde_json::to_value(semantic_config).map_err(|source| {
+            lexforge_core::Error::Serialize {
+                what: "semantic config",
+                source,
+            }
+        })?,
+    };
+    let stored =
+        serde_json::to_value(&stored).map_err(|source| lexforge_core::Error::Serialize {
+            what: "semantic run config",
+            source,
+        })?;
+    run.begin_training(stored, Some(config.train.seed), device)?;
+    let corpora =
+        serde_json::to_vec_pretty(set).map_err(|source| lexforge_core::Error::Serialize {
+            what: "corpora",
+            source,
+        })?;
+    run.write_artifact(RUN_CORPORA_FILE, &corpora)?;
     Ok(run)
 }
 
@@ -483,7 +548,7 @@ fn evaluate(
     split: &Split,
     labels: &[Vec<u32>],
     device: &Device,
-    report: &mut SemanticReport,
+    report: &mut TrainReport,
 ) -> Result<BTreeMap<String, Vec<u32>>> {
     let codes = corpus_codes(model, set, emb, device)?;
     let ids = corpus_ids(set, &codes, model.quantizer.codebook_sizes().len());
@@ -500,7 +565,7 @@ fn evaluate(
     Ok(ids)
 }
 
-/// Writes the model, its IDs, corpora and `report` into the run directory (`report.dir`),
+/// Writes the model, its IDs, corpora and `report` into the run directory (`report.run_dir`),
 /// records them in the manifest and completes the run with the report's metrics (also sent to
 /// `events` as [`Event::Completed`]).
 fn write_artifacts(
@@ -508,10 +573,10 @@ fn write_artifacts(
     model: &SemanticModel,
     ids: &BTreeMap<String, Vec<u32>>,
     set: &CorpusSet,
-    report: &SemanticReport,
+    report: &TrainReport,
     events: &dyn EventSink,
 ) -> Result<()> {
-    let out = &report.dir;
+    let out = &report.run_dir;
     save_model(model, ids, set, out)?;
     write_json(&out.join(METRICS_FILE), report)?;
     for rel in [
@@ -520,6 +585,7 @@ fn write_artifacts(
         IDS_FILE,
         CORPORA_FILE,
         METRICS_FILE,
+        RUN_CORPORA_FILE,
     ] {
         run.record_artifact(rel)?;
     }

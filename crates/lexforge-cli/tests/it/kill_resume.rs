@@ -431,8 +431,8 @@ fn semantic_pipeline(dir: &Path) -> Pipeline {
     ]);
     Pipeline {
         name: "semantic",
-        train: args.clone(),
-        resume: args,
+        train: args,
+        resume: strings(&["semantic", "resume", "{out}", "--json"]),
         run_dir: "",
         eval_every: 10,
         metrics: "eval/metrics.json",

@@ -56,7 +56,8 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     let o = pipeline(&out, &config, &["--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(report["levels"].as_array().unwrap().len(), 4);
+    assert_eq!(report["encoder"]["levels"].as_array().unwrap().len(), 4);
+    assert_eq!(report["generator"]["kind"], "lora");
     let enc = out.join("encoder");
     assert!(enc.join("semantic_ids.json").is_file());
 
@@ -78,6 +79,15 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
         .collect();
     assert_eq!(id.len(), 4);
     assert!(v["labels"]["style"].is_string());
+
+    // decode: the ID's vector in the embedding model's space (MiniLM: 384 numbers).
+    let mut args = vec!["semantic", "decode", enc.to_str().unwrap(), "--id"];
+    args.extend(id.iter().map(String::as_str));
+    let o = lexforge(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let vector: Vec<f64> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(vector.len(), 384);
+    assert!(vector.iter().all(|x| x.is_finite()));
 
     let mut args = vec![
         "semantic",

@@ -130,6 +130,27 @@ pub enum QuantizerConfig {
 }
 
 impl QuantizerConfig {
+    /// The names of the presets, as [`QuantizerConfig::preset`] takes them (the `type` of each).
+    pub const PRESETS: [&'static str; 3] = ["fsq", "residual_fsq", "residual_vq"];
+
+    /// The default configuration of the quantizer named `name` (`fsq`, `residual_fsq`,
+    /// `residual_vq`): what `lexforge semantic train --quantizer` and Python's
+    /// `semantic.train(quantizer=...)` take.
+    ///
+    /// # Errors
+    /// [`SemanticError::InvalidParameter`] naming the presets.
+    pub fn preset(name: &str) -> Result<Self, crate::error::SemanticError> {
+        match name {
+            "fsq" => Ok(Self::fsq_default()),
+            "residual_fsq" => Ok(Self::residual_fsq_default()),
+            "residual_vq" => Ok(Self::residual_vq_default()),
+            other => Err(crate::error::SemanticError::param(
+                "quantizer",
+                format!("unknown quantizer {other:?}: {}", Self::PRESETS.join(", ")),
+            )),
+        }
+    }
+
     /// FSQ with 4 components of levels `[8, 4]` (32 codes each).
     pub fn fsq_default() -> Self {
         QuantizerConfig::Fsq {

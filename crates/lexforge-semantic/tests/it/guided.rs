@@ -10,7 +10,7 @@ use lexforge_core::{CancelToken, NoopSink};
 use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder};
 use lexforge_semantic::{
     GuidedConfig, SemanticEncoder, SemanticError, SemanticTrainConfig, WordFrequencies,
-    WordGenerator, WordGeneratorKind, build_guided_generator, find_wordfreq, train_semantic,
+    WordGenerator, WordGeneratorKind, build_guided_generator, find_wordfreq,
 };
 
 use crate::pipeline::{corpora, minilm};
@@ -61,11 +61,10 @@ fn guided_words_fit_their_id_are_real_distinct_and_follow_complexity() {
     let mut config = SemanticTrainConfig::default();
     config.train.seed = 5;
     let enc_dir = dir.path().join("encoder");
-    train_semantic(
+    config.embedding_model = Some(minilm());
+    lexforge_semantic::train(
         &config,
         set,
-        &embedder,
-        Some(&minilm()),
         &enc_dir,
         &device,
         &NoopSink,

@@ -7,7 +7,7 @@ use lexforge_data::books::BookDirectory;
 use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
 use lexforge_semantic::{
     BookWords, BookWordsConfig, CorpusSet, QuantizerConfig, SemanticEncoder, SemanticError,
-    SemanticTrainConfig, WordFrequencies, find_wordfreq, train_semantic,
+    SemanticTrainConfig, WordFrequencies, find_wordfreq,
 };
 
 fn corpus() -> PathBuf {
@@ -71,13 +71,8 @@ fn corpora_are_labelled_and_characteristic() {
     }
 }
 
-fn train(
-    q: QuantizerConfig,
-    out: &std::path::Path,
-    seed: u64,
-) -> lexforge_semantic::SemanticReport {
+fn train(q: QuantizerConfig, out: &std::path::Path, seed: u64) -> lexforge_semantic::TrainReport {
     let device = Device::flex();
-    let encoder = BertSentenceEncoder::load(minilm(), &device, &EncoderOptions::default()).unwrap();
     let mut config = SemanticTrainConfig {
         quantizer: q,
         ..SemanticTrainConfig::default()
@@ -97,11 +92,10 @@ fn train(
         }
         config = serde_json::from_value(v).unwrap();
     }
-    train_semantic(
+    config.embedding_model = Some(minilm());
+    lexforge_semantic::train(
         &config,
         corpora(),
-        &encoder,
-        Some(&minilm()),
         out,
         &device,
         &NoopSink,
