@@ -4,7 +4,7 @@ Each class stands for one Rust configuration type and converts through it, so a 
 here is parsed by exactly the serde types and TOML reader of ``lexforge ... --config``:
 
 - :class:`LmConfig`: ``lm::LmRunConfig``, ``lexforge lm train CONFIG.toml``;
-- :class:`DataConfig`: ``data::prepare::PrepareConfig``, ``lexforge prepare --config``;
+- :class:`DataConfig`: ``data::PrepareConfig``, ``lexforge prepare --config``;
 - :class:`MatcherConfig`: ``lexforge::matcher::MatcherTrainConfig``, ``lexforge matcher train
   --config``;
 - :class:`SemanticConfig`: ``semantic::SemanticTrainConfig``, ``lexforge semantic train
@@ -277,7 +277,7 @@ class LmConfig(Config):
 
 
 class DataConfig(Config):
-    """Data preparation (``data::prepare::PrepareConfig``; ``lexforge prepare --config``)."""
+    """Data preparation (``data::PrepareConfig``; ``lexforge prepare --config``)."""
 
     kind = "data"
 

@@ -2,10 +2,9 @@
 //! through here, so a config saved from Python is parsed by the same serde types and the same
 //! `toml` crate as `lexforge ... --config FILE.toml`.
 
-use lexforge::matcher::{MatcherError, MatcherTrainConfig};
-use lexforge::data::DataError;
-use lexforge::data::prepare::PrepareConfig;
+use lexforge::data::{DataError, PrepareConfig};
 use lexforge::lm::{LmError, LmRunConfig};
+use lexforge::matcher::{MatcherError, MatcherTrainConfig};
 use lexforge::semantic::words::WordGeneratorConfig;
 use lexforge::semantic::{SemanticError, SemanticTrainConfig};
 use pyo3::prelude::*;

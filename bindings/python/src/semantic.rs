@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use lexforge::data::books::BookDirectory;
+use lexforge::data::BookDirectory;
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions};
 use lexforge::semantic::words::GENERATOR_DIR;
 use lexforge::semantic::{

@@ -6,14 +6,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use lexforge::matcher::calibration::ThresholdMetric;
+use lexforge::data::{BookDirectory, PrepareConfig, Split, prepare};
 use lexforge::matcher::{
-    Matcher, MatcherTrainConfig, PreparedDataset, SearchOptions, StyleChannelConfig, ViewsConfig,
-    train_matcher,
+    Matcher, MatcherTrainConfig, PreparedDataset, SearchOptions, StyleChannelConfig,
+    ThresholdMetric, ViewsConfig, train_matcher,
 };
-use lexforge::data::Split;
-use lexforge::data::books::BookDirectory;
-use lexforge::data::prepare::{PrepareConfig, prepare};
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
 use lexforge::{DeviceSpec, EventSink, NoopSink, ProgressBarSink};
 use serde::{Deserialize, Serialize};
@@ -245,10 +242,7 @@ impl TrainArgs {
     }
 }
 
-fn print_report(
-    report: &lexforge::matcher::TrainReport,
-    json: bool,
-) -> Result<(), Box<dyn Error>> {
+fn print_report(report: &lexforge::matcher::TrainReport, json: bool) -> Result<(), Box<dyn Error>> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use lexforge::data::books::BookDirectory;
+use lexforge::data::BookDirectory;
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
 use lexforge::semantic::words::GENERATOR_DIR;
 use lexforge::semantic::{
