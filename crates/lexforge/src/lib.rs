@@ -17,14 +17,14 @@
 
 pub use lexforge_core::*;
 
-/// The book-text matcher: bi-encoder training, calibration, scoring and search.
-pub use lexforge_matcher as matcher;
 /// The core layer: errors, devices, seeds, run directories, events, cancellation.
 pub use lexforge_core as core;
 /// Data preparation: books, cleaning, chunking, dedup, pairs and hard negatives.
 pub use lexforge_data as data;
 /// The language-model pipeline: train, resume, evaluate, generate and score.
 pub use lexforge_lm as lm;
+/// The book-text matcher: bi-encoder training, calibration, scoring and search.
+pub use lexforge_matcher as matcher;
 /// Models: GPT-2, char-LSTM, BERT-family encoders, generation.
 pub use lexforge_nn as nn;
 /// Semantic IDs: word corpora, FSQ / residual-VQ encoders, word generation.
