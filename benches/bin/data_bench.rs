@@ -16,10 +16,10 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use lexforge::data::books::BookDirectory;
-use lexforge::data::dedup::{MinHashLsh, MinHasher, jaccard, optimal_lsh_params};
-use lexforge::data::mining::{Vectors, top_k_inner_product, top_k_self};
-use lexforge::data::prepare::{PrepareConfig, prepare};
+use lexforge::data::{
+    BookDirectory, MinHashLsh, MinHasher, PrepareConfig, Vectors, jaccard, optimal_lsh_params,
+    prepare, top_k_inner_product, top_k_self,
+};
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions};
 use lexforge::{CancelToken, Device, NoopSink, Seed};
 use rayon::prelude::*;

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use burn::tensor::FloatDType;
 use lexforge::Device;
-use lexforge::data::lm::LmBatch;
+use lexforge::data::LmBatch;
 use lexforge::lm::{CharLstmLm, Gpt2Lm};
 use lexforge::nn::char_lstm::{CharLstm, CharLstmConfig};
 use lexforge::nn::generate::{GenerateConfig, generate};

@@ -5,9 +5,7 @@
 
 use std::sync::Arc;
 
-use lexforge::data::chunk::{ChunkConfig, chunk_book};
-use lexforge::data::sentence_spans;
-use lexforge::data::standardize::{StandardizeConfig, standardize};
+use lexforge::data::{ChunkConfig, StandardizeConfig, chunk_book, sentence_spans, standardize};
 use lexforge::tokenizers::{
     Tokenizer, TokenizerConfig, TokenizerMethod, TokenizerTrainRequest,
 };
@@ -99,7 +97,7 @@ pub fn config(data: &[u8]) {
     if let Ok(c) = serde_json::from_str::<lexforge::lm::LmRunConfig>(text) {
         let _ = c.validate();
     }
-    if let Ok(c) = toml::from_str::<lexforge::data::prepare::PrepareConfig>(text) {
+    if let Ok(c) = toml::from_str::<lexforge::data::PrepareConfig>(text) {
         let _ = c.validate();
     }
     if let Ok(c) = toml::from_str::<lexforge::matcher::MatcherTrainConfig>(text) {

@@ -2,8 +2,7 @@
 //! through here, so a config saved from Python is parsed by the same serde types and the same
 //! `toml` crate as `lexforge ... --config FILE.toml`.
 
-use lexforge::data::DataError;
-use lexforge::data::prepare::PrepareConfig;
+use lexforge::data::{DataError, PrepareConfig};
 use lexforge::lm::{LmError, LmRunConfig};
 use lexforge::matcher::{MatcherError, MatcherTrainConfig};
 use lexforge::semantic::{SemanticError, SemanticTrainConfig, WordGeneratorConfig};

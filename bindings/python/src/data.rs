@@ -3,13 +3,11 @@
 
 use std::path::PathBuf;
 
-use lexforge::data::books::{BookDirectory, Decoding};
-use lexforge::data::chunk::{ChunkConfig, chunk_book};
-use lexforge::data::prepare::{
-    PrepareConfig, build_dataset, chunk_corpus, merge_shards, prepare, read_shard, write_shard,
+use lexforge::data::{
+    BookDirectory, ChunkConfig, DataError, Decoding, PrepareConfig, StandardizeConfig,
+    build_dataset, chunk_book, chunk_corpus, merge_shards, prepare, read_shard, sentence_spans,
+    standardize, write_shard,
 };
-use lexforge::data::standardize::{StandardizeConfig, standardize};
-use lexforge::data::{DataError, sentence_spans};
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder};
 use lexforge::{DeviceSpec, Seed};
 use pyo3::prelude::*;

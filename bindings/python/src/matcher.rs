@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use lexforge::data::Split;
-use lexforge::matcher::calibration::ThresholdMetric;
 use lexforge::matcher::{
     Library, Matcher, MatcherError, MatcherTrainConfig, PreparedDataset, SearchOptions,
-    train_matcher,
+    ThresholdMetric, train_matcher,
 };
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;

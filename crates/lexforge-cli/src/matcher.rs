@@ -5,13 +5,10 @@ use std::error::Error;
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use lexforge::data::Split;
-use lexforge::data::books::BookDirectory;
-use lexforge::data::prepare::{PrepareConfig, prepare};
-use lexforge::matcher::calibration::ThresholdMetric;
+use lexforge::data::{BookDirectory, PrepareConfig, Split, prepare};
 use lexforge::matcher::{
-    Matcher, MatcherTrainConfig, PreparedDataset, SearchOptions, StyleChannelConfig, ViewsConfig,
-    train_matcher,
+    Matcher, MatcherTrainConfig, PreparedDataset, SearchOptions, StyleChannelConfig,
+    ThresholdMetric, ViewsConfig, train_matcher,
 };
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
 use serde::{Deserialize, Serialize};

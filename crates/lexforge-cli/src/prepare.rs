@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use lexforge::NoopSink;
-use lexforge::data::books::{BookDirectory, Decoding};
-use lexforge::data::prepare::{
-    PrepareConfig, PrepareSummary, build_dataset, chunk_corpus, merge_shards, prepare, read_shard,
-    write_shard,
+use lexforge::data::{
+    BookDirectory, Decoding, PrepareConfig, PrepareSummary, build_dataset, chunk_corpus,
+    merge_shards, prepare, read_shard, write_shard,
 };
 use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder, minilm_or};

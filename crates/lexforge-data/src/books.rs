@@ -39,7 +39,7 @@ pub enum Decoding {
 ///
 /// # Errors
 /// [`CoreError::BinaryFile`] (NUL bytes), [`CoreError::NotUtf8`] (strict), [`CoreError::Io`].
-pub fn read_book_file(path: &Path, decoding: Decoding) -> Result<(String, bool), CoreError> {
+pub(crate) fn read_book_file(path: &Path, decoding: Decoding) -> Result<(String, bool), CoreError> {
     let bytes = fs::read(path).map_err(|e| CoreError::io("read corpus file", path, e))?;
     if let Some(offset) = bytes.iter().position(|&b| b == 0) {
         return Err(CoreError::BinaryFile {
@@ -170,7 +170,8 @@ impl BookDirectory {
     /// Reads one book.
     ///
     /// # Errors
-    /// As [`read_book_file`].
+    /// [`CoreError::BinaryFile`] (NUL bytes), [`CoreError::NotUtf8`] (strict decoding),
+    /// [`CoreError::Io`].
     pub fn read(
         &self,
         id: &str,

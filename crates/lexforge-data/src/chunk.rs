@@ -27,7 +27,8 @@ pub struct ChunkConfig {
     pub overlap: usize,
     /// Shortest chunk kept, in characters.
     pub min_chars: usize,
-    /// Drop chunks that do not look like English prose (see [`looks_english`]).
+    /// Drop chunks that do not look like English prose: fewer than 60% letters among the
+    /// non-space characters, 90% ASCII among the letters or 15% common function words.
     pub english_filter: bool,
     /// Most chunks kept per book (seeded sample); `None` keeps all.
     pub max_chunks_per_book: Option<usize>,
@@ -212,7 +213,7 @@ const FUNCTION_WORDS: &[&str] = &[
 /// least 90% of the letters are ASCII, and at least 15% of the words are common English
 /// function words (running English prose and verse have 30–55%; tables of contents, indexes,
 /// number lists and other languages fall below).
-pub fn looks_english(text: &str) -> bool {
+pub(crate) fn looks_english(text: &str) -> bool {
     let (mut non_space, mut letters, mut ascii_letters) = (0usize, 0usize, 0usize);
     for c in text.chars() {
         if c.is_whitespace() {

@@ -230,7 +230,7 @@ fn removal(kind: &str, gone: &Chunk, of: &Chunk, jaccard: Option<f64>) -> Remova
 
 /// The exact-repeat fingerprint: sha256 (first 16 bytes) of the lowercased letters and digits,
 /// words separated by one space.
-pub fn fingerprint(text: &str) -> [u8; 16] {
+pub(crate) fn fingerprint(text: &str) -> [u8; 16] {
     let mut h = Sha256::new();
     let (mut pending, mut started) = (false, false);
     let mut buf = [0u8; 4];
@@ -326,7 +326,7 @@ fn mod_mersenne(x: u128) -> u64 {
 }
 
 /// 64-bit hashes (FNV-1a, then a SplitMix finalizer) of the `k`-word shingles of `text`.
-pub fn shingle_hashes(text: &str, k: usize) -> Vec<u64> {
+pub(crate) fn shingle_hashes(text: &str, k: usize) -> Vec<u64> {
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())

@@ -3,32 +3,47 @@
 //! chunks, dedup, neighbour mining, topics, splits and pairs, as plain Rust items until a burn
 //! `Batcher` makes tensors of them.
 //!
+//! Every public item is re-exported here, at the crate root; the modules are private.
+//!
 //! The [`lexforge_core::CorpusProvider`] contract lives in `lexforge-core` (the tokenizer trainer
-//! below this crate reads corpora too); this crate adds the book providers ([`books`]) and
-//! consumes it. The sentence encoder used for mining comes from `lexforge-nn` (one layer down).
+//! below this crate reads corpora too); this crate adds the book providers ([`BookDirectory`],
+//! [`SingleFile`], [`JsonlCorpus`]) and consumes it. The sentence encoder used for mining comes
+//! from `lexforge-nn` (one layer down).
 
-pub mod books;
-pub mod chunk;
-pub mod dedup;
+mod books;
+mod chunk;
+mod config;
+mod dedup;
 mod error;
-pub mod lm;
-pub mod mining;
-pub mod pairs;
-pub mod prepare;
-pub mod sentences;
-pub mod standardize;
-pub mod topics;
+mod lm;
+mod mining;
+mod pairs;
+mod prepare;
+mod sentences;
+mod shard;
+mod standardize;
+mod topics;
 
 pub use books::{BookDirectory, Decoding, JsonlCorpus, SingleFile};
 pub use chunk::{Chunk, ChunkConfig, ChunkReport, chunk_book};
-pub use dedup::{DedupConfig, DedupReport, dedup};
-pub use error::{DataError, Result};
-pub use mining::MiningConfig;
-pub use pairs::{Pair, PairConfig, Split, SplitConfig};
-pub use prepare::{
-    ChunkedCorpus, DATASET_FORMAT, DATASET_KIND, PrepareConfig, PrepareSummary, build_dataset,
-    chunk_corpus, merge_shards, prepare, read_jsonl, read_shard, write_shard,
+pub use config::PrepareConfig;
+pub use dedup::{
+    DedupConfig, DedupReport, MinHashLsh, MinHasher, Removal, dedup, jaccard, optimal_lsh_params,
 };
+pub use error::{DataError, Result};
+pub use lm::{
+    LmBatch, LmBatcher, LmItem, LmWindows, SplitPlan, TRAIN_TOKENS, TokenFile, TokenizeOptions,
+    TokenizedCorpus, TrainDocuments, VALIDATION_TOKENS, tokenize_corpus,
+};
+pub use mining::{MiningConfig, Neighbour, Vectors, top_k_inner_product, top_k_self};
+pub use pairs::{NegType, Pair, PairConfig, PairCounts, PairType, Split, SplitConfig};
+pub use prepare::{PrepareSummary, build_dataset, chunk_corpus, prepare};
 pub use sentences::{Span, sentence_spans, split_sentences};
-pub use standardize::{Normalization, StandardizeConfig, standardize};
-pub use topics::TopicConfig;
+pub use shard::{
+    BookRecord, ChunkedCorpus, DATASET_FORMAT, DATASET_KIND, Skipped, merge_shards, read_jsonl,
+    read_shard, write_shard,
+};
+pub use standardize::{
+    BoilerplateReport, Normalization, StandardizeConfig, Standardized, standardize,
+};
+pub use topics::{Clustering, TopicConfig, kmeans};

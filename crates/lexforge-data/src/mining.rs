@@ -337,7 +337,7 @@ fn push_top_k(heap: &mut Vec<Neighbour>, k: usize, n: Neighbour) {
 
 /// The L2-normalized mean of `rows` of `vectors` (all zeros when `rows` is empty or the mean
 /// is zero).
-pub fn centroid(vectors: Vectors<'_>, rows: &[usize]) -> Vec<f32> {
+pub(crate) fn centroid(vectors: Vectors<'_>, rows: &[usize]) -> Vec<f32> {
     let d = vectors.dim;
     let mut c = vec![0.0f64; d];
     for &r in rows {

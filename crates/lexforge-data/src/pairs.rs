@@ -70,7 +70,7 @@ impl Default for SplitConfig {
 /// # Errors
 /// [`DataError::InvalidParameter`] for fractions outside `[0, 1)` or summing to 1 or more;
 /// [`DataError::EmptySplit`] when there are too few books to give every requested split one.
-pub fn split_books(
+pub(crate) fn split_books(
     books: &[String],
     config: &SplitConfig,
     seed: Seed,
@@ -228,7 +228,7 @@ pub struct Pair {
 
 /// A book as pairing sees it.
 #[derive(Debug, Clone)]
-pub struct PairBook<'a> {
+pub(crate) struct PairBook<'a> {
     /// Its id.
     pub id: &'a str,
     /// Its chunks: `(text, index within the book, topic)`.
@@ -237,7 +237,7 @@ pub struct PairBook<'a> {
     pub neighbours: Vec<usize>,
 }
 
-/// Counts of what [`make_pairs`] produced.
+/// Counts of the pairs made for one split.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairCounts {
     /// Positive pairs.
@@ -256,7 +256,7 @@ pub struct PairCounts {
 ///
 /// # Errors
 /// [`DataError::InvalidParameter`] for a bad config or a book with fewer than two chunks.
-pub fn make_pairs(
+pub(crate) fn make_pairs(
     books: &[PairBook<'_>],
     config: &PairConfig,
     seed: Seed,

@@ -4,10 +4,10 @@
 //!
 //! # Output
 //! A staged run directory (nothing appears until it is complete) with:
-//! - `train.jsonl`, `validation.jsonl`, `test.jsonl`: one [`Pair`](crate::pairs::Pair) per line (columns `text1,
-//!   text2, label, book1, book2, pair_type, neg_type, topic1, topic2, same_topic, chunk1,
-//!   chunk2`). Read them with `datasets.load_dataset("json", data_files=...)`,
-//!   `pandas.read_json(path, lines=True)` or `polars.read_ndjson(path)`.
+//! - `train.jsonl`, `validation.jsonl`, `test.jsonl`: one [`Pair`](crate::Pair) per line
+//!   (columns `text1, text2, label, book1, book2, pair_type, neg_type, topic1, topic2,
+//!   same_topic, chunk1, chunk2`). Read them with `datasets.load_dataset("json",
+//!   data_files=...)`, `pandas.read_json(path, lines=True)` or `polars.read_ndjson(path)`.
 //! - `chunks.jsonl`: every kept chunk with its book, index, character offsets, split and topic.
 //! - `books.jsonl`: every used book with its author, split, chunk count, metadata and its
 //!   neighbour books (id and cosine), best first.
@@ -17,9 +17,10 @@
 //!   metrics, and a checksum of every file.
 //!
 //! The data files are byte-identical for the same books, configuration, seed and encoder, and
-//! identical whether stage A ran in one process or in shards ([`write_shard`] /
-//! [`read_shard`] / [`merge_shards`]). `report.json` and `manifest.json` also hold timings and
-//! times, which differ between runs.
+//! identical whether stage A ran in one process or in shards
+//! ([`write_shard`](crate::write_shard) / [`read_shard`](crate::read_shard) /
+//! [`merge_shards`](crate::merge_shards), in `shard.rs`). `report.json` and `manifest.json`
+//! also hold timings and times, which differ between runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,128 +33,21 @@ use serde_json::json;
 
 use lexforge_core::{
     CancelToken, CorpusProvider, Document, Error as CoreError, Event, EventSink, RunDir, RunStatus,
-    Seed, StageMode, verify_run_dir,
+    Seed, StageMode,
 };
 use lexforge_nn::encoder::SentenceEncoder;
 
-use crate::chunk::{Chunk, ChunkConfig, ChunkReport, chunk_book};
-use crate::dedup::{DedupConfig, DedupReport, dedup};
-use crate::error::{DataError, Result};
-use crate::mining::{MiningConfig, Vectors, centroid, top_k_self};
-use crate::pairs::{PairBook, PairConfig, PairCounts, Split, SplitConfig, make_pairs, split_books};
-use crate::standardize::{BoilerplateReport, StandardizeConfig, standardize};
-use crate::topics::{TopicConfig, kmeans};
-
-/// Every parameter of the pipeline (serde: the `[prepare]` table of a config file, or the
-/// keyword arguments of Python's `lexforge.data.prepare`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PrepareConfig {
-    /// The seed every random choice derives from.
-    pub seed: u64,
-    /// Text standardization.
-    pub standardize: StandardizeConfig,
-    /// Chunking.
-    pub chunk: ChunkConfig,
-    /// Deduplication.
-    pub dedup: DedupConfig,
-    /// Neighbour mining.
-    pub mining: MiningConfig,
-    /// Topic clustering.
-    pub topics: TopicConfig,
-    /// Split shares.
-    pub splits: SplitConfig,
-    /// Pair counts.
-    pub pairs: PairConfig,
-    /// Texts per encoder batch.
-    pub encode_batch_size: usize,
-}
-
-impl Default for PrepareConfig {
-    fn default() -> Self {
-        PrepareConfig {
-            seed: 0,
-            standardize: StandardizeConfig::default(),
-            chunk: ChunkConfig::default(),
-            dedup: DedupConfig::default(),
-            mining: MiningConfig::default(),
-            topics: TopicConfig::default(),
-            splits: SplitConfig::default(),
-            pairs: PairConfig::default(),
-            encode_batch_size: 32,
-        }
-    }
-}
-
-impl PrepareConfig {
-    /// Checks every parameter, naming the first bad one.
-    ///
-    /// # Errors
-    /// [`DataError::InvalidParameter`].
-    pub fn validate(&self) -> Result<()> {
-        self.chunk.validate()?;
-        self.dedup.validate()?;
-        self.mining.validate()?;
-        self.pairs.validate()?;
-        if self.topics.k == 0 {
-            return Err(DataError::InvalidParameter {
-                parameter: "topics.k",
-                reason: "must be at least 1".to_owned(),
-            });
-        }
-        if self.encode_batch_size == 0 {
-            return Err(DataError::InvalidParameter {
-                parameter: "encode_batch_size",
-                reason: "must be at least 1".to_owned(),
-            });
-        }
-        Ok(())
-    }
-
-    /// The parameters stage A depends on; shards must agree on them.
-    fn stage_a(&self) -> serde_json::Value {
-        json!({
-            "seed": self.seed,
-            "standardize": self.standardize,
-            "chunk": self.chunk,
-        })
-    }
-}
-
-/// A book after stage A.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BookRecord {
-    /// Its id.
-    pub id: String,
-    /// Its author (metadata `author`), when known.
-    pub author: Option<String>,
-    /// Its metadata.
-    pub metadata: BTreeMap<String, String>,
-    /// What chunking did.
-    pub chunks: ChunkReport,
-    /// What standardization removed.
-    pub boilerplate: BoilerplateReport,
-}
-
-/// A book left out, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Skipped {
-    /// The book id, or the file when the book could not be read.
-    pub book: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// The result of stage A: chunks of a set of books.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ChunkedCorpus {
-    /// Books that gave at least one chunk, by id.
-    pub books: Vec<BookRecord>,
-    /// Their chunks, by book id then index.
-    pub chunks: Vec<Chunk>,
-    /// Books left out.
-    pub skipped: Vec<Skipped>,
-}
+use crate::chunk::{Chunk, ChunkReport, chunk_book};
+use crate::config::PrepareConfig;
+use crate::dedup::{DedupReport, dedup};
+use crate::error::Result;
+use crate::mining::{Vectors, centroid, top_k_self};
+use crate::pairs::{PairBook, PairCounts, Split, make_pairs, split_books};
+use crate::shard::{
+    BookRecord, ChunkedCorpus, DATASET_FORMAT, DATASET_KIND, Skipped, jsonl, sort_corpus, split_dir,
+};
+use crate::standardize::standardize;
+use crate::topics::kmeans;
 
 /// Books standardized and chunked in parallel per batch of this many documents.
 const READ_BATCH: usize = 8;
@@ -163,8 +57,9 @@ const READ_BATCH: usize = 8;
 /// skipped and listed in [`ChunkedCorpus::skipped`]; an empty or missing corpus is an error.
 ///
 /// # Errors
-/// [`DataError::Core`] for a corpus that cannot be listed or is empty, cancellation, or an I/O
-/// error other than a bad file; [`DataError::InvalidParameter`] for a bad config.
+/// [`DataError::Core`](crate::DataError::Core) for a corpus that cannot be listed or is empty,
+/// cancellation, or an I/O error other than a bad file;
+/// [`DataError::InvalidParameter`](crate::DataError::InvalidParameter) for a bad config.
 pub fn chunk_corpus(
     provider: &dyn CorpusProvider,
     config: &PrepareConfig,
@@ -274,102 +169,6 @@ fn process_book(
     ))
 }
 
-fn sort_corpus(c: &mut ChunkedCorpus) {
-    c.books.sort_by(|a, b| a.id.cmp(&b.id));
-    c.chunks
-        .sort_by(|a, b| a.book.cmp(&b.book).then(a.index.cmp(&b.index)));
-    c.skipped.sort_by(|a, b| a.book.cmp(&b.book));
-}
-
-const SHARD_KIND: &str = "data-shard";
-const SHARD_FORMAT: u32 = 1;
-/// Manifest `kind` of a prepared dataset directory.
-pub const DATASET_KIND: &str = "dataset";
-/// Version of the dataset layout, in the manifest's `config.format`; readers refuse others.
-pub const DATASET_FORMAT: u32 = 1;
-
-/// Writes stage A's result as a shard directory `dir` (staged: it appears complete or not at
-/// all): `chunks.jsonl`, `books.jsonl`, `skipped.jsonl` and a manifest with the stage-A
-/// parameters and checksums.
-///
-/// # Errors
-/// [`DataError::Core`] when `dir` exists or cannot be written.
-pub fn write_shard(corpus: &ChunkedCorpus, config: &PrepareConfig, dir: &Path) -> Result<PathBuf> {
-    let (parent, name) = split_dir(dir)?;
-    let mut run = RunDir::create(&parent, &name, SHARD_KIND, StageMode::Staged)?;
-    run.write_artifact("chunks.jsonl", &jsonl(&corpus.chunks)?)?;
-    run.write_artifact("books.jsonl", &jsonl(&corpus.books)?)?;
-    run.write_artifact("skipped.jsonl", &jsonl(&corpus.skipped)?)?;
-    let m = run.manifest_mut();
-    m.config = json!({ "format": SHARD_FORMAT, "stage_a": config.stage_a() });
-    m.seed = Some(config.seed);
-    m.metrics = BTreeMap::from([
-        ("books".to_owned(), corpus.books.len() as f64),
-        ("chunks".to_owned(), corpus.chunks.len() as f64),
-        ("skipped".to_owned(), corpus.skipped.len() as f64),
-    ]);
-    Ok(run.finish(RunStatus::Completed)?)
-}
-
-/// Reads a shard written by [`write_shard`], verifying its manifest (every checksum) and that
-/// it was made with the same stage-A parameters as `config`.
-///
-/// # Errors
-/// [`DataError::Core`] for a missing or damaged shard; [`DataError::Shard`] for a directory
-/// that is not a shard or was made with other parameters.
-pub fn read_shard(dir: &Path, config: &PrepareConfig) -> Result<ChunkedCorpus> {
-    let manifest = verify_run_dir(dir)?;
-    let shard_err = |reason: String| DataError::Shard {
-        path: dir.to_path_buf(),
-        reason,
-    };
-    if manifest.kind != SHARD_KIND {
-        return Err(shard_err(format!(
-            "a {:?} directory, not a data shard",
-            manifest.kind
-        )));
-    }
-    if manifest.config.get("format") != Some(&json!(SHARD_FORMAT)) {
-        return Err(shard_err(format!(
-            "shard format {:?}, this build reads {SHARD_FORMAT}",
-            manifest.config.get("format")
-        )));
-    }
-    let theirs = manifest.config.get("stage_a").cloned().unwrap_or_default();
-    if theirs != config.stage_a() {
-        return Err(shard_err(format!(
-            "made with other stage-A parameters: {theirs} (these: {})",
-            config.stage_a()
-        )));
-    }
-    Ok(ChunkedCorpus {
-        chunks: read_jsonl(&dir.join("chunks.jsonl"))?,
-        books: read_jsonl(&dir.join("books.jsonl"))?,
-        skipped: read_jsonl(&dir.join("skipped.jsonl"))?,
-    })
-}
-
-/// Merges shards into one corpus, in book-id order.
-///
-/// # Errors
-/// [`DataError::Shard`] when a book appears in two shards.
-pub fn merge_shards(shards: Vec<ChunkedCorpus>) -> Result<ChunkedCorpus> {
-    let mut out = ChunkedCorpus::default();
-    for s in shards {
-        out.books.extend(s.books);
-        out.chunks.extend(s.chunks);
-        out.skipped.extend(s.skipped);
-    }
-    sort_corpus(&mut out);
-    if let Some(w) = out.books.windows(2).find(|w| w[0].id == w[1].id) {
-        return Err(DataError::Shard {
-            path: PathBuf::from(&w[0].id),
-            reason: "this book is in two shards; shard the files disjointly".to_owned(),
-        });
-    }
-    Ok(out)
-}
-
 /// Counts of a finished dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrepareSummary {
@@ -424,9 +223,9 @@ const EMBED_SLICE: usize = 256;
 /// on its own device.
 ///
 /// # Errors
-/// [`DataError::EmptySplit`] when too few books are left for the splits;
-/// [`DataError::Nn`] from the encoder; [`DataError::Core`] for I/O, an existing `out`, or
-/// cancellation.
+/// [`DataError::EmptySplit`](crate::DataError::EmptySplit) when too few books are left for the
+/// splits; [`DataError::Nn`](crate::DataError::Nn) from the encoder;
+/// [`DataError::Core`](crate::DataError::Core) for I/O, an existing `out`, or cancellation.
 pub fn build_dataset(
     mut corpus: ChunkedCorpus,
     encoder: &dyn SentenceEncoder,
@@ -739,54 +538,4 @@ pub fn prepare(
     let mut summary = build_dataset(corpus, encoder, device, config, out, events, cancel)?;
     summary.timings.insert("chunk".to_owned(), chunk_s);
     Ok(summary)
-}
-
-fn split_dir(dir: &Path) -> Result<(PathBuf, String)> {
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| DataError::InvalidParameter {
-            parameter: "out",
-            reason: format!("{} has no usable directory name", dir.display()),
-        })?
-        .to_owned();
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Ok((parent, name))
-}
-
-fn jsonl<T: Serialize>(rows: &[T]) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    for r in rows {
-        serde_json::to_writer(&mut out, r).map_err(|source| CoreError::Serialize {
-            what: "dataset row",
-            source,
-        })?;
-        out.push(b'\n');
-    }
-    Ok(out)
-}
-
-/// Reads a JSONL file of `T` rows (blank lines skipped).
-///
-/// # Errors
-/// I/O errors naming the file; [`CoreError::CorpusRecord`] naming the file and line of the
-/// first row that does not parse as `T`.
-pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let text = std::fs::read_to_string(path).map_err(|e| CoreError::io("read", path, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| {
-                DataError::Core(CoreError::CorpusRecord {
-                    path: path.to_path_buf(),
-                    line: i as u64 + 1,
-                    reason: e.to_string(),
-                })
-            })
-        })
-        .collect()
 }

@@ -135,7 +135,7 @@ pub fn split_sentences(text: &str) -> Vec<&str> {
 /// Longest stretch of text the splitter looks at in one piece. Paragraphs longer than this
 /// (a file without line breaks) are cut at a space before the limit, which also ends a
 /// sentence there; memory stays bounded by the segment, not by the file.
-pub const MAX_SEGMENT_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_SEGMENT_BYTES: usize = 64 * 1024;
 
 /// The sentences of `text` as byte spans (see the module docs for the rules and invariants).
 pub fn sentence_spans(text: &str) -> Vec<Span> {

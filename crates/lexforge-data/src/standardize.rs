@@ -169,7 +169,7 @@ const HEADER_ZONE_PARAGRAPHS: usize = 6;
 /// name Project Gutenberg. Works on LF text. Handles the old ("START OF THIS PROJECT GUTENBERG
 /// EBOOK") and new ("START OF THE PROJECT GUTENBERG EBOOK") markers, the old "*END*THE SMALL
 /// PRINT" header, a footer without a header, and a licence tail on a pre-cleaned file.
-pub fn strip_boilerplate(text: &str) -> (String, BoilerplateReport) {
+pub(crate) fn strip_boilerplate(text: &str) -> (String, BoilerplateReport) {
     let mut report = BoilerplateReport::default();
     let lines = line_spans(text);
     let half = text.len() / 2;
@@ -373,7 +373,7 @@ fn starts_with_any(s: &str, prefixes: &[&str]) -> bool {
 /// Whitespace cleanup: every Unicode space and tab → one space, zero-width characters, soft
 /// hyphens and other control characters dropped, lines trimmed, at most one blank line in a
 /// row, no blank lines at either end.
-pub fn clean_whitespace(text: &str) -> String {
+pub(crate) fn clean_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut blank_run = 0usize;
     let mut started = false;

@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Int, Tensor};
-use lexforge_data::lm::{LmBatch, LmWindows};
+use lexforge_data::{LmBatch, LmWindows};
 use lexforge_nn::char_lstm::{CharLstm, CharLstmConfig};
 use lexforge_nn::generate::{GenerateConfig, Generation, generate};
 use lexforge_nn::gpt2::{Gpt2, Gpt2Config, load_hf_dir, save_hf_dir};

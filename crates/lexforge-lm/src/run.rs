@@ -26,7 +26,7 @@ use lexforge_core::{
     CancelToken, CorpusProvider, Event, EventSink, JsonlSink, Precision, RunDir, RunStatus,
     StageMode, TextFiles,
 };
-use lexforge_data::lm::{
+use lexforge_data::{
     LmWindows, SplitPlan, TRAIN_TOKENS, TokenFile, TokenizeOptions, TokenizedCorpus,
     TrainDocuments, VALIDATION_TOKENS, tokenize_corpus,
 };

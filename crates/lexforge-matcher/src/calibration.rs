@@ -28,7 +28,7 @@ pub enum ThresholdMetric {
 }
 
 /// Format version of the calibration files.
-pub const CALIBRATION_SCHEMA: u32 = 1;
+pub(crate) const CALIBRATION_SCHEMA: u32 = 1;
 
 /// Cosine → probability, and the decision threshold (`calibration.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

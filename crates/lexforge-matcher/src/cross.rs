@@ -20,26 +20,22 @@ use lexforge_train::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::{save_encoder_dir, write_json};
 use crate::dataset::{PairBatch, PairItems, PreparedDataset};
 use crate::error::{MatcherError, Result};
 use crate::losses::bce_with_logits;
-use crate::matcher::save_encoder_dir;
 
 /// Layout version of a teacher directory.
-pub const TEACHER_FORMAT: u32 = 2;
+pub(crate) const TEACHER_FORMAT: u32 = 2;
 
 /// Joins two token sequences (each with its special tokens, as the tokenizer returns them)
 /// into one of at most `max_len` tokens: all of `a`, then `b` without its first (class) token;
-/// when too long, each side is cut to its share but keeps its last (separator) token.
+/// when too long, each side is cut to its share but keeps its last (separator) token. Returns
+/// the joined tokens and the number of leading tokens that come from `a`.
 ///
 /// # Panics
 /// Never; empty sides give what is left.
-pub fn join_pair(a: &[u32], b: &[u32], max_len: usize) -> Vec<u32> {
-    join_pair_split(a, b, max_len).0
-}
-
-/// [`join_pair`] and the number of leading tokens that come from `a`.
-pub fn join_pair_split(a: &[u32], b: &[u32], max_len: usize) -> (Vec<u32>, usize) {
+pub(crate) fn join_pair_split(a: &[u32], b: &[u32], max_len: usize) -> (Vec<u32>, usize) {
     let b = if b.len() > 1 { &b[1..] } else { b };
     let cut = |s: &[u32], budget: usize| -> Vec<u32> {
         if s.len() <= budget {
@@ -197,9 +193,9 @@ impl CrossEncoder {
 
 /// The cross-encoder with its loss, for the training engine.
 #[derive(Module, Debug)]
-pub struct TeacherModel {
+pub(crate) struct TeacherModel {
     /// The cross-encoder.
-    pub cross: CrossEncoder,
+    pub(crate) cross: CrossEncoder,
 }
 
 impl TrainModel for TeacherModel {
@@ -499,13 +495,18 @@ pub fn train_teacher(
     let labels: Vec<bool> = pairs.iter().map(|p| p.label == 1).collect();
     let logits = teacher.logits(&texts, 16)?;
     report.validation_roc_auc = crate::metrics::roc_auc(&logits, &labels);
-    crate::matcher::write_json(&dir.join("report.json"), &report)?;
+    write_json(&dir.join("report.json"), &report)?;
     Ok(report)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The joined tokens of [`join_pair_split`].
+    fn join_pair(a: &[u32], b: &[u32], max_len: usize) -> Vec<u32> {
+        join_pair_split(a, b, max_len).0
+    }
 
     #[test]
     fn joined_pairs_keep_both_separators_and_fit() {

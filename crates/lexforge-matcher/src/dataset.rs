@@ -366,7 +366,7 @@ impl ViewsConfig {
 /// # Errors
 /// [`MatcherError::Dataset`] when the dataset records no preparation parameters or none of
 /// its `split` books is found in `books`; errors of reading and chunking the books.
-pub fn rechunk_split(
+pub(crate) fn rechunk_split(
     dataset: &PreparedDataset,
     split: Split,
     books: &Path,
@@ -457,9 +457,9 @@ pub struct ViewItems {
 }
 
 impl ViewItems {
-    /// Items over `chunks` (one split's; the dataset's own or [`rechunk_split`]'s), featurized
-    /// by `featurize`, with neighbour books from `dataset`; book ids are numbered through
-    /// `book_index`.
+    /// Items over `chunks` (one split's; the dataset's own or ones chunked again from its
+    /// books, see [`ViewsConfig::books`]), featurized by `featurize`, with neighbour books
+    /// from `dataset`; book ids are numbered through `book_index`.
     ///
     /// # Errors
     /// [`MatcherError::InvalidParameter`] for `views < 2`; [`MatcherError::InvalidInput`]

@@ -171,7 +171,7 @@ pub fn bce_with_logits(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
 ///
 /// # Shapes
 /// `u`, `v`: `[n, d]` → `[n, 1]`.
-pub fn row_cosine(u: Tensor<2>, v: Tensor<2>) -> Tensor<2> {
+pub(crate) fn row_cosine(u: Tensor<2>, v: Tensor<2>) -> Tensor<2> {
     (u * v).sum_dim(1)
 }
 

@@ -26,7 +26,7 @@ pub struct BinaryMetrics {
 ///
 /// # Panics
 /// When the slices differ in length.
-pub fn binary_metrics(scores: &[f64], labels: &[bool], threshold: f64) -> BinaryMetrics {
+pub(crate) fn binary_metrics(scores: &[f64], labels: &[bool], threshold: f64) -> BinaryMetrics {
     assert_eq!(scores.len(), labels.len(), "one label per score");
     let (mut tp, mut fp, mut tn, mut fneg) = (0usize, 0usize, 0usize, 0usize);
     for (&s, &l) in scores.iter().zip(labels) {
@@ -61,7 +61,7 @@ pub fn binary_metrics(scores: &[f64], labels: &[bool], threshold: f64) -> Binary
 ///
 /// # Panics
 /// When the slices differ in length.
-pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
+pub(crate) fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
     assert_eq!(scores.len(), labels.len(), "one label per score");
     let pos = labels.iter().filter(|&&l| l).count();
     let neg = labels.len() - pos;
@@ -96,7 +96,7 @@ pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Option<f64> {
 ///
 /// # Panics
 /// When the slices differ in length or `bins` is 0.
-pub fn expected_calibration_error(probs: &[f64], labels: &[bool], bins: usize) -> f64 {
+pub(crate) fn expected_calibration_error(probs: &[f64], labels: &[bool], bins: usize) -> f64 {
     assert_eq!(probs.len(), labels.len(), "one label per probability");
     assert!(bins > 0, "at least one bin");
     if probs.is_empty() {
@@ -139,7 +139,7 @@ pub struct RetrievalMetrics {
 }
 
 /// [`RetrievalMetrics`] of `ranks`; all zeros for no queries.
-pub fn retrieval_metrics(ranks: &[Option<usize>]) -> RetrievalMetrics {
+pub(crate) fn retrieval_metrics(ranks: &[Option<usize>]) -> RetrievalMetrics {
     let n = ranks.len();
     if n == 0 {
         return RetrievalMetrics {

@@ -38,7 +38,8 @@ pub struct HeadConfig {
     /// Output dimension of the projection head; `None`: no head (the pooled vector is the
     /// embedding, and style features are refused).
     pub projection_dim: Option<usize>,
-    /// Concatenate the [`crate::style`] features to the pooled vector before the head.
+    /// Concatenate hand-made style features (sentence and word lengths, type-token ratio,
+    /// punctuation and function-word rates) to the pooled vector before the head.
     pub style_features: bool,
     /// Add a learned term on `[|u − v|, u ∘ v]` to the pair score.
     pub pair_features: bool,
@@ -585,7 +586,7 @@ impl StyleChannel {
 ///
 /// # Shapes
 /// `[n, d]` → `[n, d]`.
-pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+pub(crate) fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     let norm = (x.clone() * x.clone()).sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
 }

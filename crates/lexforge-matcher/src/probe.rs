@@ -90,7 +90,7 @@ pub fn linear_probe(
 
 /// A linear classifier `logits = W x + b`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LinearFit {
+pub(crate) struct LinearFit {
     /// `k × dim`, row-major (one row per class).
     pub weight: Vec<f64>,
     /// `k`.
@@ -102,7 +102,7 @@ pub struct LinearFit {
 /// from zero: deterministic. Raw features, not standardized: a direction of negligible
 /// magnitude should not count as "predictable", and the decay bounds how far the fit can
 /// amplify one. Labels must be below `k`.
-pub fn fit_logistic(
+pub(crate) fn fit_logistic(
     x: &[f32],
     labels: &[u32],
     dim: usize,

@@ -16,7 +16,7 @@
 use lexforge_data::split_sentences;
 
 /// Function words whose frequencies are classic authorship markers (Mosteller & Wallace).
-pub const FUNCTION_WORDS: [&str; 24] = [
+pub(crate) const FUNCTION_WORDS: [&str; 24] = [
     "the", "of", "and", "to", "a", "in", "that", "it", "was", "he", "she", "i", "you", "his",
     "her", "with", "as", "for", "but", "not", "upon", "which", "would", "been",
 ];
@@ -25,10 +25,10 @@ pub const FUNCTION_WORDS: [&str; 24] = [
 const PUNCTUATION: usize = 9;
 
 /// Number of style features.
-pub const STYLE_DIM: usize = 4 + PUNCTUATION + FUNCTION_WORDS.len();
+pub(crate) const STYLE_DIM: usize = 4 + PUNCTUATION + FUNCTION_WORDS.len();
 
 /// The [`STYLE_DIM`] style features of `text` (all zeros for a text without words).
-pub fn style_features(text: &str) -> [f32; STYLE_DIM] {
+pub(crate) fn style_features(text: &str) -> [f32; STYLE_DIM] {
     let mut out = [0.0f32; STYLE_DIM];
     let words: Vec<String> = text
         .split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '’'))

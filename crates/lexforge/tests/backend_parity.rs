@@ -17,7 +17,7 @@ use std::process::Command;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
-use lexforge::data::mining::{Vectors, top_k_inner_product};
+use lexforge::data::{Vectors, top_k_inner_product};
 use lexforge::nn::bert::{BertConfig, BertModel};
 use lexforge::nn::char_lstm::{CharLstm, CharLstmConfig};
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder, find_minilm};

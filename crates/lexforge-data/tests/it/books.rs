@@ -2,8 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lexforge_data::split_sentences;
-use lexforge_data::standardize::{Normalization, StandardizeConfig, standardize};
+use lexforge_data::{Normalization, StandardizeConfig, split_sentences, standardize};
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg")

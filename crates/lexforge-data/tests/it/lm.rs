@@ -6,9 +6,9 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::tensor::Device;
 use lexforge_core::{InMemoryCorpus, NoopSink, TextFiles};
-use lexforge_data::DataError;
-use lexforge_data::lm::{
-    LmBatcher, LmWindows, SplitPlan, TokenFile, TokenizeOptions, TrainDocuments, tokenize_corpus,
+use lexforge_data::{
+    DataError, LmBatcher, LmWindows, SplitPlan, TokenFile, TokenizeOptions, TrainDocuments,
+    tokenize_corpus,
 };
 use lexforge_tokenizers::{Tokenizer, TokenizerConfig, TokenizerMethod, TokenizerTrainRequest};
 

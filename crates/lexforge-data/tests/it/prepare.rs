@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use lexforge_core::{CancelToken, Error as CoreError, NoopSink};
-use lexforge_data::books::BookDirectory;
-use lexforge_data::prepare::{
-    ChunkedCorpus, PrepareConfig, build_dataset, chunk_corpus, merge_shards, prepare, read_shard,
+use lexforge_data::{
+    BookDirectory, ChunkConfig, ChunkedCorpus, DataError, Decoding, PairConfig, PrepareConfig,
+    SplitConfig, TopicConfig, build_dataset, chunk_corpus, merge_shards, prepare, read_shard,
     write_shard,
 };
-use lexforge_data::{ChunkConfig, DataError, Decoding, PairConfig, SplitConfig, TopicConfig};
 use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
 
 fn corpus() -> PathBuf {

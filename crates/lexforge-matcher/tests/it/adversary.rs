@@ -3,10 +3,10 @@
 
 use burn::tensor::Device;
 use lexforge_core::{CancelToken, NoopSink, Seed};
-use lexforge_data::Pair;
-use lexforge_data::pairs::{NegType, PairType};
-use lexforge_matcher::probe::linear_probe;
-use lexforge_matcher::{BiEncoder, HeadConfig, LossConfig, MatcherModel, PairItems, TokenBatch};
+use lexforge_data::{NegType, Pair, PairType};
+use lexforge_matcher::{
+    BiEncoder, HeadConfig, LossConfig, MatcherModel, PairItems, TokenBatch, linear_probe,
+};
 use lexforge_nn::bert::{BertConfig, BertModel};
 use lexforge_nn::pooling::Pooling;
 use lexforge_train::{CheckpointDir, Resume, TrainConfig, TrainContext, train};

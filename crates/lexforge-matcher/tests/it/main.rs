@@ -33,7 +33,7 @@ pub fn prepare_books(
     dir: &std::path::Path,
     books: &[&str],
     seq: usize,
-    config: &lexforge_data::prepare::PrepareConfig,
+    config: &lexforge_data::PrepareConfig,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
     let corpus = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/corpora/gutenberg/books");
@@ -53,8 +53,8 @@ pub fn prepare_books(
     )
     .unwrap();
     let out = dir.join("ds");
-    lexforge_data::prepare::prepare(
-        &lexforge_data::books::BookDirectory::new(&root),
+    lexforge_data::prepare(
+        &lexforge_data::BookDirectory::new(&root),
         &encoder,
         &burn::tensor::Device::flex(),
         config,

@@ -3,12 +3,10 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use lexforge_core::{CancelToken, NoopSink};
-use lexforge_data::prepare::PrepareConfig;
-use lexforge_data::{ChunkConfig, PairConfig, Split, SplitConfig, TopicConfig};
-use lexforge_matcher::calibration::ThresholdMetric;
+use lexforge_data::{ChunkConfig, PairConfig, PrepareConfig, Split, SplitConfig, TopicConfig};
 use lexforge_matcher::{
     HeadConfig, LossConfig, Matcher, MatcherError, MatcherTrainConfig, PreparedDataset,
-    SearchOptions, TeacherConfig, train_matcher,
+    SearchOptions, TeacherConfig, ThresholdMetric, train_matcher,
 };
 use lexforge_train::TrainConfig;
 

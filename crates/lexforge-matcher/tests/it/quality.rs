@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use lexforge_core::{CancelToken, NoopSink};
-use lexforge_data::prepare::PrepareConfig;
-use lexforge_data::{ChunkConfig, PairConfig, SplitConfig, TopicConfig};
+use lexforge_data::{ChunkConfig, PairConfig, PrepareConfig, SplitConfig, TopicConfig};
 use lexforge_matcher::{
     HeadConfig, LossConfig, MatcherTrainConfig, StyleChannelConfig, TrainReport, ViewsConfig,
     train_matcher,

@@ -146,8 +146,8 @@ impl ResidualVq {
                 k: self.size,
                 max_iterations: 30,
             };
-            let clusters = lexforge_data::topics::kmeans(
-                lexforge_data::mining::Vectors {
+            let clusters = lexforge_data::kmeans(
+                lexforge_data::Vectors {
                     data: &residual,
                     dim: d,
                 },

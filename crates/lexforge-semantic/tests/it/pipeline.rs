@@ -3,7 +3,7 @@ use std::sync::OnceLock;
 
 use burn::tensor::Device;
 use lexforge_core::{CancelToken, NoopSink};
-use lexforge_data::books::BookDirectory;
+use lexforge_data::BookDirectory;
 use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
 use lexforge_semantic::{
     BookWords, BookWordsConfig, CorpusSet, QuantizerConfig, SemanticEncoder, SemanticError,

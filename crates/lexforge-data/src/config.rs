@@ -1,0 +1,89 @@
+//! Every parameter of the book data-preparation pipeline ([`PrepareConfig`]), with its
+//! defaults and checks.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::chunk::ChunkConfig;
+use crate::dedup::DedupConfig;
+use crate::error::{DataError, Result};
+use crate::mining::MiningConfig;
+use crate::pairs::{PairConfig, SplitConfig};
+use crate::standardize::StandardizeConfig;
+use crate::topics::TopicConfig;
+
+/// Every parameter of the pipeline (serde: the `[prepare]` table of a config file, or the
+/// keyword arguments of Python's `lexforge.data.prepare`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrepareConfig {
+    /// The seed every random choice derives from.
+    pub seed: u64,
+    /// Text standardization.
+    pub standardize: StandardizeConfig,
+    /// Chunking.
+    pub chunk: ChunkConfig,
+    /// Deduplication.
+    pub dedup: DedupConfig,
+    /// Neighbour mining.
+    pub mining: MiningConfig,
+    /// Topic clustering.
+    pub topics: TopicConfig,
+    /// Split shares.
+    pub splits: SplitConfig,
+    /// Pair counts.
+    pub pairs: PairConfig,
+    /// Texts per encoder batch.
+    pub encode_batch_size: usize,
+}
+
+impl Default for PrepareConfig {
+    fn default() -> Self {
+        PrepareConfig {
+            seed: 0,
+            standardize: StandardizeConfig::default(),
+            chunk: ChunkConfig::default(),
+            dedup: DedupConfig::default(),
+            mining: MiningConfig::default(),
+            topics: TopicConfig::default(),
+            splits: SplitConfig::default(),
+            pairs: PairConfig::default(),
+            encode_batch_size: 32,
+        }
+    }
+}
+
+impl PrepareConfig {
+    /// Checks every parameter, naming the first bad one.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidParameter`].
+    pub fn validate(&self) -> Result<()> {
+        self.chunk.validate()?;
+        self.dedup.validate()?;
+        self.mining.validate()?;
+        self.pairs.validate()?;
+        if self.topics.k == 0 {
+            return Err(DataError::InvalidParameter {
+                parameter: "topics.k",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        if self.encode_batch_size == 0 {
+            return Err(DataError::InvalidParameter {
+                parameter: "encode_batch_size",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The parameters stage A depends on; shards must agree on them.
+    pub(crate) fn stage_a(&self) -> serde_json::Value {
+        json!({
+            "seed": self.seed,
+            "standardize": self.standardize,
+            "chunk": self.chunk,
+        })
+    }
+}
