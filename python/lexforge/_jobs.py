@@ -125,4 +125,3 @@ def run_job(
         run_dir = getattr(value, "run_dir", None)
         raise Interrupted(interrupted(value), run_dir, value)
     return value
-

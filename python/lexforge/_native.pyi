@@ -11,6 +11,7 @@ import numpy.typing as npt
 __all__ = [
     "__version__",
     "BURN_VERSION",
+    "api_defaults",
     "devices",
     "resolve_device",
     "configure_device",
@@ -28,7 +29,7 @@ __all__ = [
     "SentenceEncoder",
     "lm_train",
     "lm_resume",
-    "lm_evaluate_run",
+    "lm_evaluate",
     "data_standardize",
     "data_sentence_spans",
     "data_chunk",
@@ -39,7 +40,10 @@ __all__ = [
     "Library",
     "Matcher",
     "matcher_train",
+    "matcher_resume",
+    "matcher_pipeline",
     "matcher_default_config",
+    "matcher_default_pipeline_config",
     "SemanticEncoder",
     "semantic_book_corpora",
     "semantic_generated_corpora",
@@ -48,6 +52,10 @@ __all__ = [
     "semantic_default_config",
     "semantic_default_generator_config",
     "semantic_train",
+    "semantic_resume",
+    "semantic_pipeline",
+    "semantic_quantizer_preset",
+    "semantic_default_pipeline_config",
     "semantic_train_generator",
     "semantic_default_guided_config",
     "semantic_build_guided",
@@ -56,6 +64,7 @@ __all__ = [
 __version__: str
 BURN_VERSION: str
 
+def api_defaults() -> str: ...
 def devices() -> list[dict[str, Any]]: ...
 def resolve_device(spec: str) -> str: ...
 def configure_device(spec: str, precision: str) -> str: ...
@@ -225,40 +234,61 @@ class Library:
 @final
 class Matcher:
     @staticmethod
-    def load(path: str | os.PathLike[str], device: str = "cpu") -> Matcher: ...
-    def score_many(self, pairs: list[tuple[str, str]], batch_size: int = 32) -> str: ...
+    def load(
+        path: str | os.PathLike[str], device: str = "cpu", precision: str | None = None
+    ) -> Matcher: ...
+    def score_many(self, pairs: list[tuple[str, str]], batch_size: int) -> str: ...
     def style_similarity(self, text1: str, text2: str) -> float: ...
     def truncated(self, text: str) -> bool: ...
-    def embed(self, texts: list[str], batch_size: int = 32) -> npt.NDArray[np.float32]: ...
-    def library(self, books: list[tuple[str, list[str]]], batch_size: int = 32) -> Library: ...
+    def embed(self, texts: list[str], batch_size: int) -> npt.NDArray[np.float32]: ...
+    def library(self, books: list[tuple[str, list[str]]], batch_size: int) -> Library: ...
+    def library_of_dataset(
+        self, dataset_dir: str | os.PathLike[str], split: str | None, batch_size: int
+    ) -> Library: ...
     def search(
         self,
         passage: str,
         library: Library,
-        k: int = 5,
-        rerank: bool | None = None,
-        prefilter: int = 20,
-        passages_per_book: int = 3,
+        k: int,
+        rerank: bool | None,
+        prefilter: int,
+        passages_per_book: int,
     ) -> str: ...
-    def evaluate(
-        self, dataset_dir: str | os.PathLike[str], split: str = "test", batch_size: int = 32
-    ) -> str: ...
+    def evaluate(self, dataset_dir: str | os.PathLike[str], split: str, batch_size: int) -> str: ...
     def calibrate(
         self,
         dataset_dir: str | os.PathLike[str],
-        split: str = "validation",
-        metric: str = "accuracy",
-        batch_size: int = 32,
+        split: str,
+        metric: str,
+        batch_size: int,
     ) -> str: ...
     def info_json(self) -> str: ...
 
 def matcher_train(
     dataset_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
     config_json: str,
     device: str = "cpu",
+    precision: str | None = None,
     callback: Callable[[dict[str, Any]], object] | None = None,
 ) -> tuple[str, bool]: ...
+def matcher_resume(
+    run_dir: str | os.PathLike[str],
+    max_steps: int | None = None,
+    device: str = "cpu",
+    precision: str | None = None,
+    callback: Callable[[dict[str, Any]], object] | None = None,
+) -> tuple[str, bool]: ...
+def matcher_pipeline(
+    books_dir: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
+    config_json: str,
+    metadata: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    precision: str | None = None,
+    callback: Callable[[dict[str, Any]], object] | None = None,
+) -> tuple[str, bool]: ...
+def matcher_default_pipeline_config() -> str: ...
 def matcher_default_config() -> str: ...
 def semantic_book_corpora(
     books_dir: str | os.PathLike[str],
@@ -288,6 +318,7 @@ def semantic_train(
 ) -> tuple[str, bool]: ...
 def semantic_resume(
     run_dir: str | os.PathLike[str],
+    max_steps: int | None = None,
     device: str = "cpu",
     precision: str | None = None,
     callback: Callable[[dict[str, Any]], object] | None = None,
@@ -339,5 +370,5 @@ class SemanticEncoder:
     def collisions(self) -> str: ...
     def ids_json(self) -> str: ...
     def corpora_json(self) -> str: ...
-    def generate_words(self, id: list[int], n: int = 10, seed: int = 0) -> list[str]: ...
+    def generate_words(self, id: list[int], n: int, seed: int) -> list[str]: ...
     def info_json(self) -> str: ...

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from lexforge import _native
+from lexforge._defaults import DEFAULTS
 from lexforge._jobs import Progress, from_fields, run_job
 from lexforge._params import apply_params
 from lexforge.encoder import SentenceEncoder
@@ -219,7 +220,7 @@ def prepare(
     out_dir: PathLike,
     *,
     encoder: SentenceEncoder | PathLike | None = None,
-    device: str = "cpu",
+    device: str = DEFAULTS["device"],
     metadata: PathLike | None = None,
     decoding: str = "strict",
     max_seq_length: int | None = None,
@@ -292,7 +293,7 @@ def merge_shards(
     out_dir: PathLike,
     *,
     encoder: SentenceEncoder | PathLike | None = None,
-    device: str = "cpu",
+    device: str = DEFAULTS["device"],
     max_seq_length: int | None = None,
     config: Mapping[str, Any] | None = None,
     progress: bool = True,

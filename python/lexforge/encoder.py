@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lexforge import _native
+from lexforge._defaults import DEFAULTS, default
 from lexforge._jobs import tqdm_class
 
 __all__ = ["SentenceEncoder", "minilm_path"]
@@ -71,7 +72,7 @@ class SentenceEncoder:
     def load(
         cls,
         path: PathLike,
-        device: str = "cpu",
+        device: str = DEFAULTS["device"],
         pooling: str | None = None,
         truncate_dim: int | None = None,
         normalize: bool | None = None,
@@ -144,7 +145,7 @@ class SentenceEncoder:
     def encode(
         self,
         texts: Sequence[str],
-        batch_size: int = 32,
+        batch_size: int = default("encoder.encode", "batch_size"),
         progress: Progress = None,
     ) -> npt.NDArray[np.float32]:
         """``[len(texts), dim]`` float32, C-contiguous, rows in input order.

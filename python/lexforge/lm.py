@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 from lexforge import _native
+from lexforge._defaults import DEFAULTS, default
 from lexforge._jobs import from_fields, run_job
 from lexforge.config import LmRunConfig
 
@@ -94,7 +95,9 @@ class TrainReport:
         with open(path, encoding="utf-8") as f:
             return [json.loads(line) for line in f if line.strip()]
 
-    def load_model(self, device: str = "cpu", precision: str | None = None) -> LanguageModel:
+    def load_model(
+        self, device: str = DEFAULTS["device"], precision: str | None = None
+    ) -> LanguageModel:
         """The trained model (best validation weights) with its tokenizer."""
         return LanguageModel.load(self.run_dir, device=device, precision=precision)
 
@@ -102,7 +105,7 @@ class TrainReport:
         self,
         max_steps: int | None = None,
         *,
-        device: str = "cpu",
+        device: str = DEFAULTS["device"],
         precision: str | None = None,
         progress: bool = True,
         callback: Callable[[Event], None] | None = None,
@@ -129,7 +132,7 @@ def train(
     config: Mapping[str, Any] | PathLike,
     run_dir: PathLike,
     *,
-    device: str = "cpu",
+    device: str = DEFAULTS["device"],
     precision: str | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
@@ -166,7 +169,7 @@ def resume(
     run_dir: PathLike,
     max_steps: int | None = None,
     *,
-    device: str = "cpu",
+    device: str = DEFAULTS["device"],
     precision: str | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
@@ -188,7 +191,9 @@ def resume(
     )
 
 
-def evaluate(run_dir: PathLike, device: str = "cpu", precision: str | None = None) -> dict[str, float]:
+def evaluate(
+    run_dir: PathLike, device: str = DEFAULTS["device"], precision: str | None = None
+) -> dict[str, float]:
     """Recompute a finished run's validation metrics from its files (``val_loss``,
     ``val_perplexity``, ``val_bits_per_token``, ``val_bits_per_char``, ...)."""
     metrics: dict[str, float] = json.loads(
@@ -266,7 +271,7 @@ class LanguageModel:
 
     @classmethod
     def load(
-        cls, path: PathLike, device: str = "cpu", precision: str | None = None
+        cls, path: PathLike, device: str = DEFAULTS["device"], precision: str | None = None
     ) -> LanguageModel:
         """Load ``path`` on ``device`` (``cpu``, ``flex``, ``ndarray``, ``cuda:0``, ``wgpu``),
         computing in ``precision`` (default the device's).
@@ -331,15 +336,15 @@ class LanguageModel:
     def generate(
         self,
         prompt: str = "",
-        max_new_tokens: int = 64,
+        max_new_tokens: int = default("lm.generate", "max_new_tokens"),
         *,
-        temperature: float = 1.0,
+        temperature: float = default("lm.generate", "temperature"),
         top_k: int | None = None,
         top_p: float | None = None,
         stop_on_eos: bool = True,
         stop_sequences: Sequence[str] = (),
-        seed: int = 0,
-        num_return_sequences: int = 1,
+        seed: int = default("lm.generate", "seed"),
+        num_return_sequences: int = default("lm.generate", "num_return_sequences"),
     ) -> list[Generation]:
         """Continue ``prompt`` (``temperature=0`` is greedy).
 
@@ -363,7 +368,7 @@ class LanguageModel:
         )
         return [Generation(**g) for g in out]
 
-    def score(self, text: str, top_k: int = 0) -> TextScore:
+    def score(self, text: str, top_k: int = default("lm.score", "top_k")) -> TextScore:
         """Score ``text``: loss, perplexity, bits per character and per-token surprisal, each
         token with its byte offsets and the ``top_k`` predictions at its position."""
         s = json.loads(self._native.score(text, top_k))

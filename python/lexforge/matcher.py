@@ -30,16 +30,22 @@ import numpy as np
 import numpy.typing as npt
 
 from lexforge import _native
+from lexforge._defaults import DEFAULTS, default
 from lexforge._jobs import from_fields, run_job
 from lexforge._params import apply_params
+from lexforge.config import as_dict
 
 __all__ = [
     "Library",
     "Matcher",
     "PairScore",
+    "PipelineReport",
     "SearchHit",
     "TrainReport",
     "default_config",
+    "default_pipeline_config",
+    "pipeline",
+    "resume",
     "train",
 ]
 
@@ -138,40 +144,120 @@ class TrainReport:
     ``rerank``); it is used only where it beats the bi-encoder."""
 
 
+def _interrupted(report: Any) -> str:
+    return (
+        "interrupted: the run stopped with a checkpoint; continue it with "
+        f"lexforge.matcher.resume({str(report.run_dir)!r})"
+    )
+
+
 def train(
     dataset_dir: PathLike,
-    out_dir: PathLike,
+    run_dir: PathLike,
     *,
-    device: str = "cpu",
     config: Mapping[str, Any] | None = None,
+    device: str = DEFAULTS["device"],
+    precision: str | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
     **params: Any,
 ) -> TrainReport:
-    """Train a matcher on a prepared dataset into ``out_dir``, calibrate it on validation and
-    evaluate it on test (``out_dir/eval/metrics.json``). Resumes from ``out_dir/checkpoints``
-    when present.
+    """Train a matcher on a prepared dataset into the new directory ``run_dir``, calibrate it
+    on validation and evaluate it on test (``run_dir/eval/metrics.json``). An existing
+    ``run_dir`` is refused: :func:`resume` continues a stopped run.
 
-    Parameters come from ``config`` (the nested dict of :func:`default_config`) and keyword
-    arguments: ``base_model`` (default: the installed all-MiniLM-L6-v2), ``max_steps``,
-    ``batch_size``, ``lr``, ``frozen_layers``, ``max_seq_length``, ``style_features``,
-    ``style_channel`` (a dict: ``buckets``, ``dim``, ``char_ngrams``, ``word_ngrams``,
-    ``table_lr_scale``; the learned n-gram channel), ``views`` (a dict: ``views``,
-    ``neighbours``, ``books``, ``chunks_per_book``; train on book-balanced batches of every
-    training chunk), ``pair_features``, ``projection_dim``, ``supcon``, ``info_nce``, ``pairwise``,
-    ``temperature``, ``topics`` + ``adversary``, ``seed``, ... Unknown names raise
-    ``TypeError``. Ctrl-C stops after the current step with a checkpoint and raises
-    :class:`~lexforge.Interrupted` (a ``KeyboardInterrupt``); training again resumes.
+    Parameters come from ``config`` (the nested dict of :func:`default_config`, or a
+    :class:`~lexforge.config.MatcherTrainConfig`) and keyword arguments, named as the config's
+    fields: ``base_model`` (default: the installed all-MiniLM-L6-v2), ``max_steps``,
+    ``batch_size``, ``lr``, ``min_lr``, ``frozen_layers``, ``max_seq_length``,
+    ``style_features``, ``style_channel`` (a dict: ``buckets``, ``dim``, ``char_ngrams``,
+    ``word_ngrams``, ``table_lr_scale``; the learned n-gram channel), ``views`` (a dict:
+    ``views``, ``neighbours``, ``books``, ``chunks_per_book``; train on book-balanced batches of
+    every training chunk), ``pair_features``, ``projection_dim``, ``supcon``, ``info_nce``,
+    ``pairwise``, ``temperature``, ``topics`` + ``adversary``, ``seed``, ... Unknown names
+    raise ``TypeError``. Ctrl-C stops after the current step with a checkpoint and raises
+    :class:`~lexforge.Interrupted` (a ``KeyboardInterrupt``).
     """
     cfg = json.dumps(_config(params, config))
+    data, out = os.fspath(dataset_dir), os.fspath(run_dir)
     return run_job(
         lambda cb: _native.matcher_train(
-            os.fspath(dataset_dir), os.fspath(out_dir), cfg, device=device, callback=cb
+            data, out, cfg, device=device, precision=precision, callback=cb
         ),
         progress=progress,
         callback=callback,
-        interrupted=lambda _: "interrupted: the run stopped with a checkpoint; train again to resume",
-        result=lambda d: from_fields(TrainReport, {**d, "run_dir": d.get("run_dir", d.get("dir"))}),
+        interrupted=_interrupted,
+        result=lambda d: from_fields(TrainReport, d),
+    )
+
+
+def resume(
+    run_dir: PathLike,
+    max_steps: int | None = None,
+    *,
+    device: str = DEFAULTS["device"],
+    precision: str | None = None,
+    progress: bool = True,
+    callback: Callable[[Event], None] | None = None,
+) -> TrainReport:
+    """Continue a matcher run from its last checkpoint: a stopped one (killed, interrupted,
+    failed), or a finished one with a higher ``max_steps``."""
+    out = os.fspath(run_dir)
+    return run_job(
+        lambda cb: _native.matcher_resume(
+            out, max_steps, device=device, precision=precision, callback=cb
+        ),
+        progress=progress,
+        callback=callback,
+        interrupted=_interrupted,
+        result=lambda d: from_fields(TrainReport, d),
+    )
+
+
+def default_pipeline_config() -> dict[str, Any]:
+    """The default configuration of :func:`pipeline`: ``{"prepare": ..., "matcher": ...}``."""
+    config: dict[str, Any] = json.loads(_native.matcher_default_pipeline_config())
+    return config
+
+
+@dataclass(frozen=True)
+class PipelineReport:
+    """What :func:`pipeline` did."""
+
+    run_dir: Path
+    """The pipeline's directory (``dataset/`` and ``matcher/``)."""
+    dataset: dict[str, Any] | None
+    """The dataset preparation's summary; ``None`` when a complete dataset was reused."""
+    matcher: dict[str, Any]
+    """The matcher's training report (the fields of :class:`TrainReport`)."""
+
+
+def pipeline(
+    books_dir: PathLike,
+    run_dir: PathLike,
+    *,
+    metadata: PathLike | None = None,
+    config: Mapping[str, Any] | None = None,
+    device: str = DEFAULTS["device"],
+    precision: str | None = None,
+    progress: bool = True,
+    callback: Callable[[Event], None] | None = None,
+) -> PipelineReport:
+    """Books → prepared dataset → trained, calibrated, evaluated matcher in one call, as
+    ``lexforge matcher pipeline``: ``run_dir/dataset`` and ``run_dir/matcher``. Calling it again
+    reuses what completed and resumes a stopped matcher. ``config``: the nested dict of
+    :func:`default_pipeline_config` (a ``prepare`` and a ``matcher`` table)."""
+    cfg = json.dumps(as_dict(config) if config is not None else default_pipeline_config())
+    books, out = os.fspath(books_dir), os.fspath(run_dir)
+    meta = os.fspath(metadata) if metadata is not None else None
+    return run_job(
+        lambda cb: _native.matcher_pipeline(
+            books, out, cfg, metadata=meta, device=device, precision=precision, callback=cb
+        ),
+        progress=progress,
+        callback=callback,
+        interrupted=lambda _: "interrupted: call pipeline again to continue",
+        result=lambda d: from_fields(PipelineReport, d),
     )
 
 
@@ -187,6 +273,8 @@ class PairScore:
     """Cosine of the two embeddings."""
     logit: float
     """The raw pair score before calibration."""
+    style_similarity: float
+    """How close the passages are in style, in [0, 1] (see :meth:`Matcher.style_similarity`)."""
 
 
 @dataclass(frozen=True)
@@ -229,10 +317,12 @@ class Matcher:
         self._info: dict[str, Any] = json.loads(native.info_json())
 
     @classmethod
-    def load(cls, path: PathLike, device: str = "cpu") -> Matcher:
+    def load(
+        cls, path: PathLike, device: str = DEFAULTS["device"], precision: str | None = None
+    ) -> Matcher:
         """Load a matcher directory (manifest checksums verified; calibrations loaded when
         present). Raises :class:`lexforge.ArtifactError` for a damaged directory."""
-        return cls(_native.Matcher.load(os.fspath(path), device=device))
+        return cls(_native.Matcher.load(os.fspath(path), device=device, precision=precision))
 
     @property
     def dim(self) -> int:
@@ -262,10 +352,14 @@ class Matcher:
         :class:`lexforge.InvalidInputError`."""
         return self.score_many([(text1, text2)])[0]
 
-    def score_many(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> list[PairScore]:
+    def score_many(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        batch_size: int = default("matcher.score_many", "batch_size"),
+    ) -> list[PairScore]:
         """:meth:`score` for many pairs, batched."""
         rows = json.loads(self._native.score_many(list(pairs), batch_size=batch_size))
-        return [PairScore(**r) for r in rows]
+        return [from_fields(PairScore, r) for r in rows]
 
     def style_similarity(self, text1: str, text2: str) -> float:
         """How close two passages are in style, in [0, 1] (the isotonic map of their cosine
@@ -276,24 +370,42 @@ class Matcher:
         """Whether ``text`` is longer than the model reads."""
         return self._native.truncated(text)
 
-    def embed(self, texts: Sequence[str], batch_size: int = 32) -> npt.NDArray[np.float32]:
+    def embed(
+        self, texts: Sequence[str], batch_size: int = default("encoder.encode", "batch_size")
+    ) -> npt.NDArray[np.float32]:
         """``[n, dim]`` float32 unit embeddings."""
         return self._native.embed(list(texts), batch_size=batch_size)
 
-    def library(self, books: Mapping[str, Sequence[str]], batch_size: int = 32) -> Library:
+    def library(
+        self,
+        books: Mapping[str, Sequence[str]],
+        batch_size: int = default("matcher.library", "batch_size"),
+    ) -> Library:
         """A searchable library from ``{book_id: [passages]}``."""
         items = [(k, list(v)) for k, v in books.items()]
         return Library(self._native.library(items, batch_size=batch_size))
+
+    def library_of_dataset(
+        self,
+        dataset_dir: PathLike,
+        split: str | None = None,
+        batch_size: int = default("matcher.library", "batch_size"),
+    ) -> Library:
+        """A library of a prepared dataset's books (one centroid per book over its chunks),
+        only those of ``split`` when given (``lexforge matcher search --library``)."""
+        return Library(
+            self._native.library_of_dataset(os.fspath(dataset_dir), split, batch_size=batch_size)
+        )
 
     def search(
         self,
         passage: str,
         library: Library,
-        k: int = 5,
+        k: int = default("matcher.search", "k"),
         *,
         rerank: bool | None = None,
-        prefilter: int = 20,
-        passages_per_book: int = 3,
+        prefilter: int = default("matcher.search", "prefilter"),
+        passages_per_book: int = default("matcher.search", "passages_per_book"),
     ) -> list[SearchHit]:
         """The ``k`` books of ``library`` closest to ``passage``, best first. Two stages: the
         bi-encoder keeps the ``prefilter`` books with the closest centroids, then the
@@ -309,23 +421,34 @@ class Matcher:
                 passages_per_book=passages_per_book,
             )
         )
-        return [SearchHit(**r) for r in rows]
+        return [from_fields(SearchHit, r) for r in rows]
 
-    def evaluate(self, dataset_dir: PathLike, split: str = "test") -> dict[str, Any]:
+    def evaluate(
+        self,
+        dataset_dir: PathLike,
+        split: str = "test",
+        batch_size: int = default("matcher.evaluate", "batch_size"),
+    ) -> dict[str, Any]:
         """Accuracy, precision, recall, F1, ROC-AUC, ECE (before/after calibration) and
         passage → book retrieval on a split of a prepared dataset."""
         report: dict[str, Any] = json.loads(
-            self._native.evaluate(os.fspath(dataset_dir), split=split)
+            self._native.evaluate(os.fspath(dataset_dir), split=split, batch_size=batch_size)
         )
         return report
 
     def calibrate(
-        self, dataset_dir: PathLike, split: str = "validation", metric: str = "accuracy"
+        self,
+        dataset_dir: PathLike,
+        split: str = "validation",
+        metric: str = "accuracy",
+        batch_size: int = default("matcher.calibrate", "batch_size"),
     ) -> dict[str, Any]:
         """Fit and save ``calibration.json`` (temperature, bias, threshold for ``metric``:
         ``"accuracy"`` or ``"f1"``) and ``style_calibration.json`` on a split."""
         c: dict[str, Any] = json.loads(
-            self._native.calibrate(os.fspath(dataset_dir), split=split, metric=metric)
+            self._native.calibrate(
+                os.fspath(dataset_dir), split=split, metric=metric, batch_size=batch_size
+            )
         )
         self._info["calibrated"] = True
         return c

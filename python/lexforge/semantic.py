@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lexforge import _native
+from lexforge._defaults import DEFAULTS, default
 from lexforge._jobs import from_fields, run_job
 from lexforge._params import apply_params
 from lexforge.config import as_dict
@@ -169,7 +170,7 @@ def build_corpora(
     books_dir: PathLike | None = None,
     metadata: PathLike | None = None,
     *,
-    words_per_corpus: int = 50,
+    words_per_corpus: int = default("semantic.corpora", "words_per_corpus"),
     variations: int | None = None,
     frequencies: str | PathLike = "wordfreq",
     generator: Callable[[dict[str, Any], int], list[str]] | None = None,
@@ -261,7 +262,9 @@ def _drive(
         call,
         progress=progress,
         callback=callback,
-        interrupted=lambda _: "interrupted: the run stopped with a checkpoint; train again to resume",
+        interrupted=lambda _: (
+            "interrupted: the run stopped with a checkpoint; train again to resume"
+        ),
         result=lambda d: d,
     )
     return out
@@ -281,7 +284,7 @@ def train(
     quantizer: str = "fsq",
     embedding_model: PathLike | None = None,
     config: Mapping[str, Any] | None = None,
-    device: str = "cpu",
+    device: str = DEFAULTS["device"],
     precision: str | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
@@ -320,17 +323,21 @@ def train(
 
 def resume(
     run_dir: PathLike,
+    max_steps: int | None = None,
     *,
-    device: str = "cpu",
+    device: str = DEFAULTS["device"],
     precision: str | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
 ) -> TrainReport:
-    """Continue a stopped encoder training (killed, interrupted, failed) from its last
-    checkpoint, with the config and corpora the run recorded."""
+    """Continue an encoder training from its last checkpoint (a stopped one: killed,
+    interrupted, failed; or a finished one with a higher ``max_steps``), with the config and
+    corpora the run recorded."""
     out = os.fspath(run_dir)
     return run_job(
-        lambda cb: _native.semantic_resume(out, device=device, precision=precision, callback=cb),
+        lambda cb: _native.semantic_resume(
+            out, max_steps, device=device, precision=precision, callback=cb
+        ),
         progress=progress,
         callback=callback,
         interrupted=_interrupted,
@@ -371,7 +378,7 @@ def pipeline(
     generator: str | None = None,
     base_lm: PathLike | None = None,
     config: Mapping[str, Any] | None = None,
-    device: str = "cpu",
+    device: str = DEFAULTS["device"],
     precision: str | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
@@ -412,7 +419,7 @@ def build_guided_generator(
     encoder_dir: PathLike,
     *,
     frequencies: str | PathLike = "wordfreq",
-    device: str = "cpu",
+    device: str = DEFAULTS["device"],
     config: Mapping[str, Any] | None = None,
     **params: Any,
 ) -> dict[str, Any]:
@@ -445,7 +452,7 @@ def train_generator(
     encoder_dir: PathLike,
     base_lm: PathLike,
     *,
-    device: str = "cpu",
+    device: str = DEFAULTS["device"],
     config: Mapping[str, Any] | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
@@ -493,7 +500,10 @@ class SemanticEncoder:
 
     @classmethod
     def load(
-        cls, path: PathLike, device: str = "cpu", embedding_model: PathLike | None = None
+        cls,
+        path: PathLike,
+        device: str = DEFAULTS["device"],
+        embedding_model: PathLike | None = None,
     ) -> SemanticEncoder:
         """Load an encoder directory (checksums verified). The embedding model recorded at
         training is opened; ``embedding_model`` gives another directory of the same model (a
@@ -533,7 +543,11 @@ class SemanticEncoder:
         """The normalized embedding-space vector of an ID (codebook lookup + decoder)."""
         return self._native.decode([int(x) for x in id])
 
-    def similar(self, query: Sequence[int] | Sequence[str], k: int = 5) -> list[SimilarCorpus]:
+    def similar(
+        self,
+        query: Sequence[int] | Sequence[str],
+        k: int = default("semantic.similar", "k"),
+    ) -> list[SimilarCorpus]:
         """The ``k`` known corpora closest to an ID or to words."""
         words = [x for x in query if isinstance(x, str)]
         if words and len(words) == len(query):
@@ -555,7 +569,12 @@ class SemanticEncoder:
         out: dict[str, Any] = json.loads(self._native.collisions())
         return out
 
-    def generate_words(self, id: Sequence[int], n: int = 10, seed: int = 0) -> list[str]:
+    def generate_words(
+        self,
+        id: Sequence[int],
+        n: int = default("semantic.generate", "n"),
+        seed: int = default("semantic.generate", "seed"),
+    ) -> list[str]:
         """Up to ``n`` distinct words for an ID from the word generator
         (:func:`build_guided_generator` or :func:`train_generator`); the same seed gives the
         same words."""

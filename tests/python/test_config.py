@@ -173,7 +173,11 @@ def test_style_channel_and_views_round_trip_through_toml_and_json(tmp_path: Path
         },
         views={"views": 8, "books": "books/", "chunks_per_book": 100},
     )
-    assert cfg == MatcherTrainConfig.from_toml(cfg.to_toml()) == MatcherTrainConfig.from_json(cfg.to_json())
+    assert (
+        cfg
+        == MatcherTrainConfig.from_toml(cfg.to_toml())
+        == MatcherTrainConfig.from_json(cfg.to_json())
+    )
     d = cfg.to_dict()
     assert d["head"]["style_channel"]["word_ngrams"] == [1, 2]  # defaults filled in
     assert d["views"]["neighbours"] is True

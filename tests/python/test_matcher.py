@@ -95,6 +95,15 @@ def test_train_load_score_search_evaluate(dataset: Path, tmp_path: Path) -> None
     ev = m.evaluate(dataset, split="test")
     assert ev["pairs"] > 0 and "retrieval" in ev
     assert m.truncated(a * 20)
+    assert s.style_similarity == m.style_similarity(a, b)
+    lib = m.library_of_dataset(dataset, "test")
+    assert len(lib) == report.books["test"]
+
+    # One resume rule for every pipeline: train refuses an existing run, resume continues it.
+    with pytest.raises(lexforge.InvalidInputError, match="already exists"):
+        matcher.train(dataset, tmp_path / "m", base_model=TINY, progress=False)
+    more = matcher.resume(tmp_path / "m", max_steps=8, progress=False)
+    assert (more.steps, more.run_dir) == (8, tmp_path / "m")
 
     with pytest.raises(lexforge.InvalidInputError, match="empty"):
         m.score("", b)

@@ -108,7 +108,14 @@ fn write_run_dir(
     .map_err(|e| to_py(py, e))
 }
 
+/// The defaults the CLI, Python and Rust share (`lexforge::api_defaults`), as JSON.
+#[pyfunction]
+fn api_defaults(py: Python<'_>) -> PyResult<String> {
+    crate::errors::to_json(py, &lexforge::api_defaults(), "defaults")
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(api_defaults, m)?)?;
     m.add_function(wrap_pyfunction!(devices, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_device, m)?)?;
     m.add_function(wrap_pyfunction!(configure_device, m)?)?;

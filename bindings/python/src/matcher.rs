@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use lexforge::data::Split;
 use lexforge::matcher::{
-    Library, Matcher, MatcherError, MatcherTrainConfig, PreparedDataset, SearchOptions,
-    ThresholdMetric, train_matcher,
+    Library, Matcher, MatcherError, MatcherTrainConfig, PipelineConfig, PreparedDataset,
+    SearchOptions, ThresholdMetric,
 };
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
@@ -30,26 +30,91 @@ fn split(py: Python<'_>, s: &str) -> PyResult<Split> {
     parse(py, &format!("{s:?}"), "split")
 }
 
-/// Trains a matcher on a worker thread; returns `(report_json, interrupted)`.
+/// Trains a matcher into the new directory `run_dir` on a worker thread; returns
+/// `(report_json, interrupted)`.
 #[pyfunction]
-#[pyo3(signature = (dataset_dir, out_dir, config_json, device="cpu", callback=None))]
+#[pyo3(signature = (dataset_dir, run_dir, config_json, device="cpu", precision=None, callback=None))]
 fn matcher_train(
     py: Python<'_>,
     dataset_dir: PathBuf,
-    out_dir: PathBuf,
+    run_dir: PathBuf,
     config_json: &str,
     device: &str,
+    precision: Option<&str>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
     let config: MatcherTrainConfig = parse(py, config_json, "config")?;
-    let device = resolve(py, device, None)?;
+    let device = resolve(py, device, precision)?;
     drive::<_, MatcherError>(
         py,
         callback,
         Box::new(move |sink, cancel| {
-            train_matcher(&config, &dataset_dir, &out_dir, &device, sink, cancel)
+            lexforge::matcher::train(&config, &dataset_dir, &run_dir, &device, sink, cancel)
         }),
     )
+}
+
+/// Resumes the matcher run in `run_dir`; returns `(report_json, interrupted)`.
+#[pyfunction]
+#[pyo3(signature = (run_dir, max_steps=None, device="cpu", precision=None, callback=None))]
+fn matcher_resume(
+    py: Python<'_>,
+    run_dir: PathBuf,
+    max_steps: Option<u64>,
+    device: &str,
+    precision: Option<&str>,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<(String, bool)> {
+    let device = resolve(py, device, precision)?;
+    drive::<_, MatcherError>(
+        py,
+        callback,
+        Box::new(move |sink, cancel| {
+            lexforge::matcher::resume(&run_dir, &device, max_steps, sink, cancel)
+        }),
+    )
+}
+
+/// Books → dataset → matcher into `run_dir`; returns `(report_json, interrupted)`.
+#[pyfunction]
+#[pyo3(signature = (books_dir, run_dir, config_json, metadata=None, device="cpu", precision=None, callback=None))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "mirrors the Python keyword arguments"
+)]
+fn matcher_pipeline(
+    py: Python<'_>,
+    books_dir: PathBuf,
+    run_dir: PathBuf,
+    config_json: &str,
+    metadata: Option<PathBuf>,
+    device: &str,
+    precision: Option<&str>,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<(String, bool)> {
+    let config: PipelineConfig = parse(py, config_json, "config")?;
+    let device = resolve(py, device, precision)?;
+    drive::<_, MatcherError>(
+        py,
+        callback,
+        Box::new(move |sink, cancel| {
+            lexforge::matcher::pipeline(
+                &config,
+                &books_dir,
+                metadata.as_deref(),
+                &run_dir,
+                &device,
+                sink,
+                cancel,
+            )
+        }),
+    )
+}
+
+/// The default pipeline configuration (`prepare` and `matcher` tables), as JSON.
+#[pyfunction]
+fn matcher_default_pipeline_config(py: Python<'_>) -> PyResult<String> {
+    to_json(py, &PipelineConfig::default(), "config")
 }
 
 /// The default training configuration, as JSON.
@@ -105,9 +170,14 @@ impl PyMatcher {
 impl PyMatcher {
     /// Loads a matcher directory on `device`.
     #[staticmethod]
-    #[pyo3(signature = (path, device="cpu"))]
-    fn load(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Self> {
-        let device = resolve(py, device, None)?;
+    #[pyo3(signature = (path, device="cpu", precision=None))]
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        device: &str,
+        precision: Option<&str>,
+    ) -> PyResult<Self> {
+        let device = resolve(py, device, precision)?;
         let m = crate::threads::compute(py, || Matcher::load(&path, &device))
             .map_err(|e| to_py(py, e))?;
         let info = serde_json::json!({
@@ -127,7 +197,7 @@ impl PyMatcher {
     }
 
     /// Scores of pairs as JSON `[{probability, same_book, cosine, logit}]`.
-    #[pyo3(signature = (pairs, batch_size=32))]
+    #[pyo3(signature = (pairs, batch_size))]
     fn score_many(
         &self,
         py: Python<'_>,
@@ -155,7 +225,7 @@ impl PyMatcher {
     }
 
     /// `[n, dim]` float32 unit embeddings.
-    #[pyo3(signature = (texts, batch_size=32))]
+    #[pyo3(signature = (texts, batch_size))]
     fn embed<'py>(
         &self,
         py: Python<'py>,
@@ -172,7 +242,7 @@ impl PyMatcher {
     }
 
     /// A library from `[(book_id, [passages])]`.
-    #[pyo3(signature = (books, batch_size=32))]
+    #[pyo3(signature = (books, batch_size))]
     fn library(
         &self,
         py: Python<'_>,
@@ -183,8 +253,25 @@ impl PyMatcher {
         Ok(PyLibrary { inner })
     }
 
+    /// The library of a prepared dataset's books (only `split`'s when given).
+    #[pyo3(signature = (dataset_dir, split, batch_size))]
+    fn library_of_dataset(
+        &self,
+        py: Python<'_>,
+        dataset_dir: PathBuf,
+        split: Option<&str>,
+        batch_size: usize,
+    ) -> PyResult<PyLibrary> {
+        let split = split.map(|s| self::split(py, s)).transpose()?;
+        let inner = self.with(py, |m| {
+            let data = PreparedDataset::open(&dataset_dir)?;
+            m.library_of_dataset(&data, split, batch_size)
+        })?;
+        Ok(PyLibrary { inner })
+    }
+
     /// The `k` closest books, as JSON `[{book, cosine, rerank}]`.
-    #[pyo3(signature = (passage, library, k=5, rerank=None, prefilter=20, passages_per_book=3))]
+    #[pyo3(signature = (passage, library, k, rerank, prefilter, passages_per_book))]
     #[allow(
         clippy::too_many_arguments,
         reason = "mirrors the Python keyword arguments"
@@ -210,7 +297,7 @@ impl PyMatcher {
     }
 
     /// Evaluation on a dataset split, as JSON.
-    #[pyo3(signature = (dataset_dir, split="test", batch_size=32))]
+    #[pyo3(signature = (dataset_dir, split, batch_size))]
     fn evaluate(
         &self,
         py: Python<'_>,
@@ -227,7 +314,7 @@ impl PyMatcher {
     }
 
     /// Fits and saves the calibrations on a dataset split; returns the calibration as JSON.
-    #[pyo3(signature = (dataset_dir, split="validation", metric="accuracy", batch_size=32))]
+    #[pyo3(signature = (dataset_dir, split, metric, batch_size))]
     fn calibrate(
         &self,
         py: Python<'_>,
@@ -253,6 +340,9 @@ impl PyMatcher {
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(matcher_train, m)?)?;
+    m.add_function(wrap_pyfunction!(matcher_resume, m)?)?;
+    m.add_function(wrap_pyfunction!(matcher_pipeline, m)?)?;
+    m.add_function(wrap_pyfunction!(matcher_default_pipeline_config, m)?)?;
     m.add_function(wrap_pyfunction!(matcher_default_config, m)?)?;
     m.add_class::<PyLibrary>()?;
     m.add_class::<PyMatcher>()

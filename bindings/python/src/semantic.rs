@@ -167,10 +167,11 @@ fn semantic_train(
 
 /// Resumes the encoder training in `run_dir`; returns `(report_json, interrupted)`.
 #[pyfunction]
-#[pyo3(signature = (run_dir, device="cpu", precision=None, callback=None))]
+#[pyo3(signature = (run_dir, max_steps=None, device="cpu", precision=None, callback=None))]
 fn semantic_resume(
     py: Python<'_>,
     run_dir: PathBuf,
+    max_steps: Option<u64>,
     device: &str,
     precision: Option<&str>,
     callback: Option<Py<PyAny>>,
@@ -179,7 +180,9 @@ fn semantic_resume(
     drive::<TrainReport, SemanticError>(
         py,
         callback,
-        Box::new(move |sink, cancel| lexforge::semantic::resume(&run_dir, &device, sink, cancel)),
+        Box::new(move |sink, cancel| {
+            lexforge::semantic::resume(&run_dir, &device, max_steps, sink, cancel)
+        }),
     )
 }
 
@@ -444,7 +447,7 @@ impl PySemanticEncoder {
     }
 
     /// Up to `n` words for an ID from the word generator.
-    #[pyo3(signature = (id, n=10, seed=0))]
+    #[pyo3(signature = (id, n, seed))]
     fn generate_words(
         &self,
         py: Python<'_>,

@@ -12,7 +12,7 @@ use lexforge::{CancelToken, DeviceSpec, EventSink, NoopSink, Precision, Progress
 #[derive(Debug, Clone, clap::Args)]
 pub struct GlobalArgs {
     /// Device to compute on: cpu, flex, ndarray, wgpu, cuda:N, auto.
-    #[arg(long, global = true, default_value = "cpu", value_name = "DEVICE")]
+    #[arg(long, global = true, default_value = lexforge::DEVICE, value_name = "DEVICE")]
     pub device: DeviceSpec,
     /// Float precision on that device: f32, f16 or bf16 (default auto = f32). Reduced precision
     /// trains with f32 master weights.

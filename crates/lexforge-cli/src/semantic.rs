@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use lexforge::data::BookDirectory;
+use lexforge::nn::generate::GenerateConfig;
 use lexforge::semantic::{
     BookWords, BookWordsConfig, CorpusSet, GeneratorChoice, GeneratorStage, PipelineConfig,
     QuantizerConfig, SemanticEncoder, SemanticTrainConfig, TrainReport, WordFrequencies,
@@ -31,10 +32,14 @@ pub enum SemanticCommand {
         #[command(flatten)]
         train: TrainArgs,
     },
-    /// Continue a stopped encoder training (killed, Ctrl-C, failed) from its last checkpoint.
+    /// Continue an encoder training from its last checkpoint: a stopped one (killed, Ctrl-C,
+    /// failed), or a finished one with a higher --max-steps.
     Resume {
         /// The encoder directory.
         run: PathBuf,
+        /// Train up to this many steps in total (default: the run's own max_steps).
+        #[arg(long)]
+        max_steps: Option<u64>,
     },
     /// The ID of words, a text, or a known corpus, with the labels its heads read from it.
     Encode {
@@ -76,7 +81,7 @@ pub enum SemanticCommand {
         #[arg(short, default_value_t = WordGenerator::WORDS)]
         n: usize,
         /// Sampling seed.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = GenerateConfig::default().seed)]
         seed: u64,
     },
     /// Books → corpora → semantic encoder → word generator in one command: OUT/corpora.json,
@@ -289,9 +294,14 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             )?;
             print_report(&report)
         }
-        SemanticCommand::Resume { run } => {
-            let report =
-                lexforge::semantic::resume(&run, &device()?, sink().as_ref(), &cancel_on_signal())?;
+        SemanticCommand::Resume { run, max_steps } => {
+            let report = lexforge::semantic::resume(
+                &run,
+                &device()?,
+                max_steps,
+                sink().as_ref(),
+                &cancel_on_signal(),
+            )?;
             print_report(&report)
         }
         SemanticCommand::Encode { encoder, words } => {

@@ -79,6 +79,11 @@ pub struct EvalReport {
 }
 
 impl LanguageModel {
+    /// Most likely tokens [`LanguageModel::score`] lists per position unless told otherwise.
+    pub const SCORE_TOP_K: usize = 0;
+}
+
+impl LanguageModel {
     /// Loads a run directory or model directory on `device`. A run's manifest is verified
     /// first (a damaged or truncated file is an error, not a silent misload); the tokenizer
     /// must have exactly the model's vocabulary ([`LmError::VocabMismatch`] otherwise).

@@ -9,7 +9,7 @@
 //!   [`grad_reverse`]).
 //! - Prepared dataset directories and pair batches ([`PreparedDataset`], [`PairItems`],
 //!   [`ViewItems`]).
-//! - Training with the lexforge engine, then save, calibrate, evaluate ([`train_matcher`],
+//! - Training with the lexforge engine, then save, calibrate, evaluate ([`train`], [`resume`],
 //!   [`MatcherTrainConfig`], [`TrainReport`]); the cross-encoder teacher ([`train_teacher`],
 //!   [`Teacher`]).
 //! - Platt + threshold and isotonic style calibration ([`Calibration`],
@@ -29,6 +29,7 @@ mod metrics;
 mod model;
 mod ngrams;
 mod objective;
+mod pipeline;
 mod probe;
 mod report;
 mod search;
@@ -53,7 +54,8 @@ pub use metrics::{BinaryMetrics, RetrievalMetrics};
 pub use model::{BiEncoder, HeadConfig, StyleChannel, TokenBatch};
 pub use ngrams::{NgramHasher, SparseFeatures, StyleChannelConfig, sparse_cosine};
 pub use objective::MatcherModel;
+pub use pipeline::{DATASET_DIR, MATCHER_DIR, PipelineConfig, PipelineReport, pipeline};
 pub use probe::{ProbeReport, linear_probe};
 pub use report::{TeacherGate, TrainReport};
 pub use search::{Library, SearchHit, SearchOptions};
-pub use train::train_matcher;
+pub use train::{resume, train};

@@ -51,6 +51,9 @@ pub struct PairScore {
     pub cosine: f64,
     /// The raw pair score before calibration.
     pub logit: f64,
+    /// How close the two passages are in style, in [0, 1]: the isotonic map of `cosine` when
+    /// the matcher has a `style_calibration.json`, else `(cosine + 1) / 2`.
+    pub style_similarity: f64,
 }
 
 /// A bi-encoder matcher ready for inference on one device.
@@ -92,6 +95,12 @@ fn host(t: Tensor<2>) -> Result<Vec<f32>> {
         .map_err(|e| MatcherError::InvalidInput {
             reason: format!("cannot read a tensor back: {e:?}"),
         })
+}
+
+impl Matcher {
+    /// Texts per forward pass unless told otherwise (scoring, evaluation, calibration,
+    /// libraries): the default of the CLI and of Python.
+    pub const BATCH_SIZE: usize = lexforge_nn::encoder::BATCH_SIZE;
 }
 
 impl Matcher {
@@ -454,11 +463,16 @@ impl Matcher {
                 (p, p >= 0.5)
             }
         };
+        let style_similarity = match &self.style {
+            Some(s) => s.score(cosine),
+            None => ((cosine + 1.0) / 2.0).clamp(0.0, 1.0),
+        };
         PairScore {
             probability,
             same_book,
             cosine,
             logit,
+            style_similarity,
         }
     }
 
@@ -467,7 +481,7 @@ impl Matcher {
     /// # Errors
     /// [`MatcherError::InvalidInput`] for an empty text.
     pub fn score(&self, text1: &str, text2: &str) -> Result<PairScore> {
-        Ok(self.score_many(&[(text1, text2)], 32)?[0])
+        Ok(self.score_many(&[(text1, text2)], Self::BATCH_SIZE)?[0])
     }
 
     /// [`Matcher::score`] for many pairs, batched.
@@ -489,11 +503,7 @@ impl Matcher {
     /// # Errors
     /// As [`Matcher::score`].
     pub fn style_similarity(&self, text1: &str, text2: &str) -> Result<f64> {
-        let cosine = self.score(text1, text2)?.cosine;
-        Ok(match &self.style {
-            Some(s) => s.score(cosine),
-            None => ((cosine + 1.0) / 2.0).clamp(0.0, 1.0),
-        })
+        Ok(self.score(text1, text2)?.style_similarity)
     }
 }
 

@@ -14,8 +14,8 @@ use crate::probe::ProbeReport;
 /// What [`train_matcher`](crate::train_matcher) did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
-    /// The matcher directory.
-    pub dir: PathBuf,
+    /// The matcher directory (the run).
+    pub run_dir: PathBuf,
     /// Why training stopped.
     pub stop: StopReason,
     /// Optimizer steps run.

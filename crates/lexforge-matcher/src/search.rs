@@ -1,8 +1,12 @@
 //! Searching a library of books with a matcher: book centroids ([`Library`]), and the two-stage
 //! search (bi-encoder prefilter, optional cross-encoder rerank) that ranks them for a passage.
 
+use std::collections::BTreeMap;
+
+use lexforge_data::Split;
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::PreparedDataset;
 use crate::error::{MatcherError, Result};
 use crate::matcher::{Matcher, normalize};
 
@@ -31,14 +35,25 @@ pub struct SearchOptions {
     pub passages_per_book: usize,
 }
 
-impl SearchOptions {
-    /// The top `k`, reranking the top 20 with 3 passages each when a teacher is loaded.
-    pub fn top(k: usize) -> Self {
+impl Default for SearchOptions {
+    /// The top 5, reranking the top 20 with 3 passages each when a teacher is loaded: the
+    /// defaults of the CLI's and Python's `search`.
+    fn default() -> Self {
         SearchOptions {
-            k,
+            k: 5,
             prefilter: 20,
             rerank: None,
             passages_per_book: 3,
+        }
+    }
+}
+
+impl SearchOptions {
+    /// The top `k`, other settings as [`SearchOptions::default`].
+    pub fn top(k: usize) -> Self {
+        SearchOptions {
+            k,
+            ..SearchOptions::default()
         }
     }
 }
@@ -71,6 +86,32 @@ impl Library {
 }
 
 impl Matcher {
+    /// The library of a prepared dataset's books (one centroid per book over its chunks),
+    /// only those of `split` when given.
+    ///
+    /// # Errors
+    /// As [`Matcher::library`].
+    pub fn library_of_dataset(
+        &self,
+        dataset: &PreparedDataset,
+        split: Option<Split>,
+        batch_size: usize,
+    ) -> Result<Library> {
+        let mut books: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for c in dataset
+            .chunks
+            .iter()
+            .filter(|c| split.is_none_or(|s| c.split == s))
+        {
+            books
+                .entry(c.book.clone())
+                .or_default()
+                .push(c.text.clone());
+        }
+        let books: Vec<(String, Vec<String>)> = books.into_iter().collect();
+        self.library(&books, batch_size)
+    }
+
     /// A library of books from their passages: each book's centroid is the L2-normalized
     /// mean of its passages' embeddings.
     ///

@@ -12,7 +12,7 @@ use burn::tensor::Device;
 use lexforge_core::{CancelToken, Event, EventSink, JsonlSink, RunDir, RunStatus, StageMode};
 use lexforge_data::Split;
 use lexforge_nn::bert::BertModel;
-use lexforge_train::{CheckpointDir, Resume, StopReason, TrainContext, TrainOutcome, train};
+use lexforge_train::{CheckpointDir, Resume, StopReason, TrainContext, TrainOutcome};
 
 use crate::artifacts::{MATCHER_FORMAT, MATCHER_KIND, TEACHER_DIR, matcher_files, write_json};
 use crate::config::MatcherTrainConfig;
@@ -27,19 +27,90 @@ use crate::report::{TeacherGate, TrainReport};
 /// Train chunks the topic probe is fitted on (evenly spaced).
 const PROBE_ROWS: usize = 400;
 
-/// Trains a matcher on the dataset at `dataset_dir` into `out` (created; resumed from its
-/// last checkpoint when `out/checkpoints` has one), then saves it, calibrates it on
-/// validation and evaluates it on test (`eval/metrics.json`).
+/// What a matcher run's manifest records as its config.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunConfig {
+    format: u32,
+    train: MatcherTrainConfig,
+    dataset: std::path::PathBuf,
+    dataset_encoder: Option<String>,
+}
+
+/// Where a run goes: a new directory, or one being resumed.
+enum Target<'a> {
+    Create(&'a Path),
+    Resume(RunDir),
+}
+
+/// Trains a matcher on the dataset at `dataset_dir` into the new directory `run_dir`, then
+/// saves it, calibrates it on validation and evaluates it on test (`eval/metrics.json`). An
+/// existing `run_dir` is refused: a stopped run continues with [`resume`]. An empty
+/// `config.base_model` means the installed all-MiniLM-L6-v2.
 ///
 /// `device` is the plain device; training runs on its autodiff form.
 ///
 /// # Errors
 /// Bad configuration ([`MatcherError::InvalidParameter`]), an unusable dataset
 /// ([`MatcherError::Dataset`]), training failures ([`MatcherError::Train`]), I/O.
-pub fn train_matcher(
+pub fn train(
     config: &MatcherTrainConfig,
     dataset_dir: &Path,
-    out: &Path,
+    run_dir: &Path,
+    device: &Device,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<TrainReport> {
+    if run_dir.exists() {
+        return Err(lexforge_core::Error::RunExists {
+            path: run_dir.to_path_buf(),
+        }
+        .into());
+    }
+    let mut config = config.clone();
+    if config.base_model.as_os_str().is_empty() {
+        config.base_model = lexforge_nn::encoder::minilm_or(None, "base model")?;
+    }
+    run_training(
+        &config,
+        dataset_dir,
+        Target::Create(run_dir),
+        device,
+        events,
+        cancel,
+    )
+}
+
+/// Continues the matcher run in `run_dir` from its last checkpoint (a stopped run: killed,
+/// cancelled or failed; or a finished one, to train it further), with the config and dataset
+/// it recorded, on `device`; `max_steps` raises its step budget.
+///
+/// # Errors
+/// A damaged or foreign run directory, then as [`train`].
+pub fn resume(
+    run_dir: &Path,
+    device: &Device,
+    max_steps: Option<u64>,
+    events: &dyn EventSink,
+    cancel: &CancelToken,
+) -> Result<TrainReport> {
+    let (run, mut stored): (RunDir, RunConfig) = RunDir::resume(run_dir, MATCHER_KIND)?;
+    if let Some(steps) = max_steps {
+        stored.train.train.max_steps = steps;
+    }
+    run_training(
+        &stored.train,
+        &stored.dataset,
+        Target::Resume(run),
+        device,
+        events,
+        cancel,
+    )
+}
+
+fn run_training(
+    config: &MatcherTrainConfig,
+    dataset_dir: &Path,
+    target: Target<'_>,
     device: &Device,
     events: &dyn EventSink,
     cancel: &CancelToken,
@@ -70,7 +141,8 @@ pub fn train_matcher(
     };
     let encoder = initial_encoder(config, &base, &head, &ad)?;
 
-    let run = open_run(config, dataset_dir, &dataset, out, device)?;
+    let run = open_run(config, dataset_dir, &dataset, target, device)?;
+    let out = &run.path().to_path_buf();
     let log = JsonlSink::open(&out.join("events.jsonl"))?;
     let fan = lexforge_core::Tee(&log, events);
 
@@ -126,7 +198,7 @@ pub fn train_matcher(
         events: &fan,
         cancel,
     };
-    let outcome = train(&config.train, &ctx, model, Resume::Latest)?;
+    let outcome = lexforge_train::train(&config.train, &ctx, model, Resume::Latest)?;
     let mut report = new_report(out, &outcome, &dataset, teacher_report);
     if outcome.stop == StopReason::Cancelled {
         return Ok(report);
@@ -245,51 +317,31 @@ fn initial_encoder(
     Ok(BiEncoder::new(body, base.model().pooling(), head, ad)?.with_frozen(config.frozen_layers))
 }
 
-/// Opens the run directory `out` (resumed when it has a manifest, else created in place) and
-/// marks it running with this run's configuration, seed and device.
+/// Opens the run directory (created in place, or the one being resumed) and marks it running
+/// with this run's configuration, seed and device.
 fn open_run(
     config: &MatcherTrainConfig,
     dataset_dir: &Path,
     dataset: &PreparedDataset,
-    out: &Path,
+    target: Target<'_>,
     device: &Device,
 ) -> Result<RunDir> {
-    let mut run = if out.join(lexforge_core::MANIFEST_FILE).is_file() {
-        RunDir::open(out)?
-    } else {
-        let parent = out.parent().filter(|p| !p.as_os_str().is_empty());
-        let name = out.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            MatcherError::InvalidParameter {
-                parameter: "out",
-                reason: format!("{} has no usable directory name", out.display()),
-            }
-        })?;
-        RunDir::create(
-            parent.unwrap_or(Path::new(".")),
-            name,
-            MATCHER_KIND,
-            StageMode::InPlace,
-        )?
+    let mut run = match target {
+        Target::Create(path) => RunDir::create_at(path, MATCHER_KIND, StageMode::InPlace)?,
+        Target::Resume(run) => run,
     };
-    {
-        let m = run.manifest_mut();
-        // The outputs are rewritten in place at the end: until all of them are written again,
-        // the manifest must not vouch for the old ones (a failure half-way, such as a full
-        // disk, would leave files that disagree with it, and the directory could neither load
-        // nor resume), and the run is not finished.
-        m.artifacts.clear();
-        m.status = RunStatus::Running;
-        m.config = serde_json::json!({
-            "format": MATCHER_FORMAT,
-            "train": config,
-            "dataset": dataset_dir,
-            "dataset_encoder": dataset.encoder_id,
-        });
-        m.seed = Some(config.train.seed);
-        m.device = Some(format!("{device:?}"));
-        m.precision = Some(lexforge_core::Precision::of(device).to_string());
-    }
-    run.save_manifest()?;
+    let stored = RunConfig {
+        format: MATCHER_FORMAT,
+        train: config.clone(),
+        dataset: dataset_dir.to_path_buf(),
+        dataset_encoder: dataset.encoder_id.clone(),
+    };
+    let stored =
+        serde_json::to_value(&stored).map_err(|source| lexforge_core::Error::Serialize {
+            what: "matcher run config",
+            source,
+        })?;
+    run.begin_training(stored, Some(config.train.seed), device)?;
     Ok(run)
 }
 
@@ -382,7 +434,7 @@ fn new_report(
     teacher: Option<TeacherReport>,
 ) -> TrainReport {
     TrainReport {
-        dir: out.to_path_buf(),
+        run_dir: out.to_path_buf(),
         stop: outcome.stop,
         steps: outcome.state.step,
         pairs: Split::ALL

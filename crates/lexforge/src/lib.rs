@@ -30,7 +30,10 @@ pub use lexforge_lm as lm;
 pub use lexforge_matcher as matcher;
 /// Models: GPT-2, char-LSTM, BERT-family encoders, generation.
 pub use lexforge_nn as nn;
+mod defaults;
 mod semantic_pipeline;
+
+pub use defaults::{DEVICE, api_defaults};
 
 /// Semantic IDs: word corpora, FSQ / residual-VQ encoders, word generation, and the whole
 /// pipeline from books ([`semantic::pipeline`]).

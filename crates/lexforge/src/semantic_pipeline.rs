@@ -216,7 +216,7 @@ pub fn pipeline(
                     read_metrics(&enc_dir.join("eval/metrics.json"))?;
                 Ok(report)
             })?,
-        Some(_) => lexforge_semantic::resume(&enc_dir, device, events, cancel)?,
+        Some(_) => lexforge_semantic::resume(&enc_dir, device, None, events, cancel)?,
         None => lexforge_semantic::train(&config.semantic, &set, &enc_dir, device, events, cancel)?,
     };
     let mut report = PipelineReport {

@@ -175,35 +175,39 @@ pub(crate) fn matcher_inputs(dir: &Path, steps: u64) -> (PathBuf, PathBuf) {
     (dataset, config)
 }
 
-/// Trains `command INPUT --out OUT --config SMALL`, continues with `BIG` into a disk with
-/// `limit_kib` KiB per file, and checks: exit 1 "File too large", checkpoints untouched, the
-/// half-rewritten directory refuses `load` ("has not finished"), and with room the run finishes
-/// and loads.
+/// Trains `command INPUT --out OUT --config SMALL`, continues it with `command resume OUT
+/// --max-steps MORE` into a disk with `limit_kib` KiB per file, and checks: exit 1 "File too
+/// large", checkpoints untouched, the half-rewritten directory refuses `load` ("has not
+/// finished"), and with room the resumed run finishes and loads.
 fn continued_training_into_a_full_disk(
     command: &str,
     input: &Path,
     out: &Path,
-    (small, big): (&Path, &Path),
+    (small, more_steps): (&Path, u64),
     limit_kib: u64,
     load: &[&str],
 ) {
-    let train = |config: &Path| {
-        vec![
-            command.to_owned(),
-            "train".to_owned(),
-            input.display().to_string(),
-            "--out".to_owned(),
-            out.display().to_string(),
-            "--config".to_owned(),
-            config.display().to_string(),
-        ]
-    };
+    let train = vec![
+        command.to_owned(),
+        "train".to_owned(),
+        input.display().to_string(),
+        "--out".to_owned(),
+        out.display().to_string(),
+        "--config".to_owned(),
+        small.display().to_string(),
+    ];
     let run = |args: &[String]| lexforge(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let o = run(&train(small));
+    let o = run(&train);
     assert!(o.status.success(), "{}", stderr(&o));
     let checkpoints = out.join("checkpoints");
     let before = read_all(&checkpoints);
-    let args = train(big);
+    let args = vec![
+        command.to_owned(),
+        "resume".to_owned(),
+        out.display().to_string(),
+        "--max-steps".to_owned(),
+        more_steps.to_string(),
+    ];
     let o = with_file_limit(
         limit_kib,
         &args.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -235,13 +239,12 @@ fn a_disk_that_fills_up_while_a_matcher_trains_keeps_its_checkpoints() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("matcher");
     let (dataset, small) = matcher_inputs(tmp.path(), 4);
-    let (_, big) = matcher_inputs(tmp.path(), 8);
     let o = out.display().to_string();
     continued_training_into_a_full_disk(
         "matcher",
         &dataset,
         &out,
-        (&small, &big),
+        (&small, 8),
         64,
         &["matcher", "score", &o, "a passage", "another"],
     );
@@ -270,13 +273,12 @@ fn a_disk_that_fills_up_while_a_semantic_encoder_trains_keeps_its_checkpoints() 
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("semantic");
     let (corpora, small) = semantic_inputs(tmp.path(), 4);
-    let (_, big) = semantic_inputs(tmp.path(), 8);
     let o = out.display().to_string();
     continued_training_into_a_full_disk(
         "semantic",
         &corpora,
         &out,
-        (&small, &big),
+        (&small, 8),
         24,
         &["semantic", "encode", &o, "sea", "ship"],
     );

@@ -62,7 +62,7 @@ enum Trigger {
 /// One pipeline under test.
 struct Pipeline {
     name: &'static str,
-    /// The command that trains into a directory and, run again, resumes (`{out}` is replaced).
+    /// The command that trains into a new directory (`{out}` is replaced).
     train: Vec<String>,
     /// The command that resumes after a kill (`{out}` is replaced).
     resume: Vec<String>,
@@ -401,8 +401,8 @@ fn matcher_pipeline(dir: &Path) -> Pipeline {
     ]);
     Pipeline {
         name: "matcher",
-        train: args.clone(),
-        resume: args,
+        train: args,
+        resume: strings(&["matcher", "resume", "{out}", "--json"]),
         run_dir: "",
         eval_every: 8,
         metrics: "eval/metrics.json",

@@ -62,8 +62,9 @@ checkpoint_every = 3
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(report["steps"], 6);
-    assert!(report["test"]["roc_auc"].is_number(), "{report}");
+    assert_eq!(report["matcher"]["steps"], 6);
+    assert!(report["matcher"]["test"]["roc_auc"].is_number(), "{report}");
+    assert!(report["dataset"]["chunks"].is_number(), "{report}");
     let m = out.join("matcher");
     let (ms, ds) = (m.to_str().unwrap(), out.join("dataset"));
     let ds = ds.to_str().unwrap();
@@ -185,6 +186,21 @@ checkpoint_every = 3
         "A dog.",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let score: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    for key in [
+        "probability",
+        "same_book",
+        "cosine",
+        "logit",
+        "style_similarity",
+        "truncated",
+    ] {
+        assert!(!score[key].is_null(), "{key} in {score}");
+    }
+    // A run directory that exists is refused; `matcher resume` is how to continue one.
+    let o = lexforge(&["matcher", "train", ds, "--out", sv.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
     let o = lexforge(&["matcher", "train", ds, "--out", "x", "--views", "1"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("views.views"), "{}", stderr(&o));

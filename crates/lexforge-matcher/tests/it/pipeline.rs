@@ -6,7 +6,7 @@ use lexforge_core::{CancelToken, NoopSink};
 use lexforge_data::{ChunkConfig, PairConfig, PrepareConfig, Split, SplitConfig, TopicConfig};
 use lexforge_matcher::{
     HeadConfig, LossConfig, Matcher, MatcherError, MatcherTrainConfig, PreparedDataset,
-    SearchOptions, TeacherConfig, ThresholdMetric, train_matcher,
+    SearchOptions, TeacherConfig, ThresholdMetric,
 };
 use lexforge_train::TrainConfig;
 
@@ -109,7 +109,7 @@ fn train_save_reload_calibrate_evaluate_search() {
     let data = PreparedDataset::open(&ds).unwrap();
     let out = dir.path().join("matcher");
     let device = Device::flex();
-    let report = train_matcher(
+    let report = lexforge_matcher::train(
         &config(),
         &ds,
         &out,

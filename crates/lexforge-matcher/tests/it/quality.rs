@@ -10,7 +10,6 @@ use lexforge_core::{CancelToken, NoopSink};
 use lexforge_data::{ChunkConfig, PairConfig, PrepareConfig, SplitConfig, TopicConfig};
 use lexforge_matcher::{
     HeadConfig, LossConfig, MatcherTrainConfig, StyleChannelConfig, TrainReport, ViewsConfig,
-    train_matcher,
 };
 use lexforge_train::TrainConfig;
 
@@ -138,7 +137,7 @@ fn training_beats_the_untrained_encoder_on_unseen_books_and_a_matcher_that_does_
     let (ds, books) = dataset(dir.path());
     let device = Device::flex();
     let run = |name: &str, lr: f64| {
-        train_matcher(
+        lexforge_matcher::train(
             &config(&books, lr),
             &ds,
             &dir.path().join(name),
