@@ -5,7 +5,7 @@
    residual VQ (4 stages × 32 codes of width 32, EMA decay 0.95, k-means init, dead-code
    threshold 1). Both sides optimize reconstruction (1 − cos) + commitment only, on the same
    corpus vectors (all-MiniLM-L6-v2 means of word subsets). lexforge's time is its training
-   loop's wall time (`SemanticReport.train_seconds`, batching included, embedding excluded).
+   loop's wall time (`TrainReport.train_seconds`, batching included, embedding excluded).
    Tasks ``fsq`` and ``residual_vq``, PyTorch first, ms per step (lower is better).
 2. End-to-end pipeline time for 20 corpora × 50 words (corpora from the shared books →
    embeddings → training → artifacts), lexforge only (task ``pipeline``).

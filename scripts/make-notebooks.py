@@ -124,7 +124,7 @@ for rel in ["jane_austen/emma.txt", "jane_austen/pride_and_prejudice.txt",
 shutil.rmtree(WORK / "matcher-data", ignore_errors=True)
 summary = ld.prepare(library, WORK / "matcher-data", encoder=BASE, seed=3, chunk_size=3,
                      max_chunks_per_book=10, pairs_per_book=16, validation_fraction=0.2,
-                     test_fraction=0.2, num_topics=3)
+                     test_fraction=0.2, topics_k=3)
 print(summary.pairs)""",
         ),
         ("md", "## Train, calibrate, evaluate"),

@@ -60,6 +60,9 @@ scripts/fuzz.sh --quick 15
 step "cargo doc (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --quiet --workspace --no-deps
 
+step "check-modules (module size, no import cycles; docs/architecture.md)"
+python3 scripts/check-modules.py
+
 if [ -x ../shared/scripts/check-layers ]; then
   step "check-layers"
   ../shared/scripts/check-layers

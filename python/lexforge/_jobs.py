@@ -125,3 +125,33 @@ def run_job(
         run_dir = getattr(value, "run_dir", None)
         raise Interrupted(interrupted(value), run_dir, value)
     return value
+
+
+def train_job(
+    native: Callable[..., tuple[str, bool]],
+    args: tuple[Any, ...],
+    *,
+    pipeline: str,
+    report: type[T],
+    device: str,
+    precision: str | None,
+    progress: bool,
+    callback: Callable[[Event], None] | None,
+) -> T:
+    """A pipeline's ``train`` or ``resume``: ``native(*args, device=..., precision=...,
+    callback=...)`` through :func:`run_job`, its result built as ``report`` by field name. An
+    interrupt raises :class:`~lexforge.Interrupted` naming ``lexforge.<pipeline>.resume``."""
+
+    def interrupted(r: Any) -> str:
+        return (
+            f"interrupted: the run stopped after step {r.steps} and kept a checkpoint; "
+            f"continue with lexforge.{pipeline}.resume({str(r.run_dir)!r})"
+        )
+
+    return run_job(
+        lambda cb: native(*args, device=device, precision=precision, callback=cb),
+        progress=progress,
+        callback=callback,
+        interrupted=interrupted,
+        result=lambda d: from_fields(report, d),
+    )

@@ -341,6 +341,7 @@ def semantic_train_generator(
     base_lm: str | os.PathLike[str],
     config_json: str,
     device: str = "cpu",
+    precision: str | None = None,
     callback: Callable[[dict[str, Any]], object] | None = None,
 ) -> tuple[str, bool]: ...
 def semantic_default_guided_config() -> str: ...

@@ -33,7 +33,7 @@ from typing import Any, Callable, Union
 from lexforge import _native
 from lexforge._defaults import DEFAULTS
 from lexforge._jobs import Progress, from_fields, run_job
-from lexforge._params import apply_params
+from lexforge._params import apply_params, flat_places
 from lexforge.encoder import SentenceEncoder
 
 __all__ = [
@@ -52,37 +52,6 @@ __all__ = [
 PathLike = Union[str, "os.PathLike[str]"]
 Event = dict[str, Any]
 
-# Flat keyword arguments → their place in the nested configuration (PrepareConfig).
-_PARAMS: dict[str, tuple[str, ...]] = {
-    "seed": ("seed",),
-    "encode_batch_size": ("encode_batch_size",),
-    "normalization": ("standardize", "normalization"),
-    "strip_boilerplate": ("standardize", "strip_boilerplate"),
-    "clean_whitespace": ("standardize", "clean_whitespace"),
-    "chunk_size": ("chunk", "chunk_size"),
-    "overlap": ("chunk", "overlap"),
-    "min_chars": ("chunk", "min_chars"),
-    "english_filter": ("chunk", "english_filter"),
-    "max_chunks_per_book": ("chunk", "max_chunks_per_book"),
-    "dedup_exact": ("dedup", "exact"),
-    "exact_min_books": ("dedup", "exact_min_books"),
-    "dedup_near": ("dedup", "near"),
-    "jaccard_threshold": ("dedup", "jaccard_threshold"),
-    "num_perm": ("dedup", "num_perm"),
-    "shingle_words": ("dedup", "shingle_words"),
-    "num_chunks_for_embed": ("mining", "num_chunks_for_embed"),
-    "top_k": ("mining", "top_k"),
-    "exclude_same_author": ("mining", "exclude_same_author"),
-    "block_size": ("mining", "block_size"),
-    "num_topics": ("topics", "k"),
-    "kmeans_iterations": ("topics", "max_iterations"),
-    "validation_fraction": ("splits", "validation_fraction"),
-    "test_fraction": ("splits", "test_fraction"),
-    "pairs_per_book": ("pairs", "pairs_per_book"),
-    "positive_fraction": ("pairs", "positive_fraction"),
-    "hard_negative_fraction": ("pairs", "hard_negative_fraction"),
-}
-
 
 def default_config() -> dict[str, Any]:
     """The default parameters as the nested dict the pipeline reads (``PrepareConfig``)."""
@@ -91,7 +60,7 @@ def default_config() -> dict[str, Any]:
 
 
 def _config(params: dict[str, Any], config: Mapping[str, Any] | None) -> str:
-    return json.dumps(apply_params(params, _PARAMS, config or {}))
+    return json.dumps(apply_params(params, flat_places(default_config()), config or {}))
 
 
 def standardize(

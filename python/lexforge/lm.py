@@ -25,7 +25,7 @@ from typing import Any, Literal, Union
 
 from lexforge import _native
 from lexforge._defaults import DEFAULTS, default
-from lexforge._jobs import from_fields, run_job
+from lexforge._jobs import train_job
 from lexforge.config import LmRunConfig
 
 __all__ = [
@@ -121,13 +121,6 @@ class TrainReport:
         )
 
 
-def _interrupted(run: TrainReport) -> str:
-    return (
-        f"interrupted: the run stopped after step {run.steps} and kept a checkpoint; "
-        f"continue with lexforge.lm.resume({str(run.run_dir)!r})"
-    )
-
-
 def train(
     config: Mapping[str, Any] | PathLike,
     run_dir: PathLike,
@@ -155,13 +148,15 @@ def train(
     """
     if isinstance(config, (str, os.PathLike)):
         config = load_config(config)
-    text, out = json.dumps(_jsonable(config)), os.fspath(run_dir)
-    return run_job(
-        lambda cb: _native.lm_train(text, out, device=device, precision=precision, callback=cb),
+    return train_job(
+        _native.lm_train,
+        (json.dumps(_jsonable(config)), os.fspath(run_dir)),
+        pipeline="lm",
+        report=TrainReport,
+        device=device,
+        precision=precision,
         progress=progress,
         callback=callback,
-        interrupted=_interrupted,
-        result=lambda d: from_fields(TrainReport, d),
     )
 
 
@@ -179,15 +174,15 @@ def resume(
     The result is bit for bit what an uninterrupted run would have produced (on the same CPU
     build). ``max_steps`` raises the run's total step budget.
     """
-    out = os.fspath(run_dir)
-    return run_job(
-        lambda cb: _native.lm_resume(
-            out, max_steps, device=device, precision=precision, callback=cb
-        ),
+    return train_job(
+        _native.lm_resume,
+        (os.fspath(run_dir), max_steps),
+        pipeline="lm",
+        report=TrainReport,
+        device=device,
+        precision=precision,
         progress=progress,
         callback=callback,
-        interrupted=_interrupted,
-        result=lambda d: from_fields(TrainReport, d),
     )
 
 

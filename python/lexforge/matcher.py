@@ -31,8 +31,8 @@ import numpy.typing as npt
 
 from lexforge import _native
 from lexforge._defaults import DEFAULTS, default
-from lexforge._jobs import from_fields, run_job
-from lexforge._params import apply_params
+from lexforge._jobs import from_fields, run_job, train_job
+from lexforge._params import apply_params, flat_places
 from lexforge.config import as_dict
 
 __all__ = [
@@ -52,40 +52,6 @@ __all__ = [
 PathLike = Union[str, "os.PathLike[str]"]
 Event = dict[str, Any]
 
-# Flat keyword arguments → their place in the nested configuration (MatcherTrainConfig).
-_PARAMS: dict[str, tuple[str, ...]] = {
-    "base_model": ("base_model",),
-    "max_seq_length": ("max_seq_length",),
-    "frozen_layers": ("frozen_layers",),
-    "gradient_checkpointing": ("gradient_checkpointing",),
-    "threshold_metric": ("threshold_metric",),
-    "eval_batch_size": ("eval_batch_size",),
-    "projection_dim": ("head", "projection_dim"),
-    "style_features": ("head", "style_features"),
-    "pair_features": ("head", "pair_features"),
-    "topics": ("head", "topics"),
-    "style_channel": ("head", "style_channel"),
-    "views": ("views",),
-    "pairwise": ("loss", "pairwise"),
-    "supcon": ("loss", "supcon"),
-    "info_nce": ("loss", "info_nce"),
-    "temperature": ("loss", "temperature"),
-    "adversary": ("loss", "adversary"),
-    "adversary_mode": ("loss", "adversary_mode"),
-    "distill": ("loss", "distill"),
-    "distill_mode": ("loss", "distill_mode"),
-    "max_steps": ("train", "max_steps"),
-    "batch_size": ("train", "batch_size"),
-    "lr": ("train", "lr"),
-    "min_lr": ("train", "min_lr"),
-    "warmup_steps": ("train", "warmup_steps"),
-    "eval_every": ("train", "eval_every"),
-    "eval_batches": ("train", "eval_batches"),
-    "checkpoint_every": ("train", "checkpoint_every"),
-    "log_every": ("train", "log_every"),
-    "seed": ("train", "seed"),
-}
-
 
 def default_config() -> dict[str, Any]:
     """The default training configuration as the nested dict the trainer reads
@@ -97,7 +63,8 @@ def default_config() -> dict[str, Any]:
 def _config(params: dict[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
     if "base_model" in params:
         params = {**params, "base_model": os.fspath(params["base_model"])}
-    out = apply_params(params, _PARAMS, config or default_config())
+    defaults = default_config()
+    out = apply_params(params, flat_places(defaults), config or defaults)
     if not out.get("base_model"):
         from lexforge.encoder import minilm_path
 
@@ -144,13 +111,6 @@ class TrainReport:
     ``rerank``); it is used only where it beats the bi-encoder."""
 
 
-def _interrupted(report: Any) -> str:
-    return (
-        "interrupted: the run stopped with a checkpoint; continue it with "
-        f"lexforge.matcher.resume({str(report.run_dir)!r})"
-    )
-
-
 def train(
     dataset_dir: PathLike,
     run_dir: PathLike,
@@ -179,15 +139,15 @@ def train(
     :class:`~lexforge.Interrupted` (a ``KeyboardInterrupt``).
     """
     cfg = json.dumps(_config(params, config))
-    data, out = os.fspath(dataset_dir), os.fspath(run_dir)
-    return run_job(
-        lambda cb: _native.matcher_train(
-            data, out, cfg, device=device, precision=precision, callback=cb
-        ),
+    return train_job(
+        _native.matcher_train,
+        (os.fspath(dataset_dir), os.fspath(run_dir), cfg),
+        pipeline="matcher",
+        report=TrainReport,
+        device=device,
+        precision=precision,
         progress=progress,
         callback=callback,
-        interrupted=_interrupted,
-        result=lambda d: from_fields(TrainReport, d),
     )
 
 
@@ -202,15 +162,15 @@ def resume(
 ) -> TrainReport:
     """Continue a matcher run from its last checkpoint: a stopped one (killed, interrupted,
     failed), or a finished one with a higher ``max_steps``."""
-    out = os.fspath(run_dir)
-    return run_job(
-        lambda cb: _native.matcher_resume(
-            out, max_steps, device=device, precision=precision, callback=cb
-        ),
+    return train_job(
+        _native.matcher_resume,
+        (os.fspath(run_dir), max_steps),
+        pipeline="matcher",
+        report=TrainReport,
+        device=device,
+        precision=precision,
         progress=progress,
         callback=callback,
-        interrupted=_interrupted,
-        result=lambda d: from_fields(TrainReport, d),
     )
 
 

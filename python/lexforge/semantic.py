@@ -30,8 +30,8 @@ import numpy.typing as npt
 
 from lexforge import _native
 from lexforge._defaults import DEFAULTS, default
-from lexforge._jobs import from_fields, run_job
-from lexforge._params import apply_params
+from lexforge._jobs import from_fields, run_job, train_job
+from lexforge._params import apply_params, flat_places
 from lexforge.config import as_dict
 
 __all__ = [
@@ -54,47 +54,6 @@ __all__ = [
 PathLike = Union[str, "os.PathLike[str]"]
 Event = dict[str, Any]
 SemanticId = tuple[int, ...]
-
-# Flat keyword arguments → their place in SemanticTrainConfig.
-_PARAMS: dict[str, tuple[str, ...]] = {
-    "hidden_dim": ("hidden_dim",),
-    "views": ("views",),
-    "keep_fraction": ("keep_fraction",),
-    "warmup_fraction": ("warmup_fraction",),
-    "reconstruction": ("loss", "reconstruction"),
-    "commitment": ("loss", "commitment"),
-    "entropy": ("loss", "entropy"),
-    "diversity": ("loss", "diversity"),
-    "supervised": ("loss", "supervised"),
-    "info_nce": ("loss", "info_nce"),
-    "temperature": ("loss", "temperature"),
-    "max_steps": ("train", "max_steps"),
-    "batch_size": ("train", "batch_size"),
-    "lr": ("train", "lr"),
-    "min_lr": ("train", "min_lr"),
-    "eval_every": ("train", "eval_every"),
-    "seed": ("train", "seed"),
-}
-
-_GUIDED_PARAMS: dict[str, tuple[str, ...]] = {
-    "vocabulary": ("vocabulary",),
-    "pool": ("pool",),
-    "temperature": ("temperature",),
-    "greedy_tail": ("greedy_tail",),
-    "complexity_band": ("complexity_band",),
-}
-
-_GENERATOR_PARAMS: dict[str, tuple[str, ...]] = {
-    "rank": ("lora", "rank"),
-    "alpha": ("lora", "alpha"),
-    "sequences_per_corpus": ("sequences_per_corpus",),
-    "words_per_sequence": ("words_per_sequence",),
-    "max_steps": ("train", "max_steps"),
-    "batch_size": ("train", "batch_size"),
-    "lr": ("train", "lr"),
-    "min_lr": ("train", "min_lr"),
-    "seed": ("train", "seed"),
-}
 
 
 @dataclass(frozen=True)
@@ -270,13 +229,6 @@ def _drive(
     return out
 
 
-def _interrupted(report: Any) -> str:
-    return (
-        "interrupted: the run stopped with a checkpoint; continue it with "
-        f"lexforge.semantic.resume({str(report.run_dir)!r})"
-    )
-
-
 def train(
     corpora: Corpora | PathLike,
     run_dir: PathLike,
@@ -306,18 +258,18 @@ def train(
         base["quantizer"] = json.loads(_native.semantic_quantizer_preset(quantizer))
     if embedding_model is not None:
         base["embedding_model"] = os.fspath(embedding_model)
-    cfg = json.dumps(apply_params(params, _PARAMS, base))
+    cfg = json.dumps(apply_params(params, flat_places(default_config()), base))
     if not isinstance(corpora, Corpora):
         corpora = Corpora.load(corpora)
-    text, out = corpora.to_json(), os.fspath(run_dir)
-    return run_job(
-        lambda cb: _native.semantic_train(
-            text, out, cfg, device=device, precision=precision, callback=cb
-        ),
+    return train_job(
+        _native.semantic_train,
+        (corpora.to_json(), os.fspath(run_dir), cfg),
+        pipeline="semantic",
+        report=TrainReport,
+        device=device,
+        precision=precision,
         progress=progress,
         callback=callback,
-        interrupted=_interrupted,
-        result=lambda d: from_fields(TrainReport, d),
     )
 
 
@@ -333,15 +285,15 @@ def resume(
     """Continue an encoder training from its last checkpoint (a stopped one: killed,
     interrupted, failed; or a finished one with a higher ``max_steps``), with the config and
     corpora the run recorded."""
-    out = os.fspath(run_dir)
-    return run_job(
-        lambda cb: _native.semantic_resume(
-            out, max_steps, device=device, precision=precision, callback=cb
-        ),
+    return train_job(
+        _native.semantic_resume,
+        (os.fspath(run_dir), max_steps),
+        pipeline="semantic",
+        report=TrainReport,
+        device=device,
+        precision=precision,
         progress=progress,
         callback=callback,
-        interrupted=_interrupted,
-        result=lambda d: from_fields(TrainReport, d),
     )
 
 
@@ -434,7 +386,8 @@ def build_guided_generator(
     base = (
         dict(config) if config is not None else json.loads(_native.semantic_default_guided_config())
     )
-    cfg = json.dumps(apply_params(params, _GUIDED_PARAMS, base))
+    defaults = json.loads(_native.semantic_default_guided_config())
+    cfg = json.dumps(apply_params(params, flat_places(defaults), base))
     wordfreq = None if frequencies in ("wordfreq", "corpus") else os.fspath(frequencies)
     out: dict[str, Any] = json.loads(
         _native.semantic_build_guided(
@@ -453,6 +406,7 @@ def train_generator(
     base_lm: PathLike,
     *,
     device: str = DEFAULTS["device"],
+    precision: str | None = None,
     config: Mapping[str, Any] | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
@@ -468,10 +422,11 @@ def train_generator(
         if config is not None
         else json.loads(_native.semantic_default_generator_config())
     )
-    cfg = json.dumps(apply_params(params, _GENERATOR_PARAMS, base))
+    defaults = json.loads(_native.semantic_default_generator_config())
+    cfg = json.dumps(apply_params(params, flat_places(defaults), base))
     enc, lm = os.fspath(encoder_dir), os.fspath(base_lm)
     return _drive(
-        lambda cb: _native.semantic_train_generator(enc, lm, cfg, device=device, callback=cb),
+        lambda cb: _native.semantic_train_generator(enc, lm, cfg, device=device, precision=precision, callback=cb),
         progress,
         callback,
     )

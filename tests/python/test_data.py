@@ -21,7 +21,7 @@ PARAMS: dict[str, Any] = dict(
     pairs_per_book=8,
     validation_fraction=0.2,
     test_fraction=0.2,
-    num_topics=3,
+    topics_k=3,
 )
 DATA_FILES = ["train.jsonl", "validation.jsonl", "test.jsonl", "chunks.jsonl", "books.jsonl"]
 

@@ -41,7 +41,7 @@ def dataset(books: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         pairs_per_book=12,
         validation_fraction=0.2,
         test_fraction=0.2,
-        num_topics=3,
+        topics_k=3,
     )
     return summary.path
 

@@ -97,6 +97,27 @@ where
     Ok((json(py, &report, "run report")?, interrupted))
 }
 
+/// [`drive`] on the device `device` names, computing in `precision`: the one shape of every
+/// pipeline's `train`, `resume` and `pipeline` binding.
+pub(crate) fn drive_on<T, E>(
+    py: Python<'_>,
+    device: &str,
+    precision: Option<&str>,
+    callback: Option<Py<PyAny>>,
+    job: impl FnOnce(&lexforge::Device, &dyn EventSink, &CancelToken) -> Result<T, E> + Send + 'static,
+) -> PyResult<(String, bool)>
+where
+    T: serde::Serialize + Send + 'static,
+    E: crate::errors::Classified + Send + 'static,
+{
+    let device = resolve(py, device, precision)?;
+    drive::<T, E>(
+        py,
+        callback,
+        Box::new(move |sink, cancel| job(&device, sink, cancel)),
+    )
+}
+
 /// The device `spec` names (`cpu`, `flex`, `ndarray`, `cuda:0`, `wgpu`, `auto`), computing in
 /// `precision` (`auto`, `f32`, `f16`, `bf16`; `None` leaves the device's own): how every
 /// Python function that computes takes its `device` and `precision` arguments.

@@ -10,7 +10,7 @@ use lexforge::nn::generate::GenerateConfig;
 use pyo3::prelude::*;
 
 use crate::errors::to_py;
-use crate::jobs::{drive, json, resolve};
+use crate::jobs::{drive_on, json, resolve};
 
 /// Trains a run from its JSON config into the new directory `run_dir`; returns
 /// `(report_json, interrupted)`.
@@ -24,7 +24,6 @@ fn lm_train(
     precision: Option<&str>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
-    let device = resolve(py, device, precision)?;
     let config: LmRunConfig = serde_json::from_str(config_json).map_err(|e| {
         to_py(
             py,
@@ -34,11 +33,9 @@ fn lm_train(
             },
         )
     })?;
-    drive::<TrainReport, LmError>(
-        py,
-        callback,
-        Box::new(move |sink, cancel| lexforge::lm::train(&config, &run_dir, &device, sink, cancel)),
-    )
+    drive_on::<TrainReport, LmError>(py, device, precision, callback, move |d, sink, cancel| {
+        lexforge::lm::train(&config, &run_dir, d, sink, cancel)
+    })
 }
 
 /// Resumes the run in `run_dir`; returns `(report_json, interrupted)`.
@@ -52,14 +49,9 @@ fn lm_resume(
     precision: Option<&str>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
-    let device = resolve(py, device, precision)?;
-    drive::<TrainReport, LmError>(
-        py,
-        callback,
-        Box::new(move |sink, cancel| {
-            lexforge::lm::resume(&run_dir, &device, max_steps, sink, cancel)
-        }),
-    )
+    drive_on::<TrainReport, LmError>(py, device, precision, callback, move |d, sink, cancel| {
+        lexforge::lm::resume(&run_dir, d, max_steps, sink, cancel)
+    })
 }
 
 /// Recomputes a run's validation metrics; returns them as JSON.

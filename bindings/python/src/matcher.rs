@@ -13,7 +13,7 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 
 use crate::errors::{parse_json, to_json, to_py};
-use crate::jobs::{drive, resolve};
+use crate::jobs::{drive_on, resolve};
 
 fn parse<T: serde::de::DeserializeOwned>(
     py: Python<'_>,
@@ -44,14 +44,9 @@ fn matcher_train(
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
     let config: MatcherTrainConfig = parse(py, config_json, "config")?;
-    let device = resolve(py, device, precision)?;
-    drive::<_, MatcherError>(
-        py,
-        callback,
-        Box::new(move |sink, cancel| {
-            lexforge::matcher::train(&config, &dataset_dir, &run_dir, &device, sink, cancel)
-        }),
-    )
+    drive_on::<_, MatcherError>(py, device, precision, callback, move |d, sink, cancel| {
+        lexforge::matcher::train(&config, &dataset_dir, &run_dir, d, sink, cancel)
+    })
 }
 
 /// Resumes the matcher run in `run_dir`; returns `(report_json, interrupted)`.
@@ -65,14 +60,9 @@ fn matcher_resume(
     precision: Option<&str>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
-    let device = resolve(py, device, precision)?;
-    drive::<_, MatcherError>(
-        py,
-        callback,
-        Box::new(move |sink, cancel| {
-            lexforge::matcher::resume(&run_dir, &device, max_steps, sink, cancel)
-        }),
-    )
+    drive_on::<_, MatcherError>(py, device, precision, callback, move |d, sink, cancel| {
+        lexforge::matcher::resume(&run_dir, d, max_steps, sink, cancel)
+    })
 }
 
 /// Books → dataset → matcher into `run_dir`; returns `(report_json, interrupted)`.
@@ -93,22 +83,17 @@ fn matcher_pipeline(
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
     let config: PipelineConfig = parse(py, config_json, "config")?;
-    let device = resolve(py, device, precision)?;
-    drive::<_, MatcherError>(
-        py,
-        callback,
-        Box::new(move |sink, cancel| {
-            lexforge::matcher::pipeline(
-                &config,
-                &books_dir,
-                metadata.as_deref(),
-                &run_dir,
-                &device,
-                sink,
-                cancel,
-            )
-        }),
-    )
+    drive_on::<_, MatcherError>(py, device, precision, callback, move |d, sink, cancel| {
+        lexforge::matcher::pipeline(
+            &config,
+            &books_dir,
+            metadata.as_deref(),
+            &run_dir,
+            d,
+            sink,
+            cancel,
+        )
+    })
 }
 
 /// The default pipeline configuration (`prepare` and `matcher` tables), as JSON.

@@ -16,7 +16,7 @@ use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 
 use crate::errors::{parse_json, to_json, to_py};
-use crate::jobs::{drive, resolve};
+use crate::jobs::{drive_on, resolve};
 
 fn parse<T: serde::de::DeserializeOwned>(
     py: Python<'_>,
@@ -155,13 +155,12 @@ fn semantic_train(
 ) -> PyResult<(String, bool)> {
     let set: CorpusSet = parse(py, corpora_json, "corpora")?;
     let config: SemanticTrainConfig = parse(py, config_json, "config")?;
-    let device = resolve(py, device, precision)?;
-    drive::<TrainReport, SemanticError>(
+    drive_on::<TrainReport, SemanticError>(
         py,
+        device,
+        precision,
         callback,
-        Box::new(move |sink, cancel| {
-            lexforge::semantic::train(&config, &set, &run_dir, &device, sink, cancel)
-        }),
+        move |d, sink, cancel| lexforge::semantic::train(&config, &set, &run_dir, d, sink, cancel),
     )
 }
 
@@ -176,13 +175,12 @@ fn semantic_resume(
     precision: Option<&str>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
-    let device = resolve(py, device, precision)?;
-    drive::<TrainReport, SemanticError>(
+    drive_on::<TrainReport, SemanticError>(
         py,
+        device,
+        precision,
         callback,
-        Box::new(move |sink, cancel| {
-            lexforge::semantic::resume(&run_dir, &device, max_steps, sink, cancel)
-        }),
+        move |d, sink, cancel| lexforge::semantic::resume(&run_dir, d, max_steps, sink, cancel),
     )
 }
 
@@ -238,49 +236,40 @@ fn semantic_pipeline(
             ));
         }
     };
-    let device = resolve(py, device, precision)?;
-    drive::<_, PipelineError>(
-        py,
-        callback,
-        Box::new(move |sink, cancel| {
-            lexforge::semantic::pipeline(
-                &config, &books_dir, &metadata, &run_dir, &choice, &device, sink, cancel,
-            )
-        }),
-    )
+    drive_on::<_, PipelineError>(py, device, precision, callback, move |d, sink, cancel| {
+        lexforge::semantic::pipeline(
+            &config, &books_dir, &metadata, &run_dir, &choice, d, sink, cancel,
+        )
+    })
 }
 
 /// Trains the word generator of an encoder directory (`generator/`) on a worker thread;
 /// returns `(report_json, interrupted)`.
 #[pyfunction]
-#[pyo3(signature = (encoder_dir, base_lm, config_json, device="cpu", callback=None))]
+#[pyo3(signature = (encoder_dir, base_lm, config_json, device="cpu", precision=None, callback=None))]
 fn semantic_train_generator(
     py: Python<'_>,
     encoder_dir: PathBuf,
     base_lm: PathBuf,
     config_json: &str,
     device: &str,
+    precision: Option<&str>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
     let config: WordGeneratorConfig = parse(py, config_json, "config")?;
-    let device = resolve(py, device, None)?;
-    drive::<_, SemanticError>(
-        py,
-        callback,
-        Box::new(move |sink, cancel| {
-            let enc = SemanticEncoder::load(&encoder_dir, &device)?;
-            train_word_generator(
-                &config,
-                &base_lm,
-                enc.corpora(),
-                enc.ids(),
-                &encoder_dir.join(GENERATOR_DIR),
-                &device,
-                sink,
-                cancel,
-            )
-        }),
-    )
+    drive_on::<_, SemanticError>(py, device, precision, callback, move |d, sink, cancel| {
+        let enc = SemanticEncoder::load(&encoder_dir, d)?;
+        train_word_generator(
+            &config,
+            &base_lm,
+            enc.corpora(),
+            enc.ids(),
+            &encoder_dir.join(GENERATOR_DIR),
+            d,
+            sink,
+            cancel,
+        )
+    })
 }
 
 /// The default guided-generator configuration, as JSON.

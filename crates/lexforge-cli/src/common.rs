@@ -121,6 +121,15 @@ pub fn cancel_on_signal() -> CancelToken {
         .clone()
 }
 
+/// Runs a long job (training, preparation, a pipeline) on the global `--device`, reporting to
+/// the one sink and stopping on Ctrl-C.
+pub fn job<T, E: Error + 'static>(
+    f: impl FnOnce(&lexforge::Device, &dyn EventSink, &CancelToken) -> Result<T, E>,
+) -> Result<T, Box<dyn Error>> {
+    let device = device()?;
+    Ok(f(&device, sink().as_ref(), &cancel_on_signal())?)
+}
+
 /// Prints `value` as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> Result<(), Box<dyn Error>> {
     println!("{}", serde_json::to_string_pretty(value)?);

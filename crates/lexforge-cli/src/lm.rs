@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use lexforge::lm::{LanguageModel, LmRunConfig, TrainReport};
 use lexforge::nn::generate::GenerateConfig;
 
-use crate::common::{cancel_on_signal, device, json, print_json, read_config, sink};
+use crate::common::{device, job, json, print_json, read_config};
 
 /// The language-model subcommands.
 #[derive(Debug, Subcommand)]
@@ -127,18 +127,11 @@ pub fn run(command: LmCommand) -> Result<(), Box<dyn Error>> {
             if let Some(s) = max_steps {
                 cfg.train.max_steps = s;
             }
-            let r =
-                lexforge::lm::train(&cfg, &out, &device()?, sink().as_ref(), &cancel_on_signal())?;
+            let r = job(|d, s, c| lexforge::lm::train(&cfg, &out, d, s, c))?;
             report(&r)
         }
         LmCommand::Resume { run, max_steps } => {
-            let r = lexforge::lm::resume(
-                &run,
-                &device()?,
-                max_steps,
-                sink().as_ref(),
-                &cancel_on_signal(),
-            )?;
+            let r = job(|d, s, c| lexforge::lm::resume(&run, d, max_steps, s, c))?;
             report(&r)
         }
         LmCommand::Evaluate { run, text_files } => {

@@ -10,7 +10,7 @@ use lexforge::matcher::{
     StyleChannelConfig, ThresholdMetric, ViewsConfig,
 };
 
-use crate::common::{cancel_on_signal, device, json, print_json, read_config, sink};
+use crate::common::{device, job, json, print_json, read_config};
 
 /// Subcommands of `lexforge matcher`.
 #[derive(Debug, Subcommand)]
@@ -288,24 +288,12 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             out,
             train,
         } => {
-            let report = lexforge::matcher::train(
-                &train.config()?,
-                &dataset,
-                &out,
-                &device()?,
-                sink().as_ref(),
-                &cancel_on_signal(),
-            )?;
+            let config = train.config()?;
+            let report = job(|d, s, c| lexforge::matcher::train(&config, &dataset, &out, d, s, c))?;
             print_report(&report)
         }
         MatcherCommand::Resume { run, max_steps } => {
-            let report = lexforge::matcher::resume(
-                &run,
-                &device()?,
-                max_steps,
-                sink().as_ref(),
-                &cancel_on_signal(),
-            )?;
+            let report = job(|d, s, c| lexforge::matcher::resume(&run, d, max_steps, s, c))?;
             print_report(&report)
         }
         MatcherCommand::Calibrate {
@@ -377,15 +365,9 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
                 Some(p) => read_config(p)?,
                 None => PipelineConfig::default(),
             };
-            let report = lexforge::matcher::pipeline(
-                &cfg,
-                &books_dir,
-                metadata.as_deref(),
-                &out,
-                &device()?,
-                sink().as_ref(),
-                &cancel_on_signal(),
-            )?;
+            let report = job(|d, s, c| {
+                lexforge::matcher::pipeline(&cfg, &books_dir, metadata.as_deref(), &out, d, s, c)
+            })?;
             if let Some(summary) = &report.dataset
                 && !json()
             {

@@ -12,7 +12,7 @@ use lexforge::semantic::{
     WordGenerator, WordGeneratorKind,
 };
 
-use crate::common::{cancel_on_signal, device, json, print_json, read_config, sink};
+use crate::common::{device, job, json, print_json, read_config};
 
 /// Subcommands of `lexforge semantic`.
 #[derive(Debug, Subcommand)]
@@ -132,7 +132,7 @@ pub struct CorporaArgs {
     out: PathBuf,
     /// Words per corpus.
     #[arg(long, default_value_t = BookWords::WORDS_PER_CORPUS)]
-    words: usize,
+    words_per_corpus: usize,
     /// Variations per (style, complexity, era).
     #[arg(long)]
     variations: Option<u32>,
@@ -264,12 +264,12 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             }
             let freq = frequencies(a.wordfreq.as_ref(), a.corpus_frequencies)?;
             let books = BookDirectory::new(&a.books_dir).with_metadata(&a.metadata);
-            let set = BookWords::new(&books, freq.as_ref(), &config)?.build(a.words)?;
+            let set = BookWords::new(&books, freq.as_ref(), &config)?.build(a.words_per_corpus)?;
             set.save(&a.out)?;
             println!(
                 "{} corpora of {} words -> {}",
                 set.corpora.len(),
-                a.words,
+                a.words_per_corpus,
                 a.out.display()
             );
             for (name, why) in &set.skipped {
@@ -284,24 +284,11 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
         } => {
             let config = train.config()?;
             let set = CorpusSet::load(&corpora)?;
-            let report = lexforge::semantic::train(
-                &config,
-                &set,
-                &out,
-                &device()?,
-                sink().as_ref(),
-                &cancel_on_signal(),
-            )?;
+            let report = job(|d, s, c| lexforge::semantic::train(&config, &set, &out, d, s, c))?;
             print_report(&report)
         }
         SemanticCommand::Resume { run, max_steps } => {
-            let report = lexforge::semantic::resume(
-                &run,
-                &device()?,
-                max_steps,
-                sink().as_ref(),
-                &cancel_on_signal(),
-            )?;
+            let report = job(|d, s, c| lexforge::semantic::resume(&run, d, max_steps, s, c))?;
             print_report(&report)
         }
         SemanticCommand::Encode { encoder, words } => {
@@ -376,16 +363,9 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
                 }
                 (false, None, None) => GeneratorChoice::FromConfig,
             };
-            let report = lexforge::semantic::pipeline(
-                &config,
-                &books_dir,
-                &metadata,
-                &out,
-                &choice,
-                &device()?,
-                sink().as_ref(),
-                &cancel_on_signal(),
-            )?;
+            let report = job(|d, s, c| {
+                lexforge::semantic::pipeline(&config, &books_dir, &metadata, &out, &choice, d, s, c)
+            })?;
             if json() {
                 return print_json(&report);
             }

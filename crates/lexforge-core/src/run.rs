@@ -80,6 +80,17 @@ impl RunDir {
         Ok(run)
     }
 
+    /// Refuses a `path` that exists ([`Error::RunExists`]): how a pipeline's `train` checks,
+    /// before any costly preparation, that it will be able to create its run.
+    pub fn check_new(path: &Path) -> Result<()> {
+        if path.exists() {
+            return Err(Error::RunExists {
+                path: path.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
     /// Creates the run directory `path` itself (its parent is the root, its last component the
     /// run id); errors as [`RunDir::create`]. The form every pipeline's `train` takes: the run
     /// directory is an argument, never derived from a config.

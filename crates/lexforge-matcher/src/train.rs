@@ -60,12 +60,7 @@ pub fn train(
     events: &dyn EventSink,
     cancel: &CancelToken,
 ) -> Result<TrainReport> {
-    if run_dir.exists() {
-        return Err(lexforge_core::Error::RunExists {
-            path: run_dir.to_path_buf(),
-        }
-        .into());
-    }
+    RunDir::check_new(run_dir)?;
     let mut config = config.clone();
     if config.base_model.as_os_str().is_empty() {
         config.base_model = lexforge_nn::encoder::minilm_or(None, "base model")?;

@@ -195,12 +195,7 @@ pub fn train(
     cancel: &CancelToken,
 ) -> Result<TrainReport> {
     config.validate()?;
-    if run_dir.exists() {
-        return Err(lexforge_core::Error::RunExists {
-            path: run_dir.to_path_buf(),
-        }
-        .into());
-    }
+    RunDir::check_new(run_dir)?;
     let mut config = config.clone();
     let model = minilm_or(config.embedding_model.as_deref(), "embedding model")?;
     config.embedding_model = Some(model.clone());

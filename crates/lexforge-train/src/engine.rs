@@ -535,10 +535,8 @@ mod tests {
     use crate::optimizer::OptimizerConfig;
 
     /// Training tests share burn's process-wide backend RNG; run them one at a time.
-    static SERIAL: Mutex<()> = Mutex::new(());
-
     fn serial() -> MutexGuard<'static, ()> {
-        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+        crate::serial_rng()
     }
 
     #[derive(Module, Debug)]

@@ -176,6 +176,7 @@ mod tests {
 
     #[test]
     fn the_host_passes_equal_the_tensor_formulas() {
+        let _rng = crate::serial_rng();
         let device = Device::flex();
         lexforge_core::Seed(9).apply_to(&device);
         let t =
@@ -208,6 +209,7 @@ mod tests {
 
     #[test]
     fn shared_inputs_are_not_overwritten() {
+        let _rng = crate::serial_rng();
         let device = Device::flex();
         let x = Tensor::<1>::from_floats([1.0, 2.0, 3.0], &device);
         let before = x.to_data();

@@ -31,3 +31,13 @@ pub use error::{Result, TrainError, check_loss};
 pub use optimizer::{AdamW, OptimizerConfig};
 pub use params::{cast_params, clip_global_norm, scale_grads, with_stable_param_ids};
 pub use schedule::LrSchedule;
+
+/// Tests that draw from burn's process-wide backend RNG (weight init, dropout, random
+/// tensors) or reseed it run one at a time: one test's draws would otherwise shift another's.
+#[cfg(test)]
+pub(crate) fn serial_rng() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

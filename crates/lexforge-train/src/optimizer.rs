@@ -310,6 +310,7 @@ mod tests {
 
     #[test]
     fn defaults_are_pytorchs_and_bad_values_are_refused() {
+        let _rng = crate::serial_rng();
         let c = OptimizerConfig::default();
         assert_eq!((c.epsilon, c.weight_decay), (1e-8, 0.01));
         let json = serde_json::to_string(&c).unwrap();
@@ -339,6 +340,7 @@ mod tests {
 
     #[test]
     fn minimizes_a_quadratic_with_clipped_steps() {
+        let _rng = crate::serial_rng();
         let device = Device::flex().autodiff();
         let mut m = Quadratic {
             w: Param::from_tensor(Tensor::from_data(
@@ -381,6 +383,7 @@ mod tests {
 
     #[test]
     fn matches_torch_adamw_and_its_state_round_trips() {
+        let _rng = crate::serial_rng();
         let device = Device::flex().autodiff();
         let start = || Quadratic {
             w: Param::from_tensor(Tensor::from_data(

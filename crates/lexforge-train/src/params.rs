@@ -182,6 +182,7 @@ mod tests {
 
     #[test]
     fn ids_depend_on_paths_only() {
+        let _rng = crate::serial_rng();
         let device = Device::flex();
         let (x, y) = (
             with_stable_param_ids(two(&device)),
@@ -199,6 +200,7 @@ mod tests {
 
     #[test]
     fn clipping_scales_all_gradients_by_one_factor() {
+        let _rng = crate::serial_rng();
         let device = Device::flex().autodiff();
         let m = two(&device);
         // loss = a^2/2 + b^2/2 → grads (3, 4), global norm 5.

@@ -587,7 +587,7 @@ fn semantic_commands_take_huge_counts_and_texts() {
             s(&books().join("../books.csv")),
             "--out",
             s(&out),
-            "--words",
+            "--words-per-corpus",
             "100000000",
         ],
         "lower words_per_corpus",
@@ -642,7 +642,7 @@ fn names_in_inputs_stay_data_and_never_become_paths() {
         s(&csv),
         "--out",
         s(&corpora),
-        "--words",
+        "--words-per-corpus",
         "20",
         "--corpus-frequencies",
     ]);

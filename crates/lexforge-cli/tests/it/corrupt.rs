@@ -386,7 +386,7 @@ fn every_damaged_artifact_is_refused_naming_the_file() {
         b.join("../books.csv").to_str().unwrap(),
         "--out",
         corpora.to_str().unwrap(),
-        "--words",
+        "--words-per-corpus",
         "20",
     ]);
     let semantic = t.join("semantic");

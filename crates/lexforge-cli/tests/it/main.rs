@@ -70,7 +70,7 @@ pub(crate) fn word_corpora(out: &Path, words: u32) {
         books().join("../books.csv").to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--words",
+        "--words-per-corpus",
         &words.to_string(),
     ]);
     assert!(o.status.success(), "corpora: {}", stderr(&o));

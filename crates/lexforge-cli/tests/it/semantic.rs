@@ -20,7 +20,7 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
         csv.to_str().unwrap(),
         "--out",
         corpora.to_str().unwrap(),
-        "--words",
+        "--words-per-corpus",
         "30",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
