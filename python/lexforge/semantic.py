@@ -426,7 +426,9 @@ def train_generator(
     cfg = json.dumps(apply_params(params, flat_places(defaults), base))
     enc, lm = os.fspath(encoder_dir), os.fspath(base_lm)
     return _drive(
-        lambda cb: _native.semantic_train_generator(enc, lm, cfg, device=device, precision=precision, callback=cb),
+        lambda cb: _native.semantic_train_generator(
+            enc, lm, cfg, device=device, precision=precision, callback=cb
+        ),
         progress,
         callback,
     )

@@ -60,9 +60,7 @@ def resolve(dotted: str) -> Any:
 
 def cli_help(command: str) -> str:
     args = command.split()[1:]
-    done = subprocess.run(
-        [str(CLI), *args, "--help"], capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([str(CLI), *args, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, f"{command} --help: {done.stderr}"
     return done.stdout
 
