@@ -4,6 +4,7 @@ encoder's encode / decode / similar / labels / collisions, and bad input."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -117,12 +118,7 @@ def test_bad_input_is_typed(trained: Path, tmp_path: Path) -> None:
         semantic.Corpora.load(empty)
     # A damaged weights file is refused with the file named.
     broken = tmp_path / "broken"
-    broken.mkdir()
-    for f in trained.iterdir():
-        if f.is_file():
-            (broken / f.name).write_bytes(f.read_bytes())
-    (broken / "eval").mkdir()
-    (broken / "eval" / "metrics.json").write_bytes((trained / "eval" / "metrics.json").read_bytes())
+    shutil.copytree(trained, broken, ignore=shutil.ignore_patterns("checkpoints"))
     w = broken / "semantic_encoder.safetensors"
     w.write_bytes(w.read_bytes()[:100])
     with pytest.raises(lexforge.ArtifactError, match="semantic_encoder.safetensors"):

@@ -23,6 +23,16 @@ pub struct GlobalArgs {
     pub json: bool,
 }
 
+/// `RUN [--max-steps N]`: the arguments of every pipeline's `resume`.
+#[derive(Debug, clap::Args)]
+pub struct ResumeArgs {
+    /// The run directory.
+    pub run: std::path::PathBuf,
+    /// Train up to this many steps in total (default: the run's own max_steps).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+}
+
 static GLOBALS: OnceLock<GlobalArgs> = OnceLock::new();
 
 /// Records the global flags; called once by `main` before any subcommand runs.

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use lexforge::lm::{LanguageModel, LmRunConfig, TrainReport};
 use lexforge::nn::generate::GenerateConfig;
 
-use crate::common::{device, job, json, print_json, read_config};
+use crate::common::{ResumeArgs, device, job, json, print_json, read_config};
 
 /// The language-model subcommands.
 #[derive(Debug, Subcommand)]
@@ -25,14 +25,9 @@ pub enum LmCommand {
         #[arg(long)]
         max_steps: Option<u64>,
     },
-    /// Continue an interrupted, cancelled or failed run from its latest checkpoint.
-    Resume {
-        /// The run directory.
-        run: PathBuf,
-        /// Train up to this many steps in total (default: the run's own max_steps).
-        #[arg(long)]
-        max_steps: Option<u64>,
-    },
+    /// Continue a run from its last checkpoint: a stopped one (killed, Ctrl-C, failed), or a
+    /// finished one with a higher --max-steps.
+    Resume(ResumeArgs),
     /// Recompute a run's validation metrics (loss, perplexity, bits per token and per
     /// character), or evaluate it on other text files.
     Evaluate {
@@ -130,7 +125,7 @@ pub fn run(command: LmCommand) -> Result<(), Box<dyn Error>> {
             let r = job(|d, s, c| lexforge::lm::train(&cfg, &out, d, s, c))?;
             report(&r)
         }
-        LmCommand::Resume { run, max_steps } => {
+        LmCommand::Resume(ResumeArgs { run, max_steps }) => {
             let r = job(|d, s, c| lexforge::lm::resume(&run, d, max_steps, s, c))?;
             report(&r)
         }

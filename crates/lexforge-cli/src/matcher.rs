@@ -10,7 +10,7 @@ use lexforge::matcher::{
     StyleChannelConfig, ThresholdMetric, ViewsConfig,
 };
 
-use crate::common::{device, job, json, print_json, read_config};
+use crate::common::{ResumeArgs, device, job, json, print_json, read_config};
 
 /// Subcommands of `lexforge matcher`.
 #[derive(Debug, Subcommand)]
@@ -29,13 +29,7 @@ pub enum MatcherCommand {
     },
     /// Continue a matcher training from its last checkpoint: a stopped one (killed, Ctrl-C,
     /// failed), or a finished one with a higher --max-steps.
-    Resume {
-        /// The matcher directory.
-        run: PathBuf,
-        /// Train up to this many steps in total (default: the run's own max_steps).
-        #[arg(long)]
-        max_steps: Option<u64>,
-    },
+    Resume(ResumeArgs),
     /// Fit calibration.json and style_calibration.json on a dataset split.
     Calibrate {
         /// The matcher directory.
@@ -292,7 +286,7 @@ pub fn run(command: MatcherCommand) -> Result<(), Box<dyn Error>> {
             let report = job(|d, s, c| lexforge::matcher::train(&config, &dataset, &out, d, s, c))?;
             print_report(&report)
         }
-        MatcherCommand::Resume { run, max_steps } => {
+        MatcherCommand::Resume(ResumeArgs { run, max_steps }) => {
             let report = job(|d, s, c| lexforge::matcher::resume(&run, d, max_steps, s, c))?;
             print_report(&report)
         }

@@ -12,7 +12,7 @@ use lexforge::semantic::{
     WordGenerator, WordGeneratorKind,
 };
 
-use crate::common::{device, job, json, print_json, read_config};
+use crate::common::{ResumeArgs, device, job, json, print_json, read_config};
 
 /// Subcommands of `lexforge semantic`.
 #[derive(Debug, Subcommand)]
@@ -34,13 +34,7 @@ pub enum SemanticCommand {
     },
     /// Continue an encoder training from its last checkpoint: a stopped one (killed, Ctrl-C,
     /// failed), or a finished one with a higher --max-steps.
-    Resume {
-        /// The encoder directory.
-        run: PathBuf,
-        /// Train up to this many steps in total (default: the run's own max_steps).
-        #[arg(long)]
-        max_steps: Option<u64>,
-    },
+    Resume(ResumeArgs),
     /// The ID of words, a text, or a known corpus, with the labels its heads read from it.
     Encode {
         /// The encoder directory.
@@ -287,7 +281,7 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             let report = job(|d, s, c| lexforge::semantic::train(&config, &set, &out, d, s, c))?;
             print_report(&report)
         }
-        SemanticCommand::Resume { run, max_steps } => {
+        SemanticCommand::Resume(ResumeArgs { run, max_steps }) => {
             let report = job(|d, s, c| lexforge::semantic::resume(&run, d, max_steps, s, c))?;
             print_report(&report)
         }

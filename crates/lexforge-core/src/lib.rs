@@ -27,7 +27,7 @@ pub use manifest::{
 };
 pub use names::{RelPath, RunId};
 pub use python::python_probe;
-pub use run::{RunDir, StageMode, verify_completed_run, verify_run_dir};
+pub use run::{RunDir, RunTarget, StageMode, verify_completed_run, verify_run_dir};
 pub use seed::Seed;
 
 /// The burn version this build of lexforge is compiled against (pinned in the workspace).

@@ -274,6 +274,37 @@ impl RunDir {
     }
 }
 
+/// Where a training run goes: a new directory, or a run opened with [`RunDir::resume`].
+#[derive(Debug)]
+pub enum RunTarget<'a> {
+    /// Create this directory (in place); it must not exist.
+    Create(&'a Path),
+    /// Continue this run.
+    Resume(RunDir),
+}
+
+impl RunTarget<'_> {
+    /// The run directory, created as a `kind` run or the one resumed, marked running with
+    /// `config`, `seed` and `device` ([`RunDir::begin_training`]).
+    ///
+    /// # Errors
+    /// As [`RunDir::create_at`] and [`RunDir::begin_training`].
+    pub fn begin(
+        self,
+        kind: &str,
+        config: serde_json::Value,
+        seed: Option<u64>,
+        device: &crate::Device,
+    ) -> Result<RunDir> {
+        let mut run = match self {
+            RunTarget::Create(path) => RunDir::create_at(path, kind, StageMode::InPlace)?,
+            RunTarget::Resume(run) => run,
+        };
+        run.begin_training(config, seed, device)?;
+        Ok(run)
+    }
+}
+
 impl Drop for RunDir {
     fn drop(&mut self) {
         if self.mode == StageMode::Staged && !self.finished {

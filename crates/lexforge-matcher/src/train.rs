@@ -9,7 +9,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use lexforge_core::{CancelToken, Event, EventSink, JsonlSink, RunDir, RunStatus, StageMode};
+use lexforge_core::{CancelToken, Event, EventSink, JsonlSink, RunDir, RunStatus, RunTarget};
 use lexforge_data::Split;
 use lexforge_nn::bert::BertModel;
 use lexforge_train::{CheckpointDir, Resume, StopReason, TrainContext, TrainOutcome};
@@ -34,12 +34,6 @@ struct RunConfig {
     train: MatcherTrainConfig,
     dataset: std::path::PathBuf,
     dataset_encoder: Option<String>,
-}
-
-/// Where a run goes: a new directory, or one being resumed.
-enum Target<'a> {
-    Create(&'a Path),
-    Resume(RunDir),
 }
 
 /// Trains a matcher on the dataset at `dataset_dir` into the new directory `run_dir`, then
@@ -68,7 +62,7 @@ pub fn train(
     run_training(
         &config,
         dataset_dir,
-        Target::Create(run_dir),
+        RunTarget::Create(run_dir),
         device,
         events,
         cancel,
@@ -95,7 +89,7 @@ pub fn resume(
     run_training(
         &stored.train,
         &stored.dataset,
-        Target::Resume(run),
+        RunTarget::Resume(run),
         device,
         events,
         cancel,
@@ -105,7 +99,7 @@ pub fn resume(
 fn run_training(
     config: &MatcherTrainConfig,
     dataset_dir: &Path,
-    target: Target<'_>,
+    target: RunTarget<'_>,
     device: &Device,
     events: &dyn EventSink,
     cancel: &CancelToken,
@@ -318,13 +312,9 @@ fn open_run(
     config: &MatcherTrainConfig,
     dataset_dir: &Path,
     dataset: &PreparedDataset,
-    target: Target<'_>,
+    target: RunTarget<'_>,
     device: &Device,
 ) -> Result<RunDir> {
-    let mut run = match target {
-        Target::Create(path) => RunDir::create_at(path, MATCHER_KIND, StageMode::InPlace)?,
-        Target::Resume(run) => run,
-    };
     let stored = RunConfig {
         format: MATCHER_FORMAT,
         train: config.clone(),
@@ -336,8 +326,7 @@ fn open_run(
             what: "matcher run config",
             source,
         })?;
-    run.begin_training(stored, Some(config.train.seed), device)?;
-    Ok(run)
+    Ok(target.begin(MATCHER_KIND, stored, Some(config.train.seed), device)?)
 }
 
 /// The cross-encoder teacher in `out/teacher`, trained there first when it has none (with the

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::Device;
-use lexforge_core::{CancelToken, Event, EventSink, JsonlSink, RunDir, RunStatus, Seed, StageMode};
+use lexforge_core::{CancelToken, Event, EventSink, JsonlSink, RunDir, RunStatus, RunTarget, Seed};
 use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder, minilm_or};
 use lexforge_train::{
     BatchSource, CheckpointDir, EarlyStoppingConfig, Resume, StopReason, TrainConfig, TrainContext,
@@ -172,12 +172,6 @@ struct RunConfig {
     model: serde_json::Value,
 }
 
-/// Where a run goes: a new directory, or one being resumed.
-enum Target<'a> {
-    Create(&'a Path),
-    Resume(RunDir),
-}
-
 /// Trains a semantic encoder on `corpora` (embedded with `config.embedding_model`) into the new
 /// directory `run_dir`, on `device` (f32), then writes the artifacts:
 /// `semantic_encoder.safetensors`, `config.json`, `semantic_ids.json`, `corpora.json`,
@@ -204,7 +198,7 @@ pub fn train(
         &config,
         corpora,
         &encoder,
-        Target::Create(run_dir),
+        RunTarget::Create(run_dir),
         device,
         events,
         cancel,
@@ -235,7 +229,7 @@ pub fn resume(
         &stored.train,
         &corpora,
         &encoder,
-        Target::Resume(run),
+        RunTarget::Resume(run),
         device,
         events,
         cancel,
@@ -246,7 +240,7 @@ fn run_training(
     config: &SemanticTrainConfig,
     set: &CorpusSet,
     encoder: &dyn SentenceEncoder,
-    target: Target<'_>,
+    target: RunTarget<'_>,
     device: &Device,
     events: &dyn EventSink,
     cancel: &CancelToken,
@@ -455,19 +449,15 @@ fn init_codebooks(
     Ok(model)
 }
 
-/// Opens the run directory `out` (to resume it) or creates it, and marks its manifest
-/// running with this run's settings.
+/// Opens the run directory (created, or the one resumed), marks its manifest running with this
+/// run's settings, and keeps the corpora in it for [`resume`].
 fn open_run(
-    target: Target<'_>,
+    target: RunTarget<'_>,
     config: &SemanticTrainConfig,
     semantic_config: &SemanticConfig,
     set: &CorpusSet,
     device: &Device,
 ) -> Result<RunDir> {
-    let mut run = match target {
-        Target::Create(path) => RunDir::create_at(path, SEMANTIC_KIND, StageMode::InPlace)?,
-        Target::Resume(run) => run,
-    };
     let stored = RunConfig {
         train: config.clone(),
         model: serde_json::to_value(semantic_config).map_err(|source| {
@@ -482,7 +472,7 @@ fn open_run(
             what: "semantic run config",
             source,
         })?;
-    run.begin_training(stored, Some(config.train.seed), device)?;
+    let mut run = target.begin(SEMANTIC_KIND, stored, Some(config.train.seed), device)?;
     let corpora =
         serde_json::to_vec_pretty(set).map_err(|source| lexforge_core::Error::Serialize {
             what: "corpora",

@@ -342,14 +342,7 @@ impl Quantizer for ResidualFsq {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn device() -> Device {
-        Device::flex()
-    }
-
-    fn t2(values: Vec<f32>, rows: usize, cols: usize) -> Tensor<2> {
-        Tensor::from_data(TensorData::new(values, [rows, cols]), &device())
-    }
+    use crate::quantize::test_util::{device, t2};
 
     #[test]
     fn fsq_codes_round_trip_through_decode() {

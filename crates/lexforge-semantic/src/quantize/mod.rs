@@ -397,13 +397,24 @@ impl Quantizer for AnyQuantizer {
     }
 }
 
+/// What the quantizers' tests share: their device and a `[rows, cols]` tensor from values.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_util {
+    use burn::tensor::{Device, Tensor, TensorData};
 
-    fn device() -> Device {
+    pub(crate) fn device() -> Device {
         Device::flex()
     }
+
+    pub(crate) fn t2(values: Vec<f32>, rows: usize, cols: usize) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(values, [rows, cols]), &device())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::device;
+    use super::*;
 
     #[test]
     fn out_of_range_codes_are_typed_errors() {

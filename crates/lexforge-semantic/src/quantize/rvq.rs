@@ -372,14 +372,7 @@ impl Quantizer for ResidualVq {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn device() -> Device {
-        Device::flex()
-    }
-
-    fn t2(values: Vec<f32>, rows: usize, cols: usize) -> Tensor<2> {
-        Tensor::from_data(TensorData::new(values, [rows, cols]), &device())
-    }
+    use crate::quantize::test_util::{device, t2};
 
     #[test]
     fn rvq_kmeans_ema_and_dead_code_replacement() {
