@@ -280,7 +280,7 @@ pub enum RunTarget<'a> {
     /// Create this directory (in place); it must not exist.
     Create(&'a Path),
     /// Continue this run.
-    Resume(RunDir),
+    Resume(Box<RunDir>),
 }
 
 impl RunTarget<'_> {
@@ -298,7 +298,7 @@ impl RunTarget<'_> {
     ) -> Result<RunDir> {
         let mut run = match self {
             RunTarget::Create(path) => RunDir::create_at(path, kind, StageMode::InPlace)?,
-            RunTarget::Resume(run) => run,
+            RunTarget::Resume(run) => *run,
         };
         run.begin_training(config, seed, device)?;
         Ok(run)

@@ -89,7 +89,7 @@ pub fn resume(
     run_training(
         &stored.train,
         &stored.dataset,
-        RunTarget::Resume(run),
+        RunTarget::Resume(Box::new(run)),
         device,
         events,
         cancel,

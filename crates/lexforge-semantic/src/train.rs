@@ -229,7 +229,7 @@ pub fn resume(
         &stored.train,
         &corpora,
         &encoder,
-        RunTarget::Resume(run),
+        RunTarget::Resume(Box::new(run)),
         device,
         events,
         cancel,

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{books, copy_dir, lexforge, lm_run_dir, repo, stderr, stdout};
+use crate::{books, cli, copy_dir, lexforge, lm_run_dir, ok_json, repo, stderr, stdout};
 
 /// Input files of each class.
 struct Inputs {
@@ -238,14 +238,12 @@ fn embed_refuses_non_text_input_and_takes_a_huge_line() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("0 x 32"), "{}", stdout(&o));
     // A 4 MB line is truncated to the model's length, like in sentence-transformers.
-    let o = lexforge(&[
-        "embed",
-        s(&model),
-        "--input",
-        s(&i.huge_line),
-        "--out",
-        s(&out),
-    ]);
+    let o = cli(&format!(
+        "embed {} --input {} --out {}",
+        model.display(),
+        i.huge_line.display(),
+        out.display()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("1 x 32"), "{}", stdout(&o));
 }
@@ -442,15 +440,12 @@ fn matcher_and_semantic_inputs_that_are_not_text_are_refused_naming_the_file() {
     let t = tmp.path();
     let (dataset, config) = crate::disk::matcher_inputs(t, 2);
     let matcher = t.join("m");
-    let o = lexforge(&[
-        "matcher",
-        "train",
-        s(&dataset),
-        "--out",
-        s(&matcher),
-        "--config",
-        s(&config),
-    ]);
+    let o = cli(&format!(
+        "matcher train {} --out {} --config {}",
+        dataset.display(),
+        matcher.display(),
+        config.display()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     for (what, edit) in [
         ("non-UTF-8", latin1_e as fn(&mut Vec<u8>)),
@@ -542,20 +537,17 @@ fn semantic_commands_take_huge_counts_and_texts() {
     let t = tmp.path();
     let (corpora, config) = crate::disk::semantic_inputs(t, 2);
     let enc = t.join("enc");
-    let o = lexforge(&[
-        "semantic",
-        "train",
-        s(&corpora),
-        "--out",
-        s(&enc),
-        "--config",
-        s(&config),
-    ]);
+    let o = cli(&format!(
+        "semantic train {} --out {} --config {}",
+        corpora.display(),
+        enc.display(),
+        config.display()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let set: serde_json::Value = serde_json::from_slice(&std::fs::read(&corpora).unwrap()).unwrap();
     let known = set["corpora"].as_array().unwrap().len();
     // More neighbours than corpora: all of them, each once.
-    let o = lexforge(&[
+    let hits: Vec<serde_json::Value> = ok_json(&[
         "semantic",
         "similar",
         s(&enc),
@@ -565,8 +557,6 @@ fn semantic_commands_take_huge_counts_and_texts() {
         "-k",
         "4000000000",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let hits: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
     let mut names: Vec<&str> = hits.iter().map(|h| h["corpus"].as_str().unwrap()).collect();
     names.sort_unstable();
     names.dedup();
@@ -615,18 +605,13 @@ fn names_in_inputs_stay_data_and_never_become_paths() {
     std::fs::write(&csv, rows).unwrap();
     let roberta = repo().join("tests/fixtures/roberta_tiny/roberta");
     let ds = t.join("ds");
-    let o = lexforge(&[
-        "prepare",
-        s(&library),
-        "--metadata",
-        s(&csv),
-        "--out",
-        s(&ds),
-        "--encoder",
-        s(&roberta),
-        "--max-chunks-per-book",
-        "6",
-    ]);
+    let o = cli(&format!(
+        "prepare {} --metadata {} --out {} --encoder {} --max-chunks-per-book 6",
+        library.display(),
+        csv.display(),
+        ds.display(),
+        roberta.display()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let books_jsonl = std::fs::read_to_string(ds.join("books.jsonl")).unwrap();
     assert!(
@@ -634,18 +619,12 @@ fn names_in_inputs_stay_data_and_never_become_paths() {
         "labels kept as data"
     );
     let corpora = t.join("corpora.json");
-    let o = lexforge(&[
-        "semantic",
-        "corpora",
-        s(&library),
-        "--metadata",
-        s(&csv),
-        "--out",
-        s(&corpora),
-        "--words-per-corpus",
-        "20",
-        "--corpus-frequencies",
-    ]);
+    let o = cli(&format!(
+        "semantic corpora {} --metadata {} --out {} --words-per-corpus 20 --corpus-frequencies",
+        library.display(),
+        csv.display(),
+        corpora.display()
+    ));
     // Labels are slugs ("../../../escape" groups as "escape"); ".." has no letter and leaves
     // its books unlabelled.
     assert!(o.status.success(), "{}", stderr(&o));
@@ -669,15 +648,12 @@ fn names_in_inputs_stay_data_and_never_become_paths() {
         ),
     )
     .unwrap();
-    let o = lexforge(&[
-        "matcher",
-        "train",
-        s(&ds),
-        "--out",
-        s(&t.join("m")),
-        "--config",
-        s(&config),
-    ]);
+    let o = cli(&format!(
+        "matcher train {} --out {} --config {}",
+        ds.display(),
+        t.join("m").display(),
+        config.display()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::write(
         &config,
@@ -685,15 +661,12 @@ fn names_in_inputs_stay_data_and_never_become_paths() {
          eval_every = 2\ncheckpoint_every = 2\n",
     )
     .unwrap();
-    let o = lexforge(&[
-        "semantic",
-        "train",
-        s(&corpora),
-        "--out",
-        s(&t.join("s")),
-        "--config",
-        s(&config),
-    ]);
+    let o = cli(&format!(
+        "semantic train {} --out {} --config {}",
+        corpora.display(),
+        t.join("s").display(),
+        config.display()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         !Path::new("/tmp/lexforge-escape").exists(),

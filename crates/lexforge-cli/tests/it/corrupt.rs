@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{books, copy_dir, lexforge, library, repo, stderr};
+use crate::{books, cli_ok, copy_dir, lexforge, library, repo, stderr};
 
 /// An artifact directory and the command that loads it (`{dir}` is replaced).
 struct Artifact {
@@ -286,11 +286,6 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn run_ok(args: &[&str]) {
-    let o = lexforge(args);
-    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
-}
-
 #[test]
 fn every_damaged_artifact_is_refused_naming_the_file() {
     let sample = std::env::var("LEXFORGE_CORRUPT_SAMPLE")
@@ -306,17 +301,11 @@ fn every_damaged_artifact_is_refused_naming_the_file() {
 
     // The artifacts, each made by the CLI.
     let tok = t.join("tokenizer");
-    run_ok(&[
-        "tokenizer",
-        "train",
-        alice.to_str().unwrap(),
-        "--out",
-        tok.to_str().unwrap(),
-        "--method",
-        "bpe",
-        "--vocab-size",
-        "400",
-    ]);
+    cli_ok(&format!(
+        "tokenizer train {} --out {} --method bpe --vocab-size 400",
+        alice.display(),
+        tok.display()
+    ));
     let lm_config = t.join("lm.toml");
     std::fs::write(
         &lm_config,
@@ -329,33 +318,19 @@ fn every_damaged_artifact_is_refused_naming_the_file() {
         ),
     )
     .unwrap();
-    run_ok(&[
-        "lm",
-        "train",
-        lm_config.to_str().unwrap(),
-        "--out",
-        t.join("lm").to_str().unwrap(),
-    ]);
+    cli_ok(&format!(
+        "lm train {} --out {}",
+        lm_config.display(),
+        t.join("lm").display()
+    ));
     let dataset = t.join("dataset");
     let library = library(t);
-    run_ok(&[
-        "prepare",
-        library.to_str().unwrap(),
-        "--out",
-        dataset.to_str().unwrap(),
-        "--encoder",
-        roberta.to_str().unwrap(),
-        "--chunk-size",
-        "3",
-        "--max-chunks-per-book",
-        "6",
-        "--pairs-per-book",
-        "8",
-        "--validation-fraction",
-        "0.2",
-        "--test-fraction",
-        "0.2",
-    ]);
+    cli_ok(&format!(
+        "prepare {} --out {} --encoder {} --chunk-size 3 --max-chunks-per-book 6 --pairs-per-book 8 --validation-fraction 0.2 --test-fraction 0.2",
+        library.display(),
+        dataset.display(),
+        roberta.display()
+    ));
     let matcher = t.join("matcher");
     let matcher_config = t.join("matcher.toml");
     std::fs::write(
@@ -368,27 +343,19 @@ fn every_damaged_artifact_is_refused_naming_the_file() {
         ),
     )
     .unwrap();
-    run_ok(&[
-        "matcher",
-        "train",
-        dataset.to_str().unwrap(),
-        "--out",
-        matcher.to_str().unwrap(),
-        "--config",
-        matcher_config.to_str().unwrap(),
-    ]);
+    cli_ok(&format!(
+        "matcher train {} --out {} --config {}",
+        dataset.display(),
+        matcher.display(),
+        matcher_config.display()
+    ));
     let corpora = t.join("corpora.json");
-    run_ok(&[
-        "semantic",
-        "corpora",
-        b.to_str().unwrap(),
-        "--metadata",
-        b.join("../books.csv").to_str().unwrap(),
-        "--out",
-        corpora.to_str().unwrap(),
-        "--words-per-corpus",
-        "20",
-    ]);
+    cli_ok(&format!(
+        "semantic corpora {} --metadata {} --out {} --words-per-corpus 20",
+        b.display(),
+        b.join("../books.csv").display(),
+        corpora.display()
+    ));
     let semantic = t.join("semantic");
     let semantic_config = t.join("semantic.toml");
     std::fs::write(
@@ -397,15 +364,12 @@ fn every_damaged_artifact_is_refused_naming_the_file() {
          eval_every = 4\ncheckpoint_every = 4\n",
     )
     .unwrap();
-    run_ok(&[
-        "semantic",
-        "train",
-        corpora.to_str().unwrap(),
-        "--out",
-        semantic.to_str().unwrap(),
-        "--config",
-        semantic_config.to_str().unwrap(),
-    ]);
+    cli_ok(&format!(
+        "semantic train {} --out {} --config {}",
+        corpora.display(),
+        semantic.display(),
+        semantic_config.display()
+    ));
     let input = t.join("texts.txt");
     std::fs::write(&input, "a line of text\nanother one\n").unwrap();
     let npy = t.join("out.npy");

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::{books, lexforge, library, repo, stderr};
+use crate::{books, cli, lexforge, library, repo, stderr};
 
 /// Runs the CLI with files limited to `kib` KiB.
 fn with_file_limit(kib: u64, args: &[&str]) -> Output {
@@ -90,13 +90,11 @@ fn a_disk_that_fills_up_during_a_checkpoint_keeps_the_last_one_and_resume_finish
     let tmp = tempfile::tempdir().unwrap();
     let config = lm_config(tmp.path(), 4);
     let run = tmp.path().join("run");
-    let o = lexforge(&[
-        "lm",
-        "train",
-        config.to_str().unwrap(),
-        "--out",
-        run.to_str().unwrap(),
-    ]);
+    let o = cli(&format!(
+        "lm train {} --out {}",
+        config.display(),
+        run.display()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let checkpoints = run.join("checkpoints");
     let before = read_all(&checkpoints);
@@ -129,14 +127,7 @@ fn a_disk_that_fills_up_during_a_checkpoint_keeps_the_last_one_and_resume_finish
     assert_eq!(std::fs::read(run.join("model.safetensors")).unwrap(), model);
 
     // With room again, the run resumes from the last checkpoint and finishes.
-    let o = lexforge(&[
-        "lm",
-        "resume",
-        run.to_str().unwrap(),
-        "--max-steps",
-        "8",
-        "--json",
-    ]);
+    let o = cli(&format!("lm resume {} --max-steps 8 --json", run.display()));
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["steps"], 8);
@@ -149,16 +140,12 @@ pub(crate) fn matcher_inputs(dir: &Path, steps: u64) -> (PathBuf, PathBuf) {
     let dataset = dir.join("dataset");
     if !dataset.exists() {
         let books_dir = library(dir);
-        let o = lexforge(&[
-            "prepare",
-            books_dir.to_str().unwrap(),
-            "--out",
-            dataset.to_str().unwrap(),
-            "--encoder",
-            roberta.to_str().unwrap(),
-            "--max-chunks-per-book",
-            "8",
-        ]);
+        let o = cli(&format!(
+            "prepare {} --out {} --encoder {} --max-chunks-per-book 8",
+            books_dir.display(),
+            dataset.display(),
+            roberta.display()
+        ));
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let config = dir.join(format!("matcher-{steps}.toml"));

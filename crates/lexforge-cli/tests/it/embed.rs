@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::lexforge;
+use crate::{cli, lexforge};
 
 fn fixture() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/roberta_tiny/roberta")
@@ -100,26 +100,22 @@ fn embed_refuses_empty_lines_and_missing_models_leaving_no_output() {
     std::fs::write(&input, "one\n\nthree\n").unwrap();
     let out = dir.path().join("v.npy");
     let model = fixture();
-    let run = lexforge(&[
-        "embed",
-        model.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let run = cli(&format!(
+        "embed {} --input {} --out {}",
+        model.display(),
+        input.display(),
+        out.display()
+    ));
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("line 2 is empty"));
     assert!(!out.exists());
     std::fs::write(&input, "one\n").unwrap();
-    let run = lexforge(&[
-        "embed",
-        dir.path().join("no-model").to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let run = cli(&format!(
+        "embed {} --input {} --out {}",
+        dir.path().join("no-model").display(),
+        input.display(),
+        out.display()
+    ));
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("config.json"));
     assert!(!out.exists());

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{books, last_progress_step, lexforge, library, stderr};
+use crate::{books, cli, last_progress_step, lexforge, library, stderr};
 
 const KILLS_PER_TRIAL: usize = 3;
 
@@ -356,27 +356,12 @@ fn matcher_pipeline(dir: &Path) -> Pipeline {
     let base = repo().join("tests/fixtures/roberta_tiny/roberta");
     let dataset = dir.join("dataset");
     let library = library(dir);
-    let o = lexforge(&[
-        "prepare",
-        library.to_str().unwrap(),
-        "--out",
-        dataset.to_str().unwrap(),
-        "--encoder",
-        base.to_str().unwrap(),
-        "--seed",
-        "3",
-        "--chunk-size",
-        "3",
-        "--max-chunks-per-book",
-        "8",
-        "--pairs-per-book",
-        "12",
-        "--validation-fraction",
-        "0.2",
-        "--test-fraction",
-        "0.2",
-        "--json",
-    ]);
+    let o = cli(&format!(
+        "prepare {} --out {} --encoder {} --seed 3 --chunk-size 3 --max-chunks-per-book 8 --pairs-per-book 12 --validation-fraction 0.2 --test-fraction 0.2 --json",
+        library.display(),
+        dataset.display(),
+        base.display()
+    ));
     assert!(o.status.success(), "prepare: {}", stderr(&o));
     let config = dir.join("matcher.toml");
     std::fs::write(

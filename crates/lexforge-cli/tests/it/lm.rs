@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{last_progress_step, lexforge, stderr, stdout};
+use crate::{cli, last_progress_step, lexforge, ok_json, stderr, stdout};
 
 fn books() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg/books")
@@ -66,7 +66,7 @@ fn sigkill_between_checkpoints_then_resume_gives_the_same_weights_bitwise() {
     std::fs::create_dir_all(&full_dir).unwrap();
     std::fs::create_dir_all(&killed_dir).unwrap();
 
-    let o = lexforge(&[
+    let report: serde_json::Value = ok_json(&[
         "lm",
         "train",
         write_config(&full_dir, 30).to_str().unwrap(),
@@ -74,8 +74,6 @@ fn sigkill_between_checkpoints_then_resume_gives_the_same_weights_bitwise() {
         full_dir.join("run").to_str().unwrap(),
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["steps"], 30);
 
     let config = write_config(&killed_dir, 30);
@@ -109,9 +107,7 @@ fn sigkill_between_checkpoints_then_resume_gives_the_same_weights_bitwise() {
         "killed between checkpoints: {latest}"
     );
 
-    let o = lexforge(&["lm", "resume", run.to_str().unwrap(), "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let resumed: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let resumed: serde_json::Value = ok_json(&["lm", "resume", run.to_str().unwrap(), "--json"]);
     assert_eq!(resumed["steps"], 30);
     assert_eq!(resumed["status"], "completed");
 
@@ -143,23 +139,17 @@ fn sigkill_between_checkpoints_then_resume_gives_the_same_weights_bitwise() {
 #[test]
 fn eval_generate_and_score_use_a_finished_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = lexforge(&[
-        "lm",
-        "train",
-        write_config(tmp.path(), 12).to_str().unwrap(),
-        "--out",
-        tmp.path().join("run").to_str().unwrap(),
-        "--max-steps",
-        "12",
-    ]);
+    let o = cli(&format!(
+        "lm train {} --out {} --max-steps 12",
+        write_config(tmp.path(), 12).display(),
+        tmp.path().join("run").display()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("val_bits_per_char"), "{}", stdout(&o));
     let run = tmp.path().join("run");
     let run = run.to_str().unwrap();
 
-    let o = lexforge(&["lm", "evaluate", run, "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let m: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let m: serde_json::Value = ok_json(&["lm", "evaluate", run, "--json"]);
     let saved: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(tmp.path().join("run/eval/metrics.json")).unwrap(),
     )
@@ -170,22 +160,10 @@ fn eval_generate_and_score_use_a_finished_run() {
     );
 
     let generate = |seed: &str| {
-        let o = lexforge(&[
-            "lm",
-            "generate",
-            run,
-            "--prompt",
-            "The",
-            "--max-new-tokens",
-            "8",
-            "--seed",
-            seed,
-            "--temperature",
-            "0.9",
-            "--num-return-sequences",
-            "2",
-            "--json",
-        ]);
+        let o = cli(&format!(
+            "lm generate {} --prompt The --max-new-tokens 8 --seed {} --temperature 0.9 --num-return-sequences 2 --json",
+            run, seed
+        ));
         assert!(o.status.success(), "{}", stderr(&o));
         stdout(&o)
     };
@@ -193,7 +171,7 @@ fn eval_generate_and_score_use_a_finished_run() {
     let out: serde_json::Value = serde_json::from_str(&generate("1")).unwrap();
     assert_eq!(out.as_array().unwrap().len(), 2);
 
-    let o = lexforge(&[
+    let s: serde_json::Value = ok_json(&[
         "lm",
         "score",
         run,
@@ -203,8 +181,6 @@ fn eval_generate_and_score_use_a_finished_run() {
         "2",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert!(s["loss"].as_f64().unwrap() > 0.0);
     assert_eq!(s["tokens"][0]["top_k"].as_array().unwrap().len(), 2);
 
@@ -223,13 +199,11 @@ fn eval_generate_and_score_use_a_finished_run() {
     )
     .unwrap();
     let bad_run = tmp.path().join("bad");
-    let o = lexforge(&[
-        "lm",
-        "train",
-        bad.to_str().unwrap(),
-        "--out",
-        bad_run.to_str().unwrap(),
-    ]);
+    let o = cli(&format!(
+        "lm train {} --out {}",
+        bad.display(),
+        bad_run.display()
+    ));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("model.n_embd"), "{}", stderr(&o));
     assert!(!tmp.path().join("bad").exists());

@@ -100,6 +100,25 @@ pub(crate) fn lm_run_dir(config: &std::path::Path) -> std::path::PathBuf {
         .join(stem)
 }
 
+/// `lexforge` with the whitespace-separated words of `line` as its arguments (the paths of
+/// the tests have no spaces).
+pub(crate) fn cli(line: &str) -> Output {
+    lexforge(&line.split_whitespace().collect::<Vec<_>>())
+}
+
+/// [`cli`], which must succeed.
+pub(crate) fn cli_ok(line: &str) {
+    let o = cli(line);
+    assert!(o.status.success(), "lexforge {line}: {}", stderr(&o));
+}
+
+/// Runs `lexforge ARGS`, which must succeed, and parses what it printed as JSON.
+pub(crate) fn ok_json<T: serde::de::DeserializeOwned>(args: &[&str]) -> T {
+    let o = lexforge(args);
+    assert!(o.status.success(), "lexforge {args:?}: {}", stderr(&o));
+    serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)))
+}
+
 pub(crate) fn lexforge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lexforge"))
         .args(args)

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{lexforge, library, stderr, stdout};
+use crate::{cli, lexforge, library, ok_json, stderr};
 
 fn base() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/roberta_tiny/roberta")
@@ -50,7 +50,7 @@ checkpoint_every = 3
     )
     .unwrap();
     let out = dir.path().join("run");
-    let o = lexforge(&[
+    let report: serde_json::Value = ok_json(&[
         "matcher",
         "pipeline",
         books.to_str().unwrap(),
@@ -60,8 +60,6 @@ checkpoint_every = 3
         config.to_str().unwrap(),
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(report["matcher"]["steps"], 6);
     assert!(report["matcher"]["test"]["roc_auc"].is_number(), "{report}");
     assert!(report["dataset"]["chunks"].is_number(), "{report}");
@@ -69,19 +67,17 @@ checkpoint_every = 3
     let (ms, ds) = (m.to_str().unwrap(), out.join("dataset"));
     let ds = ds.to_str().unwrap();
 
-    let o = lexforge(&[
+    let s: serde_json::Value = ok_json(&[
         "matcher",
         "score",
         ms,
         "The cat sat.",
         "A dog barked loudly.",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let p = s["probability"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&p) && s["truncated"] == false, "{s}");
 
-    let o = lexforge(&[
+    let hits: serde_json::Value = ok_json(&[
         "matcher",
         "search",
         ms,
@@ -91,11 +87,9 @@ checkpoint_every = 3
         "-k",
         "2",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let hits: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(hits.as_array().unwrap().len(), 2);
 
-    let o = lexforge(&[
+    let ev: serde_json::Value = ok_json(&[
         "matcher",
         "evaluate",
         ms,
@@ -104,21 +98,12 @@ checkpoint_every = 3
         "--split",
         "validation",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let ev: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(ev["split"], "validation");
 
-    let o = lexforge(&[
-        "matcher",
-        "calibrate",
-        ms,
-        "--dataset",
-        ds,
-        "--split",
-        "train",
-        "--metric",
-        "f1",
-    ]);
+    let o = cli(&format!(
+        "matcher calibrate {} --dataset {} --split train --metric f1",
+        ms, ds
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let o = lexforge(&["manifest", "verify", ms]);
     assert!(
@@ -148,27 +133,14 @@ checkpoint_every = 3
         "max_seq_length = 32\n[head]\nprojection_dim = 32\n[train]\nwarmup_steps = 1\n",
     )
     .unwrap();
-    let o = lexforge(&[
-        "matcher",
-        "train",
+    let o = cli(&format!(
+        "matcher train {} --out {} --config {} --base-model {} --max-steps 4 --batch-size 3 --style-channel --views 2 --books {} --json",
         ds,
-        "--out",
-        sv.to_str().unwrap(),
-        "--config",
-        train_config.to_str().unwrap(),
-        "--base-model",
-        base().to_str().unwrap(),
-        "--max-steps",
-        "4",
-        "--batch-size",
-        "3",
-        "--style-channel",
-        "--views",
-        "2",
-        "--books",
-        books.to_str().unwrap(),
-        "--json",
-    ]);
+        sv.display(),
+        train_config.display(),
+        base().display(),
+        books.display()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(sv.join("manifest.json")).unwrap()).unwrap();
@@ -178,15 +150,13 @@ checkpoint_every = 3
         saved["head"]["style_channel"]["buckets"].is_number(),
         "{saved}"
     );
-    let o = lexforge(&[
+    let score: serde_json::Value = ok_json(&[
         "matcher",
         "score",
         sv.to_str().unwrap(),
         "The cat sat.",
         "A dog.",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let score: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     for key in [
         "probability",
         "same_book",

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{lexforge, stderr, stdout};
+use crate::{cli, lexforge, ok_json, stderr, stdout};
 
 fn encoder() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/roberta_tiny/roberta")
@@ -58,9 +58,7 @@ fn prepare_in_one_process_equals_shard_and_merge() {
         "--json",
     ];
     args.extend(PARAMS);
-    let o = lexforge(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let summary: serde_json::Value = ok_json(&args);
     assert_eq!(summary["books"]["train"], 2);
     assert_eq!(summary["books"]["test"], 2);
 
@@ -112,17 +110,12 @@ fn prepare_in_one_process_equals_shard_and_merge() {
     }
 
     // Merging with other parameters is refused, naming the shard.
-    let o = lexforge(&[
-        "prepare",
-        "merge",
-        shards[0].to_str().unwrap(),
-        "--out",
-        dir.path().join("x").to_str().unwrap(),
-        "--encoder",
-        enc.to_str().unwrap(),
-        "--seed",
-        "4",
-    ]);
+    let o = cli(&format!(
+        "prepare merge {} --out {} --encoder {} --seed 4",
+        shards[0].display(),
+        dir.path().join("x").display(),
+        enc.display()
+    ));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("stage-A parameters"), "{}", stderr(&o));
 }
@@ -131,26 +124,19 @@ fn prepare_in_one_process_equals_shard_and_merge() {
 fn empty_directories_and_bad_parameters_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let enc = encoder();
-    let o = lexforge(&[
-        "prepare",
-        dir.path().to_str().unwrap(),
-        "--out",
-        dir.path().join("out").to_str().unwrap(),
-        "--encoder",
-        enc.to_str().unwrap(),
-    ]);
+    let o = cli(&format!(
+        "prepare {} --out {} --encoder {}",
+        dir.path().display(),
+        dir.path().join("out").display(),
+        enc.display()
+    ));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no .txt files"), "{}", stderr(&o));
-    let o = lexforge(&[
-        "prepare",
-        dir.path().to_str().unwrap(),
-        "--out",
-        dir.path().join("out").to_str().unwrap(),
-        "--chunk-size",
-        "2",
-        "--overlap",
-        "2",
-    ]);
+    let o = cli(&format!(
+        "prepare {} --out {} --chunk-size 2 --overlap 2",
+        dir.path().display(),
+        dir.path().join("out").display()
+    ));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("overlap"), "{}", stderr(&o));
     assert!(!dir.path().join("out").exists());

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{lexforge, stderr, stdout};
+use crate::{cli, lexforge, ok_json, stderr, stdout};
 
 #[test]
 fn corpora_pipeline_encode_similar_and_bad_ids() {
@@ -12,17 +12,12 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     let books = shared.join("books");
     let csv = shared.join("books.csv");
     let corpora = dir.path().join("corpora.json");
-    let o = lexforge(&[
-        "semantic",
-        "corpora",
-        books.to_str().unwrap(),
-        "--metadata",
-        csv.to_str().unwrap(),
-        "--out",
-        corpora.to_str().unwrap(),
-        "--words-per-corpus",
-        "30",
-    ]);
+    let o = cli(&format!(
+        "semantic corpora {} --metadata {} --out {} --words-per-corpus 30",
+        books.display(),
+        csv.display(),
+        corpora.display()
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("corpora of 30 words"), "{}", stdout(&o));
 
@@ -61,7 +56,7 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     let enc = out.join("encoder");
     assert!(enc.join("semantic_ids.json").is_file());
 
-    let o = lexforge(&[
+    let v: serde_json::Value = ok_json(&[
         "semantic",
         "encode",
         enc.to_str().unwrap(),
@@ -69,8 +64,6 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
         "harbour",
         "sailor",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let id: Vec<String> = v["id"]
         .as_array()
         .unwrap()
@@ -83,9 +76,7 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     // decode: the ID's vector in the embedding model's space (MiniLM: 384 numbers).
     let mut args = vec!["semantic", "decode", enc.to_str().unwrap(), "--id"];
     args.extend(id.iter().map(String::as_str));
-    let o = lexforge(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let vector: Vec<f64> = serde_json::from_str(&stdout(&o)).unwrap();
+    let vector: Vec<f64> = ok_json(&args);
     assert_eq!(vector.len(), 384);
     assert!(vector.iter().all(|x| x.is_finite()));
 
@@ -98,9 +89,7 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
         "--id",
     ];
     args.extend(id.iter().map(String::as_str));
-    let o = lexforge(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let hits: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let hits: serde_json::Value = ok_json(&args);
     assert_eq!(hits.as_array().unwrap().len(), 3);
 
     // Words from the (tiny, barely trained) generator: a JSON list of clean words.
@@ -113,9 +102,7 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
         "--id",
     ];
     args.extend(id.iter().map(String::as_str));
-    let o = lexforge(&args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let words: Vec<String> = serde_json::from_str(&stdout(&o)).unwrap();
+    let words: Vec<String> = ok_json(&args);
     assert!(words.len() <= 5);
     assert!(
         words
@@ -182,7 +169,7 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
 
     // --precision: encoding computes in bf16 (mostly the same ID for the same words);
     // training refuses it with a typed message naming what it supports.
-    let o = lexforge(&[
+    let v: serde_json::Value = ok_json(&[
         "--precision",
         "bf16",
         "semantic",
@@ -192,18 +179,12 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
         "harbour",
         "sailor",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["id"].as_array().unwrap().len(), 4);
-    let o = lexforge(&[
-        "--precision",
-        "bf16",
-        "semantic",
-        "train",
-        corpora.to_str().unwrap(),
-        "--out",
-        dir.path().join("bf16").to_str().unwrap(),
-    ]);
+    let o = cli(&format!(
+        "--precision bf16 semantic train {} --out {}",
+        corpora.display(),
+        dir.path().join("bf16").display()
+    ));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("supported: f32"), "{}", stderr(&o));
     let o = lexforge(&["--precision", "f8", "devices"]);
@@ -211,26 +192,10 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     assert!(stderr(&o).contains("f8"), "{}", stderr(&o));
 
     // Out-of-range and short IDs: typed errors, exit status 1.
-    let o = lexforge(&[
-        "semantic",
-        "similar",
-        enc.to_str().unwrap(),
-        "--id",
-        "0",
-        "99",
-        "0",
-        "0",
-    ]);
+    let o = cli(&format!("semantic similar {} --id 0 99 0 0", enc.display()));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("outside 0..32"), "{}", stderr(&o));
-    let o = lexforge(&[
-        "semantic",
-        "similar",
-        enc.to_str().unwrap(),
-        "--id",
-        "0",
-        "1",
-    ]);
+    let o = cli(&format!("semantic similar {} --id 0 1", enc.display()));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("4 components"), "{}", stderr(&o));
     // Empty corpora file.

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::{lexforge, stderr, stdout};
+use crate::{cli, lexforge, ok_json, stderr, stdout};
 
 fn book(rel: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -49,22 +49,18 @@ fn train_inspect_encode_decode() {
     let ev = std::fs::read_to_string(&events).unwrap();
     assert!(ev.lines().last().unwrap().contains("\"completed\""), "{ev}");
 
-    let o = lexforge(&["tokenizer", "inspect", &out_s, "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let info: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let info: serde_json::Value = ok_json(&["tokenizer", "inspect", &out_s, "--json"]);
     assert_eq!(info["method"], "bpe");
     assert_eq!(info["vocab_size"], 600);
     assert_eq!(info["stats"]["corpus"]["holdout_documents"], 1);
 
-    let o = lexforge(&[
+    let enc: serde_json::Value = ok_json(&[
         "tokenizer",
         "encode",
         &out_s,
         "Friends, Romans, countrymen",
         "--json",
     ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let enc: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let ids: Vec<String> = enc["ids"]
         .as_array()
         .unwrap()
@@ -121,15 +117,7 @@ fn bad_input_fails_cleanly_and_leaves_no_directory() {
             .collect();
         assert_eq!(left, ["latin1.txt"], "nothing else is left behind");
     }
-    let o = lexforge(&[
-        "tokenizer",
-        "train",
-        "--method",
-        "bpf",
-        "--out",
-        &out_s,
-        "x",
-    ]);
+    let o = cli(&format!("tokenizer train --method bpf --out {} x", out_s));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bpf"), "{}", stderr(&o));
 }
