@@ -117,6 +117,25 @@ class Bench:
     prepare: Callable[[argparse.Namespace, Path], None] | None = None
     binaries: tuple[str, ...] = ()
 
+    @classmethod
+    def of(cls, namespace: dict[str, Any], **fields: Any) -> Bench:
+        """The bench whose ``setup``, ``one_round``, ``versions`` and (when defined) ``prepare``
+        are the functions of those names in ``namespace`` (a script's ``globals()``)."""
+        return cls(
+            setup=namespace["setup"],
+            one_round=namespace["one_round"],
+            versions=namespace["versions"],
+            prepare=namespace.get("prepare"),
+            **fields,
+        )
+
+
+#: How the benches that compare against PyTorch pin both sides' threads.
+TORCH_THREADS = (
+    "torch.set_num_threads and OMP_NUM_THREADS for PyTorch, "
+    "lexforge.set_num_threads for the wheel, checked"
+)
+
 
 # ---- command line ---------------------------------------------------------------------------
 

@@ -87,15 +87,12 @@ def versions() -> dict[str, str]:
     return {"lexforge": benchlib.lexforge_version()}
 
 
-BENCH = Bench(
+BENCH = Bench.of(
+    globals(),
     name="core",
     title="Run-directory verification",
     peer="Python hashlib.sha256 (ThreadPoolExecutor over the artifacts at > 1 thread)",
     threads_note="lexforge.set_num_threads and RAYON_NUM_THREADS; ThreadPoolExecutor(n) for Python",
-    setup=setup,
-    one_round=one_round,
-    versions=versions,
-    prepare=prepare,
 )
 
 

@@ -213,16 +213,13 @@ def versions() -> dict[str, str]:
     return out
 
 
-BENCH = Bench(
+BENCH = Bench.of(
+    globals(),
     name="data",
     title="Book data preparation kernels (MinHash dedup, top-K search)",
     peer="datasketch (signatures on a Pool of the same size) and faiss-cpu",
     threads_note="RAYON_NUM_THREADS for data-bench (it does not report its pool size), "
     "multiprocessing.Pool(n) for datasketch, faiss.omp_set_num_threads(n) and OMP_NUM_THREADS",
-    setup=setup,
-    one_round=one_round,
-    versions=versions,
-    prepare=prepare,
     binaries=("data-bench",),
 )
 

@@ -99,16 +99,13 @@ def versions() -> dict[str, str]:
     return {"sentence_transformers": sentence_transformers.__version__, "torch": torch.__version__}
 
 
-BENCH = Bench(
+BENCH = Bench.of(
+    globals(),
     name="encoder",
     title="Sentence encoder (all-MiniLM-L6-v2)",
     peer="sentence-transformers (PyTorch, CPU)",
     threads_note="torch.set_num_threads and OMP_NUM_THREADS for PyTorch, RAYON_NUM_THREADS "
     "for encoder-bench, checked",
-    setup=setup,
-    one_round=one_round,
-    versions=versions,
-    prepare=prepare,
     binaries=("encoder-bench",),
 )
 

@@ -190,15 +190,13 @@ def versions() -> dict[str, str]:
     return {"torch": torch.__version__, "transformers": transformers.__version__}
 
 
-BENCH = Bench(
+BENCH = Bench.of(
+    globals(),
     name="lm",
     title="Language models (GPT-2 and char-LSTM training, GPT-2 generation)",
     peer="PyTorch + HF transformers",
     threads_note="torch.set_num_threads and OMP_NUM_THREADS for PyTorch, "
     "RAYON_NUM_THREADS for lm-bench, checked",
-    setup=setup,
-    one_round=one_round,
-    versions=versions,
     binaries=("lm-bench",),
 )
 

@@ -228,16 +228,12 @@ def versions() -> dict[str, str]:
     }
 
 
-BENCH = Bench(
+BENCH = Bench.of(
+    globals(),
     name="semantic",
     title="Semantic IDs (quantizer training steps, pipeline)",
     peer="PyTorch + vector-quantize-pytorch",
-    threads_note="torch.set_num_threads and OMP_NUM_THREADS for PyTorch, "
-    "lexforge.set_num_threads for the wheel, checked",
-    setup=setup,
-    one_round=one_round,
-    versions=versions,
-    prepare=prepare,
+    threads_note=benchlib.TORCH_THREADS,
 )
 
 

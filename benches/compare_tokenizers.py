@@ -260,16 +260,13 @@ def versions() -> dict[str, str]:
     return {"tokenizers": hf.__version__, "lexforge": benchlib.lexforge_version()}
 
 
-BENCH = Bench(
+BENCH = Bench.of(
+    globals(),
     name="tokenizers",
     title="Tokenizers (BPE training, encoding)",
     peer="HF tokenizers (Python package)",
     threads_note="RAYON_NUM_THREADS for both rayon pools (HF tokenizers, tokenizer-bench), "
     "lexforge.set_num_threads and threads= for the lexforge wheel",
-    setup=setup,
-    one_round=one_round,
-    versions=versions,
-    prepare=prepare,
     binaries=("tokenizer-bench",),
 )
 

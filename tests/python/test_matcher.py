@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,10 @@ from lexforge import matcher
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TINY = FIXTURES / "roberta_tiny" / "roberta"
+# A few steps of a small head on the tiny RoBERTa: what every training test here shares.
+SMALL: dict[str, Any] = dict(
+    base_model=TINY, lr=1e-3, warmup_steps=1, max_seq_length=32, projection_dim=32, progress=False
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,18 +56,13 @@ def test_train_load_score_search_evaluate(dataset: Path, tmp_path: Path) -> None
     report = matcher.train(
         dataset,
         tmp_path / "m",
-        base_model=TINY,
         max_steps=6,
         batch_size=8,
-        lr=1e-3,
-        warmup_steps=1,
         eval_every=3,
         checkpoint_every=3,
-        max_seq_length=32,
         style_features=True,
-        projection_dim=32,
-        progress=False,
         callback=events.append,
+        **SMALL,
     )
     assert report.steps == 6 and report.stop == "max_steps"
     assert sum(report.books.values()) == 6
@@ -121,18 +121,13 @@ def test_style_channel_and_views_train_save_and_reload_identically(
     report = matcher.train(
         dataset,
         tmp_path / "m",
-        base_model=TINY,
         max_steps=4,
         batch_size=3,
-        lr=1e-3,
-        warmup_steps=1,
         eval_every=2,
         checkpoint_every=2,
-        max_seq_length=32,
-        projection_dim=32,
         style_channel=channel,
         views={"views": 2, "neighbours": True},
-        progress=False,
+        **SMALL,
     )
     assert report.steps == 4 and report.test is not None
     manifest = lexforge.verify_run_dir(tmp_path / "m")

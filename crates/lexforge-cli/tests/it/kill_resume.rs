@@ -374,22 +374,19 @@ fn matcher_pipeline(dir: &Path) -> Pipeline {
         ),
     )
     .unwrap();
-    let args = strings(&[
-        "matcher",
-        "train",
-        dataset.to_str().unwrap(),
-        "--out",
-        "{out}",
-        "--config",
-        config.to_str().unwrap(),
-        "--json",
-    ]);
+    trained_in_out("matcher", &dataset, &config, 8)
+}
+
+/// `NAME train INPUT --out {out} --config CONFIG`, resumed with `NAME resume {out}`.
+fn trained_in_out(name: &'static str, input: &Path, config: &Path, eval_every: u64) -> Pipeline {
+    let (input, config) = (input.display(), config.display());
+    let train = format!("{name} train {input} --out {{out}} --config {config} --json");
     Pipeline {
-        name: "matcher",
-        train: args,
-        resume: strings(&["matcher", "resume", "{out}", "--json"]),
+        name,
+        train: train.split_whitespace().map(str::to_owned).collect(),
+        resume: strings(&[name, "resume", "{out}", "--json"]),
         run_dir: "",
-        eval_every: 8,
+        eval_every,
         metrics: "eval/metrics.json",
     }
 }
@@ -404,24 +401,7 @@ fn semantic_pipeline(dir: &Path) -> Pipeline {
         "[train]\nmax_steps = 60\nseed = 1\neval_every = 10\ncheckpoint_every = 5\nlog_every = 1\n",
     )
     .unwrap();
-    let args = strings(&[
-        "semantic",
-        "train",
-        corpora.to_str().unwrap(),
-        "--out",
-        "{out}",
-        "--config",
-        config.to_str().unwrap(),
-        "--json",
-    ]);
-    Pipeline {
-        name: "semantic",
-        train: args,
-        resume: strings(&["semantic", "resume", "{out}", "--json"]),
-        run_dir: "",
-        eval_every: 10,
-        metrics: "eval/metrics.json",
-    }
+    trained_in_out("semantic", &corpora, &config, 10)
 }
 
 fn run_campaign(make: fn(&Path) -> Pipeline) {

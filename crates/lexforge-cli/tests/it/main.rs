@@ -112,6 +112,11 @@ pub(crate) fn cli_ok(line: &str) {
     assert!(o.status.success(), "lexforge {line}: {}", stderr(&o));
 }
 
+/// [`ok_json`] of the whitespace-separated words of `line`.
+pub(crate) fn cli_json<T: serde::de::DeserializeOwned>(line: &str) -> T {
+    ok_json(&line.split_whitespace().collect::<Vec<_>>())
+}
+
 /// Runs `lexforge ARGS`, which must succeed, and parses what it printed as JSON.
 pub(crate) fn ok_json<T: serde::de::DeserializeOwned>(args: &[&str]) -> T {
     let o = lexforge(args);

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{cli, lexforge, ok_json, stderr, stdout};
+use crate::{cli, cli_json, lexforge, ok_json, stderr, stdout};
 
 #[test]
 fn corpora_pipeline_encode_similar_and_bad_ids() {
@@ -74,35 +74,16 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
     assert!(v["labels"]["style"].is_string());
 
     // decode: the ID's vector in the embedding model's space (MiniLM: 384 numbers).
-    let mut args = vec!["semantic", "decode", enc.to_str().unwrap(), "--id"];
-    args.extend(id.iter().map(String::as_str));
-    let vector: Vec<f64> = ok_json(&args);
+    let (e, ids) = (enc.display(), id.join(" "));
+    let vector: Vec<f64> = cli_json(&format!("semantic decode {e} --id {ids}"));
     assert_eq!(vector.len(), 384);
     assert!(vector.iter().all(|x| x.is_finite()));
 
-    let mut args = vec![
-        "semantic",
-        "similar",
-        enc.to_str().unwrap(),
-        "-k",
-        "3",
-        "--id",
-    ];
-    args.extend(id.iter().map(String::as_str));
-    let hits: serde_json::Value = ok_json(&args);
+    let hits: serde_json::Value = cli_json(&format!("semantic similar {e} -k 3 --id {ids}"));
     assert_eq!(hits.as_array().unwrap().len(), 3);
 
     // Words from the (tiny, barely trained) generator: a JSON list of clean words.
-    let mut args = vec![
-        "semantic",
-        "generate",
-        enc.to_str().unwrap(),
-        "-n",
-        "5",
-        "--id",
-    ];
-    args.extend(id.iter().map(String::as_str));
-    let words: Vec<String> = ok_json(&args);
+    let words: Vec<String> = cli_json(&format!("semantic generate {e} -n 5 --id {ids}"));
     assert!(words.len() <= 5);
     assert!(
         words
@@ -148,20 +129,10 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
         "no language model for guided words"
     );
     let generate = |seed: &str| {
-        let mut args = vec![
-            "semantic",
-            "generate",
-            genc.to_str().unwrap(),
-            "-n",
-            "10",
-            "--seed",
-            seed,
-            "--id",
-        ];
-        args.extend(id.iter().map(String::as_str));
-        let o = lexforge(&args);
-        assert!(o.status.success(), "{}", stderr(&o));
-        serde_json::from_str::<Vec<String>>(&stdout(&o)).unwrap()
+        let g = genc.display();
+        cli_json::<Vec<String>>(&format!(
+            "semantic generate {g} -n 10 --seed {seed} --id {ids}"
+        ))
     };
     let words = generate("3");
     assert_eq!(words.len(), 10, "{words:?}");
@@ -169,16 +140,9 @@ fn corpora_pipeline_encode_similar_and_bad_ids() {
 
     // --precision: encoding computes in bf16 (mostly the same ID for the same words);
     // training refuses it with a typed message naming what it supports.
-    let v: serde_json::Value = ok_json(&[
-        "--precision",
-        "bf16",
-        "semantic",
-        "encode",
-        enc.to_str().unwrap(),
-        "anchor",
-        "harbour",
-        "sailor",
-    ]);
+    let v: serde_json::Value = cli_json(&format!(
+        "--precision bf16 semantic encode {e} anchor harbour sailor"
+    ));
     assert_eq!(v["id"].as_array().unwrap().len(), 4);
     let o = cli(&format!(
         "--precision bf16 semantic train {} --out {}",

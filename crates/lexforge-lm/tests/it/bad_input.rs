@@ -1,11 +1,11 @@
 //! Bad input gets a typed error, no panic, and no damaged run directory.
 
 use lexforge_core::{CancelToken, Device, NoopSink, verify_run_dir};
-use lexforge_lm::{Gpt2Spec, LanguageModel, LmError, ModelConfig, resume, train};
+use lexforge_lm::{Gpt2Spec, LanguageModel, LmError, ModelConfig, resume};
 use lexforge_nn::generate::GenerateConfig;
 use lexforge_tokenizers::{Tokenizer, TokenizerConfig, TokenizerMethod, TokenizerTrainRequest};
 
-use crate::{cpu, gpt2_config, small_books};
+use crate::{cpu, gpt2_config, small_books, train_in};
 
 #[test]
 fn a_head_count_that_does_not_divide_the_width_is_refused_before_anything_is_written() {
@@ -16,14 +16,7 @@ fn a_head_count_that_does_not_divide_the_width_is_refused_before_anything_is_wri
         n_head: 4,
         ..Gpt2Spec::default()
     });
-    let err = train(
-        &config,
-        &out.path().join("bad"),
-        &cpu(),
-        &NoopSink,
-        &CancelToken::new(),
-    )
-    .unwrap_err();
+    let err = train_in(&config, &out.path().join("bad"), &NoopSink).unwrap_err();
     assert!(
         matches!(&err, LmError::InvalidConfig { field, .. } if field == "model.n_embd"),
         "{err}"
@@ -44,14 +37,7 @@ fn an_empty_validation_split_is_a_typed_error_and_leaves_no_run() {
     config.corpus.paths = vec![corpus.clone()];
     config.corpus.validation_fraction = 0.05;
     config.context = 64;
-    let err = train(
-        &config,
-        &out.path().join("empty-val"),
-        &cpu(),
-        &NoopSink,
-        &CancelToken::new(),
-    )
-    .unwrap_err();
+    let err = train_in(&config, &out.path().join("empty-val"), &NoopSink).unwrap_err();
     assert!(matches!(err, LmError::EmptyValidation { .. }), "{err}");
     assert!(
         !out.path().join("empty-val").exists(),
@@ -68,14 +54,7 @@ fn model_level_misuse_is_typed() {
     config.train.warmup_steps = 1;
     config.train.eval_every = 2;
     config.train.checkpoint_every = 2;
-    train(
-        &config,
-        &out.path().join("r"),
-        &cpu(),
-        &NoopSink,
-        &CancelToken::new(),
-    )
-    .unwrap();
+    train_in(&config, &out.path().join("r"), &NoopSink).unwrap();
     let dir = out.path().join("r");
     let device = Device::flex();
 

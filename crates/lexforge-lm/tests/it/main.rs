@@ -37,6 +37,21 @@ pub fn small_books() -> Vec<PathBuf> {
     .collect()
 }
 
+/// Trains `config` into the new directory `dir` on the CPU, reporting to `sink`.
+pub fn train_in(
+    config: &LmRunConfig,
+    dir: &std::path::Path,
+    sink: &dyn lexforge_core::EventSink,
+) -> lexforge_lm::Result<lexforge_lm::TrainReport> {
+    lexforge_lm::train(
+        config,
+        dir,
+        &cpu(),
+        sink,
+        &lexforge_core::CancelToken::new(),
+    )
+}
+
 /// The CPU device the tests train on.
 pub fn cpu() -> lexforge_core::Device {
     lexforge_core::DeviceSpec::Cpu.resolve().unwrap()

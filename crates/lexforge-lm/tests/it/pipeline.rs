@@ -9,7 +9,7 @@ use lexforge_lm::{CharLstmSpec, LanguageModel, ModelConfig, resume, train};
 use lexforge_nn::generate::GenerateConfig;
 use lexforge_train::StopReason;
 
-use crate::{cpu, gpt2_config};
+use crate::{cpu, gpt2_config, train_in};
 
 #[derive(Default)]
 struct Collect {
@@ -35,14 +35,7 @@ fn gpt2_trains_evaluates_generates_and_scores() {
     let out = tempfile::tempdir().unwrap();
     let config = gpt2_config();
     let sink = Collect::default();
-    let report = train(
-        &config,
-        &out.path().join("gpt2"),
-        &cpu(),
-        &sink,
-        &CancelToken::new(),
-    )
-    .unwrap();
+    let report = train_in(&config, &out.path().join("gpt2"), &sink).unwrap();
     assert_eq!(
         (report.status, report.stop, report.steps),
         (RunStatus::Completed, StopReason::MaxSteps, 200)
@@ -228,14 +221,7 @@ fn a_run_killed_while_preparing_resumes_to_the_same_model() {
     config.train.eval_every = 2;
     config.train.checkpoint_every = 2;
     let sink = Collect::default();
-    train(
-        &config,
-        &out.path().join("prep"),
-        &cpu(),
-        &sink,
-        &CancelToken::new(),
-    )
-    .unwrap();
+    train_in(&config, &out.path().join("prep"), &sink).unwrap();
     let dir = out.path().join("prep");
     let reference = std::fs::read(dir.join("model.safetensors")).unwrap();
     // What a kill after the tokenizer was saved (and before the corpus summary) leaves: the
