@@ -101,8 +101,9 @@ pub struct Trained {
 ///
 /// # Design
 /// The contract of `lexforge-lm` (see `../shared/ARCHITECTURE.md`): GPT-2 and char-LSTM
-/// implement it; the run pipeline ([`crate::run`]) only talks to this trait. Resolved model
-/// configs travel as [`ModelConfig`] plus the tokenizer's vocabulary and the context.
+/// implement it; the run pipeline ([`crate::train`], [`crate::resume`]) only talks to this
+/// trait. Resolved model configs travel as [`ModelConfig`] plus the tokenizer's vocabulary and
+/// the context.
 pub trait ModelBackend: Send + Sync {
     /// Name used in configs and `config.json` (`model_type`).
     fn name(&self) -> &'static str;

@@ -11,7 +11,7 @@ use crate::cross::TeacherReport;
 use crate::evaluate::EvalReport;
 use crate::probe::ProbeReport;
 
-/// What [`train_matcher`](crate::train_matcher) did.
+/// What [`train`](crate::train) and [`resume`](crate::resume) did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainReport {
     /// The matcher directory (the run).

@@ -1,6 +1,7 @@
-//! The matcher training run ([`train_matcher`]): the bi-encoder trained on a prepared dataset
-//! with the lexforge training engine (distilled from a cross-encoder teacher when asked), then
-//! saved, calibrated and evaluated, in a run directory that can be resumed.
+//! The matcher training run ([`train`](crate::train), [`resume`](crate::resume)): the
+//! bi-encoder trained on a prepared dataset with the lexforge training engine (distilled from a
+//! cross-encoder teacher when asked), then saved, calibrated and evaluated, in a run directory
+//! that can be resumed.
 //!
 //! The loss is in `objective.rs`, the settings in `config.rs`, the report in `report.rs`.
 
