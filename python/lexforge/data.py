@@ -130,7 +130,7 @@ def chunk(
         "max_chunks_per_book": max_chunks_per_book,
     }
     rows = json.loads(_native.data_chunk(text, book, json.dumps(config), seed))
-    return [Chunk(**r) for r in rows]
+    return [from_fields(Chunk, r) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from typing import Any, Literal, Union
 
 from lexforge import _native
 from lexforge._defaults import DEFAULTS, default
-from lexforge._jobs import train_job
+from lexforge._jobs import from_fields, train_job
 from lexforge.config import LmRunConfig
 
 __all__ = [
-    "EvalReport",
+    "TextEvaluation",
     "Generation",
     "LanguageModel",
     "ScoredToken",
@@ -239,7 +239,7 @@ class TextScore:
 
 
 @dataclass(frozen=True)
-class EvalReport:
+class TextEvaluation:
     """Loss over a set of texts."""
 
     loss: float
@@ -361,26 +361,19 @@ class LanguageModel:
                 num_return_sequences,
             )
         )
-        return [Generation(**g) for g in out]
+        return [from_fields(Generation, g) for g in out]
 
     def score(self, text: str, top_k: int = default("lm.score", "top_k")) -> TextScore:
         """Score ``text``: loss, perplexity, bits per character and per-token surprisal, each
         token with its byte offsets and the ``top_k`` predictions at its position."""
         s = json.loads(self._native.score(text, top_k))
         tokens = [
-            ScoredToken(
-                t["token"],
-                t["id"],
-                t["start"],
-                t["end"],
-                t["surprisal_bits"],
-                [tuple(x) for x in t["top_k"]],
-            )
+            from_fields(ScoredToken, {**t, "top_k": [tuple(x) for x in t["top_k"]]})
             for t in s["tokens"]
         ]
-        return TextScore(s["loss"], s["perplexity"], s["bits_per_char"], tokens)
+        return from_fields(TextScore, {**s, "tokens": tokens})
 
-    def evaluate(self, texts: Iterable[str] | PathLike) -> EvalReport:
+    def evaluate(self, texts: Iterable[str] | PathLike) -> TextEvaluation:
         """Loss over ``texts`` (strings, or one path of a text file)."""
         if isinstance(texts, (os.PathLike,)) or (isinstance(texts, str) and os.path.isfile(texts)):
             with open(texts, encoding="utf-8") as f:
@@ -389,4 +382,4 @@ class LanguageModel:
             items = [texts]
         else:
             items = list(texts)
-        return EvalReport(**json.loads(self._native.evaluate(items)))
+        return from_fields(TextEvaluation, json.loads(self._native.evaluate(items)))

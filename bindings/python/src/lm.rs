@@ -156,7 +156,7 @@ impl PyLanguageModel {
         json(py, &out, "score")
     }
 
-    /// Loss over texts; returns the JSON EvalReport.
+    /// Loss over texts; returns the JSON TextEvaluation.
     fn evaluate(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<String> {
         let out = self.with(py, |lm| {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

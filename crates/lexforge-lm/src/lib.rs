@@ -21,4 +21,4 @@ pub use model::{
     ModelBackend, Trained, WEIGHTS_FILE, backend_for, backends, eos_token_id, model_type,
 };
 pub use run::{Sample, TOKENIZER_DIR, TrainReport, evaluate, resume, train, unigram_entropy};
-pub use session::{EvalReport, LanguageModel, ScoredToken, TextScore};
+pub use session::{LanguageModel, ScoredToken, TextEvaluation, TextScore};

@@ -63,7 +63,7 @@ pub struct TextScore {
 
 /// Loss over a set of texts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalReport {
+pub struct TextEvaluation {
     /// Mean cross-entropy (nats per scored token).
     pub loss: f64,
     /// `exp(loss)`.
@@ -202,7 +202,7 @@ impl LanguageModel {
 
     /// Loss over `texts` (each scored on its own, with a sliding window when longer than the
     /// context).
-    pub fn evaluate(&self, texts: &[&str]) -> Result<EvalReport> {
+    pub fn evaluate(&self, texts: &[&str]) -> Result<TextEvaluation> {
         let mut bits = 0.0;
         let mut tokens = 0u64;
         let mut chars = 0u64;
@@ -220,7 +220,7 @@ impl LanguageModel {
         }
         let bits_per_token = bits / tokens as f64;
         let loss = bits_per_token * std::f64::consts::LN_2;
-        Ok(EvalReport {
+        Ok(TextEvaluation {
             loss,
             perplexity: loss.exp(),
             bits_per_token,
