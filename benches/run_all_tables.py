@@ -27,6 +27,14 @@ from benchlib import ratio_text
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 MARKER = re.compile(r"<!-- (/?)run_all:([A-Za-z0-9_-]+) -->")
+
+
+def _portable(command: str) -> str:
+    """``command`` with an absolute interpreter path shortened to its name (results recorded
+    before the benches stopped writing one): the page carries no machine's paths."""
+    return re.sub(r"^\S*/(python[\d.]*)(?=\s)", r"\1", command)
+
+
 REQUIRED = ("bench", "date", "machine", "versions", "command", "rounds", "threads")
 
 
@@ -88,7 +96,7 @@ def block(data: dict[str, Any]) -> str:
         f"_Written by `benches/run_all.sh`; do not edit by hand._ Run {data['date']}{peer} on "
         f"{machine_text(data['machine'])}; {versions}; threads {', '.join(counts)}{how}; "
         f"{data['rounds']} interleaved rounds, medians, ratio [min, max] over the rounds, "
-        f"> 1 means lexforge is faster. Command: `{data['command']}`",
+        f"> 1 means lexforge is faster. Command: `{_portable(data['command'])}`",
         "",
         "| task | threads | peer | lexforge | ratio [spread] |",
         "| --- | --- | --- | --- | --- |",

@@ -30,8 +30,12 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Runs the CLI as a user the directory permissions apply to.
-fn unprivileged(args: &[String]) -> Output {
+/// Runs the CLI as a user the directory permissions apply to, with a home of its own inside
+/// the test's directory `t` (never a fixed path of the machine).
+fn unprivileged(t: &Path, args: &[String]) -> Output {
+    let home = t.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
     let bin = env!("CARGO_BIN_EXE_lexforge");
     let mut cmd = if is_root() {
         let mut c = Command::new("setpriv");
@@ -44,7 +48,7 @@ fn unprivileged(args: &[String]) -> Output {
     if let Some(minilm) = lexforge::nn::encoder::find_minilm() {
         cmd.env(lexforge::nn::encoder::MINILM_ENV, minilm);
     }
-    cmd.args(args).env("HOME", "/tmp").output().unwrap()
+    cmd.args(args).env("HOME", &home).output().unwrap()
 }
 
 fn read_all(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -401,7 +405,7 @@ fn read_only_output_directories_are_refused_and_stay_empty() {
     ));
     let before = read_all(&ro);
     for (what, args) in cases {
-        let o = unprivileged(&args);
+        let o = unprivileged(t, &args);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{what}: {err}");
         assert!(
@@ -505,13 +509,16 @@ fn calibrating_a_read_only_matcher_is_refused_and_changes_nothing() {
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::set_permissions(&matcher, std::fs::Permissions::from_mode(0o555)).unwrap();
     let before = read_all(&matcher);
-    let o = unprivileged(&[
-        "matcher".into(),
-        "calibrate".into(),
-        s(&matcher),
-        "--dataset".into(),
-        s(&dataset),
-    ]);
+    let o = unprivileged(
+        t,
+        &[
+            "matcher".into(),
+            "calibrate".into(),
+            s(&matcher),
+            "--dataset".into(),
+            s(&dataset),
+        ],
+    );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
