@@ -261,6 +261,12 @@ class Library:
         """Book ids, in row order."""
         return self._native.books
 
+    @property
+    def model_id(self) -> str:
+        """The model that embedded the library (:attr:`Matcher.model_id`); a matcher refuses
+        to search a library of another model."""
+        return self._native.model_id
+
     def __len__(self) -> int:
         return len(self._native)
 
@@ -288,6 +294,12 @@ class Matcher:
     def dim(self) -> int:
         """Embedding dimension."""
         return int(self._info["dim"])
+
+    @property
+    def model_id(self) -> str:
+        """What identifies the weights that embed: the encoder's content id (a digest of its
+        whole weight file) and a digest of the head's weights."""
+        return str(self._info["model_id"])
 
     @property
     def has_teacher(self) -> bool:

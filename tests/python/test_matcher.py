@@ -104,6 +104,11 @@ def test_train_load_score_search_evaluate(dataset: Path, tmp_path: Path) -> None
         matcher.train(dataset, tmp_path / "m", base_model=TINY, progress=False)
     more = matcher.resume(tmp_path / "m", max_steps=8, progress=False)
     assert (more.steps, more.run_dir) == (8, tmp_path / "m")
+    # The library was embedded by the 6-step weights: the 8-step matcher refuses it.
+    trained_more = lexforge.Matcher.load(tmp_path / "m")
+    assert trained_more.model_id != m.model_id == lib.model_id
+    with pytest.raises(lexforge.InvalidInputError, match="embedded by model"):
+        trained_more.search(a, lib)
 
     with pytest.raises(lexforge.InvalidInputError, match="empty"):
         m.score("", b)

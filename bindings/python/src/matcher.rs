@@ -122,6 +122,12 @@ impl PyLibrary {
         self.inner.books().to_vec()
     }
 
+    /// The model that embedded the library.
+    #[getter]
+    fn model_id(&self) -> String {
+        self.inner.model_id().to_owned()
+    }
+
     fn __len__(&self) -> usize {
         self.inner.len()
     }
@@ -168,6 +174,7 @@ impl PyMatcher {
         let info = serde_json::json!({
             "path": path.display().to_string(),
             "dim": m.dim(),
+            "model_id": m.model_id(),
             "head": m.head(),
             "calibrated": m.calibration().is_some(),
             "style_calibrated": m.style_calibration().is_some(),

@@ -49,6 +49,19 @@ pub enum MatcherError {
         reason: String,
     },
 
+    /// A library embedded by another model than the matcher searching it: its centroids live
+    /// in another space, and the ranking would be silently wrong.
+    #[error(
+        "this library was embedded by model {library}, not by this matcher ({matcher}); build \
+         the library again with this matcher"
+    )]
+    LibraryMismatch {
+        /// The model id the library records.
+        library: String,
+        /// This matcher's model id.
+        matcher: String,
+    },
+
     /// A parameter that cannot work.
     #[error("invalid matcher parameter {parameter}: {reason}")]
     InvalidParameter {
@@ -77,9 +90,9 @@ impl MatcherError {
             MatcherError::Data(e) => e.kind(),
             MatcherError::Train(e) => e.kind(),
             MatcherError::Dataset { .. } | MatcherError::Artifact { .. } => ErrorKind::Artifact,
-            MatcherError::InvalidInput { .. } | MatcherError::InvalidParameter { .. } => {
-                ErrorKind::InvalidInput
-            }
+            MatcherError::InvalidInput { .. }
+            | MatcherError::InvalidParameter { .. }
+            | MatcherError::LibraryMismatch { .. } => ErrorKind::InvalidInput,
             MatcherError::Calibration { .. } => ErrorKind::Artifact,
         }
     }

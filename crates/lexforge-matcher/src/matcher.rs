@@ -67,6 +67,17 @@ pub struct Matcher {
     teacher: Option<Teacher>,
     device: Device,
     dir: Option<PathBuf>,
+    /// Which weights embed: the encoder's content id plus a digest of the head's weight file,
+    /// or, for a matcher not (yet) saved, an id of this instance alone.
+    model_id: String,
+}
+
+/// An id for a matcher whose weights exist only in memory: unique in the process, so its
+/// libraries match it and nothing else.
+fn unsaved_id(encoder: &BertSentenceEncoder) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}+unsaved-{}-{n}", encoder.model_id(), std::process::id())
 }
 
 impl std::fmt::Debug for Matcher {
@@ -133,6 +144,7 @@ impl Matcher {
         };
         Ok(Matcher {
             bert_config: tokenizer.config().clone(),
+            model_id: unsaved_id(&tokenizer),
             tokenizer,
             model,
             head,
@@ -148,6 +160,7 @@ impl Matcher {
     /// configuration of its body.
     pub fn with_model(mut self, model: BiEncoder, bert_config: BertConfig) -> Self {
         self.model = model;
+        self.model_id = unsaved_id(&self.tokenizer);
         self.bert_config = bert_config;
         self
     }
@@ -195,12 +208,18 @@ impl Matcher {
             },
         )?;
         let mut model = BiEncoder::new(tokenizer.model().clone(), pooling, &head.head, device)?;
-        read_head_weights(
-            &mut model,
-            &head.head,
-            &head_dir.join(hf::WEIGHTS_FILE),
-            device,
-        )?;
+        let head_weights = head_dir.join(hf::WEIGHTS_FILE);
+        read_head_weights(&mut model, &head.head, &head_weights, device)?;
+        let head_digest = if head_weights.is_file() {
+            lexforge_core::sha256_file(&head_weights)?.0
+        } else {
+            "none".to_owned()
+        };
+        let model_id = format!(
+            "{}+head@{}",
+            tokenizer.model_id(),
+            &head_digest[..16.min(head_digest.len())]
+        );
         let calibration = dir.join(CALIBRATION_FILE);
         let calibration = calibration
             .is_file()
@@ -228,6 +247,7 @@ impl Matcher {
             teacher,
             device: device.clone(),
             dir: Some(dir.to_path_buf()),
+            model_id,
         })
     }
 
@@ -330,6 +350,13 @@ impl Matcher {
     /// The head file (configuration of the matcher).
     pub fn head(&self) -> &HeadFile {
         &self.head
+    }
+
+    /// What identifies the weights that embed: the encoder's content id (a digest of its
+    /// whole weight file) and a digest of the head's weights. A [`crate::Library`] records it,
+    /// and searching a library built by another model is refused.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
     }
 
     /// Embedding dimension.

@@ -66,9 +66,16 @@ pub struct Library {
     dim: usize,
     /// Each book's passages and their embeddings (rows × dim), for reranking.
     passages: Vec<(Vec<String>, Vec<f32>)>,
+    /// The [`Matcher::model_id`] of the matcher that embedded it.
+    model_id: String,
 }
 
 impl Library {
+    /// The model that embedded the library ([`Matcher::model_id`]).
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
     /// Book ids, in row order.
     pub fn books(&self) -> &[String] {
         &self.books
@@ -144,6 +151,7 @@ impl Matcher {
             centroids,
             dim,
             passages: stored,
+            model_id: self.model_id().to_owned(),
         })
     }
 
@@ -169,13 +177,10 @@ impl Matcher {
         library: &Library,
         options: &SearchOptions,
     ) -> Result<Vec<SearchHit>> {
-        if library.dim != self.dim() {
-            return Err(MatcherError::InvalidInput {
-                reason: format!(
-                    "library of dimension {}, matcher of {}",
-                    library.dim,
-                    self.dim()
-                ),
+        if library.model_id != self.model_id() {
+            return Err(MatcherError::LibraryMismatch {
+                library: library.model_id.clone(),
+                matcher: self.model_id().to_owned(),
             });
         }
         let rerank = match (options.rerank, self.teacher()) {

