@@ -81,7 +81,9 @@ class SentenceEncoder:
     ) -> SentenceEncoder:
         """Load ``path`` (``config.json``, ``model.safetensors``, ``tokenizer.json`` and, when
         present, sentence-transformers' ``modules.json``, pooling config and
-        ``sentence_bert_config.json``) on ``device``.
+        ``sentence_bert_config.json``) on ``device``. ``path`` may also be a hub id such as
+        ``"sentence-transformers/all-MiniLM-L6-v2"``, read from the local Hugging Face cache
+        (``HF_HUB_CACHE``, ``HF_HOME`` or ``~/.cache/huggingface/hub``); nothing is downloaded.
 
         ``pooling`` (``mean``, ``cls``, ``max``, ``mean_sqrt_len``) overrides the directory's;
         ``truncate_dim`` keeps the first dimensions and re-normalizes (Matryoshka);

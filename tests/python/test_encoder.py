@@ -161,3 +161,35 @@ def test_progress_bars_are_optional_without_tqdm(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "(2, 384)"
     assert "Traceback" not in out.stderr
+
+
+def _hub_cache(root: Path, model: Path) -> Path:
+    """A Hugging Face hub cache holding ``model`` as sentence-transformers/all-MiniLM-L6-v2
+    (the layout ``huggingface_hub`` writes: blobs behind snapshot links, ``refs/main``)."""
+    repo = root / "models--sentence-transformers--all-MiniLM-L6-v2"
+    snap = repo / "snapshots" / "0123abcd"
+    for f in model.rglob("*"):
+        if f.is_file():
+            dest = snap / f.relative_to(model)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.symlink_to(f)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    return root
+
+
+def test_a_hub_id_loads_from_the_local_hf_cache_and_a_miss_names_the_places(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, minilm: SentenceEncoder
+) -> None:
+    cache = _hub_cache(tmp_path / "hub", lexforge.encoder.minilm_path())
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    by_id = SentenceEncoder.load("sentence-transformers/all-MiniLM-L6-v2")
+    text = ["The cache holds the same model."]
+    np.testing.assert_allclose(by_id.encode(text), minilm.encode(text), atol=1e-6)
+    empty = tmp_path / "empty-hub"
+    empty.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(empty))
+    with pytest.raises(lexforge.LexforgeNotFoundError) as info:
+        SentenceEncoder.load("sentence-transformers/all-MiniLM-L6-v2")
+    message = str(info.value)
+    assert "never downloads" in message and str(empty) in message, message

@@ -43,6 +43,18 @@ pub enum Error {
         /// The existing directory.
         path: PathBuf,
     },
+    /// A model that is neither a directory nor a hub id in the local Hugging Face cache.
+    #[error(
+        "model {name} is neither a directory nor a model in the Hugging Face cache (lexforge never \
+         downloads); looked in: {}",
+        looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    ModelNotFound {
+        /// The path or hub id given.
+        name: String,
+        /// Every place looked, in order.
+        looked: Vec<PathBuf>,
+    },
     /// A run directory of another kind than the operation expects (resuming a matcher as a
     /// language model).
     #[error("{path} is a {found} run, not a {expected} run")]
@@ -278,6 +290,7 @@ impl Error {
             | Error::CorpusRecord { .. }
             | Error::BinaryFile { .. } => ErrorKind::InvalidInput,
             Error::WrongRunKind { .. } | Error::RunConfig { .. } => ErrorKind::Artifact,
+            Error::ModelNotFound { .. } => ErrorKind::NotFound,
             Error::BackendNotCompiled { .. }
             | Error::NoDevice { .. }
             | Error::UnsupportedPrecision { .. }

@@ -7,6 +7,7 @@ mod error;
 mod events;
 mod fsutil;
 pub mod host;
+mod hub;
 mod manifest;
 mod names;
 mod python;
@@ -22,6 +23,7 @@ pub use events::{
     Tee,
 };
 pub use fsutil::{atomic_write, atomic_write_with, fsync_dir, sha256_bytes, sha256_file};
+pub use hub::{hub_cache_dir, resolve_model_dir};
 pub use manifest::{
     ArtifactEntry, MANIFEST_FILE, MANIFEST_SCHEMA_VERSION, Manifest, RunStatus, Versions,
 };

@@ -88,7 +88,8 @@ impl LanguageModel {
     /// first (a damaged or truncated file is an error, not a silent misload); the tokenizer
     /// must have exactly the model's vocabulary ([`LmError::VocabMismatch`] otherwise).
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let dir = dir.as_ref();
+        // A run or model directory, or a hub id in the local Hugging Face cache (`gpt2`).
+        let dir = &lexforge_core::resolve_model_dir(dir.as_ref())?;
         if dir.join(lexforge_core::MANIFEST_FILE).exists() {
             verify_run_dir(dir)?;
         }

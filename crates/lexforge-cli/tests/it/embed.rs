@@ -117,6 +117,75 @@ fn embed_refuses_empty_lines_and_missing_models_leaving_no_output() {
         out.display()
     ));
     assert!(!run.status.success());
-    assert!(String::from_utf8_lossy(&run.stderr).contains("config.json"));
+    assert!(
+        String::from_utf8_lossy(&run.stderr)
+            .contains("neither a directory nor a model in the Hugging Face cache")
+    );
     assert!(!out.exists());
+}
+
+/// A Hugging Face hub cache (the layout `huggingface_hub` writes) holding the tiny RoBERTa as
+/// `org/tiny-roberta`.
+fn hub_cache(root: &Path) -> std::path::PathBuf {
+    let repo = root.join("models--org--tiny-roberta");
+    let snap = repo.join("snapshots").join("0123abcd");
+    for entry in walk(&fixture()) {
+        let dest = snap.join(entry.strip_prefix(fixture()).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&entry, &dest).unwrap();
+    }
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    root.to_path_buf()
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_hub_id_embeds_from_the_local_cache_and_a_miss_names_where_it_looked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("lines.txt");
+    std::fs::write(&input, "One line.\nAnother line.\n").unwrap();
+    let (by_path, by_id) = (tmp.path().join("path.npy"), tmp.path().join("id.npy"));
+    let o = cli(&format!(
+        "embed {} --input {} --out {}",
+        fixture().display(),
+        input.display(),
+        by_path.display()
+    ));
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    let run = |cache: &Path, out: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lexforge"))
+            .args(["embed", "org/tiny-roberta", "--input"])
+            .arg(&input)
+            .arg("--out")
+            .arg(out)
+            .env("HF_HUB_CACHE", cache)
+            .output()
+            .unwrap()
+    };
+    let o = run(&hub_cache(&tmp.path().join("hub")), &by_id);
+    assert!(o.status.success(), "{}", crate::stderr(&o));
+    assert_eq!(read_npy(&by_id), read_npy(&by_path));
+    let empty = tmp.path().join("empty-hub");
+    std::fs::create_dir(&empty).unwrap();
+    let o = run(&empty, &tmp.path().join("none.npy"));
+    let err = crate::stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("never downloads") && err.contains(&empty.display().to_string()),
+        "{err}"
+    );
+    let _ = lexforge;
 }
