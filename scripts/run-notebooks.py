@@ -1,5 +1,8 @@
 """Executes docs/notebooks/*.ipynb headless (nbclient, a fresh kernel each) against the
-installed lexforge and fails on the first cell error; the outputs are not written back.
+installed lexforge and fails on the first cell error; the outputs are not written back. The
+kernels run in a scratch working directory outside the repository, with only the documented
+variables (LEXFORGE_BOOKS, LEXFORGE_WORK, and the MiniLM weights as the notebook README says),
+as a user's would.
 Also writes each notebook's code cells to target/notebook-code/<name>.py, which
 scripts/test.sh type-checks with mypy --strict.
 
@@ -33,9 +36,12 @@ def main() -> int:
     names = sys.argv[1:] or sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
     with tempfile.TemporaryDirectory(prefix="lexforge-notebooks-") as work:
         os.environ["LEXFORGE_WORK"] = work
-        os.environ.setdefault("LEXFORGE_REPO", str(ROOT))
         os.environ.setdefault("LEXFORGE_BOOKS", str(ROOT.parent / "shared/corpora/gutenberg/books"))
         os.environ.setdefault("MPLBACKEND", "Agg")
+        # datasets' cache goes with the run, not into the home folder.
+        os.environ.setdefault("HF_DATASETS_CACHE", str(Path(work) / "hf-datasets"))
+        cwd = Path(work) / "cwd"
+        cwd.mkdir()
         for name in names:
             nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
             extract(nb, name)
@@ -44,7 +50,7 @@ def main() -> int:
                 nb,
                 timeout=900,
                 kernel_name="python3",
-                resources={"metadata": {"path": str(NOTEBOOKS)}},
+                resources={"metadata": {"path": str(cwd)}},
             )
             client.execute()
             print(f"run-notebooks: {name} ran in {time.perf_counter() - t0:.1f} s")

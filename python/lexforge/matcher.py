@@ -64,12 +64,16 @@ def _config(params: dict[str, Any], config: Mapping[str, Any] | None) -> dict[st
     if "base_model" in params:
         params = {**params, "base_model": os.fspath(params["base_model"])}
     defaults = default_config()
-    out = apply_params(params, flat_places(defaults), config or defaults)
-    if not out.get("base_model"):
+    return _with_base_model(apply_params(params, flat_places(defaults), config or defaults))
+
+
+def _with_base_model(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the installed all-MiniLM-L6-v2 as ``base_model`` when it names none."""
+    if not config.get("base_model"):
         from lexforge.encoder import minilm_path
 
-        out["base_model"] = os.fspath(minilm_path())
-    return out
+        config["base_model"] = os.fspath(minilm_path())
+    return config
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,9 @@ def pipeline(
     ``lexforge matcher pipeline``: ``run_dir/dataset`` and ``run_dir/matcher``. Calling it again
     reuses what completed and resumes a stopped matcher. ``config``: the nested dict of
     :func:`default_pipeline_config` (a ``prepare`` and a ``matcher`` table)."""
-    cfg = json.dumps(as_dict(config) if config is not None else default_pipeline_config())
+    full = dict(as_dict(config)) if config is not None else default_pipeline_config()
+    full["matcher"] = _with_base_model(dict(full.get("matcher") or default_config()))
+    cfg = json.dumps(full)
     books, out = os.fspath(books_dir), os.fspath(run_dir)
     meta = os.fspath(metadata) if metadata is not None else None
     return run_job(

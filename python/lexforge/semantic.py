@@ -18,6 +18,7 @@ encode words, decode IDs, find similar corpora and generate words for an ID::
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +34,7 @@ from lexforge._defaults import DEFAULTS, default
 from lexforge._jobs import from_fields, run_job, train_job
 from lexforge._params import apply_params, flat_places
 from lexforge.config import as_dict
+from lexforge.encoder import minilm_path
 
 __all__ = [
     "Corpora",
@@ -49,11 +51,45 @@ __all__ = [
     "resume",
     "train",
     "train_generator",
+    "wordfreq_path",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Event = dict[str, Any]
 SemanticId = tuple[int, ...]
+
+#: wordfreq's English table inside its package.
+_WORDFREQ_TABLE = Path("data") / "large_en.msgpack.gz"
+
+
+def wordfreq_path() -> Path | None:
+    """wordfreq's English table (``large_en.msgpack.gz``), found without downloading or
+    running anything: ``$LEXFORGE_WORDFREQ``, else the ``wordfreq`` package of this
+    interpreter (``importlib``). ``None`` when neither has it. The Python API passes it to
+    the library as a path wherever ``frequencies="wordfreq"``."""
+    env = os.environ.get("LEXFORGE_WORDFREQ")
+    if env:
+        return Path(env)
+    spec = importlib.util.find_spec("wordfreq")
+    if spec is None or spec.origin is None:
+        return None
+    table = Path(spec.origin).parent / _WORDFREQ_TABLE
+    return table if table.is_file() else None
+
+
+def _frequencies(frequencies: str | PathLike) -> tuple[str | None, bool]:
+    """``frequencies`` as the native ``(wordfreq, corpus_frequencies)`` arguments."""
+    if frequencies == "corpus":
+        return None, True
+    if frequencies == "wordfreq":
+        table = wordfreq_path()
+        if table is None:
+            raise FileNotFoundError(
+                "wordfreq is not installed (pip install wordfreq, set LEXFORGE_WORDFREQ, "
+                "pass frequencies=PATH, or frequencies='corpus')"
+            )
+        return os.fspath(table), False
+    return os.fspath(frequencies), False
 
 
 @dataclass(frozen=True)
@@ -164,8 +200,7 @@ def build_corpora(
         cfg = dict(config)
         if variations is not None:
             cfg["variations"] = variations
-        corpus = frequencies == "corpus"
-        wordfreq = None if frequencies in ("wordfreq", "corpus") else os.fspath(frequencies)
+        wordfreq, corpus = _frequencies(frequencies)
         text = _native.semantic_book_corpora(
             os.fspath(books_dir),
             os.fspath(metadata),
@@ -258,6 +293,8 @@ def train(
         base["quantizer"] = json.loads(_native.semantic_quantizer_preset(quantizer))
     if embedding_model is not None:
         base["embedding_model"] = os.fspath(embedding_model)
+    elif not base.get("embedding_model"):
+        base["embedding_model"] = os.fspath(minilm_path())
     cfg = json.dumps(apply_params(params, flat_places(default_config()), base))
     if not isinstance(corpora, Corpora):
         corpora = Corpora.load(corpora)
@@ -343,7 +380,15 @@ def pipeline(
     small GPT-2 the language-model pipeline trains first) or ``"none"``. ``config``: the nested
     dict of :func:`default_pipeline_config`.
     """
-    cfg = json.dumps(as_dict(config) if config is not None else default_pipeline_config())
+    full = dict(as_dict(config)) if config is not None else default_pipeline_config()
+    semantic = dict(full.get("semantic") or default_config())
+    if not semantic.get("embedding_model"):
+        semantic["embedding_model"] = os.fspath(minilm_path())
+    full["semantic"] = semantic
+    if not full.get("wordfreq"):
+        table = wordfreq_path()
+        full["wordfreq"] = None if table is None else os.fspath(table)
+    cfg = json.dumps(full)
     books, meta, out = os.fspath(books_dir), os.fspath(metadata), os.fspath(run_dir)
     base = os.fspath(base_lm) if base_lm is not None else None
     return run_job(
@@ -388,14 +433,14 @@ def build_guided_generator(
     )
     defaults = json.loads(_native.semantic_default_guided_config())
     cfg = json.dumps(apply_params(params, flat_places(defaults), base))
-    wordfreq = None if frequencies in ("wordfreq", "corpus") else os.fspath(frequencies)
+    wordfreq, corpus = _frequencies(frequencies)
     out: dict[str, Any] = json.loads(
         _native.semantic_build_guided(
             os.fspath(encoder_dir),
             cfg,
             device=device,
             wordfreq=wordfreq,
-            corpus_frequencies=frequencies == "corpus",
+            corpus_frequencies=corpus,
         )
     )
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,12 @@ def books() -> Path:
 @pytest.fixture(scope="session")
 def small_books(books: Path) -> list[Path]:
     return SMALL_BOOKS
+
+
+def copy_library(books: Path, root: Path, rels: Iterable[str]) -> Path:
+    """A book library at ``root``: the shared-corpus books ``rels`` (``author/title.txt``),
+    copied with their author folders. Returns ``root``."""
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(books / rel, root / rel)
+    return root

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import copy_library
 
 import lexforge
 import lexforge.data as ld
@@ -28,18 +28,18 @@ DATA_FILES = ["train.jsonl", "validation.jsonl", "test.jsonl", "chunks.jsonl", "
 
 @pytest.fixture(scope="module")
 def library(books: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lib") / "books"
-    for rel in [
-        "jane_austen/emma.txt",
-        "william_blake/poems_of_william_blake.txt",
-        "h_g_wells/the_time_machine.txt",
-        "thomas_paine/common_sense.txt",
-        "lewis_carroll/alices_adventures_in_wonderland.txt",
-        "arthur_conan_doyle/a_study_in_scarlet.txt",
-    ]:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(books / rel, root / rel)
-    return root
+    return copy_library(
+        books,
+        tmp_path_factory.mktemp("lib") / "books",
+        [
+            "jane_austen/emma.txt",
+            "william_blake/poems_of_william_blake.txt",
+            "h_g_wells/the_time_machine.txt",
+            "thomas_paine/common_sense.txt",
+            "lewis_carroll/alices_adventures_in_wonderland.txt",
+            "arthur_conan_doyle/a_study_in_scarlet.txt",
+        ],
+    )
 
 
 def test_text_tools(books: Path) -> None:

@@ -147,25 +147,6 @@ def test_interrupt_cancels_cleanly_and_resume_finishes(
     assert LanguageModel.load(done.run_dir).model_type == "gpt2"
 
 
-def test_a_model_we_save_loads_in_transformers(run: lm.TrainReport) -> None:
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    hf = transformers.GPT2LMHeadModel.from_pretrained(run.run_dir).eval()
-    ours = run.load_model()
-    text = "Brutus is an honourable man."
-    ids = ours.encode(text)
-    eos = ours.config["eos_token_id"]
-    with torch.no_grad():
-        logits = hf(torch.tensor([[eos, *ids]])).logits[0]
-    logp = torch.log_softmax(logits.double(), -1)
-    hf_bits = [-float(logp[i, t]) / math.log(2) for i, t in enumerate(ids)]
-    our_bits = [t.surprisal_bits for t in ours.score(text).tokens]
-    assert len(our_bits) == len(hf_bits)
-    assert max(abs(a - b) for a, b in zip(our_bits, hf_bits)) < 1e-3
-    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=str(run.run_dir / "tokenizer.json"))
-    assert tok.encode(text) == ids
-
-
 _SIGINT_CHILD = """
 import json, signal, sys
 from lexforge import lm

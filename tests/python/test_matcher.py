@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import copy_library
 
 import lexforge
 import lexforge.data as ld
@@ -24,17 +24,18 @@ SMALL: dict[str, Any] = dict(
 
 @pytest.fixture(scope="module")
 def dataset(books: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("mlib") / "books"
-    for rel in [
-        "jane_austen/emma.txt",
-        "jane_austen/pride_and_prejudice.txt",
-        "h_g_wells/the_time_machine.txt",
-        "thomas_paine/common_sense.txt",
-        "lewis_carroll/alices_adventures_in_wonderland.txt",
-        "arthur_conan_doyle/a_study_in_scarlet.txt",
-    ]:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(books / rel, root / rel)
+    root = copy_library(
+        books,
+        tmp_path_factory.mktemp("mlib") / "books",
+        [
+            "jane_austen/emma.txt",
+            "jane_austen/pride_and_prejudice.txt",
+            "h_g_wells/the_time_machine.txt",
+            "thomas_paine/common_sense.txt",
+            "lewis_carroll/alices_adventures_in_wonderland.txt",
+            "arthur_conan_doyle/a_study_in_scarlet.txt",
+        ],
+    )
     summary = ld.prepare(
         root,
         root.parent / "ds",

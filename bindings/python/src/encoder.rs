@@ -200,6 +200,14 @@ impl PySentenceEncoder {
     }
 }
 
+/// The all-MiniLM-L6-v2 directory Rust finds without Python: `$LEXFORGE_MINILM_DIR`, the
+/// Hugging Face cache, the active virtual environment's package files; `None` otherwise.
+#[pyfunction]
+fn find_minilm() -> Option<PathBuf> {
+    lexforge::nn::encoder::find_minilm()
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PySentenceEncoder>()
+    m.add_class::<PySentenceEncoder>()?;
+    m.add_function(wrap_pyfunction!(find_minilm, m)?)
 }

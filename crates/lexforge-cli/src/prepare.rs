@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use lexforge::NoopSink;
 use lexforge::data::{
-    BookDirectory, Decoding, PrepareConfig, PrepareSummary, build_dataset, chunk_corpus,
-    merge_shards, prepare, read_shard, write_shard,
+    BookDirectory, Decoding, PairFormat, PrepareConfig, PrepareSummary, build_dataset,
+    chunk_corpus, merge_shards, prepare, read_shard, write_shard,
 };
 use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder, minilm_or};
@@ -147,6 +147,17 @@ struct ParamArgs {
     /// Texts per encoder batch.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// The pair files' format: jsonl (default) or parquet (typed columns, for pandas, polars
+    /// and Hugging Face datasets).
+    #[arg(long, value_parser = parse_format)]
+    format: Option<PairFormat>,
+}
+
+fn parse_format(s: &str) -> Result<PairFormat, String> {
+    PairFormat::ALL
+        .into_iter()
+        .find(|f| f.extension() == s)
+        .ok_or_else(|| format!("unknown format {s:?}: jsonl or parquet"))
 }
 
 fn parse_decoding(s: &str) -> Result<Decoding, String> {
@@ -203,6 +214,9 @@ impl ParamArgs {
         setf(&mut c.splits.validation_fraction, self.validation_fraction);
         setf(&mut c.splits.test_fraction, self.test_fraction);
         set(&mut c.encode_batch_size, self.batch_size);
+        if let Some(f) = self.format {
+            c.format = f;
+        }
         c.validate()?;
         Ok(c)
     }

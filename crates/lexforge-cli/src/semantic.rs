@@ -105,6 +105,10 @@ pub enum SemanticCommand {
         /// Stop after the encoder (no word generator).
         #[arg(long)]
         no_generator: bool,
+        /// A wordfreq table (large_en.msgpack.gz; default: the config's `wordfreq`, else
+        /// $LEXFORGE_WORDFREQ or the active venv's wordfreq package, else the books' counts).
+        #[arg(long)]
+        wordfreq: Option<PathBuf>,
         /// A TOML file with words_per_corpus, word_generator ("guided" or "lora") and the
         /// tables corpora (BookWordsConfig), semantic (SemanticTrainConfig), guided
         /// (GuidedConfig), generator (WordGeneratorConfig, LoRA) and base_lm.
@@ -130,7 +134,8 @@ pub struct CorporaArgs {
     /// Variations per (style, complexity, era).
     #[arg(long)]
     variations: Option<u32>,
-    /// A wordfreq table (large_en.msgpack.gz; default: the installed wordfreq package).
+    /// A wordfreq table (large_en.msgpack.gz; default: $LEXFORGE_WORDFREQ, else the active
+    /// venv's wordfreq package).
     #[arg(long, conflicts_with = "corpus_frequencies")]
     wordfreq: Option<PathBuf>,
     /// Estimate word frequencies from the books instead of wordfreq.
@@ -340,12 +345,16 @@ pub fn run(command: SemanticCommand) -> Result<(), Box<dyn Error>> {
             generator,
             base_lm,
             no_generator,
+            wordfreq,
             config,
         } => {
-            let config: PipelineConfig = match &config {
+            let mut config: PipelineConfig = match &config {
                 Some(p) => read_config(p)?,
                 None => PipelineConfig::default(),
             };
+            if wordfreq.is_some() {
+                config.wordfreq = wordfreq;
+            }
             let choice = match (no_generator, generator, base_lm) {
                 (true, _, _) => GeneratorChoice::None,
                 (false, Some(WordGeneratorKind::Guided), Some(_)) => {

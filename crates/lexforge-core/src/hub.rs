@@ -13,15 +13,17 @@ use crate::error::{Error, Result};
 
 /// The hub cache folder this process would use (it need not exist).
 pub fn hub_cache_dir() -> Option<PathBuf> {
-    let var = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    var("HF_HUB_CACHE")
-        .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
-        .or_else(|| var("XDG_CACHE_HOME").map(|c| c.join("huggingface").join("hub")))
-        .or_else(|| var("HOME").map(|h| h.join(".cache").join("huggingface").join("hub")))
+    env_path("HF_HUB_CACHE")
+        .or_else(|| env_path("HF_HOME").map(|h| h.join("hub")))
+        .or_else(|| env_path("XDG_CACHE_HOME").map(|c| c.join("huggingface").join("hub")))
+        .or_else(|| env_path("HOME").map(|h| h.join(".cache").join("huggingface").join("hub")))
+}
+
+/// The path in the environment variable `name`, when it is set and not empty.
+pub(crate) fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Whether `name` can be a hub id: one or two path components of letters, digits, `-`, `_`

@@ -1,6 +1,8 @@
 //! Every parameter of the book data-preparation pipeline ([`PrepareConfig`]), with its
 //! defaults and checks.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -8,7 +10,7 @@ use crate::chunk::ChunkConfig;
 use crate::dedup::DedupConfig;
 use crate::error::{DataError, Result};
 use crate::mining::MiningConfig;
-use crate::pairs::{PairConfig, SplitConfig};
+use crate::pairs::{PairConfig, Split, SplitConfig};
 use crate::standardize::StandardizeConfig;
 use crate::topics::TopicConfig;
 
@@ -35,6 +37,8 @@ pub struct PrepareConfig {
     pub pairs: PairConfig,
     /// Texts per encoder batch.
     pub encode_batch_size: usize,
+    /// How the pair files are written: `jsonl` (default) or `parquet`.
+    pub format: PairFormat,
 }
 
 impl Default for PrepareConfig {
@@ -49,6 +53,7 @@ impl Default for PrepareConfig {
             splits: SplitConfig::default(),
             pairs: PairConfig::default(),
             encode_batch_size: 32,
+            format: PairFormat::default(),
         }
     }
 }
@@ -85,5 +90,35 @@ impl PrepareConfig {
             "standardize": self.standardize,
             "chunk": self.chunk,
         })
+    }
+}
+
+/// How a dataset's pair files are written (`lexforge prepare --format`). The chunk and book
+/// tables stay JSON Lines either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PairFormat {
+    /// `train.jsonl`, `validation.jsonl`, `test.jsonl`: one JSON object per line.
+    #[default]
+    Jsonl,
+    /// `train.parquet`, `validation.parquet`, `test.parquet` (see the module docs).
+    Parquet,
+}
+
+impl PairFormat {
+    /// Both formats, JSON Lines first.
+    pub const ALL: [PairFormat; 2] = [PairFormat::Jsonl, PairFormat::Parquet];
+
+    /// The file extension, which is also the name on the command line.
+    pub fn extension(self) -> &'static str {
+        match self {
+            PairFormat::Jsonl => "jsonl",
+            PairFormat::Parquet => "parquet",
+        }
+    }
+
+    /// The file of `split`'s pairs in the dataset directory `dir`.
+    pub fn split_path(self, dir: &Path, split: Split) -> PathBuf {
+        dir.join(format!("{}.{}", split.name(), self.extension()))
     }
 }

@@ -47,6 +47,15 @@ pub enum DataError {
         reason: String,
     },
 
+    /// A Parquet pair file that cannot be written or read as pairs.
+    #[error("pair file {path}: {reason}")]
+    PairFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A token file that is not a whole number of u32 ids.
     #[error("token file {path} is damaged: {reason}")]
     TokenFile {
@@ -68,7 +77,7 @@ impl DataError {
             DataError::EmptySplit { .. } | DataError::InvalidParameter { .. } => {
                 ErrorKind::InvalidInput
             }
-            DataError::TokenFile { .. } => ErrorKind::Artifact,
+            DataError::TokenFile { .. } | DataError::PairFile { .. } => ErrorKind::Artifact,
         }
     }
 }

@@ -17,6 +17,7 @@ mod dedup;
 mod error;
 mod lm;
 mod mining;
+mod pair_parquet;
 mod pairs;
 mod prepare;
 mod sentences;
@@ -26,7 +27,7 @@ mod topics;
 
 pub use books::{BookDirectory, Decoding, JsonlCorpus, SingleFile};
 pub use chunk::{Chunk, ChunkConfig, ChunkReport, chunk_book};
-pub use config::PrepareConfig;
+pub use config::{PairFormat, PrepareConfig};
 pub use dedup::{
     DedupConfig, DedupReport, MinHashLsh, MinHasher, Removal, dedup, jaccard, optimal_lsh_params,
 };
@@ -36,6 +37,7 @@ pub use lm::{
     TokenizedCorpus, TrainDocuments, VALIDATION_TOKENS, tokenize_corpus,
 };
 pub use mining::{MiningConfig, Neighbour, Vectors, top_k_inner_product, top_k_self};
+pub use pair_parquet::{encode_pairs, pairs_to_parquet, read_pairs, read_pairs_parquet};
 pub use pairs::{NegType, Pair, PairConfig, PairCounts, PairType, Split, SplitConfig};
 pub use prepare::{PrepareSummary, build_dataset, chunk_corpus, prepare};
 pub use sentences::{Span, sentence_spans, split_sentences};

@@ -42,6 +42,7 @@ use crate::config::PrepareConfig;
 use crate::dedup::{DedupReport, dedup};
 use crate::error::Result;
 use crate::mining::{Vectors, centroid, top_k_self};
+use crate::pair_parquet::encode_pairs;
 use crate::pairs::{PairBook, PairCounts, Split, make_pairs, split_books};
 use crate::shard::{
     BookRecord, ChunkedCorpus, DATASET_FORMAT, DATASET_KIND, Skipped, jsonl, sort_corpus, split_dir,
@@ -406,7 +407,9 @@ pub fn build_dataset(
     cancel.check()?;
     let mut run = RunDir::create(&parent, &name, DATASET_KIND, StageMode::Staged)?;
     for (split, pairs) in &split_pairs {
-        run.write_artifact(&format!("{}.jsonl", split.name()), &jsonl(pairs)?)?;
+        let file = config.format.split_path(Path::new(""), *split);
+        let bytes = encode_pairs(config.format, pairs, &parent.join(&name).join(&file))?;
+        run.write_artifact(&file.to_string_lossy(), &bytes)?;
     }
     let chunk_rows: Vec<ChunkRow<'_>> = rows
         .iter()

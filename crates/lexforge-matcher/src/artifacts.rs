@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use lexforge_nn::bert::{BertConfig, save_hf_dir};
+use lexforge_nn::bert::{BertConfig, save_hf_dir_from};
 use lexforge_nn::encoder::TOKENIZER_FILE;
 use serde::Serialize;
 
@@ -98,7 +98,7 @@ pub(crate) fn save_encoder_dir(
     base: &Path,
     dir: &Path,
 ) -> Result<()> {
-    save_hf_dir(bert, config, dir)?;
+    save_hf_dir_from(bert, config, Some(base), dir)?;
     for name in COPIED {
         let from = base.join(name);
         if from.is_file() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use lexforge_core::verify_run_dir;
-use lexforge_data::{DATASET_FORMAT, DATASET_KIND, Pair, Split, read_jsonl};
+use lexforge_data::{DATASET_FORMAT, DATASET_KIND, Pair, Split, read_jsonl, read_pairs};
 use lexforge_train::{BatchSource, BoxError};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -105,8 +105,7 @@ impl PreparedDataset {
             .map(str::to_owned);
         let mut pairs = BTreeMap::new();
         for split in Split::ALL {
-            let path = dir.join(format!("{}.jsonl", split.name()));
-            pairs.insert(split, read_jsonl::<Pair>(&path)?);
+            pairs.insert(split, read_pairs(dir, split)?);
         }
         Ok(PreparedDataset {
             dir: dir.to_path_buf(),

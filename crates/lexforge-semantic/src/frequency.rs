@@ -137,23 +137,17 @@ impl WordFrequencies {
     }
 }
 
-/// Finds wordfreq's English table (`large_en.msgpack.gz`) without importing the package (its
-/// data is all that is needed): `$LEXFORGE_WORDFREQ`, else the `wordfreq/data` folder of the
-/// Python interpreters that could have it (`$VIRTUAL_ENV`, a `.venv` in the working directory
-/// or its ancestors, `python3`). Never downloads.
+/// Finds wordfreq's English table (`large_en.msgpack.gz`; its data is all that is needed):
+/// `$LEXFORGE_WORDFREQ`, else the `wordfreq` package of the active virtual environment
+/// (`$VIRTUAL_ENV`, read as files: no interpreter is run). Never downloads. Python finds the
+/// package with `importlib` and passes the path down.
 pub fn find_wordfreq() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(WORDFREQ_ENV) {
         let p = PathBuf::from(p);
         return p.is_file().then_some(p);
     }
-    lexforge_core::python_probe(
-        "import importlib.util as u; s = u.find_spec('wordfreq'); \
-         print(list(s.submodule_search_locations)[0])",
-        |dir| {
-            let p = dir.join("data").join("large_en.msgpack.gz");
-            p.is_file().then_some(p)
-        },
-    )
+    lexforge_core::venv_package_file(Path::new("wordfreq/data/large_en.msgpack.gz"))
+        .filter(|p| p.is_file())
 }
 
 #[cfg(test)]
@@ -196,7 +190,8 @@ mod tests {
     #[test]
     fn reads_the_installed_wordfreq_table() {
         // requirements-models.txt installs wordfreq (data only) into .venv.
-        let p = find_wordfreq().expect("wordfreq is installed by scripts/bootstrap.sh");
+        let p = find_wordfreq()
+            .expect("wordfreq: set LEXFORGE_WORDFREQ (scripts/test.sh does, from .venv)");
         let f = WordFrequencies::load_wordfreq(&p).unwrap();
         let the = f.zipf("the").unwrap();
         let rare = f.zipf("perspicacious").unwrap();

@@ -43,6 +43,10 @@ pub struct PipelineConfig {
     pub generator: WordGeneratorConfig,
     /// The small GPT-2 trained as the LoRA generator's base when none is given.
     pub base_lm: BaseLmConfig,
+    /// wordfreq's English table (`large_en.msgpack.gz`). `None`: the one
+    /// [`find_wordfreq`](lexforge_semantic::find_wordfreq) finds, else the books' own word
+    /// counts (with a warning).
+    pub wordfreq: Option<PathBuf>,
 }
 
 impl Default for PipelineConfig {
@@ -55,6 +59,7 @@ impl Default for PipelineConfig {
             guided: GuidedConfig::default(),
             generator: WordGeneratorConfig::default(),
             base_lm: BaseLmConfig::default(),
+            wordfreq: None,
         }
     }
 }
@@ -183,12 +188,16 @@ pub fn pipeline(
 ) -> Result<PipelineReport, PipelineError> {
     config.semantic.validate()?;
     config.guided.validate()?;
-    let freq = match WordFrequencies::open(None, "pip install wordfreq") {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::warn!(error = %e, "no wordfreq table; falling back to the books' word counts");
-            None
-        }
+    let freq = match &config.wordfreq {
+        // A table that was asked for must load.
+        Some(path) => Some(WordFrequencies::load_wordfreq(path)?),
+        None => match WordFrequencies::open(None, "pip install wordfreq") {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(error = %e, "no wordfreq table; falling back to the books' word counts");
+                None
+            }
+        },
     };
     let frequencies = freq.as_ref().map_or_else(
         || "the books' word counts".to_owned(),

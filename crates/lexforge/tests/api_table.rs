@@ -23,6 +23,7 @@ fn items() {
     let _ = lexforge::data::prepare;
     let _ = lexforge::data::chunk_corpus;
     let _ = lexforge::data::merge_shards;
+    let _ = lexforge::data::read_pairs;
     let _ = lexforge::matcher::train;
     let _ = lexforge::matcher::resume;
     let _ = lexforge::matcher::pipeline;

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use lexforge::data::{Split, read_pairs, read_pairs_parquet};
+
 use crate::{cli, lexforge, ok_json, stderr, stdout};
 
 fn encoder() -> PathBuf {
@@ -108,6 +110,41 @@ fn prepare_in_one_process_equals_shard_and_merge() {
             "{f}"
         );
     }
+
+    // The same dataset with Parquet pair files: the same rows, typed; the tables unchanged.
+    let pq = dir.path().join("pq");
+    let mut args = vec![
+        "prepare",
+        root.to_str().unwrap(),
+        "--out",
+        pq.to_str().unwrap(),
+        "--encoder",
+        enc.to_str().unwrap(),
+        "--format",
+        "parquet",
+    ];
+    args.extend(PARAMS);
+    let o = lexforge(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for split in Split::ALL {
+        assert!(!pq.join(format!("{}.jsonl", split.name())).exists());
+        let rows = read_pairs_parquet(&pq.join(format!("{}.parquet", split.name()))).unwrap();
+        assert!(!rows.is_empty());
+        assert_eq!(rows, read_pairs(&one, split).unwrap(), "{}", split.name());
+    }
+    for f in ["chunks.jsonl", "books.jsonl"] {
+        assert_eq!(
+            std::fs::read(one.join(f)).unwrap(),
+            std::fs::read(pq.join(f)).unwrap()
+        );
+    }
+    let o = cli(&format!(
+        "prepare {} --out {} --format csv",
+        root.display(),
+        dir.path().join("c").display()
+    ));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("jsonl or parquet"), "{}", stderr(&o));
 
     // Merging with other parameters is refused, naming the shard.
     let o = cli(&format!(

@@ -16,7 +16,8 @@
 //! | `encoder.layer.{i}.output.dense.*` `[d, f]` | `layers[i].output` | transposed |
 //! | `encoder.layer.{i}.output.LayerNorm.*` | `layers[i].norm` | |
 //!
-//! Not read: `pooler.*` (sentence embeddings pool the hidden states instead), the
+//! Not read: `pooler.*` (sentence embeddings pool the hidden states instead; [`save_hf_dir_from`]
+//! copies it from the base checkpoint so that exported models keep it), the
 //! `embeddings.position_ids` buffer, task heads.
 
 use std::path::Path;
@@ -123,7 +124,26 @@ pub fn load_weights(
 /// bare `BertModel` / `RobertaModel`, f32), each file atomically; `transformers.AutoModel` and
 /// [`load_hf_dir`] read it back.
 pub fn save_hf_dir(model: &BertModel, config: &BertConfig, dir: &Path) -> Result<()> {
+    save_hf_dir_from(model, config, None, dir)
+}
+
+/// [`save_hf_dir`], keeping the pooler (`pooler.*`, which lexforge neither reads nor trains)
+/// of the checkpoint `base` was loaded from, so that `transformers.AutoModel` finds every
+/// weight the base had. `base` is that model's directory; without one, or when its weights
+/// have no pooler, nothing is added.
+///
+/// # Errors
+/// As [`save_hf_dir`]; reading `base`'s weights.
+pub fn save_hf_dir_from(
+    model: &BertModel,
+    config: &BertConfig,
+    base: Option<&Path>,
+    dir: &Path,
+) -> Result<()> {
     let mut w = HfWriter::new();
+    if let Some(base) = base.map(|b| b.join(WEIGHTS_FILE)).filter(|f| f.is_file()) {
+        w.copy_from(&base, "pooler.")?;
+    }
     let lin = WeightLayout::OutIn;
     let e = &model.embeddings;
     w.put(WORD_EMBEDDINGS, e.word.weight.val())?;

@@ -7,5 +7,5 @@ mod loader;
 mod model;
 
 pub use config::{Activation, BertConfig, BertFamily};
-pub use loader::{load_hf_dir, load_weights, save_hf_dir};
+pub use loader::{load_hf_dir, load_weights, save_hf_dir, save_hf_dir_from};
 pub use model::{BertAttention, BertEmbeddings, BertLayer, BertModel};

@@ -28,7 +28,8 @@ pub(crate) fn corpora() -> &'static CorpusSet {
         let books =
             BookDirectory::new(corpus().join("books")).with_metadata(corpus().join("books.csv"));
         let freq = WordFrequencies::load_wordfreq(
-            &find_wordfreq().expect("wordfreq is installed by scripts/bootstrap.sh"),
+            &find_wordfreq()
+                .expect("wordfreq: set LEXFORGE_WORDFREQ (scripts/test.sh does, from .venv)"),
         )
         .unwrap();
         let t = std::time::Instant::now();

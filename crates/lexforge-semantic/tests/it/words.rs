@@ -159,7 +159,8 @@ fn generated_words_are_closer_to_their_ids_corpus() {
     let generator = LoraWordGenerator::load(&gen_dir, None, &Device::flex()).unwrap();
 
     // Closer to the own corpus's centroid than to a random other corpus's.
-    let minilm = find_minilm().expect("all-MiniLM-L6-v2 installed by scripts/bootstrap.sh");
+    let minilm = find_minilm()
+        .expect("all-MiniLM-L6-v2: set LEXFORGE_MINILM_DIR (scripts/test.sh does, from .venv)");
     let encoder =
         BertSentenceEncoder::load(minilm, &Device::flex(), &EncoderOptions::default()).unwrap();
     let centroid = |words: &[&str]| {
