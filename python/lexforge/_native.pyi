@@ -36,6 +36,7 @@ __all__ = [
     "data_chunk",
     "data_prepare",
     "data_prepare_shard",
+    "data_read_shard",
     "data_merge_shards",
     "data_default_config",
     "Library",
@@ -213,16 +214,19 @@ def data_prepare_shard(
     index: int,
     count: int,
     config_json: str,
+    encoder: SentenceEncoder | str | os.PathLike[str],
+    device: str = "cpu",
     metadata: str | os.PathLike[str] | None = None,
     decoding: str = "strict",
-) -> Path: ...
+    max_seq_length: int | None = None,
+    callback: Callable[[dict[str, Any]], object] | None = None,
+) -> tuple[str, bool]: ...
+def data_read_shard(shard_dir: str | os.PathLike[str], config_json: str) -> str: ...
 def data_merge_shards(
     shard_dirs: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     config_json: str,
-    encoder: SentenceEncoder | str | os.PathLike[str],
     device: str = "cpu",
-    max_seq_length: int | None = None,
     callback: Callable[[dict[str, Any]], object] | None = None,
 ) -> tuple[str, bool]: ...
 def data_default_config() -> str: ...

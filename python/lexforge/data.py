@@ -1,24 +1,28 @@
 """Book data preparation: raw books to deduplicated, split pair datasets with hard negatives.
 
-The pipeline (Rust, ``lexforge_data``): standardize (Unicode NFKC, Project Gutenberg
-boilerplate removal) → sentences → chunks → cross-book dedup (exact + MinHash LSH) → sentence
-embeddings → topics (k-means) → splits by book → neighbour books (blocked top-K) → pairs.
+The pipeline (Rust, ``lexforge_data``): stage A per book — standardize (Unicode NFKC,
+Project Gutenberg boilerplate removal) → sentences → chunks → sentence embeddings, MinHash
+signatures and the book's centroid; stage B over all books — cross-book dedup (exact + MinHash
+LSH) → topics (k-means) → splits by book → neighbour books (blocked top-K over centroids) →
+pairs.
 
 >>> standardize("\\ufeffOne\\r\\ntwo  three")
 'One\\ntwo three'
 >>> split_sentences('Mr. Bennet came. "Oh!" said she. It rained.')
 ['Mr. Bennet came.', '"Oh!" said she.', 'It rained.']
 
-Stage A (standardize + chunk) can run in shards on any worker pool, then stage B merges::
+Stage A (the heavy part: the encoder runs there) can run in shards on any worker pool, then
+stage B merges them without an encoder, in memory that grows with the books, not the chunks::
 
     import dask.distributed, lexforge.data as ld
     with dask.distributed.LocalCluster(n_workers=2) as cluster, cluster.get_client() as client:
         shards = client.gather(client.map(
             lambda i: ld.prepare_shard("books/", f"shards/{i}", index=i, count=4, seed=1),
             range(4)))
-    ld.merge_shards(shards, "dataset/", encoder=lexforge.encoder.minilm_path(), seed=1)
+    ld.merge_shards(shards, "dataset/", seed=1)
 
-The merged dataset is identical to ``prepare("books/", "dataset/", ..., seed=1)``.
+or with Ray: ``ray.get([ray.remote(ld.prepare_shard).remote(...) for i in range(4)])``. The
+merged dataset is identical to ``prepare("books/", "dataset/", seed=1)``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ __all__ = [
     "merge_shards",
     "prepare",
     "prepare_shard",
+    "read_shard",
     "sentence_spans",
     "split_path",
     "split_sentences",
@@ -227,7 +232,7 @@ def _run(
 ) -> PrepareSummary:
     return run_job(
         fn,
-        progress=Progress(unit="chunk", desc="embed", before_start=("book", "chunk"))
+        progress=Progress(unit="chunk", desc="prepare", before_start=("book", "chunk"))
         if progress
         else False,
         callback=callback,
@@ -301,51 +306,77 @@ def prepare_shard(
     *,
     index: int,
     count: int,
+    encoder: SentenceEncoder | PathLike | None = None,
+    device: str = DEFAULTS["device"],
     metadata: PathLike | None = None,
     decoding: str = "strict",
+    max_seq_length: int | None = None,
     config: Mapping[str, Any] | None = None,
+    callback: Callable[[Event], None] | None = None,
     **params: Any,
 ) -> str:
     """Stage A on shard ``index`` of ``count`` (the files at positions ``index``,
-    ``index + count``, ... of the sorted list): standardize and chunk them into the shard
-    directory ``out_dir``. Returns its path. Safe to call from worker processes."""
-    path = _native.data_prepare_shard(
-        os.fspath(books_dir),
-        os.fspath(out_dir),
-        index,
-        count,
-        _config(params, config),
-        metadata=None if metadata is None else os.fspath(metadata),
-        decoding=decoding,
+    ``index + count``, ... of the sorted list): standardize and chunk them, embed every chunk
+    with ``encoder`` (as in :func:`prepare`), compute MinHash signatures and each book's
+    centroid, and write the shard directory ``out_dir``. Returns its path. Safe to call from
+    worker processes (Dask, Ray, multiprocessing): give each worker its own shard."""
+    cfg = _config(params, config)
+    enc = _encoder_arg(encoder)
+    return run_job(
+        lambda cb: _native.data_prepare_shard(
+            os.fspath(books_dir),
+            os.fspath(out_dir),
+            index,
+            count,
+            cfg,
+            enc,
+            device=device,
+            metadata=None if metadata is None else os.fspath(metadata),
+            decoding=decoding,
+            max_seq_length=max_seq_length,
+            callback=cb,
+        ),
+        progress=False,
+        callback=callback,
+        interrupted=lambda _: "interrupted",
+        result=lambda d: str(d["path"]),
     )
-    return os.fspath(path)
+
+
+def read_shard(
+    shard_dir: PathLike, *, config: Mapping[str, Any] | None = None, **params: Any
+) -> dict[str, Any]:
+    """Verify a shard directory as :func:`merge_shards` would (every checksum, the layout,
+    the stage-A parameters) and say what it holds: ``path``, ``part`` (``index``, ``count``),
+    ``model_id``, ``dim``, ``books``, ``chunks``, ``skipped``."""
+    info: dict[str, Any] = json.loads(
+        _native.data_read_shard(os.fspath(shard_dir), _config(params, config))
+    )
+    return info
 
 
 def merge_shards(
     shard_dirs: Sequence[PathLike],
     out_dir: PathLike,
     *,
-    encoder: SentenceEncoder | PathLike | None = None,
     device: str = DEFAULTS["device"],
-    max_seq_length: int | None = None,
     config: Mapping[str, Any] | None = None,
     progress: bool = True,
     callback: Callable[[Event], None] | None = None,
     **params: Any,
 ) -> PrepareSummary:
-    """Stage B: verify the shards (checksums, same stage-A parameters), merge them, then
-    dedup, embed, mine neighbours, pair and write the dataset, as :func:`prepare` does."""
+    """Stage B: verify the complete set of shards (checksums, same stage-A parameters and
+    encoder, every part once, no book twice), then dedup, cluster topics, mine neighbours over
+    the book centroids, pair and write the dataset, as :func:`prepare` does. Never loads an
+    encoder: the shards carry the vectors."""
     cfg = _config(params, config)
-    enc = _encoder_arg(encoder)
     dirs = [os.fspath(d) for d in shard_dirs]
     return _run(
         lambda cb: _native.data_merge_shards(
             dirs,
             os.fspath(out_dir),
             cfg,
-            enc,
             device=device,
-            max_seq_length=max_seq_length,
             callback=cb,
         ),
         progress,

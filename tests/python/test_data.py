@@ -1,4 +1,4 @@
-"""lexforge.data from Python: text tools, prepare, and stage A mapped over a dask cluster."""
+"""lexforge.data from Python: text tools, prepare, and stage A mapped over Dask and Ray clusters."""
 
 from __future__ import annotations
 
@@ -103,12 +103,29 @@ def test_prepare_writes_a_split_dataset_and_refuses_bad_input(
 
 def _shard(args: tuple[str, str, int, int]) -> str:
     books_dir, out, index, count = args
-    return ld.prepare_shard(books_dir, out, index=index, count=count, **PARAMS)
+    return ld.prepare_shard(
+        books_dir, out, index=index, count=count, encoder=TINY, **PARAMS
+    )
 
 
-def test_stage_a_on_a_dask_cluster_equals_one_process(library: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def one_process(library: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("one") / "dataset"
+    return ld.prepare(library, out, encoder=TINY, progress=False, **PARAMS).path
+
+
+def _merge_and_compare(shards: list[str], one: Path, out: Path) -> None:
+    """Merges (no encoder given or loaded: the shards carry the vectors) and checks every
+    data file is byte-identical to the one-process run."""
+    merged = ld.merge_shards(shards, out, progress=False, **PARAMS)
+    for name in DATA_FILES:
+        assert (one / name).read_bytes() == (merged.path / name).read_bytes(), name
+
+
+def test_stage_a_on_a_dask_cluster_equals_one_process(
+    library: Path, one_process: Path, tmp_path: Path
+) -> None:
     distributed = pytest.importorskip("distributed")
-    one = ld.prepare(library, tmp_path / "one", encoder=TINY, progress=False, **PARAMS)
     jobs = [(str(library), str(tmp_path / f"shard{i}"), i, 3) for i in range(3)]
     with (
         distributed.LocalCluster(
@@ -122,6 +139,56 @@ def test_stage_a_on_a_dask_cluster_equals_one_process(library: Path, tmp_path: P
     ):
         shards = client.gather(client.map(_shard, jobs))
     assert sorted(shards) == sorted(j[1] for j in jobs)
-    merged = ld.merge_shards(shards, tmp_path / "merged", encoder=TINY, progress=False, **PARAMS)
-    for name in DATA_FILES:
-        assert (one.path / name).read_bytes() == (merged.path / name).read_bytes(), name
+    info = ld.read_shard(shards[1], **PARAMS)
+    assert info["part"] == {"index": 1, "count": 3} and info["chunks"] > 0
+    _merge_and_compare(shards, one_process, tmp_path / "merged")
+
+
+def test_stage_a_on_a_ray_cluster_equals_one_process(
+    library: Path, one_process: Path, tmp_path: Path
+) -> None:
+    ray = pytest.importorskip("ray")
+    jobs = [(str(library), str(tmp_path / f"shard{i}"), i, 3) for i in range(3)]
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        _temp_dir=str(tmp_path / "ray"),
+    )
+    try:
+        # The recipe of docs/data.md: one Ray task per shard, the library function itself.
+        task = ray.remote(num_cpus=1)(ld.prepare_shard)
+        shards = ray.get(
+            [
+                task.remote(books, out, index=i, count=n, encoder=str(TINY), **PARAMS)
+                for books, out, i, n in jobs
+            ]
+        )
+    finally:
+        ray.shutdown()
+    assert sorted(shards) == sorted(j[1] for j in jobs)
+    _merge_and_compare(shards, one_process, tmp_path / "merged")
+
+
+def test_bad_shard_sets_are_typed_errors_naming_the_shard(
+    library: Path, tmp_path: Path
+) -> None:
+    shards = [_shard((str(library), str(tmp_path / f"s{i}"), i, 2)) for i in range(2)]
+    out = tmp_path / "out"
+    with pytest.raises(lexforge.LexforgeError, match=r"parts \[1\]"):
+        ld.merge_shards(shards[:1], out, progress=False, **PARAMS)
+    with pytest.raises(lexforge.LexforgeError, match="stage-A parameters") as e:
+        ld.merge_shards(shards, out, progress=False, **{**PARAMS, "seed": 6})
+    assert shards[0] in str(e.value)
+    with pytest.raises(lexforge.LexforgeError, match="written twice"):
+        ld.merge_shards([*shards, shards[1]], out, progress=False, **PARAMS)
+    arrays = Path(shards[1]) / "arrays.safetensors"
+    data = bytearray(arrays.read_bytes())
+    data[-3] ^= 1
+    arrays.write_bytes(bytes(data))
+    with pytest.raises(lexforge.LexforgeError) as e:
+        ld.merge_shards(shards, out, progress=False, **PARAMS)
+    assert shards[1] in str(e.value) and "checksum" in str(e.value).lower(), str(e.value)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s0", "s1"]

@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 
 use lexforge::data::{
-    BookDirectory, ChunkConfig, DataError, Decoding, PrepareConfig, StandardizeConfig,
-    build_dataset, chunk_book, chunk_corpus, merge_shards, prepare, read_shard, sentence_spans,
-    standardize, write_shard,
+    BookDirectory, ChunkConfig, DataError, Decoding, PrepareConfig, ShardPart, StandardizeConfig,
+    chunk_book, merge_shards, prepare, prepare_shard, read_shard, sentence_spans, standardize,
 };
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder};
 use lexforge::{DeviceSpec, Seed};
@@ -159,9 +158,10 @@ fn data_prepare(
     )
 }
 
-/// Stage A on shard `index` of `count`; returns the shard path.
+/// Stage A on shard `index` of `count` on a worker thread (chunks, vectors, signatures,
+/// centroids); returns `(shard_summary_json, interrupted)`.
 #[pyfunction]
-#[pyo3(signature = (books_dir, out_dir, index, count, config_json, metadata=None, decoding="strict"))]
+#[pyo3(signature = (books_dir, out_dir, index, count, config_json, encoder, device="cpu", metadata=None, decoding="strict", max_seq_length=None, callback=None))]
 #[allow(
     clippy::too_many_arguments,
     reason = "mirrors the Python keyword arguments"
@@ -173,42 +173,15 @@ fn data_prepare_shard(
     index: usize,
     count: usize,
     config_json: &str,
-    metadata: Option<PathBuf>,
-    decoding: &str,
-) -> PyResult<PathBuf> {
-    let config: PrepareConfig = parse(py, config_json, "config")?;
-    let decoding = self::decoding(py, decoding)?;
-    crate::threads::compute(py, || -> Result<PathBuf, DataError> {
-        let provider = books(books_dir, metadata, decoding).with_shard(index, count)?;
-        let corpus = chunk_corpus(
-            &provider,
-            &config,
-            &lexforge::NoopSink,
-            &lexforge::CancelToken::new(),
-        )?;
-        write_shard(&corpus, &config, &out_dir)
-    })
-    .map_err(|e| to_py(py, e))
-}
-
-/// Stage B over shard directories on a worker thread; returns `(summary_json, interrupted)`.
-#[pyfunction]
-#[pyo3(signature = (shard_dirs, out_dir, config_json, encoder, device="cpu", max_seq_length=None, callback=None))]
-#[allow(
-    clippy::too_many_arguments,
-    reason = "mirrors the Python keyword arguments"
-)]
-fn data_merge_shards(
-    py: Python<'_>,
-    shard_dirs: Vec<PathBuf>,
-    out_dir: PathBuf,
-    config_json: &str,
     encoder: &Bound<'_, PyAny>,
     device: &str,
+    metadata: Option<PathBuf>,
+    decoding: &str,
     max_seq_length: Option<usize>,
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
     let config: PrepareConfig = parse(py, config_json, "config")?;
+    let decoding = self::decoding(py, decoding)?;
     let device = device
         .parse::<DeviceSpec>()
         .and_then(|d| d.resolve())
@@ -218,20 +191,52 @@ fn data_merge_shards(
         py,
         callback,
         Box::new(move |sink, cancel| {
-            let parts = shard_dirs
-                .iter()
-                .map(|s| read_shard(s, &config))
-                .collect::<Result<Vec<_>, _>>()?;
+            let provider = books(books_dir, metadata, decoding).with_shard(index, count)?;
             let enc = encoder.open(&device)?;
-            build_dataset(
-                merge_shards(parts)?,
+            prepare_shard(
+                &provider,
                 enc.as_ref(),
-                &device,
                 &config,
+                ShardPart { index, count },
                 &out_dir,
                 sink,
                 cancel,
             )
+        }),
+    )
+}
+
+/// Verifies a shard directory; returns its `ShardInfo` as JSON.
+#[pyfunction]
+fn data_read_shard(py: Python<'_>, shard_dir: PathBuf, config_json: &str) -> PyResult<String> {
+    let config: PrepareConfig = parse(py, config_json, "config")?;
+    let info = crate::threads::compute(py, || read_shard(&shard_dir, &config))
+        .map_err(|e| to_py(py, e))?;
+    to_json(py, &info, "shard info")
+}
+
+/// Stage B over shard directories on a worker thread (never loads an encoder); returns
+/// `(summary_json, interrupted)`.
+#[pyfunction]
+#[pyo3(signature = (shard_dirs, out_dir, config_json, device="cpu", callback=None))]
+fn data_merge_shards(
+    py: Python<'_>,
+    shard_dirs: Vec<PathBuf>,
+    out_dir: PathBuf,
+    config_json: &str,
+    device: &str,
+    callback: Option<Py<PyAny>>,
+) -> PyResult<(String, bool)> {
+    let config: PrepareConfig = parse(py, config_json, "config")?;
+    let device = device
+        .parse::<DeviceSpec>()
+        .and_then(|d| d.resolve())
+        .map_err(|e| to_py(py, e))?;
+    drive::<_, DataError>(
+        py,
+        callback,
+        Box::new(move |sink, cancel| {
+            merge_shards(&shard_dirs, &device, &config, &out_dir, sink, cancel)
         }),
     )
 }
@@ -248,6 +253,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(data_chunk, m)?)?;
     m.add_function(wrap_pyfunction!(data_prepare, m)?)?;
     m.add_function(wrap_pyfunction!(data_prepare_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(data_read_shard, m)?)?;
     m.add_function(wrap_pyfunction!(data_merge_shards, m)?)?;
     m.add_function(wrap_pyfunction!(data_default_config, m)?)?;
     Ok(())

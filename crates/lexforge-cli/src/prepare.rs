@@ -5,10 +5,9 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use lexforge::NoopSink;
 use lexforge::data::{
-    BookDirectory, Decoding, PairFormat, PrepareConfig, PrepareSummary, build_dataset,
-    chunk_corpus, merge_shards, prepare, read_shard, write_shard,
+    BookDirectory, Decoding, PairFormat, PrepareConfig, PrepareSummary, ShardPart, merge_shards,
+    prepare, prepare_shard,
 };
 use lexforge::nn::cache::{CachedEncoder, EmbeddingCache};
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder, minilm_or};
@@ -36,8 +35,9 @@ pub struct PrepareArgs {
 
 #[derive(Debug, Subcommand)]
 enum PrepareCommand {
-    /// Stage A on a subset of the books: standardize and chunk shard INDEX of COUNT of the
-    /// files into a shard directory.
+    /// Stage A on a subset of the books: standardize, chunk, embed and sketch shard INDEX of
+    /// COUNT of the files into a shard directory (chunk vectors, MinHash signatures, book
+    /// centroids).
     Shard {
         /// A directory of books laid out as {author}/{title}.txt.
         books_dir: PathBuf,
@@ -53,10 +53,13 @@ enum PrepareCommand {
         #[command(flatten)]
         read: ReadArgs,
         #[command(flatten)]
+        encode: EncodeArgs,
+        #[command(flatten)]
         params: ParamArgs,
     },
-    /// Stage B: verify and merge shard directories, then dedup, embed, mine, pair and write
-    /// the dataset.
+    /// Stage B: verify the complete set of shard directories (same encoder and stage-A
+    /// parameters, every part once), then dedup, mine, pair and write the dataset. Never loads
+    /// the encoder: the shards carry the vectors.
     Merge {
         /// Shard directories written by `lexforge prepare shard`.
         #[arg(required = true)]
@@ -64,8 +67,6 @@ enum PrepareCommand {
         /// The dataset directory to create.
         #[arg(long)]
         out: PathBuf,
-        #[command(flatten)]
-        encode: EncodeArgs,
         #[command(flatten)]
         params: ParamArgs,
     },
@@ -305,36 +306,42 @@ pub fn run(args: PrepareArgs) -> Result<(), Box<dyn Error>> {
             count,
             out,
             read,
+            encode,
             params,
         }) => {
             let config = params.config()?;
             let provider = books(&books_dir, &read).with_shard(index, count)?;
-            let corpus = chunk_corpus(&provider, &config, &NoopSink, &cancel)?;
-            let path = write_shard(&corpus, &config, &out)?;
+            let (enc, _device) = encoder(&encode)?;
+            let s = prepare_shard(
+                &provider,
+                enc.as_ref(),
+                &config,
+                ShardPart { index, count },
+                &out,
+                crate::common::sink().as_ref(),
+                &cancel,
+            )?;
+            if crate::common::json() {
+                return crate::common::print_json(&s);
+            }
             println!(
                 "shard {index}/{count}: {} books, {} chunks, {} skipped -> {}",
-                corpus.books.len(),
-                corpus.chunks.len(),
-                corpus.skipped.len(),
-                path.display()
+                s.books,
+                s.chunks,
+                s.skipped,
+                s.path.display()
             );
             Ok(())
         }
         Some(PrepareCommand::Merge {
             shards,
             out,
-            encode,
             params,
         }) => {
             let config = params.config()?;
-            let parts = shards
-                .iter()
-                .map(|s| read_shard(s, &config))
-                .collect::<Result<Vec<_>, _>>()?;
-            let (enc, device) = encoder(&encode)?;
-            let summary = build_dataset(
-                merge_shards(parts)?,
-                enc.as_ref(),
+            let device = crate::common::device()?;
+            let summary = merge_shards(
+                &shards,
                 &device,
                 &config,
                 &out,

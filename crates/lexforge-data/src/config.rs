@@ -74,6 +74,12 @@ impl PrepareConfig {
                 reason: "must be at least 1".to_owned(),
             });
         }
+        if self.topics.fit_sample == 0 {
+            return Err(DataError::InvalidParameter {
+                parameter: "topics.fit_sample",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
         if self.encode_batch_size == 0 {
             return Err(DataError::InvalidParameter {
                 parameter: "encode_batch_size",
@@ -83,12 +89,17 @@ impl PrepareConfig {
         Ok(())
     }
 
-    /// The parameters stage A depends on; shards must agree on them.
+    /// The parameters stage A depends on (text, chunks, signatures, centroids, encoder
+    /// batches); shards must agree on them with the merge.
     pub(crate) fn stage_a(&self) -> serde_json::Value {
         json!({
             "seed": self.seed,
             "standardize": self.standardize,
             "chunk": self.chunk,
+            "num_perm": self.dedup.num_perm,
+            "shingle_words": self.dedup.shingle_words,
+            "num_chunks_for_embed": self.mining.num_chunks_for_embed,
+            "encode_batch_size": self.encode_batch_size,
         })
     }
 }

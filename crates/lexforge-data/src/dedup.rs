@@ -376,6 +376,15 @@ pub fn jaccard(a: &[u32], b: &[u32]) -> f64 {
     same as f64 / a.len() as f64
 }
 
+/// The key of band `band` (of `rows` rows) of signature `sig`.
+pub(crate) fn band_key(sig: &[u32], rows: usize, band: usize) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &v in &sig[band * rows..(band + 1) * rows] {
+        h = (h ^ u64::from(v)).wrapping_mul(0x0100_0000_01b3);
+    }
+    finalize(h)
+}
+
 /// LSH over MinHash signatures: `bands` bands of `rows` rows; two signatures are candidates
 /// when one band is equal.
 #[derive(Debug, Clone)]
@@ -394,11 +403,7 @@ impl MinHashLsh {
     }
 
     fn band_key(&self, sig: &[u32], band: usize) -> u64 {
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for &v in &sig[band * self.rows..(band + 1) * self.rows] {
-            h = (h ^ u64::from(v)).wrapping_mul(0x0100_0000_01b3);
-        }
-        finalize(h)
+        band_key(sig, self.rows, band)
     }
 
     /// Adds signature `sig` under `id`.

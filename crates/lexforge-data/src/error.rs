@@ -29,6 +29,81 @@ pub enum DataError {
         reason: String,
     },
 
+    /// A shard that cannot be read: missing, damaged (a checksum, a truncated array), or not
+    /// a shard of this format.
+    #[error("data shard {shard} cannot be merged: {source}")]
+    ShardUnreadable {
+        /// The shard directory.
+        shard: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<DataError>,
+    },
+
+    /// A shard made with other stage-A parameters than the merge's.
+    #[error(
+        "data shard {shard} was made with other stage-A parameters: {theirs} (the merge's: {ours})"
+    )]
+    ShardParameters {
+        /// The shard directory.
+        shard: PathBuf,
+        /// Its parameters, as JSON.
+        theirs: String,
+        /// The merge's, as JSON.
+        ours: String,
+    },
+
+    /// Two shards that do not belong to one run (another encoder, another shard count).
+    #[error("data shard {shard} does not match {other}: its {what} is {theirs}, not {ours}")]
+    ShardMismatch {
+        /// The shard directory.
+        shard: PathBuf,
+        /// The shard it was compared with (the first one given).
+        other: PathBuf,
+        /// `"encoder"` or `"shard count"`.
+        what: &'static str,
+        /// The shard's value.
+        theirs: String,
+        /// The other's value.
+        ours: String,
+    },
+
+    /// One part of the book files written into two shards.
+    #[error(
+        "data shards {shard} and {other} are both part {index} of {count}: one shard written \
+         twice; merge one of them"
+    )]
+    ShardTwice {
+        /// The later shard directory.
+        shard: PathBuf,
+        /// The earlier one.
+        other: PathBuf,
+        /// The part.
+        index: usize,
+        /// Parts in all.
+        count: usize,
+    },
+
+    /// A book held by two shards.
+    #[error("data shards {shard} and {other} both hold book {book}: shard the files disjointly")]
+    ShardOverlap {
+        /// The later shard directory.
+        shard: PathBuf,
+        /// The earlier one.
+        other: PathBuf,
+        /// The book.
+        book: String,
+    },
+
+    /// Parts missing from a set of shards.
+    #[error("the shards are {count} parts but parts {missing:?} are not among them")]
+    ShardMissing {
+        /// Parts in all.
+        count: usize,
+        /// The parts not given.
+        missing: Vec<usize>,
+    },
+
     /// A split came out empty.
     #[error("the {split} split is empty: {reason}")]
     EmptySplit {
@@ -73,7 +148,13 @@ impl DataError {
             DataError::Core(e) => e.kind(),
             DataError::Tokenizer(e) => e.kind(),
             DataError::Nn(e) => e.kind(),
-            DataError::Shard { .. } => ErrorKind::Artifact,
+            DataError::Shard { .. }
+            | DataError::ShardUnreadable { .. }
+            | DataError::ShardParameters { .. }
+            | DataError::ShardMismatch { .. }
+            | DataError::ShardTwice { .. }
+            | DataError::ShardOverlap { .. }
+            | DataError::ShardMissing { .. } => ErrorKind::Artifact,
             DataError::EmptySplit { .. } | DataError::InvalidParameter { .. } => {
                 ErrorKind::InvalidInput
             }

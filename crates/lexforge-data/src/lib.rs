@@ -10,18 +10,22 @@
 //! [`SingleFile`], [`JsonlCorpus`]) and consumes it. The sentence encoder used for mining comes
 //! from `lexforge-nn` (one layer down).
 
+mod arrays;
 mod books;
 mod chunk;
 mod config;
 mod dedup;
 mod error;
 mod lm;
+mod merge;
 mod mining;
 mod pair_parquet;
 mod pairs;
 mod prepare;
 mod sentences;
 mod shard;
+mod shard_set;
+mod spill_dedup;
 mod standardize;
 mod topics;
 
@@ -36,14 +40,15 @@ pub use lm::{
     LmBatch, LmBatcher, LmItem, LmWindows, SplitPlan, TRAIN_TOKENS, TokenFile, TokenizeOptions,
     TokenizedCorpus, TrainDocuments, VALIDATION_TOKENS, tokenize_corpus,
 };
+pub use merge::merge_shards;
 pub use mining::{MiningConfig, Neighbour, Vectors, top_k_inner_product, top_k_self};
 pub use pair_parquet::{encode_pairs, pairs_to_parquet, read_pairs, read_pairs_parquet};
 pub use pairs::{NegType, Pair, PairConfig, PairCounts, PairType, Split, SplitConfig};
-pub use prepare::{PrepareSummary, build_dataset, chunk_corpus, prepare};
+pub use prepare::{PrepareSummary, chunk_corpus, prepare, prepare_shard};
 pub use sentences::{Span, sentence_spans, split_sentences};
 pub use shard::{
-    BookRecord, ChunkedCorpus, DATASET_FORMAT, DATASET_KIND, Skipped, merge_shards, read_jsonl,
-    read_shard, write_shard,
+    BookRecord, ChunkedCorpus, DATASET_FORMAT, DATASET_KIND, SHARD_FORMAT, ShardInfo, ShardPart,
+    ShardSummary, Skipped, read_jsonl, read_shard, write_shard, write_shard_with_vectors,
 };
 pub use standardize::{
     BoilerplateReport, Normalization, StandardizeConfig, Standardized, standardize,

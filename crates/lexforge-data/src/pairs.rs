@@ -231,8 +231,8 @@ pub struct Pair {
 pub(crate) struct PairBook<'a> {
     /// Its id.
     pub id: &'a str,
-    /// Its chunks: `(text, index within the book, topic)`.
-    pub chunks: Vec<(&'a str, u32, u32)>,
+    /// Its chunks (after dedup).
+    pub chunks: usize,
     /// Positions (in the same slice of books) of its neighbour books, best first.
     pub neighbours: Vec<usize>,
 }
@@ -252,24 +252,30 @@ pub struct PairCounts {
     pub same_topic: u64,
 }
 
-/// The pairs of one split (see the module docs). Every book must have at least two chunks.
+/// One planned pair: `(book, chunk)` positions into the split's books and each book's chunks,
+/// and for negatives how the second book was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PairRef {
+    pub first: (usize, usize),
+    pub second: (usize, usize),
+    pub neg: Option<NegType>,
+}
+
+/// The pairs of one split as positions (see the module docs; texts and topics are filled in
+/// by [`pair`]). Every book must have at least two chunks. `same_topic` is left at 0.
 ///
 /// # Errors
 /// [`DataError::InvalidParameter`] for a bad config or a book with fewer than two chunks.
-pub(crate) fn make_pairs(
+pub(crate) fn plan_pairs(
     books: &[PairBook<'_>],
     config: &PairConfig,
     seed: Seed,
-) -> Result<(Vec<Pair>, PairCounts)> {
+) -> Result<(Vec<PairRef>, PairCounts)> {
     config.validate()?;
-    if let Some(b) = books.iter().find(|b| b.chunks.len() < 2) {
+    if let Some(b) = books.iter().find(|b| b.chunks < 2) {
         return Err(DataError::InvalidParameter {
             parameter: "books",
-            reason: format!(
-                "book {} has {} chunk(s); pairs need 2",
-                b.id,
-                b.chunks.len()
-            ),
+            reason: format!("book {} has {} chunk(s); pairs need 2", b.id, b.chunks),
         });
     }
     let n = books.len();
@@ -283,24 +289,28 @@ pub(crate) fn make_pairs(
     let n_hard = (n_neg as f64 * config.hard_negative_fraction).round() as usize;
     let mut rng = seed.rng("pairs");
     let mut pairs = Vec::with_capacity(total);
-    let mut seen: HashSet<(usize, u32, usize, u32)> = HashSet::new();
+    let mut seen: HashSet<(usize, usize, usize, usize)> = HashSet::new();
 
     for i in 0..n_pos {
         let b = i % n;
-        let book = &books[b];
+        let len = books[b].chunks;
         let mut pick = (0, 1);
         for _ in 0..16 {
-            let x = rng.random_range(0..book.chunks.len());
-            let mut y = rng.random_range(0..book.chunks.len() - 1);
+            let x = rng.random_range(0..len);
+            let mut y = rng.random_range(0..len - 1);
             if y >= x {
                 y += 1;
             }
             pick = (x, y);
-            if seen.insert((b, book.chunks[x].1, b, book.chunks[y].1)) {
+            if seen.insert((b, x, b, y)) {
                 break;
             }
         }
-        pairs.push(pair(book, pick.0, book, pick.1, None));
+        pairs.push(PairRef {
+            first: (b, pick.0),
+            second: (b, pick.1),
+            neg: None,
+        });
     }
     for i in 0..n_neg {
         let a = i % n;
@@ -324,46 +334,52 @@ pub(crate) fn make_pairs(
         let mut pick = (0, 0);
         for _ in 0..16 {
             pick = (
-                rng.random_range(0..books[a].chunks.len()),
-                rng.random_range(0..books[other].chunks.len()),
+                rng.random_range(0..books[a].chunks),
+                rng.random_range(0..books[other].chunks),
             );
-            if seen.insert((
-                a,
-                books[a].chunks[pick.0].1,
-                other,
-                books[other].chunks[pick.1].1,
-            )) {
+            if seen.insert((a, pick.0, other, pick.1)) {
                 break;
             }
         }
-        let p = if rng.random_bool(0.5) {
-            pair(&books[a], pick.0, &books[other], pick.1, Some(kind))
+        let (x, y) = ((a, pick.0), (other, pick.1));
+        pairs.push(if rng.random_bool(0.5) {
+            PairRef {
+                first: x,
+                second: y,
+                neg: Some(kind),
+            }
         } else {
-            pair(&books[other], pick.1, &books[a], pick.0, Some(kind))
-        };
-        pairs.push(p);
+            PairRef {
+                first: y,
+                second: x,
+                neg: Some(kind),
+            }
+        });
     }
     pairs.shuffle(&mut rng);
     for p in &pairs {
-        match (p.pair_type, p.neg_type) {
-            (PairType::Positive, _) => counts.positive += 1,
-            (_, Some(NegType::Hard)) => counts.hard += 1,
-            _ => counts.random += 1,
+        match p.neg {
+            None => counts.positive += 1,
+            Some(NegType::Hard) => counts.hard += 1,
+            Some(NegType::Random) => counts.random += 1,
         }
-        counts.same_topic += u64::from(p.same_topic);
     }
     Ok((pairs, counts))
 }
 
-fn pair(a: &PairBook<'_>, ia: usize, b: &PairBook<'_>, ib: usize, neg: Option<NegType>) -> Pair {
-    let (t1, c1, topic1) = a.chunks[ia];
-    let (t2, c2, topic2) = b.chunks[ib];
+/// A chunk as a pair shows it: `(book id, text, index within the book, topic)`.
+pub(crate) type PairChunk<'a> = (&'a str, &'a str, u32, u32);
+
+/// The pair of two chunks.
+pub(crate) fn pair(a: PairChunk<'_>, b: PairChunk<'_>, neg: Option<NegType>) -> Pair {
+    let (book1, t1, c1, topic1) = a;
+    let (book2, t2, c2, topic2) = b;
     Pair {
         text1: t1.to_owned(),
         text2: t2.to_owned(),
         label: u8::from(neg.is_none()),
-        book1: a.id.to_owned(),
-        book2: b.id.to_owned(),
+        book1: book1.to_owned(),
+        book2: book2.to_owned(),
         pair_type: if neg.is_none() {
             PairType::Positive
         } else {
@@ -407,13 +423,11 @@ mod tests {
 
     #[test]
     fn pair_counts_are_exact_and_labels_consistent() {
-        let texts: Vec<String> = (0..40).map(|i| format!("chunk {i}")).collect();
+        let ids = ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"];
         let books: Vec<PairBook<'_>> = (0..8)
             .map(|b| PairBook {
-                id: ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"][b],
-                chunks: (0..5)
-                    .map(|c| (texts[b * 5 + c].as_str(), c as u32, (c % 2) as u32))
-                    .collect(),
+                id: ids[b],
+                chunks: 5,
                 neighbours: if b == 7 { vec![] } else { vec![(b + 1) % 8] },
             })
             .collect();
@@ -422,21 +436,32 @@ mod tests {
             positive_fraction: 0.3,
             hard_negative_fraction: 0.5,
         };
-        let (pairs, counts) = make_pairs(&books, &config, Seed(4)).unwrap();
-        assert_eq!(pairs.len(), 80);
+        let (refs, counts) = plan_pairs(&books, &config, Seed(4)).unwrap();
+        assert_eq!(refs.len(), 80);
         assert_eq!(counts.positive, 24);
         assert_eq!(counts.hard + counts.random, 56);
         assert_eq!(counts.hard + counts.hard_fallbacks, 28);
-        for p in &pairs {
+        let texts: Vec<String> = (0..40).map(|i| format!("chunk {i}")).collect();
+        let chunk =
+            |(b, c): (usize, usize)| (ids[b], texts[b * 5 + c].as_str(), c as u32, (c % 2) as u32);
+        for r in &refs {
+            let p = pair(chunk(r.first), chunk(r.second), r.neg);
             assert_eq!(p.label == 1, p.book1 == p.book2);
             assert_eq!(p.same_topic, p.topic1 == p.topic2);
+            assert_ne!((p.book1.as_str(), p.chunk1), (p.book2.as_str(), p.chunk2));
             if p.neg_type == Some(NegType::Hard) {
                 let (a, b) = (&p.book1[1..], &p.book2[1..]);
                 let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
                 assert!((a + 1) % 8 == b || (b + 1) % 8 == a, "{p:?}");
             }
         }
-        let (again, _) = make_pairs(&books, &config, Seed(4)).unwrap();
-        assert_eq!(pairs, again);
+        let (again, _) = plan_pairs(&books, &config, Seed(4)).unwrap();
+        assert_eq!(refs, again);
+        let one = PairBook {
+            id: "short",
+            chunks: 1,
+            neighbours: vec![],
+        };
+        assert!(plan_pairs(&[one], &config, Seed(4)).is_err());
     }
 }

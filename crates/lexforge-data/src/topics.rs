@@ -21,6 +21,10 @@ pub struct TopicConfig {
     pub k: usize,
     /// Most Lloyd iterations (stops early when no assignment changes).
     pub max_iterations: usize,
+    /// Most chunk vectors the clusters are fitted on (a seeded sample when there are more;
+    /// every chunk is then assigned to its nearest cluster), so the merge's memory does not
+    /// grow with the corpus.
+    pub fit_sample: usize,
 }
 
 impl Default for TopicConfig {
@@ -28,6 +32,7 @@ impl Default for TopicConfig {
         TopicConfig {
             k: 5,
             max_iterations: 50,
+            fit_sample: 20_000,
         }
     }
 }
@@ -51,7 +56,8 @@ fn dist2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
-fn nearest(row: &[f32], centroids: &[f32], d: usize) -> (u32, f32) {
+/// The centroid (of `[k, d]` `centroids`) nearest to `row`, and the squared distance.
+pub(crate) fn nearest(row: &[f32], centroids: &[f32], d: usize) -> (u32, f32) {
     let mut best = (0u32, f32::INFINITY);
     for (c, cen) in centroids.chunks(d).enumerate() {
         let s = dist2(row, cen);
@@ -182,6 +188,7 @@ mod tests {
         let config = TopicConfig {
             k: 3,
             max_iterations: 50,
+            ..TopicConfig::default()
         };
         let a = kmeans(v, &config, Seed(1)).unwrap();
         assert_eq!(a, kmeans(v, &config, Seed(1)).unwrap());

@@ -21,7 +21,8 @@ fn items() {
     let _: fn(std::path::PathBuf, &_, &_) -> _ = lexforge::nn::encoder::BertSentenceEncoder::load;
     let _ = lexforge::nn::encoder::BertSentenceEncoder::encode_with_progress;
     let _ = lexforge::data::prepare;
-    let _ = lexforge::data::chunk_corpus;
+    let _ = lexforge::data::prepare_shard;
+    let _ = lexforge::data::read_shard;
     let _ = lexforge::data::merge_shards;
     let _ = lexforge::data::read_pairs;
     let _ = lexforge::matcher::train;

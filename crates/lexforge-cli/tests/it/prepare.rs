@@ -77,6 +77,8 @@ fn prepare_in_one_process_equals_shard_and_merge() {
             "2",
             "--out",
             shard.to_str().unwrap(),
+            "--encoder",
+            enc.to_str().unwrap(),
         ];
         args.extend(PARAMS);
         let o = lexforge(&args);
@@ -84,17 +86,26 @@ fn prepare_in_one_process_equals_shard_and_merge() {
         assert!(stdout(&o).contains(&format!("shard {i}/2")));
         shards.push(shard);
     }
+    // The merge runs with no model anywhere it could look (no LEXFORGE_MINILM_DIR, an empty
+    // Hugging Face cache, no venv, a bare HOME): the shards carry the vectors.
     let merged = dir.path().join("merged");
     let mut args = vec!["prepare", "merge"];
     args.extend(shards.iter().map(|s| s.to_str().unwrap()));
-    args.extend([
-        "--out",
-        merged.to_str().unwrap(),
-        "--encoder",
-        enc.to_str().unwrap(),
-    ]);
+    args.extend(["--out", merged.to_str().unwrap()]);
     args.extend(PARAMS);
-    let o = lexforge(&args);
+    let bare = dir.path().join("bare-home");
+    std::fs::create_dir(&bare).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_lexforge"))
+        .args(&args)
+        .env_remove("LEXFORGE_MINILM_DIR")
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("XDG_CACHE_HOME")
+        .env("HF_HOME", &bare)
+        .env("HOME", &bare)
+        .current_dir(&bare)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("train"), "{}", stdout(&o));
     for f in [
@@ -148,13 +159,33 @@ fn prepare_in_one_process_equals_shard_and_merge() {
 
     // Merging with other parameters is refused, naming the shard.
     let o = cli(&format!(
-        "prepare merge {} --out {} --encoder {} --seed 4",
+        "prepare merge {} {} --out {} --seed 4",
         shards[0].display(),
+        shards[1].display(),
         dir.path().join("x").display(),
-        enc.display()
     ));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("stage-A parameters"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(shards[0].to_str().unwrap()),
+        "{}",
+        stderr(&o)
+    );
+    // A missing part, and a part given twice, name the shards.
+    let o = cli(&format!(
+        "prepare merge {} --out {}",
+        shards[1].display(),
+        dir.path().join("x").display(),
+    ));
+    assert!(stderr(&o).contains("parts [0]"), "{}", stderr(&o));
+    let o = cli(&format!(
+        "prepare merge {0} {1} {1} --out {2}",
+        shards[0].display(),
+        shards[1].display(),
+        dir.path().join("x").display(),
+    ));
+    assert!(stderr(&o).contains("written twice"), "{}", stderr(&o));
+    assert!(!dir.path().join("x").exists());
 }
 
 #[test]

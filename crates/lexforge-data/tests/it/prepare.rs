@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use lexforge_core::{CancelToken, Error as CoreError, NoopSink};
 use lexforge_data::{
-    BookDirectory, ChunkConfig, ChunkedCorpus, DataError, Decoding, PairConfig, PrepareConfig,
-    SplitConfig, TopicConfig, build_dataset, chunk_corpus, merge_shards, prepare, read_shard,
-    write_shard,
+    BookDirectory, ChunkConfig, DataError, Decoding, PairConfig, PrepareConfig, ShardPart,
+    SplitConfig, TopicConfig, chunk_corpus, merge_shards, prepare, prepare_shard, read_shard,
 };
-use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, find_minilm};
+use lexforge_nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder, find_minilm};
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpora/gutenberg")
@@ -50,6 +49,7 @@ fn config() -> PrepareConfig {
         topics: TopicConfig {
             k: 3,
             max_iterations: 30,
+            ..TopicConfig::default()
         },
         splits: SplitConfig {
             validation_fraction: 0.25,
@@ -219,32 +219,116 @@ fn prepare_is_split_by_book_exact_repeatable_and_shardable() {
         );
     }
 
-    // Three shards through disk, merged: identical to the single-process run.
-    let mut shards = Vec::new();
-    for i in 0..3 {
-        let part = chunk_corpus(
+    // Three shards through disk (each embedding its own books), merged without an encoder:
+    // identical to the single-process run.
+    let shard = |i: usize, enc: &BertSentenceEncoder, to: &str| {
+        let path = dir.path().join(to);
+        let s = prepare_shard(
             &BookDirectory::new(&root).with_shard(i, 3).unwrap(),
+            enc,
             &cfg,
+            ShardPart { index: i, count: 3 },
+            &path,
             &NoopSink,
             &CancelToken::new(),
         )
         .unwrap();
-        let shard_dir = dir.path().join(format!("shard{i}"));
-        write_shard(&part, &cfg, &shard_dir).unwrap();
-        shards.push(read_shard(&shard_dir, &cfg).unwrap());
-    }
-    let merged = merge_shards(shards).unwrap();
+        assert_eq!(s.model_id, enc.model_id());
+        path
+    };
+    let shards: Vec<PathBuf> = (0..3)
+        .map(|i| shard(i, &enc, &format!("shard{i}")))
+        .collect();
+    let info = read_shard(&shards[1], &cfg).unwrap();
+    assert_eq!(info.part, ShardPart { index: 1, count: 3 });
+    assert_eq!((info.dim, info.model_id.as_str()), (384, enc.model_id()));
     let sharded = dir.path().join("ds3");
-    build_dataset(
-        merged,
-        &enc,
-        &device,
-        &cfg,
-        &sharded,
-        &NoopSink,
-        &CancelToken::new(),
+    let merge = |shards: &[PathBuf], cfg: &PrepareConfig| {
+        merge_shards(
+            shards,
+            &device,
+            cfg,
+            &sharded,
+            &NoopSink,
+            &CancelToken::new(),
+        )
+    };
+    // Bad shard sets first: each a typed error naming the shard, and nothing written.
+    let nothing_written = || {
+        assert!(!sharded.exists());
+        let stray: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(stray.is_empty(), "left behind: {stray:?}");
+    };
+    let other_seed = PrepareConfig {
+        seed: 12,
+        ..cfg.clone()
+    };
+    match merge(&shards, &other_seed) {
+        Err(DataError::ShardParameters { shard, .. }) => assert_eq!(shard, shards[0]),
+        other => panic!("{other:?}"),
+    }
+    nothing_written();
+    let short = BertSentenceEncoder::load(
+        find_minilm().unwrap(),
+        &Device::flex(),
+        &EncoderOptions {
+            max_seq_length: Some(64),
+            ..EncoderOptions::default()
+        },
     )
     .unwrap();
+    let foreign = shard(1, &short, "shard1-len64");
+    match merge(
+        &[shards[0].clone(), foreign.clone(), shards[2].clone()],
+        &cfg,
+    ) {
+        Err(DataError::ShardMismatch { shard, what, .. }) => {
+            assert_eq!((shard, what), (foreign, "encoder"));
+        }
+        other => panic!("{other:?}"),
+    }
+    nothing_written();
+    match merge(&[shards[0].clone(), shards[2].clone()], &cfg) {
+        Err(DataError::ShardMissing { count, missing }) => {
+            assert_eq!((count, missing), (3, vec![1]))
+        }
+        other => panic!("{other:?}"),
+    }
+    let gone = dir.path().join("no-such-shard");
+    match merge(&[shards[0].clone(), gone.clone()], &cfg) {
+        Err(DataError::ShardUnreadable { shard, .. }) => assert_eq!(shard, gone),
+        other => panic!("{other:?}"),
+    }
+    let again = shard(1, &enc, "shard1-again");
+    match merge(
+        &[
+            shards[0].clone(),
+            shards[1].clone(),
+            again.clone(),
+            shards[2].clone(),
+        ],
+        &cfg,
+    ) {
+        Err(DataError::ShardTwice {
+            shard,
+            other,
+            index,
+            count,
+        }) => {
+            assert_eq!(
+                (shard, other, index, count),
+                (again, shards[1].clone(), 1, 3)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    nothing_written();
+
+    merge(&shards, &cfg).unwrap();
     for f in DATA_FILES {
         assert_eq!(
             fs::read(out.join(f)).unwrap(),
@@ -253,33 +337,34 @@ fn prepare_is_split_by_book_exact_repeatable_and_shardable() {
         );
     }
 
-    // A shard made with other parameters, a damaged shard, and an existing output are refused.
-    let other = PrepareConfig {
-        seed: 12,
-        ..cfg.clone()
-    };
+    // A damaged shard (one flipped byte in its vectors) is refused, naming it; so is an
+    // existing output.
+    let arrays = shards[1].join("arrays.safetensors");
+    let mut bytes = fs::read(&arrays).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 1;
+    fs::write(&arrays, bytes).unwrap();
+    let fresh = dir.path().join("ds4");
+    match merge_shards(
+        &shards,
+        &device,
+        &cfg,
+        &fresh,
+        &NoopSink,
+        &CancelToken::new(),
+    ) {
+        Err(DataError::ShardUnreadable { shard, source }) => {
+            assert_eq!(shard, shards[1]);
+            assert!(
+                matches!(*source, DataError::Core(CoreError::Checksum { .. })),
+                "{source:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!fresh.exists());
     assert!(matches!(
-        read_shard(&dir.path().join("shard0"), &other),
-        Err(DataError::Shard { .. })
-    ));
-    let chunks_file = dir.path().join("shard1/chunks.jsonl");
-    let mut bytes = fs::read(&chunks_file).unwrap();
-    bytes[10] ^= 1;
-    fs::write(&chunks_file, bytes).unwrap();
-    assert!(matches!(
-        read_shard(&dir.path().join("shard1"), &cfg),
-        Err(DataError::Core(CoreError::Checksum { .. }))
-    ));
-    assert!(matches!(
-        build_dataset(
-            ChunkedCorpus::default(),
-            &enc,
-            &device,
-            &cfg,
-            &out,
-            &NoopSink,
-            &CancelToken::new()
-        ),
+        merge_shards(&shards, &device, &cfg, &out, &NoopSink, &CancelToken::new()),
         Err(DataError::Core(CoreError::RunExists { .. }))
     ));
 }

@@ -34,6 +34,7 @@ fn dataset(dir: &Path) -> PathBuf {
         topics: TopicConfig {
             k: 3,
             max_iterations: 30,
+            ..TopicConfig::default()
         },
         splits: SplitConfig {
             validation_fraction: 0.25,

@@ -59,6 +59,7 @@ fn dataset(dir: &Path) -> (PathBuf, PathBuf) {
         topics: TopicConfig {
             k: 3,
             max_iterations: 30,
+            ..TopicConfig::default()
         },
         splits: SplitConfig {
             validation_fraction: 0.2,

@@ -145,6 +145,7 @@ impl ResidualVq {
             let config = lexforge_data::TopicConfig {
                 k: self.size,
                 max_iterations: 30,
+                ..lexforge_data::TopicConfig::default()
             };
             let clusters = lexforge_data::kmeans(
                 lexforge_data::Vectors {
