@@ -172,14 +172,15 @@ fn prepare_in_one_process_equals_shard_and_merge() {
         stderr(&o)
     );
     // A missing part, and a part given twice, name the shards.
+    let params = PARAMS.join(" ");
     let o = cli(&format!(
-        "prepare merge {} --out {}",
+        "prepare merge {} --out {} {params}",
         shards[1].display(),
         dir.path().join("x").display(),
     ));
     assert!(stderr(&o).contains("parts [0]"), "{}", stderr(&o));
     let o = cli(&format!(
-        "prepare merge {0} {1} {1} --out {2}",
+        "prepare merge {0} {1} {1} --out {2} {params}",
         shards[0].display(),
         shards[1].display(),
         dir.path().join("x").display(),
