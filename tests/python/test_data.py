@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +105,7 @@ def test_prepare_writes_a_split_dataset_and_refuses_bad_input(
 
 def _shard(args: tuple[str, str, int, int]) -> str:
     books_dir, out, index, count = args
-    return ld.prepare_shard(
-        books_dir, out, index=index, count=count, encoder=TINY, **PARAMS
-    )
+    return ld.prepare_shard(books_dir, out, index=index, count=count, encoder=TINY, **PARAMS)
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +149,14 @@ def test_stage_a_on_a_ray_cluster_equals_one_process(
 ) -> None:
     ray = pytest.importorskip("ray")
     jobs = [(str(library), str(tmp_path / f"shard{i}"), i, 3) for i in range(3)]
+    # Ray's sockets live in its temp folder, whose path must stay short (AF_UNIX limit).
+    ray_tmp = tempfile.mkdtemp(prefix="lfray")
     ray.init(
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
-        _temp_dir=str(tmp_path / "ray"),
+        _temp_dir=ray_tmp,
     )
     try:
         # The recipe of docs/data.md: one Ray task per shard, the library function itself.
@@ -167,13 +169,12 @@ def test_stage_a_on_a_ray_cluster_equals_one_process(
         )
     finally:
         ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert sorted(shards) == sorted(j[1] for j in jobs)
     _merge_and_compare(shards, one_process, tmp_path / "merged")
 
 
-def test_bad_shard_sets_are_typed_errors_naming_the_shard(
-    library: Path, tmp_path: Path
-) -> None:
+def test_bad_shard_sets_are_typed_errors_naming_the_shard(library: Path, tmp_path: Path) -> None:
     shards = [_shard((str(library), str(tmp_path / f"s{i}"), i, 2)) for i in range(2)]
     out = tmp_path / "out"
     with pytest.raises(lexforge.LexforgeError, match=r"parts \[1\]"):

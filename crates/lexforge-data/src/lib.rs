@@ -40,11 +40,11 @@ pub use lm::{
     LmBatch, LmBatcher, LmItem, LmWindows, SplitPlan, TRAIN_TOKENS, TokenFile, TokenizeOptions,
     TokenizedCorpus, TrainDocuments, VALIDATION_TOKENS, tokenize_corpus,
 };
-pub use merge::merge_shards;
+pub use merge::{PrepareSummary, merge_shards};
 pub use mining::{MiningConfig, Neighbour, Vectors, top_k_inner_product, top_k_self};
 pub use pair_parquet::{encode_pairs, pairs_to_parquet, read_pairs, read_pairs_parquet};
 pub use pairs::{NegType, Pair, PairConfig, PairCounts, PairType, Split, SplitConfig};
-pub use prepare::{PrepareSummary, chunk_corpus, prepare, prepare_shard};
+pub use prepare::{chunk_corpus, prepare, prepare_shard};
 pub use sentences::{Span, sentence_spans, split_sentences};
 pub use shard::{
     BookRecord, ChunkedCorpus, DATASET_FORMAT, DATASET_KIND, SHARD_FORMAT, ShardInfo, ShardPart,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use lexforge_core::{
@@ -26,16 +26,34 @@ use lexforge_core::{
 use crate::arrays::decode_f32;
 use crate::chunk::ChunkReport;
 use crate::config::PrepareConfig;
-use crate::dedup::Removal;
+use crate::dedup::{DedupReport, Removal};
 use crate::error::{DataError, Result};
 use crate::mining::{Vectors, top_k_self};
 use crate::pair_parquet::encode_pairs;
-use crate::pairs::{PairBook, PairRef, Split, pair, plan_pairs, split_books};
-use crate::prepare::PrepareSummary;
+use crate::pairs::{PairBook, PairCounts, PairRef, Split, pair, plan_pairs, split_books};
 use crate::shard::{DATASET_FORMAT, DATASET_KIND, Skipped, jsonl, split_dir};
-use crate::shard_set::ShardSet;
+use crate::shard_set::{ShardSet, StreamedChunk};
 use crate::spill_dedup::{DedupOutcome, PART_RECORDS, dedup_table};
 use crate::topics::{kmeans, nearest};
+
+/// Counts of a finished dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepareSummary {
+    /// The dataset directory.
+    pub path: PathBuf,
+    /// Books used, per split.
+    pub books: BTreeMap<String, u64>,
+    /// Pairs per split and kind.
+    pub pairs: BTreeMap<String, PairCounts>,
+    /// Chunks used.
+    pub chunks: u64,
+    /// What dedup removed.
+    pub dedup: DedupReport,
+    /// Books left out.
+    pub skipped: Vec<Skipped>,
+    /// Seconds per stage.
+    pub timings: BTreeMap<String, f64>,
+}
 
 /// Removals listed in the report.
 const MAX_EXAMPLES: usize = 50;
@@ -150,13 +168,14 @@ pub fn merge_shards(
         dedup_table(&set, &config.dedup, &scratch.0, PART_RECORDS)?
     };
     lap("dedup", &mut timings);
-    let mut kept = vec![0u64; set.books()];
-    for b in 0..set.books() {
-        let range = set.chunk_range(b);
-        let lo = dedup.removed.partition_point(|r| r.g < range.start);
-        let hi = dedup.removed.partition_point(|r| r.g < range.end);
-        kept[b] = range.end - range.start - (hi - lo) as u64;
-    }
+    let kept: Vec<u64> = (0..set.books())
+        .map(|b| {
+            let range = set.chunk_range(b);
+            let lo = dedup.removed.partition_point(|r| r.g < range.start);
+            let hi = dedup.removed.partition_point(|r| r.g < range.end);
+            range.end - range.start - (hi - lo) as u64
+        })
+        .collect();
     let mut skipped: Vec<Skipped> = set
         .shards
         .iter()
@@ -177,9 +196,14 @@ pub fn merge_shards(
     let ids: Vec<String> = used.iter().map(|&b| set.record(b).id.clone()).collect();
     let split_of = split_books(&ids, &config.splits, seed)?;
     let mut book_split: Vec<Option<Split>> = vec![None; set.books()];
-    for &b in &used {
-        book_split[b] = Some(split_of[&set.record(b).id]);
-    }
+    let used_split: Vec<Split> = used
+        .iter()
+        .map(|&b| {
+            let s = split_of[&set.record(b).id];
+            book_split[b] = Some(s);
+            s
+        })
+        .collect();
 
     // Topics: fitted on a seeded sample of the used chunks' vectors.
     cancel.check()?;
@@ -287,8 +311,8 @@ pub fn merge_shards(
     needed.extend(examples.iter().flat_map(|r| [r.g, r.of]));
     needed.sort_unstable();
     needed.dedup();
-    // (book, text, index, topic) of each needed chunk.
-    let mut found: Vec<Option<(usize, String, u32, u32)>> = vec![None; needed.len()];
+    // (book, text, index, topic) of each needed chunk, in the order of `needed`.
+    let mut found: Vec<(usize, String, u32, u32)> = Vec::with_capacity(needed.len());
 
     // One pass: chunks.jsonl, and the needed chunks picked up on the way.
     cancel.check()?;
@@ -302,11 +326,16 @@ pub fn merge_shards(
     let mut failure: Option<DataError> = None;
     let mut vector = vec![0f32; dim];
     let mut written = 0u64;
-    let mut next_needed = 0usize;
     run.write_artifact_with("chunks.jsonl", |file| {
         let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
         let mut step = || -> Result<bool> {
-            let Some((g, b, chunk, bytes)) = stream.next_chunk()? else {
+            let Some(StreamedChunk {
+                g,
+                book: b,
+                chunk,
+                vector: bytes,
+            }) = stream.next_chunk()?
+            else {
                 return Ok(false);
             };
             let removed = dedup.is_removed(g);
@@ -342,9 +371,8 @@ pub fn merge_shards(
                     })?;
                 }
             }
-            if needed.get(next_needed) == Some(&g) {
-                found[next_needed] = Some((b, chunk.text, chunk.index, topic));
-                next_needed += 1;
+            if needed.get(found.len()) == Some(&g) {
+                found.push((b, chunk.text, chunk.index, topic));
             }
             Ok(true)
         };
@@ -363,10 +391,18 @@ pub fn merge_shards(
     .map_err(|e| failure.take().unwrap_or_else(|| e.into()))?;
     drop(stream);
     lap("write_chunks", &mut timings);
-    let chunk_at = |g: u64| {
-        let k = needed.binary_search(&g).expect("a needed chunk");
-        found[k].as_ref().expect("every needed chunk is read")
-    };
+    if found.len() != needed.len() {
+        return Err(DataError::Shard {
+            path: shards.first().cloned().unwrap_or_default(),
+            reason: format!(
+                "the shards gave {} of the {} chunks the pairs need",
+                found.len(),
+                needed.len()
+            ),
+        });
+    }
+    // Every chunk asked for is in `needed`, so the position is its entry.
+    let chunk_at = |g: u64| &found[needed.partition_point(|&x| x < g)];
 
     // Pair files.
     for (split, members, refs) in &plans {
@@ -389,12 +425,13 @@ pub fn merge_shards(
     }
     let book_rows: Vec<BookRow<'_>> = used
         .iter()
-        .map(|&b| {
+        .zip(&used_split)
+        .map(|(&b, &split)| {
             let r = set.record(b);
             BookRow {
                 id: &r.id,
                 author: r.author.as_deref(),
-                split: book_split[b].expect("used books have a split"),
+                split,
                 chunks: kept[b] as usize,
                 metadata: &r.metadata,
                 neighbours: neighbours[&b]

@@ -29,7 +29,6 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use lexforge_core::{
     CancelToken, CorpusProvider, Document, Error as CoreError, Event, EventSink, RunDir, Seed,
@@ -38,10 +37,8 @@ use lexforge_nn::encoder::SentenceEncoder;
 
 use crate::chunk::{Chunk, chunk_book};
 use crate::config::PrepareConfig;
-use crate::dedup::DedupReport;
 use crate::error::Result;
-use crate::merge::merge_shards;
-use crate::pairs::PairCounts;
+use crate::merge::{PrepareSummary, merge_shards};
 use crate::shard::{
     BookRecord, ChunkedCorpus, ShardPart, ShardSummary, Skipped, sort_corpus, split_dir,
     write_shard,
@@ -166,25 +163,6 @@ fn process_book(
         },
         chunks,
     ))
-}
-
-/// Counts of a finished dataset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PrepareSummary {
-    /// The dataset directory.
-    pub path: PathBuf,
-    /// Books used, per split.
-    pub books: BTreeMap<String, u64>,
-    /// Pairs per split and kind.
-    pub pairs: BTreeMap<String, PairCounts>,
-    /// Chunks used.
-    pub chunks: u64,
-    /// What dedup removed.
-    pub dedup: DedupReport,
-    /// Books left out.
-    pub skipped: Vec<Skipped>,
-    /// Seconds per stage.
-    pub timings: BTreeMap<String, f64>,
 }
 
 /// Stage A for one part of the books: [`chunk_corpus`] then [`write_shard`] (vectors,

@@ -216,8 +216,10 @@ impl ChunkTable for ShardSet {
     }
 
     fn visit_fingerprints(&self, f: &mut dyn FnMut(u64, &[u8; 16]) -> Result<()>) -> Result<()> {
+        let mut fp = [0u8; 16];
         self.visit("fingerprints", &mut |g, b| {
-            f(g, b.try_into().expect("16-byte rows"))
+            fp.copy_from_slice(b);
+            f(g, &fp)
         })
     }
 
@@ -236,6 +238,19 @@ impl ChunkTable for ShardSet {
     }
 }
 
+/// One chunk of [`ChunkStream`].
+#[derive(Debug)]
+pub(crate) struct StreamedChunk<'a> {
+    /// Its number.
+    pub g: u64,
+    /// Its book's number.
+    pub book: usize,
+    /// The chunk.
+    pub chunk: Chunk,
+    /// Its vector, little-endian f32 bytes.
+    pub vector: &'a [u8],
+}
+
 /// Every chunk in pipeline order: each shard is read front to back, once.
 #[derive(Debug)]
 pub(crate) struct ChunkStream<'a> {
@@ -246,12 +261,11 @@ pub(crate) struct ChunkStream<'a> {
 }
 
 impl ChunkStream<'_> {
-    /// The next chunk: its number, book number, the chunk and its vector bytes (little-endian
-    /// f32), or `None` after the last.
+    /// The next chunk, or `None` after the last.
     ///
     /// # Errors
     /// I/O errors; [`DataError::Shard`] when a shard's rows do not match its books.
-    pub fn next_chunk(&mut self) -> Result<Option<(u64, usize, Chunk, &[u8])>> {
+    pub fn next_chunk(&mut self) -> Result<Option<StreamedChunk<'_>>> {
         let set = self.set;
         while self.book < set.books.len() && self.next == set.first[self.book + 1] {
             self.book += 1;
@@ -276,6 +290,11 @@ impl ChunkStream<'_> {
             });
         }
         let v = vectors.next_row()?.ok_or_else(|| truncated(&shard.path))?;
-        Ok(Some((g, self.book, chunk, v)))
+        Ok(Some(StreamedChunk {
+            g,
+            book: self.book,
+            chunk,
+            vector: v,
+        }))
     }
 }

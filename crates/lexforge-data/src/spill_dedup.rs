@@ -140,8 +140,11 @@ impl<const N: usize> Spill<N> {
     }
 }
 
+/// The big-endian u64 of the first 8 bytes of `g`.
 fn be(g: &[u8]) -> u64 {
-    u64::from_be_bytes(g.try_into().expect("8 bytes"))
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&g[..8]);
+    u64::from_be_bytes(a)
 }
 
 /// Most spill files open at once (well under the usual limit of 1,024 descriptors); past
@@ -174,10 +177,7 @@ pub(crate) fn dedup_table(
             let mut rec = [0u8; 24];
             rec[..16].copy_from_slice(fp);
             rec[16..].copy_from_slice(&g.to_be_bytes());
-            spill.push(
-                u64::from_le_bytes(fp[..8].try_into().expect("8 bytes")),
-                &rec,
-            )
+            spill.push(be(&fp[..8]), &rec)
         })?;
         let mut books: Vec<u32> = Vec::new();
         spill.drain(|recs| {
