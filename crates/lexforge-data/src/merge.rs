@@ -25,15 +25,15 @@ use lexforge_core::{
 
 use crate::arrays::decode_f32;
 use crate::chunk::ChunkReport;
-use crate::config::PrepareConfig;
+use crate::config::{PairFormat, PrepareConfig};
 use crate::dedup::{DedupReport, Removal};
 use crate::error::{DataError, Result};
 use crate::mining::{Vectors, top_k_self};
 use crate::pair_parquet::encode_pairs;
-use crate::pairs::{PairBook, PairCounts, PairRef, Split, pair, plan_pairs, split_books};
+use crate::pairs::{Pair, PairBook, PairCounts, PairRef, Split, pair, plan_pairs, split_books};
 use crate::shard::{DATASET_FORMAT, DATASET_KIND, Skipped, jsonl, split_dir};
-use crate::shard_set::{ShardSet, StreamedChunk};
-use crate::spill_dedup::{DedupOutcome, PART_RECORDS, dedup_table};
+use crate::shard_set::ShardSet;
+use crate::spill_dedup::{ChunkTable, PART_RECORDS, Removed, dedup_table};
 use crate::topics::{kmeans, nearest};
 
 /// Counts of a finished dataset.
@@ -108,13 +108,57 @@ impl Drop for Scratch {
     }
 }
 
-/// Chunk number of the `pos`-th kept chunk of a book whose chunks are `range`.
-fn kept_chunk(dedup: &DedupOutcome, range: std::ops::Range<u64>, pos: usize) -> u64 {
-    let lo = dedup.removed.partition_point(|r| r.g < range.start);
-    let hi = dedup.removed.partition_point(|r| r.g < range.end);
+/// A chunk a pair (or the report) shows, and where its line is.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    g: u64,
+    book: usize,
+    shard: u32,
+    line: (u64, u32),
+    index: u32,
+    topic: u32,
+}
+
+impl Slot {
+    fn new(g: u64, book: usize) -> Self {
+        Slot {
+            g,
+            book,
+            shard: 0,
+            line: (0, 0),
+            index: 0,
+            topic: 0,
+        }
+    }
+}
+
+/// Writes artifact `rel` through `fill`, streaming; an error of `fill` comes back as is.
+fn write_streamed(
+    run: &mut RunDir,
+    rel: &str,
+    fill: &mut dyn FnMut(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
+    let mut failure: Option<DataError> = None;
+    run.write_artifact_with(rel, |file| {
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
+        if let Err(e) = fill(&mut w) {
+            failure = Some(e);
+            return Err(std::io::Error::other("the rows could not be made"));
+        }
+        w.flush()
+    })
+    .map_err(|e| failure.take().unwrap_or_else(|| e.into()))?;
+    Ok(())
+}
+
+/// Chunk number of the `pos`-th kept chunk of a book whose chunks are `range`, given the
+/// sorted numbers of the removed chunks.
+fn kept_chunk(removed: &[u64], range: std::ops::Range<u64>, pos: usize) -> u64 {
+    let lo = removed.partition_point(|&r| r < range.start);
+    let hi = removed.partition_point(|&r| r < range.end);
     let mut g = range.start + pos as u64;
-    for r in &dedup.removed[lo..hi] {
-        if r.g <= g {
+    for &r in &removed[lo..hi] {
+        if r <= g {
             g += 1;
         } else {
             break;
@@ -163,16 +207,21 @@ pub fn merge_shards(
 
     // Dedup, then the books that can still give a positive pair.
     cancel.check()?;
-    let dedup = {
+    let (removed, examples, dedup_counts) = {
         let scratch = Scratch::new(&parent, &name)?;
-        dedup_table(&set, &config.dedup, &scratch.0, PART_RECORDS)?
+        let out = dedup_table(&set, &config.dedup, &scratch.0, PART_RECORDS)?;
+        // From here on, 8 bytes per removed chunk.
+        let examples: Vec<Removed> = out.removed.iter().take(MAX_EXAMPLES).copied().collect();
+        let mut removed: Vec<u64> = out.removed.iter().map(|r| r.g).collect();
+        removed.shrink_to_fit();
+        (removed, examples, out.report)
     };
     lap("dedup", &mut timings);
     let kept: Vec<u64> = (0..set.books())
         .map(|b| {
             let range = set.chunk_range(b);
-            let lo = dedup.removed.partition_point(|r| r.g < range.start);
-            let hi = dedup.removed.partition_point(|r| r.g < range.end);
+            let lo = removed.partition_point(|&r| r < range.start);
+            let hi = removed.partition_point(|&r| r < range.end);
             range.end - range.start - (hi - lo) as u64
         })
         .collect();
@@ -226,7 +275,7 @@ pub fn merge_shards(
             base += kept[used[u]];
             u += 1;
         }
-        let g = kept_chunk(&dedup, set.chunk_range(used[u]), (rank - base) as usize);
+        let g = kept_chunk(&removed, set.chunk_range(used[u]), (rank - base) as usize);
         set.vector(g, &mut sample[k * dim..(k + 1) * dim])?;
     }
     let clustering = kmeans(
@@ -297,24 +346,26 @@ pub fn merge_shards(
     }
     lap("mine_and_plan", &mut timings);
 
-    // The chunks the pairs and the report name.
-    let mut needed: Vec<u64> = Vec::new();
+    // The chunks the pairs and the report name: two slots per pair, then two per example,
+    // each filled with where its chunk's line is by one pass (memory per pair, not per chunk).
+    let mut slots: Vec<Slot> = Vec::new();
     for (_, members, refs) in &plans {
         for r in refs {
             for (q, pos) in [r.first, r.second] {
                 let b = members[q];
-                needed.push(kept_chunk(&dedup, set.chunk_range(b), pos));
+                slots.push(Slot::new(kept_chunk(&removed, set.chunk_range(b), pos), b));
             }
         }
     }
-    let examples: Vec<_> = dedup.removed.iter().take(MAX_EXAMPLES).collect();
-    needed.extend(examples.iter().flat_map(|r| [r.g, r.of]));
-    needed.sort_unstable();
-    needed.dedup();
-    // (book, text, index, topic) of each needed chunk, in the order of `needed`.
-    let mut found: Vec<(usize, String, u32, u32)> = Vec::with_capacity(needed.len());
+    let example_base = slots.len();
+    for r in &examples {
+        slots.push(Slot::new(r.g, set.book_of(r.g) as usize));
+        slots.push(Slot::new(r.of, set.book_of(r.of) as usize));
+    }
+    let mut order: Vec<u32> = (0..slots.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| slots[i as usize].g);
 
-    // One pass: chunks.jsonl, and the needed chunks picked up on the way.
+    // One pass: chunks.jsonl, and the slots filled on the way.
     cancel.check()?;
     events.send(Event::Started {
         run_id: name.clone(),
@@ -323,39 +374,34 @@ pub fn merge_shards(
     })?;
     let mut run = RunDir::create(&parent, &name, DATASET_KIND, StageMode::Staged)?;
     let mut stream = set.stream()?;
-    let mut failure: Option<DataError> = None;
     let mut vector = vec![0f32; dim];
     let mut written = 0u64;
-    run.write_artifact_with("chunks.jsonl", |file| {
-        let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
-        let mut step = || -> Result<bool> {
-            let Some(StreamedChunk {
-                g,
-                book: b,
-                chunk,
-                vector: bytes,
-            }) = stream.next_chunk()?
-            else {
-                return Ok(false);
-            };
-            let removed = dedup.is_removed(g);
-            let topic = if removed || book_split[b].is_none() {
-                u32::MAX
-            } else {
-                decode_f32(bytes, &mut vector);
+    let mut next_slot = 0usize;
+    let mut next_removed = 0usize;
+    write_streamed(&mut run, "chunks.jsonl", &mut |w| {
+        while let Some(c) = stream.next_chunk()? {
+            while removed.get(next_removed).is_some_and(|&r| r < c.g) {
+                next_removed += 1;
+            }
+            let is_removed = removed.get(next_removed) == Some(&c.g);
+            let split = book_split[c.book].filter(|_| !is_removed);
+            let topic = if split.is_some() {
+                decode_f32(c.vector, &mut vector);
                 nearest(&vector, &clustering.centroids, dim).0
+            } else {
+                u32::MAX
             };
-            if let Some(split) = book_split[b].filter(|_| !removed) {
+            if let Some(split) = split {
                 let row = ChunkRow {
-                    book: &chunk.book,
-                    index: chunk.index,
-                    start: chunk.start,
-                    end: chunk.end,
+                    book: &c.chunk.book,
+                    index: c.chunk.index,
+                    start: c.chunk.start,
+                    end: c.chunk.end,
                     split,
                     topic,
-                    text: &chunk.text,
+                    text: &c.chunk.text,
                 };
-                serde_json::to_writer(&mut w, &row).map_err(|source| CoreError::Serialize {
+                serde_json::to_writer(&mut *w, &row).map_err(|source| CoreError::Serialize {
                     what: "dataset chunk",
                     source,
                 })?;
@@ -371,57 +417,83 @@ pub fn merge_shards(
                     })?;
                 }
             }
-            if needed.get(found.len()) == Some(&g) {
-                found.push((b, chunk.text, chunk.index, topic));
-            }
-            Ok(true)
-        };
-        loop {
-            match step() {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    failure = Some(e);
-                    return Err(std::io::Error::other("merge failed"));
+            while let Some(&i) = order.get(next_slot) {
+                let slot = &mut slots[i as usize];
+                if slot.g != c.g {
+                    break;
                 }
+                slot.shard = c.shard;
+                slot.line = c.line;
+                slot.index = c.chunk.index;
+                slot.topic = topic;
+                next_slot += 1;
             }
         }
-        w.flush()
-    })
-    .map_err(|e| failure.take().unwrap_or_else(|| e.into()))?;
+        Ok(())
+    })?;
     drop(stream);
-    lap("write_chunks", &mut timings);
-    if found.len() != needed.len() {
+    drop(order);
+    if next_slot != slots.len() {
         return Err(DataError::Shard {
             path: shards.first().cloned().unwrap_or_default(),
             reason: format!(
-                "the shards gave {} of the {} chunks the pairs need",
-                found.len(),
-                needed.len()
+                "the shards gave {next_slot} of the {} chunks the pairs need",
+                slots.len()
             ),
         });
     }
-    // Every chunk asked for is in `needed`, so the position is its entry.
-    let chunk_at = |g: u64| &found[needed.partition_point(|&x| x < g)];
+    lap("write_chunks", &mut timings);
 
-    // Pair files.
+    // Pair files, a pair at a time (JSON Lines) or a split at a time (Parquet).
+    let text_of = |s: &Slot| set.chunk_at(s.shard, s.line).map(|c| c.text);
+    let mut base = 0usize;
     for (split, members, refs) in &plans {
         cancel.check()?;
-        let view = |(q, pos): (usize, usize)| {
-            let b = members[q];
-            let (_, text, index, topic) = chunk_at(kept_chunk(&dedup, set.chunk_range(b), pos));
-            (set.record(b).id.as_str(), text.as_str(), *index, *topic)
+        let make = |k: usize, r: &PairRef| -> Result<Pair> {
+            let (a, b) = (&slots[base + 2 * k], &slots[base + 2 * k + 1]);
+            let (ta, tb) = (text_of(a)?, text_of(b)?);
+            let id = |q: usize| set.record(members[q]).id.as_str();
+            Ok(pair(
+                (id(r.first.0), &ta, a.index, a.topic),
+                (id(r.second.0), &tb, b.index, b.topic),
+                r.neg,
+            ))
         };
-        let pairs: Vec<_> = refs
+        let same_topic = refs
             .iter()
-            .map(|r| pair(view(r.first), view(r.second), r.neg))
-            .collect();
+            .enumerate()
+            .filter(|(k, _)| slots[base + 2 * k].topic == slots[base + 2 * k + 1].topic)
+            .count() as u64;
         if let Some(c) = summary_pairs.get_mut(split.name()) {
-            c.same_topic = pairs.iter().filter(|p| p.same_topic).count() as u64;
+            c.same_topic = same_topic;
         }
         let file = config.format.split_path(Path::new(""), *split);
-        let bytes = encode_pairs(config.format, &pairs, &parent.join(&name).join(&file))?;
-        run.write_artifact(&file.to_string_lossy(), &bytes)?;
+        let rel = file.to_string_lossy().into_owned();
+        match config.format {
+            PairFormat::Jsonl => write_streamed(&mut run, &rel, &mut |w| {
+                for (k, r) in refs.iter().enumerate() {
+                    serde_json::to_writer(&mut *w, &make(k, r)?).map_err(|source| {
+                        CoreError::Serialize {
+                            what: "dataset pair",
+                            source,
+                        }
+                    })?;
+                    w.write_all(b"\n")
+                        .map_err(|e| CoreError::io("write", Path::new(&rel), e))?;
+                }
+                Ok(())
+            })?,
+            PairFormat::Parquet => {
+                let pairs = refs
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| make(k, r))
+                    .collect::<Result<Vec<_>>>()?;
+                let bytes = encode_pairs(config.format, &pairs, &parent.join(&name).join(&file))?;
+                run.write_artifact(&rel, &bytes)?;
+            }
+        }
+        base += 2 * refs.len();
     }
     let book_rows: Vec<BookRow<'_>> = used
         .iter()
@@ -447,18 +519,21 @@ pub fn merge_shards(
     run.write_artifact("books.jsonl", &jsonl(&book_rows)?)?;
     lap("write", &mut timings);
 
-    let mut report_dedup = dedup.report.clone();
+    let mut report_dedup = dedup_counts;
     report_dedup.examples = examples
         .iter()
-        .map(|r| {
-            let (gb, _, gi, _) = chunk_at(r.g);
-            let (ob, _, oi, _) = chunk_at(r.of);
+        .enumerate()
+        .map(|(k, r)| {
+            let (gone, of) = (
+                &slots[example_base + 2 * k],
+                &slots[example_base + 2 * k + 1],
+            );
             Removal {
                 kind: r.kind.name().to_owned(),
-                book: set.record(*gb).id.clone(),
-                index: *gi,
-                of_book: set.record(*ob).id.clone(),
-                of_index: *oi,
+                book: set.record(gone.book).id.clone(),
+                index: gone.index,
+                of_book: set.record(of.book).id.clone(),
+                of_index: of.index,
                 jaccard: r.jaccard,
             }
         })

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -408,6 +409,8 @@ pub(crate) struct OpenShard {
     pub chunks: u64,
     /// The arrays.
     pub arrays: ArrayFile,
+    /// `chunks.jsonl`, for positioned reads.
+    chunks_file: File,
 }
 
 impl OpenShard {
@@ -473,6 +476,9 @@ impl OpenShard {
             first_row.push(rows);
             rows += b.chunks.kept;
         }
+        let chunks_path = dir.join("chunks.jsonl");
+        let chunks_file = File::open(&chunks_path)
+            .map_err(|e| unreadable(CoreError::io("open", &chunks_path, e).into()))?;
         let num_perm = config.dedup.num_perm as u64;
         let arrays = ArrayFile::open(
             &dir.join(ARRAYS_FILE),
@@ -494,6 +500,7 @@ impl OpenShard {
             skipped,
             chunks: rows,
             arrays,
+            chunks_file,
         })
     }
 
@@ -506,6 +513,24 @@ impl OpenShard {
             inner: BufReader::with_capacity(1 << 16, f),
             line: String::new(),
             number: 0,
+            offset: 0,
+        })
+    }
+
+    /// The chunk whose `chunks.jsonl` line starts at byte `offset` and is `len` bytes long
+    /// (a positioned read).
+    pub fn chunk_at(&self, offset: u64, len: u32) -> Result<Chunk> {
+        let path = self.path.join("chunks.jsonl");
+        let mut buf = vec![0u8; len as usize];
+        self.chunks_file
+            .read_exact_at(&mut buf, offset)
+            .map_err(|e| CoreError::io("read", &path, e))?;
+        serde_json::from_slice(&buf).map_err(|e| {
+            DataError::Core(CoreError::CorpusRecord {
+                path,
+                line: 0,
+                reason: format!("the chunk at byte {offset}: {e}"),
+            })
         })
     }
 }
@@ -517,15 +542,18 @@ pub(crate) struct ChunkLines {
     inner: BufReader<File>,
     line: String,
     number: u64,
+    /// Byte offset of the next line.
+    offset: u64,
 }
 
 impl ChunkLines {
-    /// The next chunk.
+    /// The next chunk, with the byte offset and length of its line (for
+    /// [`OpenShard::chunk_at`]).
     ///
     /// # Errors
     /// I/O errors; [`CoreError::CorpusRecord`] for a line that is not a chunk or a file that
     /// ends early.
-    pub fn next_chunk(&mut self) -> Result<Chunk> {
+    pub fn next_chunk(&mut self) -> Result<(Chunk, u64, u32)> {
         self.line.clear();
         self.number += 1;
         let n = self
@@ -542,7 +570,10 @@ impl ChunkLines {
         if n == 0 {
             return Err(record("the file ends before its last chunk".to_owned()));
         }
-        serde_json::from_str(&self.line).map_err(|e| record(e.to_string()))
+        let at = self.offset;
+        self.offset += n as u64;
+        let chunk = serde_json::from_str(&self.line).map_err(|e| record(e.to_string()))?;
+        Ok((chunk, at, self.line.trim_end().len() as u32))
     }
 }
 

@@ -183,6 +183,11 @@ impl ShardSet {
         Ok(())
     }
 
+    /// The chunk on line `(offset, len)` of shard `shard`'s `chunks.jsonl`.
+    pub fn chunk_at(&self, shard: u32, line: (u64, u32)) -> Result<Chunk> {
+        self.shards[shard as usize].chunk_at(line.0, line.1)
+    }
+
     /// A reader of every chunk in pipeline order, with its vector.
     pub fn stream(&self) -> Result<ChunkStream<'_>> {
         let cursors = self
@@ -247,6 +252,9 @@ pub(crate) struct StreamedChunk<'a> {
     pub book: usize,
     /// The chunk.
     pub chunk: Chunk,
+    /// Its shard, and its line there (byte offset, length): see [`ShardSet::chunk_at`].
+    pub shard: u32,
+    pub line: (u64, u32),
     /// Its vector, little-endian f32 bytes.
     pub vector: &'a [u8],
 }
@@ -278,7 +286,7 @@ impl ChunkStream<'_> {
         let r = set.books[self.book];
         let shard = &set.shards[r.shard as usize];
         let (lines, vectors) = &mut self.cursors[r.shard as usize];
-        let chunk = lines.next_chunk()?;
+        let (chunk, offset, len) = lines.next_chunk()?;
         let id = &shard.books[r.local as usize].id;
         if &chunk.book != id {
             return Err(DataError::Shard {
@@ -294,6 +302,8 @@ impl ChunkStream<'_> {
             g,
             book: self.book,
             chunk,
+            shard: r.shard,
+            line: (offset, len),
             vector: v,
         }))
     }

@@ -80,6 +80,7 @@ pub(crate) struct DedupOutcome {
 
 impl DedupOutcome {
     /// Whether chunk `g` was removed.
+    #[cfg(test)]
     pub fn is_removed(&self, g: u64) -> bool {
         self.removed.binary_search_by_key(&g, |r| r.g).is_ok()
     }
