@@ -46,9 +46,23 @@ def main() -> None:
         t0 = time.perf_counter()
         procs = [
             subprocess.Popen(
-                [str(args.cli), "prepare", "shard", str(args.books), "--index", str(i),
-                 "--count", str(w), "--out", str(shards[i]), *enc, *params],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                [
+                    str(args.cli),
+                    "prepare",
+                    "shard",
+                    str(args.books),
+                    "--index",
+                    str(i),
+                    "--count",
+                    str(w),
+                    "--out",
+                    str(shards[i]),
+                    *enc,
+                    *params,
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
             for i in range(w)
         ]
@@ -59,8 +73,16 @@ def main() -> None:
         stage_a = time.perf_counter() - t0
         t1 = time.perf_counter()
         merge = subprocess.run(
-            [str(args.cli), "prepare", "merge", *map(str, shards), "--out", str(root / "ds"),
-             "--json", *params],
+            [
+                str(args.cli),
+                "prepare",
+                "merge",
+                *map(str, shards),
+                "--out",
+                str(root / "ds"),
+                "--json",
+                *params,
+            ],
             env=dict(os.environ, RAYON_NUM_THREADS=str(args.cores)),
             capture_output=True,
         )
