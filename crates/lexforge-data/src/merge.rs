@@ -88,12 +88,13 @@ struct BookRow<'a> {
     neighbours: Vec<NeighbourRow<'a>>,
 }
 
-/// A scratch directory beside the output, removed when dropped.
-struct Scratch(PathBuf);
+/// A hidden scratch directory `parent/.{name}.{purpose}-{pid}`, created empty and removed
+/// (with everything in it) when dropped, whether the job finished or failed.
+pub(crate) struct Scratch(pub PathBuf);
 
 impl Scratch {
-    fn new(parent: &Path, name: &str) -> Result<Self> {
-        let path = parent.join(format!(".{name}.merge-{}", std::process::id()));
+    pub fn new(parent: &Path, name: &str, purpose: &str) -> Result<Self> {
+        let path = parent.join(format!(".{name}.{purpose}-{}", std::process::id()));
         if path.exists() {
             std::fs::remove_dir_all(&path).map_err(|e| CoreError::io("remove", &path, e))?;
         }
@@ -208,7 +209,7 @@ pub fn merge_shards(
     // Dedup, then the books that can still give a positive pair.
     cancel.check()?;
     let (removed, examples, dedup_counts) = {
-        let scratch = Scratch::new(&parent, &name)?;
+        let scratch = Scratch::new(&parent, &name, "merge")?;
         let out = dedup_table(&set, &config.dedup, &scratch.0, PART_RECORDS)?;
         // From here on, 8 bytes per removed chunk.
         let examples: Vec<Removed> = out.removed.iter().take(MAX_EXAMPLES).copied().collect();

@@ -24,7 +24,7 @@
 //! also hold timings and times, which differ between runs.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::Device;
@@ -38,7 +38,7 @@ use lexforge_nn::encoder::SentenceEncoder;
 use crate::chunk::{Chunk, chunk_book};
 use crate::config::PrepareConfig;
 use crate::error::Result;
-use crate::merge::{PrepareSummary, merge_shards};
+use crate::merge::{PrepareSummary, Scratch, merge_shards};
 use crate::shard::{
     BookRecord, ChunkedCorpus, ShardPart, ShardSummary, Skipped, sort_corpus, split_dir,
     write_shard,
@@ -206,9 +206,8 @@ pub fn prepare(
     config.validate()?;
     RunDir::check_new(out)?;
     let (parent, name) = split_dir(out)?;
-    let scratch = parent.join(format!(".{name}.stage-a-{}", std::process::id()));
-    let _cleanup = RemoveOnDrop(scratch.clone());
-    let shard = scratch.join("shard");
+    let scratch = Scratch::new(&parent, &name, "stage-a")?;
+    let shard = scratch.0.join("shard");
     let a = prepare_shard(
         provider,
         encoder,
@@ -223,13 +222,4 @@ pub fn prepare(
         summary.timings.insert(k, v);
     }
     Ok(summary)
-}
-
-/// Removes a directory when dropped.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
