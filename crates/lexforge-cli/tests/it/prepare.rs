@@ -210,3 +210,37 @@ fn empty_directories_and_bad_parameters_are_refused() {
     assert!(stderr(&o).contains("overlap"), "{}", stderr(&o));
     assert!(!dir.path().join("out").exists());
 }
+
+#[test]
+fn a_shard_with_the_embedding_cache_is_the_same_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = library(dir.path());
+    let enc = encoder();
+    let cache = dir.path().join("cache");
+    let mut arrays = Vec::new();
+    for run in ["a", "b"] {
+        let out = dir.path().join(run);
+        let mut args = vec![
+            "prepare",
+            "shard",
+            root.to_str().unwrap(),
+            "--index",
+            "0",
+            "--count",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+            "--encoder",
+            enc.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ];
+        args.extend(PARAMS);
+        let o = lexforge(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        arrays.push(std::fs::read(out.join("arrays.safetensors")).unwrap());
+        // The first run filled the cache; the second read its vectors from it.
+        assert!(std::fs::read_dir(&cache).unwrap().count() > 0);
+    }
+    assert_eq!(arrays[0], arrays[1]);
+}
