@@ -451,3 +451,71 @@ fn bad_books_are_typed_errors_or_counted_skips() {
         })
     ));
 }
+
+#[test]
+fn a_book_in_two_shards_is_refused_naming_both() {
+    use lexforge_data::{BookRecord, Chunk, ChunkReport, ChunkedCorpus, Vectors};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config();
+    let book = |id: &str| {
+        let chunks: Vec<Chunk> = (0..3)
+            .map(|i| Chunk {
+                book: id.to_owned(),
+                index: i,
+                start: 0,
+                end: 10,
+                text: format!("chunk {i} of {id} with a few words in it"),
+            })
+            .collect();
+        ChunkedCorpus {
+            books: vec![BookRecord {
+                id: id.to_owned(),
+                author: None,
+                metadata: BTreeMap::new(),
+                chunks: ChunkReport {
+                    kept: 3,
+                    ..ChunkReport::default()
+                },
+                boilerplate: Default::default(),
+            }],
+            chunks,
+            skipped: Vec::new(),
+        }
+    };
+    let vectors = [0.5f32; 12];
+    let write = |corpus: &ChunkedCorpus, index: usize, name: &str| {
+        let path = dir.path().join(name);
+        lexforge_data::write_shard_with_vectors(
+            corpus,
+            Vectors {
+                data: &vectors,
+                dim: 4,
+            },
+            "test-model",
+            &cfg,
+            ShardPart { index, count: 2 },
+            &path,
+            &CancelToken::new(),
+        )
+        .unwrap();
+        path
+    };
+    // Part 1 was made from part 0's files: the same book twice.
+    let a = write(&book("x/one"), 0, "a");
+    let b = write(&book("x/one"), 1, "b");
+    let out = dir.path().join("out");
+    match merge_shards(
+        &[a.clone(), b.clone()],
+        &Device::flex(),
+        &cfg,
+        &out,
+        &NoopSink,
+        &CancelToken::new(),
+    ) {
+        Err(DataError::ShardOverlap { shard, other, book }) => {
+            assert_eq!((shard, other, book.as_str()), (b, a, "x/one"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!out.exists());
+}
