@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
+use lexforge::Seed;
 use lexforge::data::{
     BookDirectory, ChunkConfig, DataError, Decoding, PrepareConfig, ShardPart, StandardizeConfig,
     chunk_book, merge_shards, prepare, prepare_shard, read_shard, sentence_spans, standardize,
 };
 use lexforge::nn::encoder::{BertSentenceEncoder, EncoderOptions, SentenceEncoder};
-use lexforge::{DeviceSpec, Seed};
 use pyo3::prelude::*;
 
 use crate::encoder::PySentenceEncoder;
@@ -135,10 +135,7 @@ fn data_prepare(
 ) -> PyResult<(String, bool)> {
     let config: PrepareConfig = parse(py, config_json, "config")?;
     let decoding = self::decoding(py, decoding)?;
-    let device = device
-        .parse::<DeviceSpec>()
-        .and_then(|d| d.resolve())
-        .map_err(|e| to_py(py, e))?;
+    let device = crate::jobs::resolve(py, device, None)?;
     let encoder = EncoderArg::from_py(encoder, max_seq_length)?;
     drive::<_, DataError>(
         py,
@@ -182,10 +179,7 @@ fn data_prepare_shard(
 ) -> PyResult<(String, bool)> {
     let config: PrepareConfig = parse(py, config_json, "config")?;
     let decoding = self::decoding(py, decoding)?;
-    let device = device
-        .parse::<DeviceSpec>()
-        .and_then(|d| d.resolve())
-        .map_err(|e| to_py(py, e))?;
+    let device = crate::jobs::resolve(py, device, None)?;
     let encoder = EncoderArg::from_py(encoder, max_seq_length)?;
     drive::<_, DataError>(
         py,
@@ -228,10 +222,7 @@ fn data_merge_shards(
     callback: Option<Py<PyAny>>,
 ) -> PyResult<(String, bool)> {
     let config: PrepareConfig = parse(py, config_json, "config")?;
-    let device = device
-        .parse::<DeviceSpec>()
-        .and_then(|d| d.resolve())
-        .map_err(|e| to_py(py, e))?;
+    let device = crate::jobs::resolve(py, device, None)?;
     drive::<_, DataError>(
         py,
         callback,

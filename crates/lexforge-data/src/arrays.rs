@@ -154,9 +154,7 @@ impl ArrayFile {
     pub fn read_f32(&self, name: &str, row: u64, out: &mut [f32]) -> Result<()> {
         let mut buf = vec![0u8; out.len() * 4];
         self.read_rows(name, row, &mut buf)?;
-        for (o, b) in out.iter_mut().zip(buf.chunks_exact(4)) {
-            *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
+        decode_f32(&buf, out);
         Ok(())
     }
 
@@ -164,9 +162,7 @@ impl ArrayFile {
     pub fn read_u32(&self, name: &str, row: u64, out: &mut [u32]) -> Result<()> {
         let mut buf = vec![0u8; out.len() * 4];
         self.read_rows(name, row, &mut buf)?;
-        for (o, b) in out.iter_mut().zip(buf.chunks_exact(4)) {
-            *o = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        }
+        decode_u32(&buf, out);
         Ok(())
     }
 

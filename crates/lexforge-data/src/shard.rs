@@ -520,14 +520,13 @@ impl OpenShard {
     /// The chunk whose `chunks.jsonl` line starts at byte `offset` and is `len` bytes long
     /// (a positioned read).
     pub fn chunk_at(&self, offset: u64, len: u32) -> Result<Chunk> {
-        let path = self.path.join("chunks.jsonl");
         let mut buf = vec![0u8; len as usize];
         self.chunks_file
             .read_exact_at(&mut buf, offset)
-            .map_err(|e| CoreError::io("read", &path, e))?;
+            .map_err(|e| CoreError::io("read", self.path.join("chunks.jsonl"), e))?;
         serde_json::from_slice(&buf).map_err(|e| {
             DataError::Core(CoreError::CorpusRecord {
-                path,
+                path: self.path.join("chunks.jsonl"),
                 line: 0,
                 reason: format!("the chunk at byte {offset}: {e}"),
             })
